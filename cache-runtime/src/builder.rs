@@ -1,0 +1,148 @@
+//! Start-up configuration of a [`Cache`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+use std::time::Duration;
+
+use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
+use crate::flight::Flights;
+use crate::memory::{MemoryTier, WeighFn};
+use crate::stats::Counters;
+use crate::tags::TagRegistry;
+use crate::{Error, Policy, Result};
+
+/// Configures a [`Cache`]; made by [`Cache::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::{Cache, Policy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), cache_runtime::Error> {
+/// let cache = Cache::builder()
+///     .namespace("myapp")
+///     .default_ttl(Duration::from_secs(300))
+///     .memory(10_000)
+///     .profile("user-profile", Policy::ttl(Duration::from_secs(1800)))
+///     .build()
+///     .await?;
+/// # let _ = cache;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub struct CacheBuilder {
+    namespace: String,
+    default_ttl: Duration,
+    memory: Option<usize>,
+    weigher: Option<Arc<WeighFn>>,
+    profiles: HashMap<String, Policy>,
+    defaults: Policy,
+}
+
+impl CacheBuilder {
+    pub(crate) fn new() -> Self {
+        Self {
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            default_ttl: DEFAULT_TTL,
+            memory: None,
+            weigher: None,
+            profiles: HashMap::new(),
+            defaults: Policy::new(),
+        }
+    }
+
+    /// The prefix of every key (`{namespace}:{key}`); default `"cache"`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// How long values are fresh when the function and its profile do not say;
+    /// default 5 minutes.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// Default stale, fail-safe and refresh-ahead options for every function
+    /// (their TTL is taken from [`default_ttl`](Self::default_ttl)).
+    pub fn defaults(mut self, policy: Policy) -> Self {
+        self.defaults = policy;
+        self
+    }
+
+    /// A memory tier of at most `capacity` entries.
+    pub fn memory(mut self, capacity: usize) -> Self {
+        self.memory = Some(capacity);
+        self
+    }
+
+    /// A memory tier bounded by total weight instead of entry count: `weigh`
+    /// gives each value's weight (e.g. its size in bytes; at least 1 is used).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory_weighted(64 * 1024 * 1024, |value| {
+    ///         value.downcast_ref::<String>().map_or(64, |s| s.len() as u64)
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn memory_weighted<F>(mut self, max_weight: usize, weigh: F) -> Self
+    where
+        F: Fn(&dyn Any) -> u64 + Send + Sync + 'static,
+    {
+        self.memory = Some(max_weight);
+        self.weigher = Some(Arc::new(weigh));
+        self
+    }
+
+    /// Registers a named policy for `#[cached(profile = "name")]`.
+    pub fn profile(mut self, name: impl Into<String>, policy: Policy) -> Self {
+        self.profiles.insert(name.into(), policy);
+        self
+    }
+
+    /// Builds the cache.
+    pub async fn build(self) -> Result<Cache> {
+        if self.memory.is_none() {
+            return Err(Error::Config(
+                "no storage tier: call .memory(capacity) on the builder".into(),
+            ));
+        }
+        if self.namespace.contains(['*', '?', '[', ']']) {
+            return Err(Error::Config(format!(
+                "namespace `{}` contains a glob character (* ? [ ])",
+                self.namespace
+            )));
+        }
+        Ok(self.build_now())
+    }
+
+    pub(crate) fn build_now(self) -> Cache {
+        let counters = Arc::new(Counters::default());
+        let capacity = self.memory.unwrap_or(10_000);
+        Cache {
+            inner: Arc::new(Inner {
+                id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+                namespace: self.namespace,
+                defaults: self.defaults.with_ttl(self.default_ttl),
+                profiles: self.profiles,
+                memory: MemoryTier::new(capacity, self.weigher, counters.clone()),
+                tags: TagRegistry::new(),
+                flights: Flights::new(),
+                counters,
+            }),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The error type of the runtime's fallible operations.
+
+/// What went wrong in a cache operation that reports errors.
+///
+/// The `#[cached]` path never returns these to the caller: a fault of the cache
+/// makes the function run uncached, and the fault is counted in [`crate::Stats`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// [`crate::install`] was called after a cache had already been installed.
+    #[error("a global cache is already installed; call cache_runtime::install once, at start-up")]
+    AlreadyInstalled,
+    /// A `profile = ".."` names no policy registered with [`crate::CacheBuilder::profile`].
+    #[error("unknown cache profile `{0}`; register it with Cache::builder().profile(\"{0}\", Policy::ttl(..))")]
+    UnknownProfile(String),
+    /// The builder's settings contradict each other or are missing.
+    #[error("invalid cache configuration: {0}")]
+    Config(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

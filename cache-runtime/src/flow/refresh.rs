@@ -1,0 +1,113 @@
+//! Background refreshes (stale-while-revalidate, refresh-ahead). The refresh
+//! owns everything it uses, so it outlives the call that started it; it holds
+//! the key's flight, so a key has at most one refresh (or load) at a time.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+
+use super::plan::Plan;
+use super::store::store;
+use crate::flight::LeadGuard;
+use crate::key::Key;
+use crate::memory::Entry;
+use crate::outcome::ReturnKind;
+use crate::Cache;
+
+/// A background refresh to start with the function's owned future. Boxed, to
+/// keep `Step` small.
+pub struct Refresher {
+    state: Box<RefreshState>,
+}
+
+struct RefreshState {
+    cache: Cache,
+    key: Key,
+    plan: Plan,
+    guard: LeadGuard,
+    /// The entry being refreshed, for its tags.
+    entry: Option<Arc<Entry>>,
+}
+
+impl Refresher {
+    pub(crate) fn new(
+        cache: &Cache,
+        key: Key,
+        plan: Plan,
+        guard: LeadGuard,
+        entry: Option<Arc<Entry>>,
+    ) -> Self {
+        Self {
+            state: Box::new(RefreshState {
+                cache: cache.clone(),
+                key,
+                plan,
+                guard,
+                entry,
+            }),
+        }
+    }
+
+    /// Spawns the refresh on the current tokio runtime. Without one, nothing
+    /// runs (the stale value was still served) and the fault is counted.
+    pub fn spawn<M, R, F>(self, load: F)
+    where
+        M: ReturnKind<R> + 'static,
+        F: Future<Output = R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let state = *self.state;
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            state.cache.inner.counters.store_errors.incr();
+            tracing::warn!("no tokio runtime to refresh a cache entry in the background");
+            return;
+        };
+        state.cache.inner.counters.refreshes.incr();
+        handle.spawn(state.run::<M, R, F>(load));
+    }
+}
+
+impl RefreshState {
+    async fn run<M: ReturnKind<R>, R, F: Future<Output = R>>(self, load: F) {
+        let inner = &self.cache.inner;
+        let snapshot = match &self.entry {
+            Some(entry) => entry.tags.renewed(),
+            None => match inner.memory.get(&self.key.repr) {
+                Some(entry) => entry.tags.renewed(),
+                None => Default::default(),
+            },
+        };
+        inner.counters.loads.incr();
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(load).catch_unwind().await;
+        let load_millis = started.elapsed().as_millis() as u64;
+        match outcome.map(M::split) {
+            Ok(Ok(value)) => {
+                let shared: Arc<dyn Any + Send + Sync> = Arc::new(value);
+                let storable = shared
+                    .downcast_ref::<M::Value>()
+                    .is_some_and(|v| M::storable(v, self.plan.cache_none));
+                if storable {
+                    store(
+                        &self.cache,
+                        &self.key.repr,
+                        shared.clone(),
+                        &self.plan,
+                        snapshot,
+                        load_millis,
+                    );
+                }
+                self.guard.complete(Some(shared));
+            }
+            Ok(Err(_)) | Err(_) => {
+                // The stale value stays; the next stale hit tries again.
+                inner.counters.load_errors.incr();
+                tracing::warn!(key = %self.key.full(&inner.namespace), "background cache refresh failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A load led by the caller: runs the function, stores its value, shares it with
+//! the waiters, or answers a failure from fail-safe.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::{resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+
+use super::plan::Plan;
+use super::store::store;
+use super::Kind;
+use crate::flight::LeadGuard;
+use crate::key::Key;
+use crate::outcome::ReturnKind;
+use crate::Cache;
+
+/// The caller's turn to run the function. Boxed: it exists only on a miss, and
+/// a pointer keeps `Step` (moved on every hit) small.
+pub struct Ticket<M, R> {
+    state: Box<TicketState>,
+    _kind: Kind<M, R>,
+}
+
+struct TicketState {
+    cache: Cache,
+    /// `None` when the call runs uncached (invalid key, unknown profile).
+    key: Option<Key>,
+    plan: Option<Plan>,
+    guard: Option<LeadGuard>,
+    fail_safe: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl<M: ReturnKind<R>, R> Ticket<M, R> {
+    pub(crate) fn new(
+        cache: &Cache,
+        key: Key,
+        plan: Plan,
+        guard: Option<LeadGuard>,
+        fail_safe: Option<Arc<dyn Any + Send + Sync>>,
+    ) -> Self {
+        Self {
+            state: Box::new(TicketState {
+                cache: cache.clone(),
+                key: Some(key),
+                plan: Some(plan),
+                guard,
+                fail_safe,
+            }),
+            _kind: Default::default(),
+        }
+    }
+
+    pub(crate) fn uncached(cache: &Cache) -> Self {
+        Self {
+            state: Box::new(TicketState {
+                cache: cache.clone(),
+                key: None,
+                plan: None,
+                guard: None,
+                fail_safe: None,
+            }),
+            _kind: Default::default(),
+        }
+    }
+
+    /// Runs `load` (the function's body) and returns its result, caching it as
+    /// the return kind allows. `tags` are the entry's rendered tags.
+    ///
+    /// The load (with the body's future) is boxed here, on the miss path, so
+    /// that it does not enlarge the caller's future, which is moved on every hit.
+    pub fn load<F: Future<Output = R>>(
+        self,
+        tags: Vec<String>,
+        load: F,
+    ) -> Pin<Box<impl Future<Output = R>>> {
+        Box::pin(Self::run(*self.state, tags, load))
+    }
+
+    async fn run<F: Future<Output = R>>(this: TicketState, tags: Vec<String>, load: F) -> R {
+        let TicketState {
+            cache,
+            key,
+            plan,
+            guard,
+            fail_safe,
+        } = this;
+        let (Some(key), Some(plan)) = (key, plan) else {
+            return load.await;
+        };
+        let inner = &cache.inner;
+        // Versions are taken before the function runs: an invalidation while it
+        // runs makes the stored entry born invalid.
+        let snapshot = inner.tags.snapshot(&tags);
+        inner.counters.loads.incr();
+        let started = Instant::now();
+        let outcome = AssertUnwindSafe(load).catch_unwind().await;
+        let load_millis = started.elapsed().as_millis() as u64;
+        let failure = match outcome {
+            Ok(r) => match M::split(r) {
+                Ok(value) => {
+                    let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+                    if M::storable(&value, plan.cache_none) {
+                        store(
+                            &cache,
+                            &key.repr,
+                            shared.clone(),
+                            &plan,
+                            snapshot,
+                            load_millis,
+                        );
+                    }
+                    if let Some(guard) = guard {
+                        guard.complete(Some(shared));
+                    }
+                    return M::join(value);
+                }
+                Err(r) => Ok(r),
+            },
+            Err(panic) => Err(panic),
+        };
+        inner.counters.load_errors.incr();
+        if let Some(old) = fail_safe {
+            if let Some(value) = old.downcast_ref::<M::Value>() {
+                inner.counters.fail_safe_serves.incr();
+                tracing::warn!(
+                    key = %key.full(&inner.namespace),
+                    panicked = failure.is_err(),
+                    "cache load failed; serving the expired value (fail-safe)"
+                );
+                let value = value.clone();
+                if let Some(guard) = guard {
+                    guard.complete(Some(old));
+                }
+                return M::join(value);
+            }
+        }
+        // Dropping the guard releases the waiters: one of them leads next.
+        drop(guard);
+        match failure {
+            Ok(r) => r,
+            Err(panic) => resume_unwind(panic),
+        }
+    }
+}

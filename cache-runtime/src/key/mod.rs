@@ -1,0 +1,164 @@
+//! Cache keys: a rendered template, or a function's identity plus a stable hash
+//! of its arguments. In the memory tier a hashed key is kept as its 128-bit hash
+//! (no string is built on a hit); the readable string form
+//! `{namespace}:{name}:{hash}` or `{namespace}:{template}` is made only when
+//! needed (remote tier, listings, logs).
+
+mod canonical;
+mod hasher;
+mod template;
+
+pub use hasher::KeyHasher;
+pub use template::Template;
+
+use std::fmt::Write;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use crate::private::Site;
+
+/// Keys longer than this are shortened with a hash, keeping a readable prefix.
+pub(crate) const MAX_KEY_LEN: usize = 250;
+const KEPT_PREFIX: usize = 200;
+
+/// The key of one entry, within a cache's namespace.
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub(crate) repr: Repr,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Repr {
+    /// Default key: the function's identity and the hash of its arguments.
+    Hashed { site: &'static Site, hash: u128 },
+    /// A rendered template or a key given to the manual API.
+    Text(Arc<str>),
+    /// The arguments could not be encoded; the call runs uncached.
+    Invalid,
+}
+
+impl Key {
+    pub(crate) fn text(version: Option<u64>, text: String) -> Key {
+        let text = match version {
+            Some(v) => format!("v{v}:{text}"),
+            None => text,
+        };
+        Key {
+            repr: Repr::Text(text.into()),
+        }
+    }
+
+    /// A key given by the user to the manual API.
+    pub(crate) fn manual(text: &str) -> Key {
+        Key {
+            repr: Repr::Text(text.into()),
+        }
+    }
+
+    pub(crate) fn is_valid(&self) -> bool {
+        !matches!(self.repr, Repr::Invalid)
+    }
+
+    /// The readable key as a store sees it: `{namespace}:{..}`, at most
+    /// [`MAX_KEY_LEN`] bytes.
+    pub(crate) fn full(&self, namespace: &str) -> String {
+        let mut out = String::with_capacity(namespace.len() + 64);
+        if !namespace.is_empty() {
+            out.push_str(namespace);
+            out.push(':');
+        }
+        match &self.repr {
+            Repr::Hashed { site, hash } => {
+                out.push_str(site.name);
+                if let Some(v) = site.version {
+                    let _ = write!(out, ":v{v}");
+                }
+                let _ = write!(out, ":{hash:032x}");
+            }
+            Repr::Text(text) => out.push_str(text),
+            Repr::Invalid => out.push_str("<invalid>"),
+        }
+        shorten(out)
+    }
+}
+
+/// Keeps a key of at most [`MAX_KEY_LEN`] bytes: a longer one keeps its first
+/// bytes (cut at a character boundary) and ends in `~` and the hash of the whole.
+pub(crate) fn shorten(key: String) -> String {
+    if key.len() <= MAX_KEY_LEN {
+        return key;
+    }
+    let mut cut = KEPT_PREFIX;
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+    format!("{}~{hash:032x}", &key[..cut])
+}
+
+impl PartialEq for Repr {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Repr::Hashed { site: a, hash: x }, Repr::Hashed { site: b, hash: y }) => {
+                x == y && (std::ptr::eq(*a, *b) || (a.name == b.name && a.version == b.version))
+            }
+            (Repr::Text(a), Repr::Text(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Repr {}
+
+impl Hash for Repr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            // The 128-bit hash already covers the arguments; its low half is enough
+            // to spread entries over the map.
+            Repr::Hashed { hash, .. } => state.write_u64(*hash as u64),
+            Repr::Text(text) => text.hash(state),
+            Repr::Invalid => state.write_u8(0),
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.repr == other.repr
+    }
+}
+
+impl Eq for Key {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.repr.hash(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_are_kept() {
+        assert_eq!(shorten("ns:user:7".into()), "ns:user:7");
+    }
+
+    #[test]
+    fn long_keys_are_shortened_with_readable_prefix() {
+        let long = format!("ns:{}", "é".repeat(200));
+        let short = shorten(long.clone());
+        assert!(short.len() <= MAX_KEY_LEN, "{}", short.len());
+        assert!(short.starts_with("ns:éé"));
+        let other = shorten(format!("{long}x"));
+        assert_ne!(short, other);
+    }
+
+    #[test]
+    fn versions_prefix_template_keys() {
+        let k = Key::text(Some(3), "user:7".into());
+        assert_eq!(k.full("app"), "app:v3:user:7");
+        assert_eq!(Key::text(None, "user:7".into()).full("app"), "app:user:7");
+    }
+}

@@ -1,0 +1,134 @@
+//! Rendering of `key = ".."` and `tags = [..]` templates with escaped values.
+//!
+//! A value's `Display` output is percent-encoded wherever it contains `%` or a
+//! character that occurs in the template's literal text. Since placeholders are
+//! always separated by literal text (the macro enforces it), every value ends
+//! exactly where the next literal begins, so different arguments never render
+//! the same string: `"{a}:{b}"` with `("a:b", "c")` gives `a%3Ab:c`, with
+//! `("a", "b:c")` gives `a:b%3Ac`.
+
+use std::fmt::{self, Write};
+
+use super::Key;
+use crate::private::Site;
+
+/// A template being rendered; built by generated code.
+pub struct Template {
+    out: String,
+    escape: &'static str,
+}
+
+impl Template {
+    /// Starts a rendering; `escape` lists the characters of the template's literals.
+    #[inline]
+    pub fn new(escape: &'static str) -> Self {
+        Self {
+            out: String::with_capacity(48),
+            escape,
+        }
+    }
+
+    /// Appends literal template text as it is.
+    #[inline]
+    pub fn lit(&mut self, text: &str) {
+        self.out.push_str(text);
+    }
+
+    /// Appends a placeholder's value, escaped.
+    #[inline]
+    pub fn value<T: fmt::Display + ?Sized>(&mut self, value: &T) {
+        let mut w = Escaper {
+            out: &mut self.out,
+            escape: self.escape,
+        };
+        // Writing into a String only fails if the Display impl itself fails;
+        // then the partial text stays, which still renders deterministically.
+        let _ = write!(w, "{value}");
+    }
+
+    /// The rendered text as a key of `site`.
+    pub fn key(self, site: &'static Site) -> Key {
+        Key::text(site.version, self.out)
+    }
+
+    /// The rendered text as a tag.
+    pub fn tag(self) -> String {
+        self.out
+    }
+}
+
+struct Escaper<'a> {
+    out: &'a mut String,
+    escape: &'static str,
+}
+
+impl Escaper<'_> {
+    #[inline]
+    fn needs_escape(&self, c: char) -> bool {
+        c == '%' || self.escape.contains(c)
+    }
+}
+
+impl Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(pos) = rest.find(|c| self.needs_escape(c)) {
+            self.out.push_str(&rest[..pos]);
+            let c = rest[pos..].chars().next().unwrap_or('%');
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                let _ = write!(self.out, "%{byte:02X}");
+            }
+            rest = &rest[pos + c.len_utf8()..];
+        }
+        self.out.push_str(rest);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(escape: &'static str, parts: &[Result<&str, &str>]) -> String {
+        let mut t = Template::new(escape);
+        for p in parts {
+            match p {
+                Ok(lit) => t.lit(lit),
+                Err(value) => t.value(value),
+            }
+        }
+        t.tag()
+    }
+
+    #[test]
+    fn separators_inside_values_are_escaped() {
+        let a = render(":", &[Err("a:b"), Ok(":"), Err("c")]);
+        let b = render(":", &[Err("a"), Ok(":"), Err("b:c")]);
+        assert_eq!(a, "a%3Ab:c");
+        assert_eq!(b, "a:b%3Ac");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn percent_is_always_escaped() {
+        assert_eq!(render("", &[Err("100%")]), "100%25");
+        assert_ne!(
+            render(":", &[Err("%3A"), Ok(":"), Err("x")]),
+            render(":", &[Err(":"), Ok(":"), Err("x")])
+        );
+    }
+
+    #[test]
+    fn multibyte_escapes_every_byte() {
+        assert_eq!(render("é", &[Ok("é"), Err("aéb")]), "éa%C3%A9b");
+    }
+
+    #[test]
+    fn plain_values_are_untouched() {
+        let mut t = Template::new(":");
+        t.lit("user:");
+        t.value(&42u64);
+        assert_eq!(t.tag(), "user:42");
+    }
+}

@@ -1,0 +1,70 @@
+//! Method caching for async Rust.
+//!
+//! Put `#[cached]` on an `async fn` and its results are kept in a [`Cache`]:
+//! fresh values are served from memory, stale ones while one background refresh
+//! runs, expired ones when the function fails (fail-safe); concurrent misses run
+//! the function once; tags invalidate groups of entries in O(1).
+//!
+//! ```
+//! use cache_runtime::{cached, invalidate};
+//!
+//! #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! struct User { id: u64, name: String }
+//!
+//! #[cached(ttl = "10m", stale = "1m", key = "user:{id}", tags = ["user:{id}", "users"])]
+//! async fn get_user(id: u64) -> Result<User, String> {
+//!     Ok(User { id, name: format!("user {id}") })
+//! }
+//!
+//! #[invalidate(tags = ["user:{id}"])]
+//! async fn rename_user(id: u64, name: String) -> Result<(), String> {
+//!     let _ = name;
+//!     Ok(())
+//! }
+//!
+//! # #[tokio::main]
+//! # async fn main() {
+//! let user = get_user(7).await.unwrap();      // runs the function
+//! let again = get_user(7).await.unwrap();     // served from the cache
+//! assert_eq!(user.name, again.name);
+//! rename_user(7, "x".into()).await.unwrap();  // the next get_user(7) runs again
+//! # }
+//! ```
+//!
+//! See the README for every argument of `#[cached]`, the key format and the
+//! guarantees.
+
+#![warn(missing_docs)]
+
+mod builder;
+mod cache;
+mod clock;
+mod error;
+mod flight;
+mod flow;
+mod global;
+mod key;
+mod manual;
+mod memory;
+mod outcome;
+mod owned;
+mod policy;
+mod stats;
+mod tags;
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by the code the macros generate; not public API.
+    pub use crate::private::*;
+}
+mod private;
+
+pub use builder::CacheBuilder;
+pub use cache::Cache;
+pub use cache_macros::{cached, invalidate};
+pub use error::{Error, Result};
+pub use global::{global, install, DEFAULT_CAPACITY};
+pub use memory::WeighFn;
+pub use outcome::Storable;
+pub use policy::Policy;
+pub use stats::Stats;

@@ -1,0 +1,253 @@
+//! The manual API: get, set, delete and get-or-load by key, and their batch
+//! forms. Keys are the same as `#[cached(key = "..")]` templates render, so a
+//! function and the manual API see the same entries.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::clock::now_millis;
+use crate::flight::{Join, LeadGuard};
+use crate::flow::plan::Plan;
+use crate::flow::{begin_with, Step};
+use crate::key::Key;
+use crate::outcome::{AsResult, Storable};
+use crate::{Cache, Policy, Result};
+
+impl Cache {
+    /// The fresh value under `key`, if any (and if it is of type `T`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::memory(100);
+    /// assert_eq!(cache.get::<u32>("n").await?, None);
+    /// cache.set("n", 1u32).await?;
+    /// assert_eq!(cache.get::<u32>("n").await?, Some(1));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get<T: Storable>(&self, key: &str) -> Result<Option<T>> {
+        Ok(self.get_now(&Key::manual(key)))
+    }
+
+    fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
+        let inner = &self.inner;
+        let value = inner.memory.get(&key.repr).and_then(|entry| {
+            let fresh = now_millis() < entry.fresh_until && entry.tags.is_current();
+            match entry.value.downcast_ref::<T>() {
+                Some(v) if fresh => Some(v.clone()),
+                Some(_) => None,
+                None => {
+                    inner.counters.decode_errors.incr();
+                    None
+                }
+            }
+        });
+        match value {
+            Some(_) => inner.counters.hits.incr(),
+            None => inner.counters.misses.incr(),
+        }
+        value
+    }
+
+    /// Stores `value` under `key` with the cache's default TTL.
+    pub async fn set<T: Storable>(&self, key: &str, value: T) -> Result<()> {
+        self.set_with(key, value, &Policy::new(), std::iter::empty::<&str>())
+            .await
+    }
+
+    /// Stores `value` under `key` with `policy` (unset options take the cache's
+    /// defaults) and `tags`.
+    pub async fn set_with<T, I, S>(
+        &self,
+        key: &str,
+        value: T,
+        policy: &Policy,
+        tags: I,
+    ) -> Result<()>
+    where
+        T: Storable,
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let tags: Vec<S> = tags.into_iter().collect();
+        let snapshot = self.inner.tags.snapshot(&tags);
+        let plan = Plan::from_policy(policy, self, true);
+        crate::flow::store_value(
+            self,
+            &Key::manual(key).repr,
+            Arc::new(value),
+            &plan,
+            snapshot,
+            0,
+        );
+        Ok(())
+    }
+
+    /// Removes the entry under `key`; whether there was one.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        Ok(self.inner.memory.remove(&Key::manual(key).repr))
+    }
+
+    /// The value under `key`, or the one `load` returns, stored with `policy` and
+    /// `tags`. Concurrent calls for one key run `load` once; an `Err` is returned
+    /// and not stored; `fail_safe` in `policy` serves an expired value when
+    /// `load` fails.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use cache_runtime::{Cache, Policy};
+    /// let cache = Cache::memory(100);
+    /// let v: Result<u32, String> = cache
+    ///     .get_or_load("answer", &Policy::new(), ["numbers"], || async { Ok(42) })
+    ///     .await;
+    /// assert_eq!(v, Ok(42));
+    /// # }
+    /// ```
+    pub async fn get_or_load<T, E, I, S, F, Fut>(
+        &self,
+        key: &str,
+        policy: &Policy,
+        tags: I,
+        load: F,
+    ) -> std::result::Result<T, E>
+    where
+        T: Storable,
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let plan = Plan::from_policy(policy, self, false);
+        match begin_with::<AsResult, std::result::Result<T, E>>(self, plan, Key::manual(key)).await
+        {
+            Step::Hit(r) | Step::Refresh(r, _) => r,
+            Step::Load(ticket) => {
+                let tags = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
+                ticket.load(tags, load()).await
+            }
+        }
+    }
+
+    /// The fresh values under `keys`, in order.
+    pub async fn get_many<T: Storable, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
+        Ok(keys
+            .iter()
+            .map(|k| self.get_now(&Key::manual(k.as_ref())))
+            .collect())
+    }
+
+    /// Stores every `(key, value)` with `policy`.
+    pub async fn set_many<T, K, I>(&self, items: I, policy: &Policy) -> Result<()>
+    where
+        T: Storable,
+        K: AsRef<str>,
+        I: IntoIterator<Item = (K, T)>,
+    {
+        let plan = Plan::from_policy(policy, self, true);
+        for (key, value) in items {
+            let repr = Key::manual(key.as_ref()).repr;
+            crate::flow::store_value(self, &repr, Arc::new(value), &plan, Default::default(), 0);
+        }
+        Ok(())
+    }
+
+    /// The values under `keys`, in order; `load` is called once with only the
+    /// keys that are missing and not already being loaded by a concurrent call
+    /// (those are waited for). Keys `load` leaves out are `None` and not stored.
+    /// An `Err` from `load` is returned and nothing is stored.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::collections::HashMap;
+    /// use cache_runtime::{Cache, Policy};
+    /// let cache = Cache::memory(100);
+    /// cache.set("a", 1u32).await.unwrap();
+    /// let got = cache
+    ///     .get_many_or_load(&["a", "b"], &Policy::new(), |missing: Vec<String>| async move {
+    ///         assert_eq!(missing, vec!["b".to_string()]);
+    ///         Ok::<_, String>(HashMap::from([("b".to_string(), 2u32)]))
+    ///     })
+    ///     .await;
+    /// assert_eq!(got, Ok(vec![Some(1), Some(2)]));
+    /// # }
+    /// ```
+    pub async fn get_many_or_load<T, E, K, F, Fut>(
+        &self,
+        keys: &[K],
+        policy: &Policy,
+        load: F,
+    ) -> std::result::Result<Vec<Option<T>>, E>
+    where
+        T: Storable,
+        K: AsRef<str>,
+        F: FnOnce(Vec<String>) -> Fut,
+        Fut: Future<Output = std::result::Result<HashMap<String, T>, E>>,
+    {
+        let inner = &self.inner;
+        let plan = Plan::from_policy(policy, self, false);
+        let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut led: Vec<(usize, LeadGuard)> = Vec::new();
+        let mut waiting = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let key = Key::manual(key.as_ref());
+            if let Some(v) = self.get_now::<T>(&key) {
+                out.push(Some(v));
+                continue;
+            }
+            out.push(None);
+            match inner.flights.join(&key.repr) {
+                Join::Lead(guard) => led.push((i, guard)),
+                Join::Wait(flight) => waiting.push((i, flight)),
+            }
+        }
+        if !led.is_empty() {
+            let missing: Vec<String> = led
+                .iter()
+                .map(|(i, _)| keys[*i].as_ref().to_string())
+                .collect();
+            inner.counters.loads.incr();
+            let mut loaded = match load(missing).await {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    inner.counters.load_errors.incr();
+                    return Err(e);
+                }
+            };
+            for (i, guard) in led {
+                let name = keys[i].as_ref();
+                match loaded.remove(name) {
+                    Some(value) => {
+                        let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+                        let repr = Key::manual(name).repr;
+                        crate::flow::store_value(
+                            self,
+                            &repr,
+                            shared.clone(),
+                            &plan,
+                            Default::default(),
+                            0,
+                        );
+                        guard.complete(Some(shared));
+                        out[i] = Some(value);
+                    }
+                    None => guard.complete(None),
+                }
+            }
+        }
+        for (i, flight) in waiting {
+            inner.counters.coalesced.incr();
+            let shared = flight.wait().await;
+            out[i] = match shared.as_ref().and_then(|s| s.downcast_ref::<T>()) {
+                Some(v) => Some(v.clone()),
+                // The other load failed or did not have this key: read what is stored.
+                None => self.get_now::<T>(&Key::manual(keys[i].as_ref())),
+            };
+        }
+        Ok(out)
+    }
+}

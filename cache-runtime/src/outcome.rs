@@ -1,0 +1,81 @@
+//! How a function's return type maps onto what is stored: `Result` stores only
+//! `Ok`, `Option` stores `Some` (and `None` unless `cache_none = false`), any
+//! other type is stored as it is. The macro picks the kind from the return type.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a stored value must be.
+pub trait Storable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Storable for T {}
+
+/// Splits a return value of type `R` into the value to share and store, or a
+/// failure returned as it is.
+pub trait ReturnKind<R> {
+    /// The value kept in the cache.
+    type Value: Storable;
+    /// `Ok(value)` on success; `Err(r)` for a failure (never stored).
+    fn split(r: R) -> Result<Self::Value, R>;
+    /// The return value for a cached value.
+    fn join(v: Self::Value) -> R;
+    /// Whether a successful value is stored.
+    fn storable(_v: &Self::Value, _cache_none: bool) -> bool {
+        true
+    }
+    /// Whether `r` is a success (for `#[invalidate]`).
+    fn succeeded(_r: &R) -> bool {
+        true
+    }
+}
+
+/// Return types other than `Result` and `Option`: always stored.
+pub struct AsPlain;
+/// `Option<T>`: `Some` stored; `None` stored unless `cache_none = false`.
+pub struct AsOption;
+/// `Result<T, E>`: only `Ok` stored.
+pub struct AsResult;
+
+impl<T: Storable> ReturnKind<T> for AsPlain {
+    type Value = T;
+    #[inline]
+    fn split(r: T) -> Result<T, T> {
+        Ok(r)
+    }
+    #[inline]
+    fn join(v: T) -> T {
+        v
+    }
+}
+
+impl<T: Storable> ReturnKind<Option<T>> for AsOption {
+    type Value = Option<T>;
+    #[inline]
+    fn split(r: Option<T>) -> Result<Option<T>, Option<T>> {
+        Ok(r)
+    }
+    #[inline]
+    fn join(v: Option<T>) -> Option<T> {
+        v
+    }
+    fn storable(v: &Option<T>, cache_none: bool) -> bool {
+        cache_none || v.is_some()
+    }
+}
+
+impl<T: Storable, E> ReturnKind<Result<T, E>> for AsResult {
+    type Value = T;
+    #[inline]
+    fn split(r: Result<T, E>) -> Result<T, Result<T, E>> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(Err(e)),
+        }
+    }
+    #[inline]
+    fn join(v: T) -> Result<T, E> {
+        Ok(v)
+    }
+    fn succeeded(r: &Result<T, E>) -> bool {
+        r.is_ok()
+    }
+}

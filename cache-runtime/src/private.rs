@@ -1,0 +1,166 @@
+//! The surface the macros generate code against. Not public API: names here may
+//! change in any release. Generated code refers only to `::cache_runtime::__private`.
+//!
+//! Shape of the code `#[cached]` generates (see `cache-macros`):
+//! ```text
+//! static __SITE: Site = Site { name: .., ttl: .., ..Site::DEFAULT };
+//! let __cache: &Cache = global();             // or cache_ref(&(expr)) (cloned)
+//! let __key: Key = { KeyHasher / Template .. };
+//! match begin::<AsResult, R>(__cache, &__SITE, __key).await {
+//!     Step::Hit(r) => r,
+//!     Step::Refresh(r, refresher) => { refresher.spawn::<AsResult, R, _>(owned_future); r }
+//!     Step::Load(ticket) => ticket.load(tags_vec, output::<R, _>(async move { body })).await,
+//! }
+//! ```
+
+use std::borrow::Borrow;
+use std::future::Future;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::Duration;
+
+use crate::flow::plan::Plan;
+
+pub use crate::flow::{begin, invalidate_after, Begin, Refresher, Step, Ticket};
+pub use crate::key::{Key, KeyHasher, Template};
+pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
+pub use crate::owned::{owned_arg, OwnedArg};
+use crate::Cache;
+
+/// Stampede protection asked for on the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// `"distributed"` where the cache has a remote tier, else `"local"`.
+    Default,
+    /// One load per key per process.
+    Local,
+    /// One load per key across processes sharing the remote tier.
+    Distributed,
+    /// No coalescing: every miss runs the function.
+    None,
+}
+
+/// What `#[cached(...)]` said about one function, fixed at compile time.
+#[derive(Debug)]
+pub struct Site {
+    /// The function's identity in default keys (`name = ".."` or `module::fn`).
+    pub name: &'static str,
+    /// `version = N`.
+    pub version: Option<u64>,
+    /// `ttl`.
+    pub ttl: Option<Duration>,
+    /// `stale`.
+    pub stale: Option<Duration>,
+    /// `fail_safe`.
+    pub fail_safe: Option<Duration>,
+    /// `refresh_ahead` (XFetch beta).
+    pub refresh_ahead: Option<f64>,
+    /// `profile = ".."`.
+    pub profile: Option<&'static str>,
+    /// `lock = ".."`.
+    pub lock: LockMode,
+    /// `cache_none`.
+    pub cache_none: bool,
+    /// Whether the generated code can build a background refresh (owned inputs).
+    pub refreshable: bool,
+    /// The resolved options for the last cache used, so hits skip resolving them.
+    pub plan: PlanCache,
+}
+
+/// A site's resolved options for one cache (the first one it is used with).
+///
+/// Set once, never freed: sites are statics, so this is one small allocation
+/// per cached function for the life of the program. (A `OnceLock` would need a
+/// destructor, which the `..Site::DEFAULT` of generated statics cannot have.)
+#[derive(Debug)]
+pub struct PlanCache {
+    cell: AtomicPtr<(u64, Plan)>,
+}
+
+impl PlanCache {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            cell: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, cache_id: u64) -> Option<Plan> {
+        let ptr = self.cell.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::leak` in `remember` and is
+        // never freed or written again, so it is valid for shared reads forever.
+        let (id, plan) = unsafe { ptr.as_ref() }?;
+        (*id == cache_id).then_some(*plan)
+    }
+
+    pub(crate) fn remember(&self, cache_id: u64, plan: Plan) {
+        if !self.cell.load(Ordering::Acquire).is_null() {
+            return;
+        }
+        let new = Box::into_raw(Box::new((cache_id, plan)));
+        if self
+            .cell
+            .compare_exchange(
+                std::ptr::null_mut(),
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // SAFETY: `new` was never shared: the exchange failed.
+            drop(unsafe { Box::from_raw(new) });
+        }
+    }
+}
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Site {
+    /// Every option unset; used as `..Site::DEFAULT` by generated code.
+    // Interior mutability is the point: each static built from this constant
+    // gets its own empty `PlanCache`.
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const DEFAULT: Site = Site {
+        name: "",
+        version: None,
+        ttl: None,
+        stale: None,
+        fail_safe: None,
+        refresh_ahead: None,
+        profile: None,
+        lock: LockMode::Default,
+        cache_none: true,
+        refreshable: false,
+        plan: PlanCache::new(),
+    };
+}
+
+/// The global cache: the one given to [`crate::install`], else a memory default.
+#[inline]
+pub fn global() -> &'static Cache {
+    crate::global::global()
+}
+
+/// Borrows a `Cache` out of whatever the `cache = EXPR` argument evaluates to:
+/// `Cache`, `&Cache`, `Arc<Cache>`, ...
+#[inline]
+pub fn cache_ref<C: Borrow<Cache> + ?Sized>(cache: &C) -> &Cache {
+    cache.borrow()
+}
+
+/// Pins the output type of the body's async block so `?` and `return` infer.
+#[inline(always)]
+pub fn output<R, F: Future<Output = R>>(future: F) -> F {
+    future
+}
+
+/// Feeds one type into a key's identity (generic functions, `Self`).
+#[inline]
+pub fn type_name<T: ?Sized>() -> &'static str {
+    std::any::type_name::<T>()
+}

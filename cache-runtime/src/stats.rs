@@ -1,0 +1,171 @@
+//! Counters of what the cache did. The hit path must not pay for a locked
+//! read-modify-write on a cache line shared by every thread, so each of the
+//! first [`SLOTS`] threads of the process owns one slot of every counter and is
+//! its only writer (a plain load and store); later threads share one atomic
+//! slot. Reading sums the slots.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+const SLOTS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Slot(AtomicU64);
+
+/// A counter with one slot per thread (see the module docs).
+#[derive(Default)]
+pub(crate) struct Counter {
+    slots: [Slot; SLOTS],
+    shared: Slot,
+}
+
+/// This thread's slot, if it has one of its own. Indices are never reused, so
+/// every slot has at most one writer for the life of the process.
+#[inline]
+fn own_slot() -> Option<usize> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut i = index.get();
+        if i == usize::MAX {
+            i = NEXT.fetch_add(1, Ordering::Relaxed);
+            index.set(i);
+        }
+        (i < SLOTS).then_some(i)
+    })
+}
+
+impl Counter {
+    #[inline]
+    pub(crate) fn incr(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        match own_slot() {
+            Some(i) => {
+                let slot = &self.slots[i].0;
+                // Single writer: no read-modify-write needed.
+                slot.store(
+                    slot.load(Ordering::Relaxed).wrapping_add(n),
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                self.shared.0.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.slots
+            .iter()
+            .chain(std::iter::once(&self.shared))
+            .map(|s| s.0.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+/// The live counters of one cache.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) stale_hits: Counter,
+    pub(crate) loads: Counter,
+    pub(crate) load_errors: Counter,
+    pub(crate) store_errors: Counter,
+    pub(crate) refreshes: Counter,
+    pub(crate) early_refreshes: Counter,
+    pub(crate) fail_safe_serves: Counter,
+    pub(crate) coalesced: Counter,
+    pub(crate) evictions: Counter,
+    pub(crate) invalidations: Counter,
+    pub(crate) decode_errors: Counter,
+    pub(crate) config_errors: Counter,
+}
+
+/// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = cache_runtime::Cache::memory(100);
+/// cache.set("k", 1u32).await.unwrap();
+/// let _ = cache.get::<u32>("k").await.unwrap();
+/// assert_eq!(cache.stats().hits, 1);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Fresh values served from the cache.
+    pub hits: u64,
+    /// Lookups that found no usable value (the function then ran, or a waiter joined a load).
+    pub misses: u64,
+    /// Stale values served while a background refresh ran.
+    pub stale_hits: u64,
+    /// Times the function (or a loader) ran to fill the cache.
+    pub loads: u64,
+    /// Loads that returned an error or panicked.
+    pub load_errors: u64,
+    /// Faults of a store (or of the cache's configuration) that made a call run uncached.
+    pub store_errors: u64,
+    /// Background refreshes started (stale-while-revalidate and early refresh).
+    pub refreshes: u64,
+    /// Of those, refreshes started early by `refresh_ahead`.
+    pub early_refreshes: u64,
+    /// Failed loads answered with an expired value under `fail_safe`.
+    pub fail_safe_serves: u64,
+    /// Callers that waited for another caller's load instead of running the function.
+    pub coalesced: u64,
+    /// Entries evicted from the memory tier to make room.
+    pub evictions: u64,
+    /// Tags invalidated.
+    pub invalidations: u64,
+    /// Entries that could not be decoded and were treated as misses.
+    pub decode_errors: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            stale_hits: self.stale_hits.get(),
+            loads: self.loads.get(),
+            load_errors: self.load_errors.get(),
+            store_errors: self.store_errors.get() + self.config_errors.get(),
+            refreshes: self.refreshes.get(),
+            early_refreshes: self.early_refreshes.get(),
+            fail_safe_serves: self.fail_safe_serves.get(),
+            coalesced: self.coalesced.get(),
+            evictions: self.evictions.get(),
+            invalidations: self.invalidations.get(),
+            decode_errors: self.decode_errors.get(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_sums_over_threads() {
+        let c = std::sync::Arc::new(Counter::default());
+        // More threads than slots: the overflow threads share the atomic slot.
+        let handles: Vec<_> = (0..SLOTS + 8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..1000).for_each(|_| c.incr()))
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(c.get(), 1000 * (SLOTS as u64 + 8));
+    }
+}
