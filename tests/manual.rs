@@ -157,3 +157,21 @@ async fn builder_without_a_tier_is_an_error() {
     let err = Cache::builder().build().await.unwrap_err();
     assert!(err.to_string().contains(".memory("), "{err}");
 }
+
+#[tokio::test]
+async fn weighted_memory_tier_is_bounded_by_weight() {
+    let cache = Cache::builder()
+        .memory_weighted(1_000, |value| {
+            value.downcast_ref::<String>().map_or(1, |s| s.len() as u64)
+        })
+        .build()
+        .await
+        .unwrap();
+    for i in 0..100 {
+        cache.set(&format!("k{i}"), "x".repeat(100)).await.unwrap();
+    }
+    // 100 values of weight 100 against a capacity of 1,000: about ten stay.
+    assert!(cache.memory_len() <= 12, "{}", cache.memory_len());
+    assert!(cache.memory_len() >= 5, "{}", cache.memory_len());
+    assert!(cache.stats().evictions >= 88);
+}

@@ -6,6 +6,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// What a stored value must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is stored in the cache, so it must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
+    label = "the cached value",
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it (owned fields only, no references)"
+)]
 pub trait Storable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Storable for T {}
 

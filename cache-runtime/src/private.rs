@@ -21,7 +21,7 @@ use std::time::Duration;
 use crate::flow::plan::Plan;
 
 pub use crate::flow::{begin, invalidate_after, Begin, Refresher, Step, Ticket};
-pub use crate::key::{Key, KeyHasher, Template};
+pub use crate::key::{Key, KeyArg, KeyHasher, Template};
 pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
 pub use crate::owned::{owned_arg, OwnedArg};
 use crate::Cache;

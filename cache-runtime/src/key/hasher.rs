@@ -8,6 +8,15 @@ use super::canonical::{self, Buf};
 use super::{Key, Repr};
 use crate::private::Site;
 
+/// An argument hashed into a default key: anything `Serialize`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is part of the default cache key, so it must implement `serde::Serialize`",
+    label = "hashed into the key of this #[cached] function",
+    note = "derive `serde::Serialize` for it, list the parameter in `skip(..)`, or give a `key = \"..\"` template"
+)]
+pub trait KeyArg: Serialize {}
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
 /// Accumulates a default key's inputs; built by generated code.
 pub struct KeyHasher {
     buf: Buf,
@@ -35,7 +44,7 @@ impl KeyHasher {
 
     /// Adds one argument.
     #[inline]
-    pub fn arg<T: Serialize + ?Sized>(&mut self, value: &T) {
+    pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if canonical::encode(&mut self.buf, value).is_err() {
             self.failed = true;
         }

@@ -8,7 +8,7 @@ mod canonical;
 mod hasher;
 mod template;
 
-pub use hasher::KeyHasher;
+pub use hasher::{KeyArg, KeyHasher};
 pub use template::Template;
 
 use std::fmt::Write;
