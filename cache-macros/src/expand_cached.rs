@@ -59,15 +59,22 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
         syn::ReturnType::Default => Span::call_site(),
     };
     let (cache, key_var, site_ref) = (local("__cache"), local("__cache_key"), &site_var);
+    // The tags closure borrows the arguments only for the synchronous part of
+    // `begin` (it is called there on a miss, or dropped), so the body can still
+    // move them afterwards.
     let begin = quote_spanned! {ret_span=>
-        ::cache_runtime::__private::begin::<#mode, #ret>(#cache, &#site_ref, #key_var).await
+        ::cache_runtime::__private::begin::<#mode, #ret, _>(
+            #cache,
+            &#site_ref,
+            #key_var,
+            || -> ::std::vec::Vec<::std::string::String> { #tags },
+        ).await
     };
     let load_method = Ident::new("load", ret_span);
-    let (r, ticket, refresher, tags_var, make_owned) = (
+    let (r, ticket, refresher, make_owned) = (
         local("__r"),
         local("__ticket"),
         local("__refresher"),
-        local("__tags"),
         local("__make_owned"),
     );
 
@@ -98,10 +105,7 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
         match #begin {
             #p::Step::Hit(#r) => #r,
             #refresh_arm
-            #p::Step::Load(#ticket) => {
-                let #tags_var: ::std::vec::Vec<::std::string::String> = #tags;
-                #ticket.#load_method(#tags_var, #load).await
-            }
+            #p::Step::Load(#ticket) => #ticket.#load_method(#load).await,
         }
     }};
 

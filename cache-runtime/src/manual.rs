@@ -122,13 +122,11 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         let plan = Plan::from_policy(policy, self, false);
-        match begin_with::<AsResult, std::result::Result<T, E>>(self, plan, Key::manual(key)).await
-        {
+        let tags = || tags.into_iter().map(|t| t.as_ref().to_string()).collect();
+        let key = Key::manual(key);
+        match begin_with::<AsResult, std::result::Result<T, E>, _>(self, plan, key, tags).await {
             Step::Hit(r) | Step::Refresh(r, _) => r,
-            Step::Load(ticket) => {
-                let tags = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
-                ticket.load(tags, load()).await
-            }
+            Step::Load(ticket) => ticket.load(load()).await,
         }
     }
 

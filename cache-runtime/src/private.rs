@@ -6,10 +6,10 @@
 //! static __SITE: Site = Site { name: .., ttl: .., ..Site::DEFAULT };
 //! let __cache: &Cache = global();             // or cache_ref(&(expr)) (cloned)
 //! let __key: Key = { KeyHasher / Template .. };
-//! match begin::<AsResult, R>(__cache, &__SITE, __key).await {
+//! match begin::<AsResult, R, _>(__cache, &__SITE, __key, || vec![/* tags */]).await {
 //!     Step::Hit(r) => r,
 //!     Step::Refresh(r, refresher) => { refresher.spawn::<AsResult, R, _>(owned_future); r }
-//!     Step::Load(ticket) => ticket.load(tags_vec, output::<R, _>(async move { body })).await,
+//!     Step::Load(ticket) => ticket.load(output::<R, _>(async move { body })).await,
 //! }
 //! ```
 

@@ -43,15 +43,21 @@ pub enum Step<M, R> {
     Load(Ticket<M, R>),
 }
 
-/// Starts a `#[cached]` call.
+/// Starts a `#[cached]` call. `tags` renders the entry's tags; it is called at
+/// most once, synchronously, and only when memory has no usable value.
 #[inline]
-pub fn begin<'a, M: ReturnKind<R>, R>(
+pub fn begin<'a, M, R, T>(
     cache: &'a Cache,
     site: &'static Site,
     key: Key,
-) -> Begin<'a, M, R> {
+    tags: T,
+) -> Begin<'a, M, R>
+where
+    M: ReturnKind<R>,
+    T: FnOnce() -> Vec<String>,
+{
     match Plan::for_site(site, cache) {
-        Ok(plan) => begin_with(cache, plan, key),
+        Ok(plan) => begin_with(cache, plan, key, tags),
         Err(error) => {
             cache.inner.counters.config_errors.incr();
             tracing::warn!(function = site.name, %error, "cache call runs uncached");
@@ -105,11 +111,11 @@ impl<M: ReturnKind<R>, R> Future for Begin<'_, M, R> {
     }
 }
 
-pub(crate) fn begin_with<M: ReturnKind<R>, R>(
-    cache: &Cache,
-    plan: Plan,
-    key: Key,
-) -> Begin<'_, M, R> {
+pub(crate) fn begin_with<M, R, T>(cache: &Cache, plan: Plan, key: Key, tags: T) -> Begin<'_, M, R>
+where
+    M: ReturnKind<R>,
+    T: FnOnce() -> Vec<String>,
+{
     let inner = &cache.inner;
     if !key.is_valid() {
         inner.counters.store_errors.incr();
@@ -151,15 +157,18 @@ pub(crate) fn begin_with<M: ReturnKind<R>, R>(
         Found::Miss { fail_safe } => fail_safe,
     };
     inner.counters.misses.incr();
+    let tags = tags();
     if !plan.single_flight {
         trace(cache, &key, "miss, load", started);
-        return Begin::ready(Step::Load(Ticket::new(cache, key, plan, None, fail_safe)));
+        return Begin::ready(Step::Load(Ticket::new(
+            cache, key, plan, tags, None, fail_safe,
+        )));
     }
     let value_type = std::any::TypeId::of::<M::Value>();
     Begin {
         state: BeginState::Miss {
             cache,
-            future: Box::pin(miss(cache, plan, key, fail_safe, value_type, started)),
+            future: Box::pin(miss(cache, plan, key, tags, fail_safe, value_type, started)),
         },
     }
 }

@@ -25,6 +25,7 @@ pub(crate) enum Missed {
     Lead {
         key: Key,
         plan: Plan,
+        tags: Vec<String>,
         guard: LeadGuard,
         fail_safe: Option<Shared>,
     },
@@ -41,9 +42,10 @@ impl Missed {
             Missed::Lead {
                 key,
                 plan,
+                tags,
                 guard,
                 fail_safe,
-            } => Step::Load(Ticket::new(cache, key, plan, Some(guard), fail_safe)),
+            } => Step::Load(Ticket::new(cache, key, plan, tags, Some(guard), fail_safe)),
         }
     }
 }
@@ -52,6 +54,7 @@ pub(crate) async fn miss(
     cache: &Cache,
     plan: Plan,
     key: Key,
+    tags: Vec<String>,
     fail_safe: Option<Shared>,
     value_type: TypeId,
     started: Option<Instant>,
@@ -75,6 +78,7 @@ pub(crate) async fn miss(
                 return Missed::Lead {
                     key,
                     plan,
+                    tags,
                     guard,
                     fail_safe,
                 };

@@ -30,6 +30,7 @@ struct TicketState {
     /// `None` when the call runs uncached (invalid key, unknown profile).
     key: Option<Key>,
     plan: Option<Plan>,
+    tags: Vec<String>,
     guard: Option<LeadGuard>,
     fail_safe: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -39,6 +40,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
         cache: &Cache,
         key: Key,
         plan: Plan,
+        tags: Vec<String>,
         guard: Option<LeadGuard>,
         fail_safe: Option<Arc<dyn Any + Send + Sync>>,
     ) -> Self {
@@ -47,6 +49,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                 cache: cache.clone(),
                 key: Some(key),
                 plan: Some(plan),
+                tags,
                 guard,
                 fail_safe,
             }),
@@ -60,6 +63,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                 cache: cache.clone(),
                 key: None,
                 plan: None,
+                tags: Vec::new(),
                 guard: None,
                 fail_safe: None,
             }),
@@ -68,23 +72,20 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
     }
 
     /// Runs `load` (the function's body) and returns its result, caching it as
-    /// the return kind allows. `tags` are the entry's rendered tags.
+    /// the return kind allows, with the tags rendered when the call missed.
     ///
     /// The load (with the body's future) is boxed here, on the miss path, so
     /// that it does not enlarge the caller's future, which is moved on every hit.
-    pub fn load<F: Future<Output = R>>(
-        self,
-        tags: Vec<String>,
-        load: F,
-    ) -> Pin<Box<impl Future<Output = R>>> {
-        Box::pin(Self::run(*self.state, tags, load))
+    pub fn load<F: Future<Output = R>>(self, load: F) -> Pin<Box<impl Future<Output = R>>> {
+        Box::pin(Self::run(*self.state, load))
     }
 
-    async fn run<F: Future<Output = R>>(this: TicketState, tags: Vec<String>, load: F) -> R {
+    async fn run<F: Future<Output = R>>(this: TicketState, load: F) -> R {
         let TicketState {
             cache,
             key,
             plan,
+            tags,
             guard,
             fail_safe,
         } = this;
