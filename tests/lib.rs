@@ -1,5 +1,7 @@
 //! Shared helpers for the integration tests.
 
+pub mod redis_harness;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts how many times a function body ran.

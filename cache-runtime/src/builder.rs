@@ -11,6 +11,9 @@ use std::time::Duration;
 use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
 use crate::flight::Flights;
 use crate::memory::{MemoryTier, WeighFn};
+use crate::remote::breaker::BreakerConfig;
+use crate::remote::redis::{redact, RedisStore};
+use crate::remote::{self, Remote};
 use crate::stats::Counters;
 use crate::tags::TagRegistry;
 use crate::{Error, Policy, Result};
@@ -42,6 +45,9 @@ pub struct CacheBuilder {
     weigher: Option<Arc<WeighFn>>,
     profiles: HashMap<String, Policy>,
     defaults: Policy,
+    redis: Option<String>,
+    remote_timeout: Duration,
+    breaker: BreakerConfig,
 }
 
 impl CacheBuilder {
@@ -53,6 +59,9 @@ impl CacheBuilder {
             weigher: None,
             profiles: HashMap::new(),
             defaults: Policy::new(),
+            redis: None,
+            remote_timeout: remote::DEFAULT_TIMEOUT,
+            breaker: BreakerConfig::default(),
         }
     }
 
@@ -113,32 +122,83 @@ impl CacheBuilder {
         self
     }
 
-    /// Builds the cache.
+    /// A remote tier on a standalone Redis server: `redis://[user:password@]host:port[/db]`.
+    /// With `.memory(..)` too, reads try memory, then Redis, then the
+    /// function, and writes go to both (write-through); alone, every value
+    /// lives in Redis only (storage-only).
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis = Some(url.into());
+        self
+    }
+
+    /// The time limit of each remote operation (default 250 ms). Past it the
+    /// call goes on without the remote tier, and the fault is counted.
+    pub fn remote_timeout(mut self, timeout: Duration) -> Self {
+        self.remote_timeout = timeout;
+        self
+    }
+
+    /// The remote tier's circuit breaker: it opens after `failures`
+    /// consecutive failed operations and lets one probe through after
+    /// `open_for` (defaults: 5 failures, 2 s).
+    pub fn breaker(mut self, failures: u32, open_for: Duration) -> Self {
+        self.breaker = BreakerConfig {
+            threshold: failures.max(1),
+            open_for,
+        };
+        self
+    }
+
+    /// Builds the cache; connects to the remote tier if there is one.
     pub async fn build(self) -> Result<Cache> {
-        if self.memory.is_none() {
+        if self.memory.is_none() && self.redis.is_none() {
             return Err(Error::Config(
-                "no storage tier: call .memory(capacity) on the builder".into(),
+                "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
             ));
         }
-        if self.namespace.contains(['*', '?', '[', ']']) {
+        if self.namespace.contains(['*', '?', '[', ']', '#']) {
             return Err(Error::Config(format!(
-                "namespace `{}` contains a glob character (* ? [ ])",
+                "namespace `{}` contains a reserved character (* ? [ ] #)",
                 self.namespace
             )));
         }
-        Ok(self.build_now())
+        let remote = match &self.redis {
+            None => None,
+            Some(url) => match RedisStore::connect(url, self.remote_timeout).await {
+                Ok(store) => Some(Remote::new(
+                    Box::new(store),
+                    self.remote_timeout,
+                    self.breaker,
+                )),
+                Err(source) => {
+                    return Err(Error::Connect {
+                        url: redact(url),
+                        source,
+                    })
+                }
+            },
+        };
+        Ok(self.assemble(remote))
     }
 
     pub(crate) fn build_now(self) -> Cache {
+        self.assemble(None)
+    }
+
+    fn assemble(self, remote: Option<Remote>) -> Cache {
         let counters = Arc::new(Counters::default());
-        let capacity = self.memory.unwrap_or(10_000);
+        let memory = match self.memory {
+            Some(capacity) => MemoryTier::new(capacity, self.weigher, counters.clone()),
+            None => MemoryTier::disabled(),
+        };
         Cache {
             inner: Arc::new(Inner {
                 id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
                 namespace: self.namespace,
                 defaults: self.defaults.with_ttl(self.default_ttl),
                 profiles: self.profiles,
-                memory: MemoryTier::new(capacity, self.weigher, counters.clone()),
+                memory,
+                remote,
                 tags: TagRegistry::new(),
                 flights: Flights::new(),
                 counters,

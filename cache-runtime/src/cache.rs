@@ -8,6 +8,8 @@ use crate::builder::CacheBuilder;
 use crate::flight::Flights;
 use crate::key::Key;
 use crate::memory::MemoryTier;
+use crate::remote::breaker::BreakerState;
+use crate::remote::Remote;
 use crate::stats::{Counters, Stats};
 use crate::tags::TagRegistry;
 use crate::{Policy, Result};
@@ -49,6 +51,7 @@ pub(crate) struct Inner {
     pub(crate) defaults: Policy,
     pub(crate) profiles: HashMap<String, Policy>,
     pub(crate) memory: MemoryTier,
+    pub(crate) remote: Option<Remote>,
     pub(crate) tags: TagRegistry,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<Counters>,
@@ -100,11 +103,21 @@ impl Cache {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let inner = &self.inner;
+        let mut tag_keys = Vec::new();
         for tag in tags {
             let tag = tag.as_ref();
-            self.inner.tags.invalidate(tag);
-            self.inner.counters.invalidations.incr();
-            tracing::debug!(namespace = %self.inner.namespace, tag, "cache tag invalidated");
+            inner.tags.invalidate(tag);
+            inner.counters.invalidations.incr();
+            tracing::debug!(namespace = %inner.namespace, tag, "cache tag invalidated");
+            if inner.remote.is_some() {
+                tag_keys.push(Remote::tag_key(&inner.namespace, tag));
+            }
+        }
+        if let Some(remote) = &inner.remote {
+            if !tag_keys.is_empty() {
+                remote.call(&inner.counters, |s| s.bump(&tag_keys)).await?;
+            }
         }
         Ok(())
     }
@@ -127,11 +140,45 @@ impl Cache {
         self.inner.memory.len()
     }
 
+    /// The state of the remote tier: reachable or not, its round-trip time,
+    /// and its circuit breaker. `None` without a remote tier.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_runtime::Cache::memory(10);
+    /// assert!(cache.health().await.is_none());
+    /// # }
+    /// ```
+    pub async fn health(&self) -> Option<Health> {
+        let inner = &self.inner;
+        let remote = inner.remote.as_ref()?;
+        let started = std::time::Instant::now();
+        let ping = remote.call(&inner.counters, |s| s.ping()).await;
+        Some(Health {
+            connected: ping.is_ok(),
+            ping: ping.ok().map(|_| started.elapsed()),
+            breaker: remote.breaker_state(),
+        })
+    }
+
     /// The policy a call resolves to: its own options over the profile's over
     /// the cache's defaults.
     pub(crate) fn profile(&self, name: &str) -> Option<&Policy> {
         self.inner.profiles.get(name)
     }
+}
+
+/// The remote tier's state, from [`Cache::health`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Health {
+    /// Whether a PING was answered just now.
+    pub connected: bool,
+    /// How long that PING took.
+    pub ping: Option<Duration>,
+    /// The circuit breaker's state.
+    pub breaker: BreakerState,
 }
 
 impl std::fmt::Debug for Cache {

@@ -16,6 +16,18 @@ pub enum Error {
     /// The builder's settings contradict each other or are missing.
     #[error("invalid cache configuration: {0}")]
     Config(String),
+    /// The remote tier could not be reached at start-up (the message never
+    /// contains a password).
+    #[error("cannot connect to the remote cache at {url}: {source}")]
+    Connect {
+        /// The store's URL, password redacted.
+        url: String,
+        /// What failed.
+        source: crate::StoreError,
+    },
+    /// A remote operation failed (timeout, open circuit breaker, store error).
+    #[error(transparent)]
+    Store(#[from] crate::StoreError),
 }
 
 /// Shorthand for results of this crate.

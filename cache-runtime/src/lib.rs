@@ -49,6 +49,7 @@ mod memory;
 mod outcome;
 mod owned;
 mod policy;
+mod remote;
 mod stats;
 mod tags;
 
@@ -60,11 +61,13 @@ pub mod __private {
 mod private;
 
 pub use builder::CacheBuilder;
-pub use cache::Cache;
+pub use cache::{Cache, Health};
 pub use cache_macros::{cached, invalidate};
 pub use error::{Error, Result};
 pub use global::{global, install, DEFAULT_CAPACITY};
 pub use memory::WeighFn;
 pub use outcome::Storable;
 pub use policy::Policy;
+pub use remote::breaker::BreakerState;
+pub use remote::store::StoreError;
 pub use stats::Stats;

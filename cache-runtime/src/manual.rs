@@ -10,9 +10,11 @@ use std::sync::Arc;
 use crate::clock::now_millis;
 use crate::flight::{Join, LeadGuard};
 use crate::flow::plan::Plan;
-use crate::flow::{begin_with, Step};
+use crate::flow::{begin_with, entry_from, remote_versions, store_value, Step, Write};
 use crate::key::Key;
 use crate::outcome::{AsResult, Storable};
+use crate::remote::entry;
+use crate::remote::Remote;
 use crate::{Cache, Policy, Result};
 
 impl Cache {
@@ -29,7 +31,22 @@ impl Cache {
     /// # }
     /// ```
     pub async fn get<T: Storable>(&self, key: &str) -> Result<Option<T>> {
-        Ok(self.get_now(&Key::manual(key)))
+        self.lookup(&Key::manual(key)).await
+    }
+
+    /// Memory, then the remote tier.
+    async fn lookup<T: Storable>(&self, key: &Key) -> Result<Option<T>> {
+        if let Some(value) = self.get_now(key) {
+            return Ok(Some(value));
+        }
+        let Some(remote) = &self.inner.remote else {
+            return Ok(None);
+        };
+        let value = remote_get::<T>(self, remote, key).await?;
+        if value.is_some() {
+            self.inner.counters.remote_hits.incr();
+        }
+        Ok(value)
     }
 
     fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
@@ -72,23 +89,41 @@ impl Cache {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let tags: Vec<S> = tags.into_iter().collect();
-        let snapshot = self.inner.tags.snapshot(&tags);
+        let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let plan = Plan::from_policy(policy, self, true);
-        crate::flow::store_value(
-            self,
-            &Key::manual(key).repr,
-            Arc::new(value),
-            &plan,
-            snapshot,
-            0,
-        );
+        self.store_typed(&Key::manual(key), value, &plan, &tags)
+            .await;
         Ok(())
     }
 
-    /// Removes the entry under `key`; whether there was one.
+    /// Writes through both tiers, with the tags' remote versions read first.
+    async fn store_typed<T: Storable>(&self, key: &Key, value: T, plan: &Plan, tags: &[String]) {
+        let local = self.inner.tags.snapshot(tags);
+        let remote_versions = remote_versions(self, tags).await;
+        let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+        let write = Write {
+            key,
+            plan,
+            tags,
+            remote_versions,
+            local,
+            load_millis: 0,
+        };
+        store_value(self, &value, shared, write).await;
+    }
+
+    /// Removes the entry under `key` from every tier; whether there was one.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        Ok(self.inner.memory.remove(&Key::manual(key).repr))
+        let key = Key::manual(key);
+        let in_memory = self.inner.memory.remove(&key.repr);
+        let Some(remote) = &self.inner.remote else {
+            return Ok(in_memory);
+        };
+        let full = key.full(&self.inner.namespace);
+        let in_remote = remote
+            .call(&self.inner.counters, |s| s.delete(&full))
+            .await?;
+        Ok(in_memory || in_remote)
     }
 
     /// The value under `key`, or the one `load` returns, stored with `policy` and
@@ -132,10 +167,11 @@ impl Cache {
 
     /// The fresh values under `keys`, in order.
     pub async fn get_many<T: Storable, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
-        Ok(keys
-            .iter()
-            .map(|k| self.get_now(&Key::manual(k.as_ref())))
-            .collect())
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.lookup(&Key::manual(key.as_ref())).await?);
+        }
+        Ok(out)
     }
 
     /// Stores every `(key, value)` with `policy`.
@@ -147,8 +183,8 @@ impl Cache {
     {
         let plan = Plan::from_policy(policy, self, true);
         for (key, value) in items {
-            let repr = Key::manual(key.as_ref()).repr;
-            crate::flow::store_value(self, &repr, Arc::new(value), &plan, Default::default(), 0);
+            self.store_typed(&Key::manual(key.as_ref()), value, &plan, &[])
+                .await;
         }
         Ok(())
     }
@@ -193,7 +229,8 @@ impl Cache {
         let mut waiting = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let key = Key::manual(key.as_ref());
-            if let Some(v) = self.get_now::<T>(&key) {
+            // A remote fault reads as a miss here: the loader then answers.
+            if let Ok(Some(v)) = self.lookup::<T>(&key).await {
                 out.push(Some(v));
                 continue;
             }
@@ -220,17 +257,9 @@ impl Cache {
                 let name = keys[i].as_ref();
                 match loaded.remove(name) {
                     Some(value) => {
-                        let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
-                        let repr = Key::manual(name).repr;
-                        crate::flow::store_value(
-                            self,
-                            &repr,
-                            shared.clone(),
-                            &plan,
-                            Default::default(),
-                            0,
-                        );
-                        guard.complete(Some(shared));
+                        let key = Key::manual(name);
+                        self.store_typed(&key, value.clone(), &plan, &[]).await;
+                        guard.complete(Some(Arc::new(value.clone())));
                         out[i] = Some(value);
                     }
                     None => guard.complete(None),
@@ -243,9 +272,57 @@ impl Cache {
             out[i] = match shared.as_ref().and_then(|s| s.downcast_ref::<T>()) {
                 Some(v) => Some(v.clone()),
                 // The other load failed or did not have this key: read what is stored.
-                None => self.get_now::<T>(&Key::manual(keys[i].as_ref())),
+                None => self
+                    .lookup::<T>(&Key::manual(keys[i].as_ref()))
+                    .await
+                    .ok()
+                    .flatten(),
             };
         }
         Ok(out)
     }
+}
+
+/// A manual read from the remote tier: the entry, then (if it carries tags) its
+/// tags' current versions; promoted to memory when fresh and current.
+async fn remote_get<T: Storable>(cache: &Cache, remote: &Remote, key: &Key) -> Result<Option<T>> {
+    let inner = &cache.inner;
+    let ns = &inner.namespace;
+    let full = key.full(ns);
+    let fetched = remote
+        .call(&inner.counters, |s| s.fetch(&full, &[]))
+        .await?;
+    let Some(bytes) = fetched.entry else {
+        return Ok(None);
+    };
+    let decoded = entry::decode_header(&bytes)
+        .and_then(|(h, payload)| Ok((h, entry::decode_value::<T>(payload)?)));
+    let (header, value) = match decoded {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            inner.counters.decode_errors.incr();
+            tracing::warn!(key = %full, %error, "undecodable remote cache entry treated as a miss");
+            return Ok(None);
+        }
+    };
+    if now_millis() >= header.fresh_until {
+        return Ok(None);
+    }
+    let names: Vec<String> = header.tags.iter().map(|(name, _)| name.clone()).collect();
+    if !names.is_empty() {
+        let keys: Vec<String> = names.iter().map(|t| Remote::tag_key(ns, t)).collect();
+        let current = remote.call(&inner.counters, |s| s.versions(&keys)).await?;
+        let valid = header.tags.iter().zip(&current).all(|((_, v), c)| v == c)
+            && current.len() == names.len();
+        if !valid {
+            return Ok(None);
+        }
+    }
+    let entry = entry_from(
+        &header,
+        Arc::new(value.clone()),
+        inner.tags.snapshot(&names),
+    );
+    inner.memory.insert(key.repr.clone(), entry);
+    Ok(Some(value))
 }

@@ -53,9 +53,12 @@ impl Lifecycle<Repr, Arc<Entry>> for EvictionCounter {
     }
 }
 
-/// The memory tier of one cache.
+type Map = QuickCache<Repr, Arc<Entry>, EntryWeigher, DefaultHashBuilder, EvictionCounter>;
+
+/// The memory tier of one cache; disabled (every call a no-op) in the
+/// storage-only mode, so the read path needs no special case.
 pub(crate) struct MemoryTier {
-    map: QuickCache<Repr, Arc<Entry>, EntryWeigher, DefaultHashBuilder, EvictionCounter>,
+    map: Option<Map>,
 }
 
 impl MemoryTier {
@@ -73,35 +76,44 @@ impl MemoryTier {
             capacity
         };
         Self {
-            map: QuickCache::with(
+            map: Some(QuickCache::with(
                 estimated_items,
                 capacity as u64,
                 EntryWeigher(weigher),
                 DefaultHashBuilder::default(),
                 EvictionCounter(counters),
-            ),
+            )),
         }
+    }
+
+    /// No memory tier: the storage-only mode.
+    pub(crate) fn disabled() -> Self {
+        Self { map: None }
     }
 
     #[inline]
     pub(crate) fn get(&self, key: &Repr) -> Option<Arc<Entry>> {
-        self.map.get(key)
+        self.map.as_ref()?.get(key)
     }
 
-    pub(crate) fn insert(&self, key: Repr, entry: Entry) {
-        self.map.insert(key, Arc::new(entry));
+    pub(crate) fn insert(&self, key: Repr, entry: Arc<Entry>) {
+        if let Some(map) = &self.map {
+            map.insert(key, entry);
+        }
     }
 
     pub(crate) fn remove(&self, key: &Repr) -> bool {
-        self.map.remove(key).is_some()
+        self.map.as_ref().is_some_and(|m| m.remove(key).is_some())
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.map.as_ref().map_or(0, |m| m.len())
     }
 
     /// The keys held, for listings.
     pub(crate) fn keys(&self) -> Vec<Repr> {
-        self.map.iter().map(|(k, _)| k).collect()
+        self.map
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.iter().map(|(k, _)| k).collect())
     }
 }

@@ -74,6 +74,7 @@ impl Counter {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub(crate) hits: Counter,
+    pub(crate) remote_hits: Counter,
     pub(crate) misses: Counter,
     pub(crate) stale_hits: Counter,
     pub(crate) loads: Counter,
@@ -103,9 +104,12 @@ pub(crate) struct Counters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Fresh values served from the cache.
+    /// Fresh values served from the cache (memory or remote tier).
     pub hits: u64,
-    /// Lookups that found no usable value (the function then ran, or a waiter joined a load).
+    /// Of the misses of the memory tier, values found in the remote tier.
+    pub remote_hits: u64,
+    /// Calls that found no usable value in any tier (the function then ran, or
+    /// the caller joined another caller's load).
     pub misses: u64,
     /// Stale values served while a background refresh ran.
     pub stale_hits: u64,
@@ -134,8 +138,9 @@ pub struct Stats {
 impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
-            hits: self.hits.get(),
-            misses: self.misses.get(),
+            hits: self.hits.get() + self.remote_hits.get(),
+            remote_hits: self.remote_hits.get(),
+            misses: self.misses.get().saturating_sub(self.remote_hits.get()),
             stale_hits: self.stale_hits.get(),
             loads: self.loads.get(),
             load_errors: self.load_errors.get(),

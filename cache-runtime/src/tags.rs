@@ -36,6 +36,14 @@ impl TagSnapshot {
         self.0.iter().all(|(slot, v)| slot.version() == *v)
     }
 
+    /// The tag names, in order.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|(slot, _)| slot.name.to_string())
+            .collect()
+    }
+
     /// The same tags at their current versions (a refresh's new snapshot).
     pub(crate) fn renewed(&self) -> TagSnapshot {
         TagSnapshot(

@@ -10,6 +10,7 @@
 mod lookup;
 pub(crate) mod plan;
 mod refresh;
+mod remote_read;
 mod slow;
 mod store;
 mod ticket;
@@ -21,7 +22,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use refresh::Refresher;
-pub(crate) use store::store as store_value;
+use remote_read::decode_shared;
+pub(crate) use remote_read::entry_from;
+pub(crate) use store::{remote_versions, store as store_value, Write};
 pub use ticket::Ticket;
 
 use crate::clock::now_millis;
@@ -31,7 +34,7 @@ use crate::private::Site;
 use crate::Cache;
 use lookup::{judge, Found};
 use plan::Plan;
-use slow::{miss, Missed};
+use slow::{miss, Lead, MissCall, Missed};
 
 /// What the caller does next.
 pub enum Step<M, R> {
@@ -158,17 +161,31 @@ where
     };
     inner.counters.misses.incr();
     let tags = tags();
-    if !plan.single_flight {
+    if !plan.single_flight && inner.remote.is_none() {
         trace(cache, &key, "miss, load", started);
-        return Begin::ready(Step::Load(Ticket::new(
-            cache, key, plan, tags, None, fail_safe,
-        )));
+        let lead = Lead {
+            key,
+            plan,
+            tags,
+            guard: None,
+            fail_safe,
+            remote_versions: None,
+        };
+        return Begin::ready(Step::Load(Ticket::new(cache, lead)));
     }
-    let value_type = std::any::TypeId::of::<M::Value>();
+    let call = MissCall {
+        plan,
+        key,
+        tags,
+        fail_safe,
+        value_type: std::any::TypeId::of::<M::Value>(),
+        decode: decode_shared::<M::Value>,
+        started,
+    };
     Begin {
         state: BeginState::Miss {
             cache,
-            future: Box::pin(miss(cache, plan, key, tags, fail_safe, value_type, started)),
+            future: Box::pin(miss(cache, call)),
         },
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use super::plan::Plan;
-use super::store::store;
+use super::store::{remote_versions, store, Write};
 use crate::flight::LeadGuard;
 use crate::key::Key;
 use crate::memory::Entry;
@@ -81,25 +81,26 @@ impl RefreshState {
                 None => Default::default(),
             },
         };
+        // Remote versions are read before the load, like a foreground load's.
+        let tags = snapshot.names();
+        let remote_versions = remote_versions(&self.cache, &tags).await;
         inner.counters.loads.incr();
         let started = Instant::now();
         let outcome = AssertUnwindSafe(load).catch_unwind().await;
         let load_millis = started.elapsed().as_millis() as u64;
         match outcome.map(M::split) {
             Ok(Ok(value)) => {
-                let shared: Arc<dyn Any + Send + Sync> = Arc::new(value);
-                let storable = shared
-                    .downcast_ref::<M::Value>()
-                    .is_some_and(|v| M::storable(v, self.plan.cache_none));
-                if storable {
-                    store(
-                        &self.cache,
-                        &self.key.repr,
-                        shared.clone(),
-                        &self.plan,
-                        snapshot,
+                let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+                if M::storable(&value, self.plan.cache_none) {
+                    let write = Write {
+                        key: &self.key,
+                        plan: &self.plan,
+                        tags: &tags,
+                        remote_versions,
+                        local: snapshot,
                         load_millis,
-                    );
+                    };
+                    store(&self.cache, &value, shared.clone(), write).await;
                 }
                 self.guard.complete(Some(shared));
             }

@@ -1,34 +1,47 @@
-//! The miss path: join the load of a key in progress, or lead a new one. Not
-//! generic over the value type (it checks a `TypeId`), so it is compiled once
-//! and boxed by `begin` without bloating every caller's future.
+//! The miss path: join the load of a key in progress, or lead it: read the
+//! remote tier, and if that misses too, hand the load to the caller. Not
+//! generic over the value type (it checks a `TypeId` and decodes through a
+//! function pointer), so it is compiled once and boxed by `begin` without
+//! bloating every caller's future.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::plan::Plan;
-use super::{trace, Step, Ticket};
+use super::remote_read::{read, DecodeFn, RemoteRead, Shared};
+use super::{trace, Refresher, Step, Ticket};
 use crate::clock::now_millis;
 use crate::flight::{Join, LeadGuard};
 use crate::key::Key;
+use crate::memory::Entry;
 use crate::outcome::ReturnKind;
 use crate::Cache;
 
-type Shared = Arc<dyn Any + Send + Sync>;
-
 /// How a miss ended.
 pub(crate) enum Missed {
-    /// A value of the caller's type: another caller's load, or an entry stored
-    /// between the lookup and taking the lead.
+    /// A value of the caller's type: another caller's load, an entry stored
+    /// meanwhile, or a fresh remote entry.
     Value(Shared),
-    /// The caller leads the load.
-    Lead {
+    /// A stale remote entry: served, refreshed in the background by whoever
+    /// holds `guard`.
+    Stale {
+        entry: Arc<Entry>,
         key: Key,
         plan: Plan,
-        tags: Vec<String>,
-        guard: LeadGuard,
-        fail_safe: Option<Shared>,
+        guard: Option<LeadGuard>,
     },
+    /// The caller runs the function.
+    Lead(Lead),
+}
+
+pub(crate) struct Lead {
+    pub(crate) key: Key,
+    pub(crate) plan: Plan,
+    pub(crate) tags: Vec<String>,
+    pub(crate) guard: Option<LeadGuard>,
+    pub(crate) fail_safe: Option<Shared>,
+    pub(crate) remote_versions: Option<Vec<u64>>,
 }
 
 impl Missed {
@@ -39,61 +52,130 @@ impl Missed {
                 // `miss` checked the type; unreachable, but degrade rather than panic.
                 None => Step::Load(Ticket::uncached(cache)),
             },
-            Missed::Lead {
+            Missed::Stale {
+                entry,
+                key,
+                plan,
+                guard,
+            } => match entry.value.downcast_ref::<M::Value>() {
+                Some(value) => {
+                    let value = M::join(value.clone());
+                    match guard {
+                        Some(guard) => Step::Refresh(
+                            value,
+                            Refresher::new(cache, key, plan, guard, Some(entry)),
+                        ),
+                        None => Step::Hit(value),
+                    }
+                }
+                None => Step::Load(Ticket::uncached(cache)),
+            },
+            Missed::Lead(lead) => Step::Load(Ticket::new(cache, lead)),
+        }
+    }
+}
+
+/// What `miss` needs to know about the call.
+pub(crate) struct MissCall {
+    pub(crate) plan: Plan,
+    pub(crate) key: Key,
+    pub(crate) tags: Vec<String>,
+    pub(crate) fail_safe: Option<Shared>,
+    pub(crate) value_type: TypeId,
+    pub(crate) decode: DecodeFn,
+    pub(crate) started: Option<Instant>,
+}
+
+pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
+    let inner = &cache.inner;
+    let MissCall {
+        plan,
+        key,
+        tags,
+        fail_safe,
+        value_type,
+        decode,
+        started,
+    } = call;
+    let guard = if plan.single_flight {
+        loop {
+            match inner.flights.join(&key.repr) {
+                Join::Lead(guard) => break Some(guard),
+                Join::Wait(flight) => {
+                    inner.counters.coalesced.incr();
+                    if let Some(shared) = flight.wait().await {
+                        if (*shared).type_id() == value_type {
+                            trace(cache, &key, "miss, joined a load", started);
+                            return Missed::Value(shared);
+                        }
+                    }
+                    // The leader failed, was cancelled or panicked: try again,
+                    // and lead if nobody else does.
+                }
+            }
+        }
+    } else {
+        None
+    };
+    // Another leader may have stored the value since our lookup.
+    if let Some(entry) = inner.memory.get(&key.repr) {
+        let usable = (*entry.value).type_id() == value_type
+            && now_millis() < entry.fresh_until
+            && entry.tags.is_current();
+        if usable {
+            drop(guard);
+            trace(cache, &key, "hit after miss", started);
+            return Missed::Value(entry.value.clone());
+        }
+    }
+    match read(cache, &key, &tags, &plan, decode).await {
+        RemoteRead::Fresh(entry) if (*entry.value).type_id() == value_type => {
+            inner.counters.remote_hits.incr();
+            trace(cache, &key, "remote hit", started);
+            if let Some(guard) = guard {
+                guard.complete(Some(entry.value.clone()));
+            }
+            Missed::Value(entry.value.clone())
+        }
+        RemoteRead::Stale(entry) if (*entry.value).type_id() == value_type => {
+            inner.counters.stale_hits.incr();
+            trace(cache, &key, "remote stale hit", started);
+            // Waiters get the stale value now; the refresh leads a new flight.
+            if let Some(guard) = guard {
+                guard.complete(Some(entry.value.clone()));
+            }
+            let guard = inner.flights.try_lead(&key.repr);
+            Missed::Stale {
+                entry,
+                key,
+                plan,
+                guard,
+            }
+        }
+        RemoteRead::Fresh(_) | RemoteRead::Stale(_) => {
+            inner.counters.decode_errors.incr();
+            Missed::Lead(Lead {
                 key,
                 plan,
                 tags,
                 guard,
                 fail_safe,
-            } => Step::Load(Ticket::new(cache, key, plan, tags, Some(guard), fail_safe)),
+                remote_versions: None,
+            })
         }
-    }
-}
-
-pub(crate) async fn miss(
-    cache: &Cache,
-    plan: Plan,
-    key: Key,
-    tags: Vec<String>,
-    fail_safe: Option<Shared>,
-    value_type: TypeId,
-    started: Option<Instant>,
-) -> Missed {
-    let inner = &cache.inner;
-    loop {
-        match inner.flights.join(&key.repr) {
-            Join::Lead(guard) => {
-                // Another leader may have stored the value since our lookup.
-                if let Some(entry) = inner.memory.get(&key.repr) {
-                    let usable = (*entry.value).type_id() == value_type
-                        && now_millis() < entry.fresh_until
-                        && entry.tags.is_current();
-                    if usable {
-                        drop(guard);
-                        trace(cache, &key, "hit after miss", started);
-                        return Missed::Value(entry.value.clone());
-                    }
-                }
-                trace(cache, &key, "miss, load", started);
-                return Missed::Lead {
-                    key,
-                    plan,
-                    tags,
-                    guard,
-                    fail_safe,
-                };
-            }
-            Join::Wait(flight) => {
-                inner.counters.coalesced.incr();
-                if let Some(shared) = flight.wait().await {
-                    if (*shared).type_id() == value_type {
-                        trace(cache, &key, "miss, joined a load", started);
-                        return Missed::Value(shared);
-                    }
-                }
-                // The leader failed, was cancelled or panicked: try again, and
-                // lead if nobody else does.
-            }
+        RemoteRead::Miss {
+            fail_safe: remote_fail_safe,
+            versions,
+        } => {
+            trace(cache, &key, "miss, load", started);
+            Missed::Lead(Lead {
+                key,
+                plan,
+                tags,
+                guard,
+                fail_safe: fail_safe.or(remote_fail_safe),
+                remote_versions: versions,
+            })
         }
     }
 }

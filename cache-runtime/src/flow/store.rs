@@ -1,35 +1,91 @@
-//! Writing a loaded value.
+//! Writing a loaded value: to the remote tier (when there is one and its
+//! tag versions are known), then to memory.
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::plan::Plan;
 use crate::clock::now_millis;
-use crate::key::Repr;
+use crate::key::Key;
 use crate::memory::Entry;
+use crate::outcome::Storable;
+use crate::remote::entry::{self, Header};
+use crate::remote::Remote;
 use crate::tags::TagSnapshot;
 use crate::Cache;
 
-/// Stores `value` under `key`, with the tag versions seen before the load began.
-pub(crate) fn store(
+/// What a write needs besides the value.
+pub(crate) struct Write<'a> {
+    pub(crate) key: &'a Key,
+    pub(crate) plan: &'a Plan,
+    /// The rendered tags and, in the same order, their remote versions read
+    /// before the load began (`None`: unknown, so the remote tier is skipped).
+    pub(crate) tags: &'a [String],
+    pub(crate) remote_versions: Option<Vec<u64>>,
+    pub(crate) local: TagSnapshot,
+    pub(crate) load_millis: u64,
+}
+
+/// Stores `value` (shared as `shared` in memory).
+pub(crate) async fn store<V: Storable>(
     cache: &Cache,
-    key: &Repr,
-    value: Arc<dyn Any + Send + Sync>,
-    plan: &Plan,
-    tags: TagSnapshot,
-    load_millis: u64,
+    value: &V,
+    shared: Arc<dyn Any + Send + Sync>,
+    w: Write<'_>,
 ) {
+    let inner = &cache.inner;
     let now = now_millis();
-    let (fresh_until, stale_until, fail_safe_until) = plan.deadlines(now);
-    cache.inner.memory.insert(
-        key.clone(),
-        Entry {
-            value,
+    let (fresh_until, stale_until, fail_safe_until) = w.plan.deadlines(now);
+    if let (Some(remote), Some(versions)) = (&inner.remote, w.remote_versions) {
+        let header = Header {
+            created: now,
             fresh_until,
             stale_until,
             fail_safe_until,
-            load_millis,
-            tags,
-        },
+            load_millis: u32::try_from(w.load_millis).unwrap_or(u32::MAX),
+            tags: w.tags.iter().cloned().zip(versions).collect(),
+        };
+        match entry::encode(&header, value) {
+            Ok(bytes) => {
+                let full = w.key.full(&inner.namespace);
+                let ttl = Duration::from_millis(
+                    stale_until.max(fail_safe_until).saturating_sub(now).max(1),
+                );
+                // A failed write is counted by `call`; the caller still gets its value.
+                let _ = remote
+                    .call(&inner.counters, |s| s.put(&full, bytes, ttl))
+                    .await;
+            }
+            Err(error) => {
+                inner.counters.store_errors.incr();
+                tracing::warn!(%error, "cache value could not be encoded for the remote tier");
+            }
+        }
+    }
+    inner.memory.insert(
+        w.key.repr.clone(),
+        Arc::new(Entry {
+            value: shared,
+            fresh_until,
+            stale_until,
+            fail_safe_until,
+            load_millis: w.load_millis,
+            tags: w.local,
+        }),
     );
+}
+
+/// The remote versions of `tags`, for a write that did not read them.
+pub(crate) async fn remote_versions(cache: &Cache, tags: &[String]) -> Option<Vec<u64>> {
+    let inner = &cache.inner;
+    let remote = inner.remote.as_ref()?;
+    let keys: Vec<String> = tags
+        .iter()
+        .map(|t| Remote::tag_key(&inner.namespace, t))
+        .collect();
+    remote
+        .call(&inner.counters, |s| s.versions(&keys))
+        .await
+        .ok()
 }

@@ -11,7 +11,8 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use super::plan::Plan;
-use super::store::store;
+use super::slow::Lead;
+use super::store::{store, Write};
 use super::Kind;
 use crate::flight::LeadGuard;
 use crate::key::Key;
@@ -33,25 +34,20 @@ struct TicketState {
     tags: Vec<String>,
     guard: Option<LeadGuard>,
     fail_safe: Option<Arc<dyn Any + Send + Sync>>,
+    remote_versions: Option<Vec<u64>>,
 }
 
 impl<M: ReturnKind<R>, R> Ticket<M, R> {
-    pub(crate) fn new(
-        cache: &Cache,
-        key: Key,
-        plan: Plan,
-        tags: Vec<String>,
-        guard: Option<LeadGuard>,
-        fail_safe: Option<Arc<dyn Any + Send + Sync>>,
-    ) -> Self {
+    pub(crate) fn new(cache: &Cache, lead: Lead) -> Self {
         Self {
             state: Box::new(TicketState {
                 cache: cache.clone(),
-                key: Some(key),
-                plan: Some(plan),
-                tags,
-                guard,
-                fail_safe,
+                key: Some(lead.key),
+                plan: Some(lead.plan),
+                tags: lead.tags,
+                guard: lead.guard,
+                fail_safe: lead.fail_safe,
+                remote_versions: lead.remote_versions,
             }),
             _kind: Default::default(),
         }
@@ -66,6 +62,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                 tags: Vec::new(),
                 guard: None,
                 fail_safe: None,
+                remote_versions: None,
             }),
             _kind: Default::default(),
         }
@@ -88,6 +85,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             tags,
             guard,
             fail_safe,
+            remote_versions,
         } = this;
         let (Some(key), Some(plan)) = (key, plan) else {
             return load.await;
@@ -105,14 +103,15 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                 Ok(value) => {
                     let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
                     if M::storable(&value, plan.cache_none) {
-                        store(
-                            &cache,
-                            &key.repr,
-                            shared.clone(),
-                            &plan,
-                            snapshot,
+                        let write = Write {
+                            key: &key,
+                            plan: &plan,
+                            tags: &tags,
+                            remote_versions,
+                            local: snapshot,
                             load_millis,
-                        );
+                        };
+                        store(&cache, &value, shared.clone(), write).await;
                     }
                     if let Some(guard) = guard {
                         guard.complete(Some(shared));

@@ -1,0 +1,121 @@
+//! Reading an entry from the remote tier, with its tags' current versions in
+//! the same round trip, and promoting it to memory.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::plan::Plan;
+use crate::clock::now_millis;
+use crate::key::Key;
+use crate::memory::Entry;
+use crate::remote::entry::{self, EntryError, Header};
+use crate::remote::Remote;
+use crate::tags::TagSnapshot;
+use crate::Cache;
+
+pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
+
+/// Decodes a CBOR payload into the caller's value type.
+pub(crate) type DecodeFn = fn(&[u8]) -> Result<Shared, EntryError>;
+
+/// A [`DecodeFn`] for `V`.
+pub(crate) fn decode_shared<V: crate::outcome::Storable>(
+    payload: &[u8],
+) -> Result<Shared, EntryError> {
+    entry::decode_value::<V>(payload).map(|v| Arc::new(v) as Shared)
+}
+
+pub(crate) enum RemoteRead {
+    Fresh(Arc<Entry>),
+    Stale(Arc<Entry>),
+    Miss {
+        fail_safe: Option<Shared>,
+        /// The tags' versions, to write the loaded entry with; `None` when the
+        /// remote tier could not be read (the load then skips it).
+        versions: Option<Vec<u64>>,
+    },
+}
+
+/// A memory entry for a value read from the remote tier.
+pub(crate) fn entry_from(header: &Header, value: Shared, tags: TagSnapshot) -> Arc<Entry> {
+    Arc::new(Entry {
+        value,
+        fresh_until: header.fresh_until,
+        stale_until: header.stale_until,
+        fail_safe_until: header.fail_safe_until,
+        load_millis: u64::from(header.load_millis),
+        tags,
+    })
+}
+
+/// Reads `key` from the remote tier. Without one: a miss with no versions.
+pub(crate) async fn read(
+    cache: &Cache,
+    key: &Key,
+    tags: &[String],
+    plan: &Plan,
+    decode: DecodeFn,
+) -> RemoteRead {
+    let inner = &cache.inner;
+    let Some(remote) = &inner.remote else {
+        return RemoteRead::Miss {
+            fail_safe: None,
+            versions: None,
+        };
+    };
+    let ns = &inner.namespace;
+    let full = key.full(ns);
+    let tag_keys: Vec<String> = tags.iter().map(|t| Remote::tag_key(ns, t)).collect();
+    let Ok(fetched) = remote
+        .call(&inner.counters, |s| s.fetch(&full, &tag_keys))
+        .await
+    else {
+        return RemoteRead::Miss {
+            fail_safe: None,
+            versions: None,
+        };
+    };
+    let versions = fetched.versions;
+    let miss = |versions| RemoteRead::Miss {
+        fail_safe: None,
+        versions: Some(versions),
+    };
+    let Some(bytes) = fetched.entry else {
+        return miss(versions);
+    };
+    let decoded =
+        entry::decode_header(&bytes).and_then(|(header, payload)| Ok((header, decode(payload)?)));
+    let (header, value) = match decoded {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            // The next load overwrites it.
+            inner.counters.decode_errors.incr();
+            tracing::warn!(key = %full, %error, "undecodable remote cache entry treated as a miss");
+            return miss(versions);
+        }
+    };
+    // Valid only while every tag version it recorded is current.
+    let current = header.tags.iter().all(|(name, version)| {
+        tags.iter()
+            .position(|t| t == name)
+            .and_then(|i| versions.get(i))
+            .is_some_and(|v| v == version)
+    });
+    if !current {
+        return miss(versions);
+    }
+    let entry = entry_from(&header, value, inner.tags.snapshot(tags));
+    let now = now_millis();
+    if now < entry.fresh_until {
+        inner.memory.insert(key.repr.clone(), entry.clone());
+        RemoteRead::Fresh(entry)
+    } else if plan.refreshable && now < entry.stale_until {
+        inner.memory.insert(key.repr.clone(), entry.clone());
+        RemoteRead::Stale(entry)
+    } else {
+        RemoteRead::Miss {
+            fail_safe: (now < entry.fail_safe_until).then(|| entry.value.clone()),
+            versions: Some(versions),
+        }
+    }
+}

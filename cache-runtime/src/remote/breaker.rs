@@ -1,0 +1,173 @@
+//! A circuit breaker around the remote tier: after `threshold` consecutive
+//! failures it opens, and calls skip the remote tier (the memory tier and the
+//! function keep serving) until `open_for` has passed; then one probe call is
+//! let through (half-open): success closes the breaker, failure opens it again.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The state of a cache's circuit breaker, as reported by stats and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go to the remote tier.
+    Closed,
+    /// The remote tier failed repeatedly; calls skip it until a probe is due.
+    Open,
+    /// One probe call is in flight to see whether the remote tier is back.
+    HalfOpen,
+}
+
+/// Breaker thresholds; see [`CacheBuilder::breaker`](crate::CacheBuilder::breaker).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BreakerConfig {
+    pub(crate) threshold: u32,
+    pub(crate) open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            open_for: Duration::from_secs(2),
+        }
+    }
+}
+
+pub(crate) struct Breaker {
+    config: BreakerConfig,
+    epoch: Instant,
+    failures: AtomicU32,
+    /// Micros since `epoch` when the breaker opened; 0 when closed.
+    opened_at: AtomicU64,
+    probing: AtomicBool,
+}
+
+/// Permission to call the remote tier; report how the call went.
+pub(crate) enum Permit {
+    Call,
+    Probe,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
+        Self {
+            config,
+            epoch: Instant::now(),
+            failures: AtomicU32::new(0),
+            opened_at: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    fn now_micros(&self) -> u64 {
+        // +1 keeps 0 free to mean "closed".
+        self.epoch.elapsed().as_micros() as u64 + 1
+    }
+
+    /// Whether a call may go to the remote tier now.
+    pub(crate) fn permit(&self) -> Option<Permit> {
+        let opened = self.opened_at.load(Ordering::Acquire);
+        if opened == 0 {
+            return Some(Permit::Call);
+        }
+        let open_for = self.config.open_for.as_micros() as u64;
+        if self.now_micros().saturating_sub(opened) < open_for {
+            return None;
+        }
+        // Past the open period: exactly one caller probes.
+        self.probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Permit::Probe)
+    }
+
+    pub(crate) fn success(&self, permit: Permit) {
+        self.failures.store(0, Ordering::Release);
+        if matches!(permit, Permit::Probe) || self.opened_at.load(Ordering::Acquire) != 0 {
+            self.opened_at.store(0, Ordering::Release);
+            self.probing.store(false, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn failure(&self, permit: Permit) {
+        match permit {
+            Permit::Probe => {
+                self.opened_at.store(self.now_micros(), Ordering::Release);
+                self.probing.store(false, Ordering::Release);
+            }
+            Permit::Call => {
+                let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+                if failures >= self.config.threshold {
+                    let _ = self.opened_at.compare_exchange(
+                        0,
+                        self.now_micros(),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        if self.opened_at.load(Ordering::Acquire) == 0 {
+            BreakerState::Closed
+        } else if self.probing.load(Ordering::Acquire) {
+            BreakerState::HalfOpen
+        } else {
+            BreakerState::Open
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(threshold: u32, open_ms: u64) -> Breaker {
+        Breaker::new(BreakerConfig {
+            threshold,
+            open_for: Duration::from_millis(open_ms),
+        })
+    }
+
+    #[test]
+    fn opens_after_threshold_then_probes_then_closes() {
+        let b = breaker(3, 50);
+        for _ in 0..2 {
+            b.failure(b.permit().unwrap());
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.failure(b.permit().unwrap());
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.permit().is_none(), "open: no calls");
+        std::thread::sleep(Duration::from_millis(70));
+        let probe = b.permit().expect("a probe after the open period");
+        assert!(matches!(probe, Permit::Probe));
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.permit().is_none(), "only one probe at a time");
+        b.success(probe);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(matches!(b.permit(), Some(Permit::Call)));
+    }
+
+    #[test]
+    fn failed_probe_reopens() {
+        let b = breaker(1, 30);
+        b.failure(b.permit().unwrap());
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.permit().unwrap();
+        b.failure(probe);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(b.permit().is_none());
+    }
+
+    #[test]
+    fn success_resets_the_failure_count() {
+        let b = breaker(2, 1000);
+        b.failure(b.permit().unwrap());
+        b.success(b.permit().unwrap());
+        b.failure(b.permit().unwrap());
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

@@ -1,0 +1,854 @@
+//! The byte format of a cache entry stored in the remote tier (Redis).
+//!
+//! An entry is a small versioned binary header followed by the value encoded as
+//! CBOR (with `ciborium`). All integers are little-endian. Format version 1:
+//!
+//! | offset | size | field             | meaning                                                        |
+//! |-------:|-----:|-------------------|----------------------------------------------------------------|
+//! |      0 |    2 | magic             | the bytes `b"CE"`                                              |
+//! |      2 |    1 | version           | `u8`, = 1                                                      |
+//! |      3 |    1 | flags             | `u8`; bit 0 is reserved for compression; every bit must be 0 in v1 |
+//! |      4 |    8 | created           | `u64`, milliseconds since the Unix epoch                       |
+//! |     12 |    8 | fresh_until       | `u64`, ms since the epoch                                      |
+//! |     20 |    8 | stale_until       | `u64`, ms since the epoch, `>= fresh_until`                    |
+//! |     28 |    8 | fail_safe_until   | `u64`, ms since the epoch, `>= fresh_until`                    |
+//! |     36 |    4 | load_millis       | `u32`, how long the loader took                                |
+//! |     40 |    2 | tag count         | `u16`, at most [`MAX_TAGS`]                                    |
+//! |     42 |      | tags              | per tag: name length `u16` (at most [`MAX_TAG_NAME_LEN`]), the name (UTF-8), version `u64` |
+//! |        |      | payload           | the value as one CBOR item, up to the end of the entry         |
+//!
+//! Decoding never trusts the bytes: every length is checked against what is left
+//! of the input before anything is sliced or allocated, counts and lengths are
+//! bounded, and no input makes it panic. The CBOR payload is decoded with a
+//! nesting limit of [`MAX_CBOR_DEPTH`]; a hostile length prefix (an array or a
+//! string declaring 2^60 elements) makes decoding fail at the end of the input
+//! instead of allocating: `ciborium` reads strings and byte strings chunk by
+//! chunk, and serde's collection visitors cap pre-allocation at 1 MiB.
+//!
+//! Changing any of this layout requires a new format version.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The first two bytes of every entry.
+pub(crate) const MAGIC: [u8; 2] = *b"CE";
+/// The format version this build writes and reads.
+pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The flag bits version 1 accepts: none. Bit 0 (`0x01`) is reserved for a
+/// compressed payload in a later version.
+const KNOWN_FLAGS: u8 = 0;
+/// The most tags an entry may carry.
+pub(crate) const MAX_TAGS: usize = 256;
+/// The longest tag name, in bytes.
+pub(crate) const MAX_TAG_NAME_LEN: usize = 1024;
+/// The deepest nesting of arrays, maps and tags accepted in the CBOR payload.
+pub(crate) const MAX_CBOR_DEPTH: usize = 128;
+
+/// Size of the fixed part of the header (up to and including the tag count).
+const FIXED_LEN: usize = 2 + 1 + 1 + 8 * 4 + 4 + 2;
+/// Smallest encoding of one tag: an empty name plus its length and version.
+const MIN_TAG_LEN: usize = 2 + 8;
+/// Room reserved for the CBOR payload when encoding, beyond the header.
+const PAYLOAD_CAPACITY_GUESS: usize = 256;
+
+/// The metadata stored in front of a cached value.
+///
+/// Times are milliseconds since the Unix epoch; `fresh_until` must not be after
+/// `stale_until` nor after `fail_safe_until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// When the value was loaded.
+    pub(crate) created: u64,
+    /// Served as fresh until then.
+    pub(crate) fresh_until: u64,
+    /// Served stale (while one refresh runs) until then.
+    pub(crate) stale_until: u64,
+    /// Served when the loader fails, until then.
+    pub(crate) fail_safe_until: u64,
+    /// How long the loader took, in milliseconds.
+    pub(crate) load_millis: u32,
+    /// The entry's tags with the tag version seen when the value was loaded.
+    pub(crate) tags: Vec<(String, u64)>,
+}
+
+/// Why an entry could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EntryError {
+    /// The input ended before `field` was complete (an empty input included).
+    #[error("cache entry truncated: not enough bytes for {field}")]
+    Truncated {
+        /// The field being read.
+        field: &'static str,
+    },
+    /// The input does not start with [`MAGIC`].
+    #[error("not a cache entry: magic {found:02x?}, expected {MAGIC:02x?} (\"CE\")")]
+    BadMagic {
+        /// The first two bytes found.
+        found: [u8; 2],
+    },
+    /// The format version is not [`FORMAT_VERSION`].
+    #[error(
+        "unsupported cache entry format version {0}; this build reads version {FORMAT_VERSION}"
+    )]
+    UnsupportedVersion(u8),
+    /// Flag bits unknown to this version are set.
+    #[error("unsupported cache entry flags {0:#04x}")]
+    BadFlags(u8),
+    /// More than [`MAX_TAGS`] tags.
+    #[error("cache entry has {0} tags; at most {MAX_TAGS} are allowed")]
+    TooManyTags(usize),
+    /// A tag name longer than [`MAX_TAG_NAME_LEN`] bytes.
+    #[error("cache entry tag name of {0} bytes; at most {MAX_TAG_NAME_LEN} are allowed")]
+    TagNameTooLong(usize),
+    /// A tag name that is not UTF-8.
+    #[error("cache entry tag name is not valid UTF-8")]
+    BadUtf8,
+    /// `fresh_until` is after `stale_until` or after `fail_safe_until`.
+    #[error(
+        "cache entry times are inconsistent: fresh_until {fresh_until} is after \
+         stale_until {stale_until} or fail_safe_until {fail_safe_until}"
+    )]
+    InconsistentTimes {
+        /// The entry's `fresh_until`.
+        fresh_until: u64,
+        /// The entry's `stale_until`.
+        stale_until: u64,
+        /// The entry's `fail_safe_until`.
+        fail_safe_until: u64,
+    },
+    /// The payload is not one CBOR item of the expected type.
+    #[error("cache entry value could not be decoded: {0}")]
+    CborDecode(String),
+    /// The value could not be encoded as CBOR.
+    #[error("cache entry value could not be encoded: {0}")]
+    CborEncode(String),
+}
+
+impl Header {
+    /// Checks what the decoder would reject, so that `encode` never writes an
+    /// entry that `decode_header` refuses.
+    fn validate(&self) -> Result<(), EntryError> {
+        check_times(self.fresh_until, self.stale_until, self.fail_safe_until)?;
+        if self.tags.len() > MAX_TAGS {
+            return Err(EntryError::TooManyTags(self.tags.len()));
+        }
+        for (name, _) in &self.tags {
+            if name.len() > MAX_TAG_NAME_LEN {
+                return Err(EntryError::TagNameTooLong(name.len()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of bytes the header takes (valid after `validate`).
+    fn encoded_len(&self) -> usize {
+        FIXED_LEN
+            + self
+                .tags
+                .iter()
+                .map(|(name, _)| MIN_TAG_LEN + name.len())
+                .sum::<usize>()
+    }
+}
+
+fn check_times(fresh_until: u64, stale_until: u64, fail_safe_until: u64) -> Result<(), EntryError> {
+    if fresh_until > stale_until || fresh_until > fail_safe_until {
+        return Err(EntryError::InconsistentTimes {
+            fresh_until,
+            stale_until,
+            fail_safe_until,
+        });
+    }
+    Ok(())
+}
+
+/// Encodes `header` and `value` into one buffer: the header is written, then the
+/// CBOR of `value` is appended to the same `Vec` (no intermediate buffer).
+///
+/// Fails if the header breaks a limit the decoder enforces (tag count, tag name
+/// length, time order) or if `value` cannot be serialized.
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    header: &Header,
+    value: &T,
+) -> Result<Vec<u8>, EntryError> {
+    header.validate()?;
+    let header_len = header.encoded_len();
+    let mut out = Vec::with_capacity(header_len + PAYLOAD_CAPACITY_GUESS);
+    out.extend_from_slice(&MAGIC);
+    out.push(FORMAT_VERSION);
+    out.push(0); // flags
+    out.extend_from_slice(&header.created.to_le_bytes());
+    out.extend_from_slice(&header.fresh_until.to_le_bytes());
+    out.extend_from_slice(&header.stale_until.to_le_bytes());
+    out.extend_from_slice(&header.fail_safe_until.to_le_bytes());
+    out.extend_from_slice(&header.load_millis.to_le_bytes());
+    // Both conversions hold after `validate` (256 tags, 1024 bytes); map the
+    // impossible failure to the same errors rather than panicking.
+    let count =
+        u16::try_from(header.tags.len()).map_err(|_| EntryError::TooManyTags(header.tags.len()))?;
+    out.extend_from_slice(&count.to_le_bytes());
+    for (name, version) in &header.tags {
+        let len = u16::try_from(name.len()).map_err(|_| EntryError::TagNameTooLong(name.len()))?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
+    }
+    debug_assert_eq!(out.len(), header_len);
+    ciborium::into_writer(value, &mut out).map_err(|e| EntryError::CborEncode(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes and validates the header of an entry; returns it with the CBOR
+/// payload that follows (pass that to [`decode_value`]).
+///
+/// Allocates one `Vec` for the tags (none when there are none) and one `String`
+/// per tag.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), EntryError> {
+    let mut input = Cursor { rest: bytes };
+
+    let magic = input.array::<2>("magic")?;
+    if magic != MAGIC {
+        return Err(EntryError::BadMagic { found: magic });
+    }
+    let version = input.u8("version")?;
+    if version != FORMAT_VERSION {
+        return Err(EntryError::UnsupportedVersion(version));
+    }
+    let flags = input.u8("flags")?;
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(EntryError::BadFlags(flags));
+    }
+
+    let created = input.u64("created")?;
+    let fresh_until = input.u64("fresh_until")?;
+    let stale_until = input.u64("stale_until")?;
+    let fail_safe_until = input.u64("fail_safe_until")?;
+    check_times(fresh_until, stale_until, fail_safe_until)?;
+    let load_millis = input.u32("load_millis")?;
+
+    let count = usize::from(input.u16("tag count")?);
+    if count > MAX_TAGS {
+        return Err(EntryError::TooManyTags(count));
+    }
+    // Every tag takes at least MIN_TAG_LEN bytes: refuse a count the input cannot
+    // hold before reserving room for it.
+    if input.rest.len() / MIN_TAG_LEN < count {
+        return Err(EntryError::Truncated { field: "tags" });
+    }
+    let mut tags = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::from(input.u16("tag name length")?);
+        if len > MAX_TAG_NAME_LEN {
+            return Err(EntryError::TagNameTooLong(len));
+        }
+        let name = input.take(len, "tag name")?;
+        let name = std::str::from_utf8(name).map_err(|_| EntryError::BadUtf8)?;
+        let tag_version = input.u64("tag version")?;
+        tags.push((name.to_owned(), tag_version));
+    }
+
+    let header = Header {
+        created,
+        fresh_until,
+        stale_until,
+        fail_safe_until,
+        load_millis,
+        tags,
+    };
+    Ok((header, input.rest))
+}
+
+/// Decodes the CBOR payload returned by [`decode_header`] as a `T`.
+///
+/// The payload must be exactly one CBOR item (trailing bytes are an error);
+/// nesting is limited to [`MAX_CBOR_DEPTH`].
+pub(crate) fn decode_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
+    let mut rest = payload;
+    let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH)
+        .map_err(|e| EntryError::CborDecode(describe_cbor_error(&e)))?;
+    if !rest.is_empty() {
+        return Err(EntryError::CborDecode(format!(
+            "{} trailing bytes after the value",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+fn describe_cbor_error(error: &ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error;
+    match error {
+        Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the payload ends before the value".to_owned()
+        }
+        Error::Io(e) => format!("read error: {e}"),
+        Error::Syntax(offset) => format!("invalid CBOR at payload offset {offset}"),
+        Error::Semantic(Some(offset), msg) => format!("{msg} (at payload offset {offset})"),
+        Error::Semantic(None, msg) => msg.clone(),
+        Error::RecursionLimitExceeded => {
+            format!("nested deeper than {MAX_CBOR_DEPTH} levels")
+        }
+    }
+}
+
+/// Reads the header fields front to back; every read checks the length first.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], EntryError> {
+        let (head, tail) = self
+            .rest
+            .split_at_checked(len)
+            .ok_or(EntryError::Truncated { field })?;
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], EntryError> {
+        let (head, tail) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(EntryError::Truncated { field })?;
+        self.rest = tail;
+        Ok(*head)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, EntryError> {
+        self.array::<1>(field).map(|[b]| b)
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, EntryError> {
+        self.array(field).map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, EntryError> {
+        self.array(field).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, EntryError> {
+        self.array(field).map(u64::from_le_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Profile {
+        id: u64,
+        name: String,
+        roles: Vec<String>,
+        email: Option<String>,
+        scores: Vec<u32>,
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            id: 7,
+            name: "ann".to_owned(),
+            roles: vec!["admin".to_owned(), "ops".to_owned()],
+            email: Some("ann@example.com".to_owned()),
+            scores: vec![1, 200, 70_000],
+        }
+    }
+
+    fn header(tags: &[(&str, u64)]) -> Header {
+        Header {
+            created: 1_700_000_000_000,
+            fresh_until: 1_700_000_060_000,
+            stale_until: 1_700_000_120_000,
+            fail_safe_until: 1_700_003_600_000,
+            load_millis: 42,
+            tags: tags.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
+        }
+    }
+
+    fn valid_entry() -> Vec<u8> {
+        encode(&header(&[("user:7", 3), ("users", 1)]), &profile()).unwrap()
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        assert_eq!(s.len() % 2, 0);
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Header, T), EntryError> {
+        let (header, payload) = decode_header(bytes)?;
+        Ok((header, decode_value(payload)?))
+    }
+
+    // ---- round trips ----
+
+    #[test]
+    fn round_trip_without_tags() {
+        let h = header(&[]);
+        let bytes = encode(&h, &profile()).unwrap();
+        assert_eq!(&bytes[..2], b"CE");
+        let (back, payload) = decode_header(&bytes).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(bytes.len() - payload.len(), FIXED_LEN);
+        assert_eq!(decode_value::<Profile>(payload).unwrap(), profile());
+    }
+
+    #[test]
+    fn round_trip_with_tags_and_none_fields() {
+        let h = header(&[("user:7", 3), ("users", u64::MAX), ("", 0), ("ünï", 9)]);
+        let value = Profile {
+            email: None,
+            roles: vec![],
+            scores: vec![],
+            ..profile()
+        };
+        let bytes = encode(&h, &value).unwrap();
+        let (back, got) = decode::<Profile>(&bytes).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(got, value);
+    }
+
+    #[test]
+    fn round_trip_at_the_limits() {
+        let name = "x".repeat(MAX_TAG_NAME_LEN);
+        let h = Header {
+            created: u64::MAX,
+            fresh_until: u64::MAX,
+            stale_until: u64::MAX,
+            fail_safe_until: u64::MAX,
+            load_millis: u32::MAX,
+            tags: (0..MAX_TAGS as u64).map(|v| (name.clone(), v)).collect(),
+        };
+        let bytes = encode(&h, &"a plain string").unwrap();
+        let (back, got) = decode::<String>(&bytes).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(got, "a plain string");
+    }
+
+    #[test]
+    fn round_trip_scalars_and_unit() {
+        let bytes = encode(&header(&[]), &()).unwrap();
+        decode::<()>(&bytes).unwrap();
+        let bytes = encode(&header(&[]), &Some(-5i64)).unwrap();
+        assert_eq!(decode::<Option<i64>>(&bytes).unwrap().1, Some(-5));
+        let bytes = encode(&header(&[]), &Option::<String>::None).unwrap();
+        assert_eq!(decode::<Option<String>>(&bytes).unwrap().1, None);
+    }
+
+    // ---- golden bytes ----
+
+    /// The exact bytes of one entry. This freezes format version 1: if this test
+    /// fails, the layout (or the CBOR encoding of the value) changed, and entries
+    /// already in Redis would be misread. Do not update the literal; bump
+    /// `FORMAT_VERSION` (and keep reading the old version or let old entries miss)
+    /// and add a golden test for the new version instead. (`_` only separates
+    /// fields for reading; it is not part of the bytes.)
+    const GOLDEN_V1: &str = concat!(
+        "4345",                               // magic "CE"
+        "01",                                 // version 1
+        "00",                                 // flags
+        "0068e5cf8b010000",                   // created 1_700_000_000_000
+        "6052e6cf8b010000",                   // fresh_until 1_700_000_060_000
+        "c03ce7cf8b010000",                   // stale_until 1_700_000_120_000
+        "80561cd08b010000",                   // fail_safe_until 1_700_003_600_000
+        "2a000000",                           // load_millis 42
+        "0200",                               // 2 tags
+        "0600_757365723a37_0300000000000000", // tag: len 6, "user:7", version 3
+        "0500_7573657273_0100000000000000",   // tag: len 5, "users", version 1
+        // CBOR map(5):
+        "a5",
+        "626964_07",                                     // "id": 7
+        "646e616d65_63616e6e",                           // "name": "ann"
+        "65726f6c6573_82_6561646d696e_636f7073",         // "roles": ["admin", "ops"]
+        "65656d61696c_6f616e6e406578616d706c652e636f6d", // "email": "ann@example.com"
+        "6673636f726573_83_01_18c8_1a00011170",          // "scores": [1, 200, 70000]
+    );
+
+    #[test]
+    fn golden_bytes_v1() {
+        let bytes = valid_entry();
+        let golden = GOLDEN_V1.replace('_', "");
+        assert_eq!(
+            hex(&bytes),
+            golden,
+            "format v1 changed: bump FORMAT_VERSION"
+        );
+        let (h, value) = decode::<Profile>(&unhex(&golden)).unwrap();
+        assert_eq!(h, header(&[("user:7", 3), ("users", 1)]));
+        assert_eq!(value, profile());
+    }
+
+    // ---- rejections ----
+
+    #[test]
+    fn rejects_empty_input() {
+        assert_eq!(
+            decode_header(&[]).unwrap_err(),
+            EntryError::Truncated { field: "magic" }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_magic() {
+        let mut bytes = valid_entry();
+        bytes[1] = b'X';
+        assert_eq!(
+            decode_header(&bytes).unwrap_err(),
+            EntryError::BadMagic { found: *b"CX" }
+        );
+        assert!(matches!(
+            decode_header(b"{\"json\": true}").unwrap_err(),
+            EntryError::BadMagic { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_unknown_versions() {
+        for v in [0u8, 2, 255] {
+            let mut bytes = valid_entry();
+            bytes[2] = v;
+            assert_eq!(
+                decode_header(&bytes).unwrap_err(),
+                EntryError::UnsupportedVersion(v)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_any_flag_in_v1() {
+        for flags in [0x01, 0b10, 0x80, 0xff] {
+            let mut bytes = valid_entry();
+            bytes[3] = flags;
+            assert_eq!(
+                decode_header(&bytes).unwrap_err(),
+                EntryError::BadFlags(flags)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_too_many_tags() {
+        // Decode: a count of 257 (and u16::MAX) in an otherwise valid header.
+        for count in [257u16, u16::MAX] {
+            let mut bytes = encode(&header(&[]), &1u8).unwrap();
+            bytes[40..42].copy_from_slice(&count.to_le_bytes());
+            assert_eq!(
+                decode_header(&bytes).unwrap_err(),
+                EntryError::TooManyTags(usize::from(count))
+            );
+        }
+        // A count within the limit that the input cannot hold is truncation.
+        let mut bytes = encode(&header(&[]), &1u8).unwrap();
+        bytes[40..42].copy_from_slice(&256u16.to_le_bytes());
+        assert_eq!(
+            decode_header(&bytes).unwrap_err(),
+            EntryError::Truncated { field: "tags" }
+        );
+        // Encode refuses what decode would refuse.
+        let mut h = header(&[]);
+        h.tags = (0..=MAX_TAGS as u64).map(|v| ("t".to_owned(), v)).collect();
+        assert_eq!(encode(&h, &1u8).unwrap_err(), EntryError::TooManyTags(257));
+    }
+
+    #[test]
+    fn rejects_tag_name_too_long() {
+        // Decode: a declared name length of 1025 with the bytes present.
+        let mut bytes = encode(&header(&[("t", 1)]), &1u8).unwrap();
+        bytes[42..44].copy_from_slice(&1025u16.to_le_bytes());
+        bytes.extend(std::iter::repeat_n(b'a', 2000));
+        assert_eq!(
+            decode_header(&bytes).unwrap_err(),
+            EntryError::TagNameTooLong(1025)
+        );
+        // Encode.
+        let name = "n".repeat(MAX_TAG_NAME_LEN + 1);
+        let h = header(&[(&name, 1)]);
+        assert_eq!(
+            encode(&h, &1u8).unwrap_err(),
+            EntryError::TagNameTooLong(1025)
+        );
+    }
+
+    #[test]
+    fn rejects_tag_name_length_past_the_end() {
+        let mut bytes = encode(&header(&[("t", 1)]), &1u8).unwrap();
+        bytes[42..44].copy_from_slice(&1000u16.to_le_bytes());
+        assert_eq!(
+            decode_header(&bytes).unwrap_err(),
+            EntryError::Truncated { field: "tag name" }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_utf8_in_tag_name() {
+        let mut bytes = valid_entry();
+        bytes[44] = 0xff; // first byte of "user:7"
+        assert_eq!(decode_header(&bytes).unwrap_err(), EntryError::BadUtf8);
+        let mut bytes = valid_entry();
+        bytes[44..46].copy_from_slice(&[0xc3, 0x28]); // invalid 2-byte sequence
+        assert_eq!(decode_header(&bytes).unwrap_err(), EntryError::BadUtf8);
+    }
+
+    #[test]
+    fn rejects_inconsistent_times() {
+        let put = |bytes: &mut Vec<u8>, at: usize, v: u64| {
+            bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        };
+        // fresh_until (12) after stale_until (20).
+        let mut bytes = valid_entry();
+        put(&mut bytes, 20, 1_700_000_059_999);
+        assert!(matches!(
+            decode_header(&bytes).unwrap_err(),
+            EntryError::InconsistentTimes { .. }
+        ));
+        // fresh_until after fail_safe_until (28).
+        let mut bytes = valid_entry();
+        put(&mut bytes, 28, 1);
+        assert_eq!(
+            decode_header(&bytes).unwrap_err(),
+            EntryError::InconsistentTimes {
+                fresh_until: 1_700_000_060_000,
+                stale_until: 1_700_000_120_000,
+                fail_safe_until: 1,
+            }
+        );
+        // Equal times are fine (no stale window, no fail-safe).
+        let mut bytes = valid_entry();
+        put(&mut bytes, 20, 1_700_000_060_000);
+        put(&mut bytes, 28, 1_700_000_060_000);
+        decode::<Profile>(&bytes).unwrap();
+        // Encode refuses them too.
+        let mut h = header(&[]);
+        h.stale_until = h.fresh_until - 1;
+        assert!(matches!(
+            encode(&h, &1u8).unwrap_err(),
+            EntryError::InconsistentTimes { .. }
+        ));
+        let mut h = header(&[]);
+        h.fail_safe_until = h.fresh_until - 1;
+        assert!(matches!(
+            encode(&h, &1u8).unwrap_err(),
+            EntryError::InconsistentTimes { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_wrong_type_empty_and_trailing_payload() {
+        let bytes = valid_entry();
+        let (_, payload) = decode_header(&bytes).unwrap();
+        assert!(matches!(
+            decode_value::<Vec<u64>>(payload).unwrap_err(),
+            EntryError::CborDecode(_)
+        ));
+        assert!(matches!(
+            decode_value::<u64>(&[]).unwrap_err(),
+            EntryError::CborDecode(_)
+        ));
+        let mut longer = payload.to_vec();
+        longer.push(0x00);
+        let err = decode_value::<Profile>(&longer).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::CborDecode("1 trailing bytes after the value".to_owned())
+        );
+        // Not CBOR at all (reserved additional info 28).
+        assert!(matches!(
+            decode_value::<u64>(&[0x1c]).unwrap_err(),
+            EntryError::CborDecode(_)
+        ));
+    }
+
+    #[test]
+    fn cbor_encode_errors_are_reported() {
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        assert!(matches!(
+            encode(&header(&[]), &Fails).unwrap_err(),
+            EntryError::CborEncode(_)
+        ));
+    }
+
+    #[test]
+    fn errors_display() {
+        let all = [
+            EntryError::Truncated { field: "magic" },
+            EntryError::BadMagic { found: *b"XY" },
+            EntryError::UnsupportedVersion(2),
+            EntryError::BadFlags(1),
+            EntryError::TooManyTags(300),
+            EntryError::TagNameTooLong(2000),
+            EntryError::BadUtf8,
+            EntryError::InconsistentTimes {
+                fresh_until: 3,
+                stale_until: 2,
+                fail_safe_until: 1,
+            },
+            EntryError::CborDecode("x".to_owned()),
+            EntryError::CborEncode("y".to_owned()),
+        ];
+        for e in all {
+            assert!(!e.to_string().is_empty());
+            assert!(!format!("{e:?}").is_empty());
+        }
+        assert_eq!(
+            EntryError::UnsupportedVersion(2).to_string(),
+            "unsupported cache entry format version 2; this build reads version 1"
+        );
+    }
+
+    #[test]
+    fn every_truncation_fails_cleanly() {
+        let bytes = valid_entry();
+        for len in 0..bytes.len() {
+            let prefix = &bytes[..len];
+            let result = decode::<Profile>(prefix);
+            assert!(result.is_err(), "prefix of {len} bytes decoded: {result:?}");
+            // The header alone fails exactly when the cut is inside it.
+            let header_len = bytes.len() - decode_header(&bytes).unwrap().1.len();
+            assert_eq!(
+                decode_header(prefix).is_ok(),
+                len >= header_len,
+                "len {len}"
+            );
+        }
+        assert_eq!(decode::<Profile>(&bytes).unwrap().1, profile());
+    }
+
+    // ---- hostile CBOR ----
+
+    /// A CBOR head with major type `major` and an 8-byte argument `n`.
+    fn cbor_head(major: u8, n: u64) -> Vec<u8> {
+        let mut v = vec![(major << 5) | 27];
+        v.extend_from_slice(&n.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn huge_declared_lengths_fail_fast_without_allocating() {
+        // Were any of these lengths honoured with an up-front allocation, the
+        // test would abort (capacity overflow or allocation failure of 2^60
+        // elements); instead each fails at the end of the input. Strings and
+        // byte strings are read in 4 KiB chunks; serde's Vec/HashMap visitors
+        // pre-allocate at most 1 MiB whatever the declared length.
+        let n = 1u64 << 60;
+        let start = Instant::now();
+        let array = cbor_head(4, n);
+        let map = cbor_head(5, n);
+        let bytes = cbor_head(2, n);
+        let text = cbor_head(3, n);
+        let mut text_with_some = text.clone();
+        text_with_some.extend_from_slice(&[b'a'; 10_000]);
+
+        assert!(decode_value::<Vec<u64>>(&array).is_err());
+        assert!(decode_value::<Vec<u8>>(&array).is_err());
+        assert!(decode_value::<Vec<String>>(&array).is_err());
+        assert!(decode_value::<Vec<()>>(&array).is_err());
+        assert!(decode_value::<HashMap<String, u64>>(&map).is_err());
+        assert!(decode_value::<Vec<u8>>(&bytes).is_err());
+        assert!(decode_value::<String>(&text).is_err());
+        assert!(decode_value::<String>(&text_with_some).is_err());
+        assert!(decode_value::<ciborium::Value>(&array).is_err());
+        assert!(decode_value::<ciborium::Value>(&map).is_err());
+        assert!(decode_value::<ciborium::Value>(&bytes).is_err());
+        assert!(decode_value::<ciborium::Value>(&text).is_err());
+        // As a field of a struct, through a full entry.
+        let mut entry = encode(&header(&[]), &()).unwrap();
+        entry.truncate(FIXED_LEN);
+        entry.push(0xa1); // map(1)
+        entry.extend_from_slice(b"\x65roles");
+        entry.extend_from_slice(&array);
+        let err = decode::<Profile>(&entry).unwrap_err();
+        assert!(matches!(err, EntryError::CborDecode(_)), "{err:?}");
+        // An indefinite-length array that never ends.
+        let mut open = vec![0x9f];
+        open.extend(std::iter::repeat_n(0x01, 1000));
+        assert!(decode_value::<Vec<u8>>(&open).is_err());
+        // Generous bound: each case is microseconds; a real 2^60 loop never ends.
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let nested = |depth: usize| {
+            let mut v = vec![0x81; depth]; // array(1), `depth` times
+            v.push(0x00);
+            v
+        };
+        assert!(decode_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH)).is_ok());
+        let err = decode_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH + 1)).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::CborDecode("nested deeper than 128 levels".to_owned())
+        );
+        // Far deeper than the stack could take: still a clean error.
+        assert!(decode_value::<ciborium::Value>(&nested(1_000_000)).is_err());
+        let maps = [0xa1, 0x00].repeat(100_000); // map(1) {0: map(1) {0: ...
+        assert!(decode_value::<ciborium::Value>(&maps).is_err());
+        let tags = [0xd8, 0x64].repeat(100_000); // tag(100) tag(100) ...
+        assert!(decode_value::<ciborium::Value>(&tags).is_err());
+    }
+
+    // ---- fuzz ----
+
+    #[test]
+    fn random_inputs_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(0x5eed_cafe);
+        let valid = valid_entry();
+        let check = |bytes: &[u8]| {
+            if let Ok((h, payload)) = decode_header(bytes) {
+                assert!(h.fresh_until <= h.stale_until);
+                assert!(h.fresh_until <= h.fail_safe_until);
+                assert!(h.tags.len() <= MAX_TAGS);
+                assert!(h.tags.iter().all(|(n, _)| n.len() <= MAX_TAG_NAME_LEN));
+                let _ = decode_value::<Profile>(payload);
+                let _ = decode_value::<ciborium::Value>(payload);
+                let _ = decode_value::<Vec<String>>(payload);
+            }
+        };
+
+        // Random byte strings, half of them behind a valid magic and version so
+        // they get past the first checks.
+        for i in 0..20_000 {
+            let len = rng.usize(0..160);
+            let mut bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..)).take(len).collect();
+            if i % 2 == 0 && bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(&[b'C', b'E', 1, 0]);
+            }
+            check(&bytes);
+            let _ = decode_value::<ciborium::Value>(&bytes);
+        }
+
+        // Random single-byte mutations of a valid entry.
+        for _ in 0..20_000 {
+            let mut bytes = valid.clone();
+            let at = rng.usize(0..bytes.len());
+            bytes[at] = rng.u8(..);
+            check(&bytes);
+        }
+
+        // Random mutations of a valid entry, then a random truncation.
+        for _ in 0..5_000 {
+            let mut bytes = valid.clone();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(0..bytes.len());
+                bytes[at] = rng.u8(..);
+            }
+            bytes.truncate(rng.usize(0..=bytes.len()));
+            check(&bytes);
+        }
+    }
+}

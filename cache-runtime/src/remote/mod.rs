@@ -1,0 +1,74 @@
+//! The remote tier: a [`store::RemoteStore`] (Redis) behind a timeout and a
+//! circuit breaker, so that a slow or failing store costs a bounded time and
+//! is skipped while it is down. Every fault is counted in `store_errors`.
+
+pub(crate) mod breaker;
+pub(crate) mod entry;
+pub(crate) mod redis;
+pub(crate) mod store;
+
+use std::time::Duration;
+
+use breaker::{Breaker, BreakerConfig, BreakerState};
+use store::{RemoteStore, StoreError, StoreFuture};
+
+use crate::key::shorten;
+use crate::stats::Counters;
+
+/// Default time limit of one remote operation.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+pub(crate) struct Remote {
+    store: Box<dyn RemoteStore>,
+    breaker: Breaker,
+    timeout: Duration,
+}
+
+impl Remote {
+    pub(crate) fn new(
+        store: Box<dyn RemoteStore>,
+        timeout: Duration,
+        breaker: BreakerConfig,
+    ) -> Self {
+        Self {
+            store,
+            breaker: Breaker::new(breaker),
+            timeout,
+        }
+    }
+
+    /// Runs one store operation under the breaker and the timeout.
+    pub(crate) async fn call<'a, T>(
+        &'a self,
+        counters: &Counters,
+        op: impl FnOnce(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+    ) -> Result<T, StoreError> {
+        let Some(permit) = self.breaker.permit() else {
+            counters.store_errors.incr();
+            return Err(StoreError::Open);
+        };
+        let outcome = match tokio::time::timeout(self.timeout, op(&*self.store)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::Timeout),
+        };
+        match &outcome {
+            Ok(_) => self.breaker.success(permit),
+            Err(error) => {
+                self.breaker.failure(permit);
+                counters.store_errors.incr();
+                tracing::warn!(%error, "remote cache operation failed");
+            }
+        }
+        outcome
+    }
+
+    pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// The store key of a tag's version counter. `#` after the namespace keeps
+    /// it apart from every entry key (`{namespace}:...`).
+    pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
+        shorten(format!("{namespace}#tag:{tag}"))
+    }
+}

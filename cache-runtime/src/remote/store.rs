@@ -1,0 +1,50 @@
+//! The remote store interface between the read path and a concrete store:
+//! bytes by key, and tag version counters. Redis is the first implementation;
+//! another store plugs in by implementing [`RemoteStore`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed store operation.
+pub(crate) type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Why a remote operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer within the configured timeout.
+    #[error("the remote store timed out")]
+    Timeout,
+    /// The circuit breaker is open: the store failed repeatedly and is skipped.
+    #[error("the remote store is skipped: its circuit breaker is open")]
+    Open,
+    /// The store answered with an error, or the connection failed.
+    #[error("remote store error: {0}")]
+    Backend(String),
+}
+
+/// An entry and the current versions of the tags asked for.
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    pub(crate) entry: Option<Vec<u8>>,
+    pub(crate) versions: Vec<u64>,
+}
+
+/// A remote tier.
+pub(crate) trait RemoteStore: Send + Sync + 'static {
+    /// The bytes under `key` and the versions of `tag_keys` (0 for a tag never
+    /// invalidated), in one round trip where the store can.
+    fn fetch<'a>(&'a self, key: &'a str, tag_keys: &'a [String]) -> StoreFuture<'a, Fetched>;
+    /// The versions of `tag_keys`.
+    fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
+    /// Stores `bytes` under `key` for `ttl`.
+    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()>;
+    /// Removes `key`; whether it existed.
+    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
+    /// Increments the versions of `tag_keys` (invalidation).
+    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()>;
+    /// A round trip that does nothing.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+}

@@ -1,0 +1,284 @@
+//! The remote tier against real `redis-server` processes started by the
+//! harness: shared entries, the three modes, tags across instances, faults.
+
+use std::time::{Duration, Instant};
+
+use cache_runtime::{cached, BreakerState, Cache, Policy};
+use integration_tests::redis_harness::RedisServer;
+use integration_tests::Calls;
+use tokio::time::sleep;
+
+async fn storage_only(server: &RedisServer, ns: &str) -> Cache {
+    Cache::builder()
+        .namespace(ns)
+        .redis(server.url())
+        .build()
+        .await
+        .expect("connect to the test server")
+}
+
+async fn write_through(server: &RedisServer, ns: &str) -> Cache {
+    Cache::builder()
+        .namespace(ns)
+        .memory(1000)
+        .redis(server.url())
+        .build()
+        .await
+        .expect("connect to the test server")
+}
+
+static SHARED: Calls = Calls::new();
+#[cached(cache = cache, key = "user:{id}", tags = ["user:{id}", "users"], ttl = "1h")]
+async fn user(cache: &Cache, id: u64) -> String {
+    let n = SHARED.hit();
+    format!("user {id} load {n}")
+}
+
+#[tokio::test]
+async fn storage_only_instances_share_entries_and_invalidations() {
+    let server = RedisServer::start();
+    let a = storage_only(&server, "shared").await;
+    let b = storage_only(&server, "shared").await;
+    let first = user(&a, 1).await;
+    assert_eq!(user(&b, 1).await, first, "b reads a's entry from Redis");
+    assert_eq!(SHARED.get(), 1);
+    assert_eq!(a.memory_len(), 0, "storage-only keeps nothing in memory");
+    assert_eq!(b.stats().remote_hits, 1);
+
+    a.invalidate_tags(["users"]).await.unwrap();
+    let second = user(&b, 1).await;
+    assert_ne!(second, first, "an invalidation by a reaches b at once");
+    assert_eq!(SHARED.get(), 2);
+    assert_eq!(user(&a, 1).await, second);
+}
+
+static WT: Calls = Calls::new();
+#[cached(cache = cache, ttl = "1h")]
+async fn square(cache: &Cache, x: u64) -> u64 {
+    WT.hit();
+    x * x
+}
+
+#[tokio::test]
+async fn write_through_reads_memory_then_redis_then_the_function() {
+    let server = RedisServer::start();
+    let a = write_through(&server, "wt").await;
+    let b = write_through(&server, "wt").await;
+    assert_eq!(square(&a, 12).await, 144);
+    assert_eq!(WT.get(), 1);
+    assert_eq!(square(&b, 12).await, 144, "from Redis");
+    assert_eq!(b.stats().remote_hits, 1);
+    assert_eq!(square(&b, 12).await, 144, "now from b's memory");
+    assert_eq!(b.stats().remote_hits, 1);
+    assert_eq!(b.stats().hits, 2);
+    assert_eq!(WT.get(), 1);
+    assert_eq!(server.dbsize(), 1, "one entry in Redis");
+}
+
+#[cached(cache = cache, key = "profile:{id}", tags = ["user:{id}", "users"], ttl = "1h")]
+async fn profile(cache: &Cache, id: u64) -> String {
+    format!("profile {id}")
+}
+
+#[tokio::test]
+async fn a_storage_only_hit_with_two_tags_is_one_mget() {
+    let server = RedisServer::start();
+    let cache = storage_only(&server, "rt").await;
+    profile(&cache, 77).await;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..10 {
+        assert_eq!(profile(&cache, 77).await, "profile 77");
+    }
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let calls = |cmd: &str| -> u64 {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("mget"), 10, "{stats}");
+    assert_eq!(calls("get") + calls("set") + calls("evalsha"), 0, "{stats}");
+}
+
+static SLOW: Calls = Calls::new();
+#[cached(cache = cache, key = "report", tags = ["report"])]
+async fn slow_report(cache: &Cache) -> usize {
+    let n = SLOW.hit();
+    sleep(Duration::from_millis(300)).await;
+    n
+}
+
+#[tokio::test]
+async fn an_invalidation_during_a_load_in_another_instance_is_not_lost() {
+    let server = RedisServer::start();
+    let a = storage_only(&server, "race").await;
+    let b = storage_only(&server, "race").await;
+    let load = {
+        let a = a.clone();
+        tokio::spawn(async move { slow_report(&a).await })
+    };
+    sleep(Duration::from_millis(100)).await;
+    b.invalidate_tags(["report"]).await.unwrap();
+    assert_eq!(load.await.unwrap(), 0);
+    assert_eq!(
+        slow_report(&b).await,
+        1,
+        "the entry a wrote was born invalid"
+    );
+    assert_eq!(slow_report(&a).await, 1);
+}
+
+static FAULTS: Calls = Calls::new();
+#[cached(cache = cache, ttl = "1h")]
+async fn faulty(cache: &Cache, x: u64) -> u64 {
+    FAULTS.hit();
+    x + 1
+}
+
+#[tokio::test]
+async fn calls_answer_while_redis_is_down_and_use_it_again_after_a_restart() {
+    let mut server = RedisServer::start();
+    let cache = Cache::builder()
+        .namespace("down")
+        .redis(server.url())
+        .remote_timeout(Duration::from_millis(200))
+        .breaker(2, Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(faulty(&cache, 1).await, 2);
+    server.kill();
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(faulty(&cache, 1).await, 2, "the function answers");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(cache.stats().store_errors >= 2);
+    assert_eq!(cache.health().await.map(|h| h.connected), Some(false));
+
+    server.restart();
+    let back = Instant::now();
+    loop {
+        let before = FAULTS.get();
+        faulty(&cache, 5).await;
+        faulty(&cache, 5).await;
+        if FAULTS.get() == before + 1 {
+            break; // stored, then served from Redis again
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "Redis was not used again"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let health = cache.health().await.unwrap();
+    assert!(health.connected);
+    assert_eq!(health.breaker, BreakerState::Closed);
+}
+
+#[tokio::test]
+async fn calls_answer_within_two_seconds_while_redis_is_frozen() {
+    let server = RedisServer::start();
+    let cache = storage_only(&server, "frozen").await;
+    assert_eq!(faulty(&cache, 100).await, 101);
+    server.freeze();
+    let started = Instant::now();
+    for i in 0..3 {
+        assert_eq!(faulty(&cache, 200 + i).await, 201 + i);
+    }
+    let elapsed = started.elapsed();
+    server.thaw();
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(cache.stats().store_errors >= 1);
+}
+
+static GARBAGE: Calls = Calls::new();
+#[cached(cache = cache, key = "g:{x}")]
+async fn garbage(cache: &Cache, x: u64) -> u64 {
+    GARBAGE.hit();
+    x
+}
+
+#[tokio::test]
+async fn garbage_bytes_and_wrongly_typed_keys_are_misses() {
+    let server = RedisServer::start();
+    let cache = storage_only(&server, "junk").await;
+    server.cli(&["SET", "junk:g:1", "\u{1}\u{2}not an entry"]);
+    server.cli(&["RPUSH", "junk:g:2", "a", "b"]);
+    assert_eq!(garbage(&cache, 1).await, 1);
+    assert_eq!(garbage(&cache, 2).await, 2);
+    assert_eq!(GARBAGE.get(), 2);
+    assert!(cache.stats().decode_errors >= 1);
+    // Both keys were overwritten by the loads: now they hit.
+    assert_eq!(garbage(&cache, 1).await, 1);
+    assert_eq!(garbage(&cache, 2).await, 2);
+    assert_eq!(GARBAGE.get(), 2);
+    assert_eq!(server.cli(&["TYPE", "junk:g:2"]).trim(), "string");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_error_without_the_password() {
+    let server = RedisServer::start_with_password("s3cr3t-pw");
+    let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/", server.port());
+    let err = Cache::builder().redis(wrong).build().await.unwrap_err();
+    let text = err.to_string();
+    assert!(!text.contains("wrong-pw"), "{text}");
+    assert!(text.contains("***"), "{text}");
+    let ok = Cache::builder().redis(server.url()).build().await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+
+    let acl = RedisServer::start_with_acl_user("app", "acl-pw");
+    let cache = Cache::builder()
+        .namespace("acl")
+        .redis(acl.url())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(faulty(&cache, 9).await, 10);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill();
+    let err = Cache::builder().redis(url).build().await.unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+}
+
+#[tokio::test]
+async fn the_manual_api_goes_through_redis() {
+    let server = RedisServer::start();
+    let a = write_through(&server, "manual").await;
+    let b = storage_only(&server, "manual").await;
+    a.set_with(
+        "k",
+        "v".to_string(),
+        &Policy::ttl(Duration::from_secs(60)),
+        ["t"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.get::<String>("k").await.unwrap(), Some("v".into()));
+    b.invalidate_tags(["t"]).await.unwrap();
+    assert_eq!(
+        b.get::<String>("k").await.unwrap(),
+        None,
+        "invalidated in Redis"
+    );
+    b.set("k2", 5u32).await.unwrap();
+    assert_eq!(a.get::<u32>("k2").await.unwrap(), Some(5));
+    assert!(b.delete("k2").await.unwrap());
+    assert_eq!(b.get::<u32>("k2").await.unwrap(), None);
+    assert_eq!(
+        b.get_many::<u32, _>(&["k2", "nope"]).await.unwrap(),
+        vec![None, None]
+    );
+}
