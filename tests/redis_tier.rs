@@ -282,3 +282,80 @@ async fn the_manual_api_goes_through_redis() {
         vec![None, None]
     );
 }
+
+static BP: Calls = Calls::new();
+#[cached(cache = cache, key = "item:{id}", tags = ["item:{id}"], ttl = "1h")]
+async fn item(cache: &Cache, id: u64) -> usize {
+    BP.hit()
+}
+
+#[tokio::test]
+async fn write_through_invalidations_reach_other_memory_tiers_within_500ms() {
+    let server = RedisServer::start();
+    let a = write_through(&server, "bp").await;
+    let b = write_through(&server, "bp").await;
+    let first = item(&a, 1).await;
+    assert_eq!(
+        item(&b, 1).await,
+        first,
+        "b has it (from Redis, now in memory)"
+    );
+    assert_eq!(item(&b, 1).await, first, "b's memory hit");
+    assert_eq!(b.stats().hits, 2);
+
+    a.invalidate_tags(["item:1"]).await.unwrap();
+    let started = Instant::now();
+    loop {
+        if item(&b, 1).await != first {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "b's memory tier still serves the invalidated entry"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+static DISTRUST: Calls = Calls::new();
+#[cached(cache = cache, key = "d:{id}", ttl = "1h")]
+async fn distrusted(cache: &Cache, id: u64) -> usize {
+    DISTRUST.hit()
+}
+
+#[tokio::test]
+async fn after_a_backplane_disconnect_memory_is_not_trusted() {
+    let mut server = RedisServer::start();
+    let cache = Cache::builder()
+        .namespace("distrust")
+        .memory(100)
+        .redis(server.url())
+        .remote_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(distrusted(&cache, 1).await, 0);
+    assert_eq!(distrusted(&cache, 1).await, 0, "memory hit");
+    server.kill();
+    sleep(Duration::from_millis(300)).await;
+    // Memory still holds the entry, but invalidations could be missed now:
+    // the function runs rather than serve it.
+    assert_eq!(distrusted(&cache, 1).await, 1);
+    server.restart();
+    let started = Instant::now();
+    loop {
+        let before = cache.stats();
+        let x = distrusted(&cache, 2).await;
+        let y = distrusted(&cache, 2).await;
+        let after = cache.stats();
+        let memory_hit = after.hits > before.hits && after.remote_hits == before.remote_hits;
+        if x == y && memory_hit {
+            break; // resubscribed: memory is trusted again
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "memory never trusted again"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}

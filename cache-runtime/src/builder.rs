@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
 use crate::flight::Flights;
 use crate::memory::{MemoryTier, WeighFn};
+use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
 use crate::remote::redis::{redact, RedisStore};
 use crate::remote::{self, Remote};
@@ -162,14 +163,14 @@ impl CacheBuilder {
                 self.namespace
             )));
         }
-        let remote = match &self.redis {
-            None => None,
+        let (remote, client) = match &self.redis {
+            None => (None, None),
             Some(url) => match RedisStore::connect(url, self.remote_timeout).await {
-                Ok(store) => Some(Remote::new(
-                    Box::new(store),
-                    self.remote_timeout,
-                    self.breaker,
-                )),
+                Ok(store) => {
+                    let client = store.client();
+                    let remote = Remote::new(Box::new(store), self.remote_timeout, self.breaker);
+                    (Some(remote), Some(client))
+                }
                 Err(source) => {
                     return Err(Error::Connect {
                         url: redact(url),
@@ -178,14 +179,20 @@ impl CacheBuilder {
                 }
             },
         };
-        Ok(self.assemble(remote))
+        let wait = self.remote_timeout * 4;
+        let write_through = self.memory.is_some();
+        let cache = self.assemble(remote, write_through);
+        if let (Some(client), true) = (client, write_through) {
+            backplane::start(&cache.inner, client, wait).await;
+        }
+        Ok(cache)
     }
 
     pub(crate) fn build_now(self) -> Cache {
-        self.assemble(None)
+        self.assemble(None, false)
     }
 
-    fn assemble(self, remote: Option<Remote>) -> Cache {
+    fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
         let counters = Arc::new(Counters::default());
         let memory = match self.memory {
             Some(capacity) => MemoryTier::new(capacity, self.weigher, counters.clone()),
@@ -198,6 +205,7 @@ impl CacheBuilder {
                 defaults: self.defaults.with_ttl(self.default_ttl),
                 profiles: self.profiles,
                 memory,
+                backplane: (backplane && remote.is_some()).then(Backplane::new),
                 remote,
                 tags: TagRegistry::new(),
                 flights: Flights::new(),

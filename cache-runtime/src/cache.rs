@@ -8,6 +8,7 @@ use crate::builder::CacheBuilder;
 use crate::flight::Flights;
 use crate::key::Key;
 use crate::memory::MemoryTier;
+use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerState;
 use crate::remote::Remote;
 use crate::stats::{Counters, Stats};
@@ -52,9 +53,25 @@ pub(crate) struct Inner {
     pub(crate) profiles: HashMap<String, Policy>,
     pub(crate) memory: MemoryTier,
     pub(crate) remote: Option<Remote>,
+    /// Write-through only: carries invalidations between processes.
+    pub(crate) backplane: Option<Backplane>,
     pub(crate) tags: TagRegistry,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<Counters>,
+}
+
+impl Inner {
+    /// The memory tier's entry, unless the backplane is down (then memory may
+    /// have missed invalidations, and reads go to the remote tier).
+    #[inline]
+    pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<Arc<crate::memory::Entry>> {
+        if let Some(backplane) = &self.backplane {
+            if !backplane.trusted() {
+                return None;
+            }
+        }
+        self.memory.get(key)
+    }
 }
 
 impl Cache {
@@ -117,6 +134,17 @@ impl Cache {
         if let Some(remote) = &inner.remote {
             if !tag_keys.is_empty() {
                 remote.call(&inner.counters, |s| s.bump(&tag_keys)).await?;
+                let tags: Vec<String> = tag_keys
+                    .iter()
+                    .filter_map(|k| k.split_once("#tag:").map(|(_, t)| t.to_string()))
+                    .collect();
+                let origin = inner.backplane.as_ref().map_or(0, |b| b.origin);
+                if let Some(message) = backplane::encode(origin, &tags) {
+                    let channel = backplane::channel(&inner.namespace);
+                    remote
+                        .call(&inner.counters, |s| s.publish(&channel, message))
+                        .await?;
+                }
             }
         }
         Ok(())

@@ -51,7 +51,7 @@ impl Cache {
 
     fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
         let inner = &self.inner;
-        let value = inner.memory.get(&key.repr).and_then(|entry| {
+        let value = inner.memory_get(&key.repr).and_then(|entry| {
             let fresh = now_millis() < entry.fresh_until && entry.tags.is_current();
             match entry.value.downcast_ref::<T>() {
                 Some(v) if fresh => Some(v.clone()),

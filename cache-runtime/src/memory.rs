@@ -106,6 +106,13 @@ impl MemoryTier {
         self.map.as_ref().is_some_and(|m| m.remove(key).is_some())
     }
 
+    /// Drops every entry (the backplane lost messages).
+    pub(crate) fn clear(&self) {
+        if let Some(map) = &self.map {
+            map.clear();
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.map.as_ref().map_or(0, |m| m.len())
     }

@@ -127,7 +127,7 @@ where
     }
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     let now = now_millis();
-    let (found, wrong_type) = judge::<M::Value>(inner.memory.get(&key.repr), &plan, now);
+    let (found, wrong_type) = judge::<M::Value>(inner.memory_get(&key.repr), &plan, now);
     if wrong_type {
         inner.counters.decode_errors.incr();
     }

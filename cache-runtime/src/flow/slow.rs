@@ -118,7 +118,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
         None
     };
     // Another leader may have stored the value since our lookup.
-    if let Some(entry) = inner.memory.get(&key.repr) {
+    if let Some(entry) = inner.memory_get(&key.repr) {
         let usable = (*entry.value).type_id() == value_type
             && now_millis() < entry.fresh_until
             && entry.tags.is_current();

@@ -2,6 +2,7 @@
 //! circuit breaker, so that a slow or failing store costs a bounded time and
 //! is skipped while it is down. Every fault is counted in `store_errors`.
 
+pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod entry;
 pub(crate) mod redis;

@@ -10,6 +10,7 @@ use super::store::{Fetched, RemoteStore, StoreError, StoreFuture};
 
 pub(crate) struct RedisStore {
     conn: ConnectionManager,
+    client: Client,
 }
 
 /// `url` with any password replaced, for messages.
@@ -38,6 +39,7 @@ impl RedisStore {
     /// Connects and checks the connection (and credentials) with a PING.
     pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(|e| backend(e, None))?;
+        let kept = client.clone();
         let secret = client
             .get_connection_info()
             .redis_settings()
@@ -53,10 +55,17 @@ impl RedisStore {
             Ok::<_, RedisError>(conn)
         };
         match tokio::time::timeout(timeout * 2, connect).await {
-            Ok(Ok(conn)) => Ok(Self { conn }),
+            Ok(Ok(conn)) => Ok(Self { conn, client: kept }),
             Ok(Err(e)) => Err(backend(e, secret.as_deref())),
             Err(_) => Err(StoreError::Timeout),
         }
+    }
+}
+
+impl RedisStore {
+    /// A client for the backplane's own pub/sub connection.
+    pub(crate) fn client(&self) -> Client {
+        self.client.clone()
     }
 }
 
@@ -147,6 +156,18 @@ impl RemoteStore for RedisStore {
                 pipe.cmd("INCR").arg(key).ignore();
             }
             pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        })
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))
         })

@@ -45,6 +45,8 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
     /// Increments the versions of `tag_keys` (invalidation).
     fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()>;
+    /// Publishes `message` on `channel`.
+    fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()>;
     /// A round trip that does nothing.
     fn ping(&self) -> StoreFuture<'_, ()>;
 }

@@ -1,0 +1,171 @@
+//! The backplane: invalidations travel on a Redis pub/sub channel per
+//! namespace, so other processes' memory tiers drop affected entries within
+//! milliseconds. Messages sent while a subscriber is disconnected are lost, so
+//! a process does not trust its memory tier from a disconnect until it has
+//! subscribed again, and then clears it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{oneshot, Notify};
+
+use crate::cache::Inner;
+
+/// One message: who sent it and the tags it invalidates.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Message {
+    origin: u64,
+    tags: Vec<String>,
+}
+
+pub(crate) fn encode(origin: u64, tags: &[String]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let message = Message {
+        origin,
+        tags: tags.to_vec(),
+    };
+    ciborium::into_writer(&message, &mut out).ok()?;
+    Some(out)
+}
+
+fn decode(bytes: &[u8]) -> Option<Message> {
+    ciborium::from_reader(bytes).ok()
+}
+
+/// The channel of a namespace.
+pub(crate) fn channel(namespace: &str) -> String {
+    format!("{namespace}#invalidations")
+}
+
+/// A cache's side of the backplane.
+pub(crate) struct Backplane {
+    /// Identifies this cache's own messages.
+    pub(crate) origin: u64,
+    trusted: AtomicBool,
+    shutdown: Arc<Notify>,
+}
+
+impl Backplane {
+    pub(crate) fn new() -> Self {
+        Self {
+            origin: fastrand::u64(..),
+            trusted: AtomicBool::new(false),
+            shutdown: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Whether the memory tier may be trusted: subscribed since it was last
+    /// cleared.
+    #[inline]
+    pub(crate) fn trusted(&self) -> bool {
+        self.trusted.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Backplane {
+    fn drop(&mut self) {
+        self.shutdown.notify_one();
+    }
+}
+
+/// Starts the subscriber task; resolves once the first subscription is up
+/// (or after `wait`, whichever is first).
+pub(crate) async fn start(inner: &Arc<Inner>, client: redis::Client, wait: Duration) {
+    let Some(backplane) = &inner.backplane else {
+        return;
+    };
+    let (ready, subscribed) = oneshot::channel();
+    let shutdown = backplane.shutdown.clone();
+    let task = subscriber(
+        Arc::downgrade(inner),
+        client,
+        channel(&inner.namespace),
+        ready,
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = task => {}
+            _ = shutdown.notified() => {}
+        }
+    });
+    let _ = tokio::time::timeout(wait, subscribed).await;
+}
+
+async fn subscriber(
+    cache: Weak<Inner>,
+    client: redis::Client,
+    channel: String,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await {
+            if pubsub.subscribe(&channel).await.is_ok() {
+                backoff = Duration::from_millis(50);
+                {
+                    let Some(inner) = cache.upgrade() else { return };
+                    // Invalidations may have been missed while unsubscribed.
+                    inner.memory.clear();
+                    if let Some(b) = &inner.backplane {
+                        b.trusted.store(true, Ordering::Release);
+                    }
+                }
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
+                }
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let Some(inner) = cache.upgrade() else { return };
+                    apply(&inner, message.get_payload_bytes());
+                }
+            }
+        }
+        let Some(inner) = cache.upgrade() else { return };
+        if let Some(b) = &inner.backplane {
+            if b.trusted.swap(false, Ordering::AcqRel) {
+                inner.counters.store_errors.incr();
+                tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects");
+            }
+        }
+        inner.memory.clear();
+        drop(inner);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn apply(inner: &Inner, payload: &[u8]) {
+    let Some(message) = decode(payload) else {
+        inner.counters.decode_errors.incr();
+        return;
+    };
+    let own = inner
+        .backplane
+        .as_ref()
+        .is_some_and(|b| b.origin == message.origin);
+    if own {
+        return;
+    }
+    for tag in &message.tags {
+        inner.tags.invalidate(tag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_rejected() {
+        let bytes = encode(7, &["a".into(), "b:c".into()]).unwrap();
+        let m = decode(&bytes).unwrap();
+        assert_eq!(
+            (m.origin, m.tags),
+            (7, vec!["a".to_string(), "b:c".to_string()])
+        );
+        assert!(decode(b"\xff\x00garbage").is_none());
+    }
+}
