@@ -69,5 +69,6 @@ pub use memory::WeighFn;
 pub use outcome::Storable;
 pub use policy::Policy;
 pub use remote::breaker::BreakerState;
+pub use remote::lock::LockGuard;
 pub use remote::store::StoreError;
 pub use stats::Stats;

@@ -156,7 +156,8 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let plan = Plan::from_policy(policy, self, false);
+        let mut plan = Plan::from_policy(policy, self, false);
+        plan.distributed = self.inner.remote.is_some();
         let tags = || tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let key = Key::manual(key);
         match begin_with::<AsResult, std::result::Result<T, E>, _>(self, plan, key, tags).await {

@@ -7,6 +7,7 @@
 //! caller's future small, which matters: rustc moves futures by `memcpy`, and a
 //! large state costs on every call, hit or not.
 
+mod distributed;
 mod lookup;
 pub(crate) mod plan;
 mod refresh;
@@ -170,6 +171,7 @@ where
             guard: None,
             fail_safe,
             remote_versions: None,
+            lock: None,
         };
         return Begin::ready(Step::Load(Ticket::new(cache, lead)));
     }

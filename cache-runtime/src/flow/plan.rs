@@ -13,6 +13,8 @@ pub(crate) struct Plan {
     /// XFetch beta; 0 when off.
     pub(crate) beta: f64,
     pub(crate) single_flight: bool,
+    /// One load per key across processes (needs a remote tier).
+    pub(crate) distributed: bool,
     pub(crate) cache_none: bool,
     /// Whether a background refresh can be made (stale / refresh-ahead apply).
     pub(crate) refreshable: bool,
@@ -34,6 +36,7 @@ impl Plan {
                 _ => 0.0,
             },
             single_flight: true,
+            distributed: false,
             cache_none: true,
             refreshable,
         }
@@ -67,6 +70,8 @@ impl Plan {
         };
         let mut plan = Plan::from_policy(&policy, cache, site.refreshable);
         plan.single_flight = site.lock != LockMode::None;
+        plan.distributed = cache.inner.remote.is_some()
+            && matches!(site.lock, LockMode::Default | LockMode::Distributed);
         plan.cache_none = site.cache_none;
         Ok(plan)
     }

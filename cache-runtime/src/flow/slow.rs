@@ -8,6 +8,7 @@ use std::any::TypeId;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::distributed::lead_across_processes;
 use super::plan::Plan;
 use super::remote_read::{read, DecodeFn, RemoteRead, Shared};
 use super::{trace, Refresher, Step, Ticket};
@@ -16,6 +17,7 @@ use crate::flight::{Join, LeadGuard};
 use crate::key::Key;
 use crate::memory::Entry;
 use crate::outcome::ReturnKind;
+use crate::remote::lock::LockGuard;
 use crate::Cache;
 
 /// How a miss ended.
@@ -42,6 +44,8 @@ pub(crate) struct Lead {
     pub(crate) guard: Option<LeadGuard>,
     pub(crate) fail_safe: Option<Shared>,
     pub(crate) remote_versions: Option<Vec<u64>>,
+    /// The distributed lock, when this caller loads for every process.
+    pub(crate) lock: Option<LockGuard>,
 }
 
 impl Missed {
@@ -161,6 +165,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 guard,
                 fail_safe,
                 remote_versions: None,
+                lock: None,
             })
         }
         RemoteRead::Miss {
@@ -168,14 +173,21 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
             versions,
         } => {
             trace(cache, &key, "miss, load", started);
-            Missed::Lead(Lead {
+            let distributed = plan.distributed && versions.is_some();
+            let lead = Lead {
                 key,
                 plan,
                 tags,
                 guard,
                 fail_safe: fail_safe.or(remote_fail_safe),
                 remote_versions: versions,
-            })
+                lock: None,
+            };
+            if distributed {
+                lead_across_processes(cache, lead, decode, value_type).await
+            } else {
+                Missed::Lead(lead)
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use super::Kind;
 use crate::flight::LeadGuard;
 use crate::key::Key;
 use crate::outcome::ReturnKind;
+use crate::remote::lock::{LockGuard, LOAD_LOCK_TTL};
 use crate::Cache;
 
 /// The caller's turn to run the function. Boxed: it exists only on a miss, and
@@ -35,6 +36,7 @@ struct TicketState {
     guard: Option<LeadGuard>,
     fail_safe: Option<Arc<dyn Any + Send + Sync>>,
     remote_versions: Option<Vec<u64>>,
+    lock: Option<LockGuard>,
 }
 
 impl<M: ReturnKind<R>, R> Ticket<M, R> {
@@ -48,6 +50,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                 guard: lead.guard,
                 fail_safe: lead.fail_safe,
                 remote_versions: lead.remote_versions,
+                lock: lead.lock,
             }),
             _kind: Default::default(),
         }
@@ -63,6 +66,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                 guard: None,
                 fail_safe: None,
                 remote_versions: None,
+                lock: None,
             }),
             _kind: Default::default(),
         }
@@ -86,6 +90,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             guard,
             fail_safe,
             remote_versions,
+            lock,
         } = this;
         let (Some(key), Some(plan)) = (key, plan) else {
             return load.await;
@@ -96,7 +101,10 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
         let snapshot = inner.tags.snapshot(&tags);
         inner.counters.loads.incr();
         let started = Instant::now();
+        // Other processes wait while we hold the lock: keep it while we load.
+        let keep_alive = lock.as_ref().map(|l| l.keep_alive(LOAD_LOCK_TTL));
         let outcome = AssertUnwindSafe(load).catch_unwind().await;
+        drop(keep_alive);
         let load_millis = started.elapsed().as_millis() as u64;
         let failure = match outcome {
             Ok(r) => match M::split(r) {
@@ -113,6 +121,8 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                         };
                         store(&cache, &value, shared.clone(), write).await;
                     }
+                    // Released after the write, so waiters re-reading find it.
+                    release(lock).await;
                     if let Some(guard) = guard {
                         guard.complete(Some(shared));
                     }
@@ -123,6 +133,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             Err(panic) => Err(panic),
         };
         inner.counters.load_errors.incr();
+        release(lock).await;
         if let Some(old) = fail_safe {
             if let Some(value) = old.downcast_ref::<M::Value>() {
                 inner.counters.fail_safe_serves.incr();
@@ -144,5 +155,12 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             Ok(r) => r,
             Err(panic) => resume_unwind(panic),
         }
+    }
+}
+
+async fn release(lock: Option<LockGuard>) {
+    if let Some(lock) = lock {
+        // A failed release is counted; the lock then expires at its TTL.
+        let _ = lock.release().await;
     }
 }

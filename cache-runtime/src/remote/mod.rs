@@ -5,6 +5,7 @@
 pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod entry;
+pub(crate) mod lock;
 pub(crate) mod redis;
 pub(crate) mod store;
 
@@ -65,6 +66,11 @@ impl Remote {
 
     pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
+    }
+
+    /// The store key of a lock. `#` keeps it apart from entry keys.
+    pub(crate) fn lock_key(namespace: &str, name: &str) -> String {
+        shorten(format!("{namespace}#lock:{name}"))
     }
 
     /// The store key of a tag's version counter. `#` after the namespace keeps

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Value};
+use std::sync::LazyLock;
+
+use redis::{Client, RedisError, Script, Value};
 
 use super::store::{Fetched, RemoteStore, StoreError, StoreFuture};
 
@@ -69,6 +71,20 @@ impl RedisStore {
     }
 }
 
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
+});
+
+static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
+    )
+});
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 fn version_of(value: &Value) -> u64 {
     match value {
         Value::Nil => 0,
@@ -124,12 +140,11 @@ impl RemoteStore for RedisStore {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
             redis::cmd("SET")
                 .arg(key)
                 .arg(bytes)
                 .arg("PX")
-                .arg(millis)
+                .arg(millis(ttl))
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))
@@ -158,6 +173,60 @@ impl RemoteStore for RedisStore {
             pipe.query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))
+        })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn extend_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            // Scripts are fine here: locks are off the hit path.
+            let done: i64 = EXTEND
+                .key(key)
+                .arg(token)
+                .arg(millis(ttl))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))?;
+            Ok(done == 1)
+        })
+    }
+
+    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let done: i64 = UNLOCK
+                .key(key)
+                .arg(token)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))?;
+            Ok(done == 1)
         })
     }
 

@@ -45,6 +45,18 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
     /// Increments the versions of `tag_keys` (invalidation).
     fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()>;
+    /// Takes `key` with `token` for `ttl` unless someone holds it.
+    fn try_lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration)
+        -> StoreFuture<'a, bool>;
+    /// Extends `key` to `ttl` if `token` still holds it.
+    fn extend_lock<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, bool>;
+    /// Releases `key` if `token` still holds it (compare-and-delete).
+    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, bool>;
     /// Publishes `message` on `channel`.
     fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()>;
     /// A round trip that does nothing.

@@ -1,0 +1,71 @@
+//! `lock = "distributed"`: one load per key across the processes that share
+//! the remote tier. The process-local leader takes the key's lock, re-reads
+//! (another process may have written meanwhile) and loads; the others poll
+//! the remote tier with backoff until the value appears, or take the lock
+//! over when its holder died (the lock expires: holders extend it while they
+//! load). Waiting is bounded; past it the caller loads without the lock.
+
+use std::any::TypeId;
+use std::time::{Duration, Instant};
+
+use super::remote_read::{read, DecodeFn, RemoteRead};
+use super::slow::{Lead, Missed};
+use crate::remote::lock::{LockGuard, LOAD_LOCK_TTL};
+use crate::remote::Remote;
+use crate::Cache;
+
+/// How long a caller waits for another process's load before loading itself.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn lead_across_processes(
+    cache: &Cache,
+    mut lead: Lead,
+    decode: DecodeFn,
+    value_type: TypeId,
+) -> Missed {
+    let inner = &cache.inner;
+    let lock_key = Remote::lock_key(&inner.namespace, &lead.key.full(&inner.namespace));
+    let deadline = Instant::now() + MAX_WAIT;
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let lock = match LockGuard::try_take(cache, lock_key.clone(), LOAD_LOCK_TTL).await {
+            Ok(lock) => lock,
+            // The remote tier fails: load without it.
+            Err(_) => return Missed::Lead(lead),
+        };
+        let taken = lock.is_some();
+        if !taken {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+        match read(cache, &lead.key, &lead.tags, &lead.plan, decode).await {
+            RemoteRead::Fresh(entry) if (*entry.value).type_id() == value_type => {
+                if let Some(lock) = lock {
+                    let _ = lock.release().await;
+                }
+                inner.counters.remote_hits.incr();
+                if let Some(guard) = lead.guard.take() {
+                    guard.complete(Some(entry.value.clone()));
+                }
+                return Missed::Value(entry.value.clone());
+            }
+            RemoteRead::Miss { versions: None, .. } => return Missed::Lead(lead),
+            RemoteRead::Miss {
+                versions: Some(versions),
+                fail_safe,
+            } => {
+                lead.remote_versions = Some(versions);
+                lead.fail_safe = lead.fail_safe.take().or(fail_safe);
+            }
+            RemoteRead::Fresh(_) | RemoteRead::Stale(_) => {}
+        }
+        if taken {
+            lead.lock = lock;
+            return Missed::Lead(lead);
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(key = %lock_key, "waited too long for another process's load; loading here");
+            return Missed::Lead(lead);
+        }
+    }
+}
