@@ -14,10 +14,16 @@ use crate::memory::{MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
 use crate::remote::redis::{redact, RedisStore};
+use crate::remote::store::RemoteStore;
 use crate::remote::{self, Remote};
 use crate::stats::Counters;
 use crate::tags::TagRegistry;
 use crate::{Error, Policy, Result};
+
+enum RedisTarget {
+    Standalone(String),
+    Cluster(Vec<String>),
+}
 
 /// Configures a [`Cache`]; made by [`Cache::builder`].
 ///
@@ -46,7 +52,7 @@ pub struct CacheBuilder {
     weigher: Option<Arc<WeighFn>>,
     profiles: HashMap<String, Policy>,
     defaults: Policy,
-    redis: Option<String>,
+    redis: Option<RedisTarget>,
     remote_timeout: Duration,
     breaker: BreakerConfig,
 }
@@ -128,7 +134,20 @@ impl CacheBuilder {
     /// function, and writes go to both (write-through); alone, every value
     /// lives in Redis only (storage-only).
     pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(url.into());
+        self.redis = Some(RedisTarget::Standalone(url.into()));
+        self
+    }
+
+    /// A remote tier on a Redis Cluster, reached through any of `urls` (the
+    /// client discovers the rest). Same modes as [`redis`](Self::redis).
+    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redis = Some(RedisTarget::Cluster(
+            urls.into_iter().map(Into::into).collect(),
+        ));
         self
     }
 
@@ -163,27 +182,37 @@ impl CacheBuilder {
                 self.namespace
             )));
         }
-        let (remote, client) = match &self.redis {
-            None => (None, None),
-            Some(url) => match RedisStore::connect(url, self.remote_timeout).await {
-                Ok(store) => {
-                    let client = store.client();
-                    let remote = Remote::new(Box::new(store), self.remote_timeout, self.breaker);
-                    (Some(remote), Some(client))
-                }
-                Err(source) => {
-                    return Err(Error::Connect {
+        let timeout = self.remote_timeout;
+        let connected = match &self.redis {
+            None => None,
+            Some(RedisTarget::Standalone(url)) => Some(
+                RedisStore::connect(url, timeout)
+                    .await
+                    .map(|store| (store.clients(), Box::new(store) as Box<dyn RemoteStore>))
+                    .map_err(|source| Error::Connect {
                         url: redact(url),
                         source,
-                    })
-                }
-            },
+                    })?,
+            ),
+            Some(RedisTarget::Cluster(urls)) => Some(
+                RedisStore::connect_cluster(urls, timeout)
+                    .await
+                    .map(|store| (store.clients(), Box::new(store) as Box<dyn RemoteStore>))
+                    .map_err(|source| Error::Connect {
+                        url: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
+                        source,
+                    })?,
+            ),
+        };
+        let (remote, clients) = match connected {
+            Some((clients, store)) => (Some(Remote::new(store, timeout, self.breaker)), clients),
+            None => (None, Vec::new()),
         };
         let wait = self.remote_timeout * 4;
         let write_through = self.memory.is_some();
         let cache = self.assemble(remote, write_through);
-        if let (Some(client), true) = (client, write_through) {
-            backplane::start(&cache.inner, client, wait).await;
+        if write_through && !clients.is_empty() {
+            backplane::start(&cache.inner, clients, wait).await;
         }
         Ok(cache)
     }

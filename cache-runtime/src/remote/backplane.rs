@@ -72,7 +72,7 @@ impl Drop for Backplane {
 
 /// Starts the subscriber task; resolves once the first subscription is up
 /// (or after `wait`, whichever is first).
-pub(crate) async fn start(inner: &Arc<Inner>, client: redis::Client, wait: Duration) {
+pub(crate) async fn start(inner: &Arc<Inner>, clients: Vec<redis::Client>, wait: Duration) {
     let Some(backplane) = &inner.backplane else {
         return;
     };
@@ -80,7 +80,7 @@ pub(crate) async fn start(inner: &Arc<Inner>, client: redis::Client, wait: Durat
     let shutdown = backplane.shutdown.clone();
     let task = subscriber(
         Arc::downgrade(inner),
-        client,
+        clients,
         channel(&inner.namespace),
         ready,
     );
@@ -93,15 +93,22 @@ pub(crate) async fn start(inner: &Arc<Inner>, client: redis::Client, wait: Durat
     let _ = tokio::time::timeout(wait, subscribed).await;
 }
 
+/// Subscribes through `clients` in turn (a cluster's nodes: PUBLISH reaches
+/// every node of a cluster), resubscribing after each disconnect.
 async fn subscriber(
     cache: Weak<Inner>,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     channel: String,
     ready: oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
+    let mut next = 0usize;
     loop {
+        let Some(client) = clients.get(next % clients.len().max(1)) else {
+            return;
+        };
+        next = next.wrapping_add(1);
         if let Ok(mut pubsub) = client.get_async_pubsub().await {
             if pubsub.subscribe(&channel).await.is_ok() {
                 backoff = Duration::from_millis(50);

@@ -1,18 +1,27 @@
-//! The Redis implementation of the remote tier (standalone server, through a
-//! `ConnectionManager` that reconnects by itself).
+//! The Redis implementation of the remote tier: a standalone server through a
+//! `ConnectionManager` (reconnects by itself), or a Redis Cluster through
+//! `cluster_async` (follows slot moves). Only multi-key reads differ: in a
+//! cluster an entry and its tags' version keys sit in different slots, so
+//! they are read with concurrent single-key GETs instead of one MGET: one
+//! round trip of latency, one command per key.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use std::sync::LazyLock;
 
 use redis::{Client, RedisError, Script, Value};
 
 use super::store::{Fetched, RemoteStore, StoreError, StoreFuture};
 
-pub(crate) struct RedisStore {
-    conn: ConnectionManager,
-    client: Client,
+pub(crate) struct RedisStore<C> {
+    conn: C,
+    cluster: bool,
+    /// Clients for the backplane's pub/sub connection (a cluster's nodes).
+    clients: Vec<Client>,
 }
 
 /// `url` with any password replaced, for messages.
@@ -37,7 +46,7 @@ fn backend(error: RedisError, secret: Option<&str>) -> StoreError {
     StoreError::Backend(text)
 }
 
-impl RedisStore {
+impl RedisStore<ConnectionManager> {
     /// Connects and checks the connection (and credentials) with a PING.
     pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(|e| backend(e, None))?;
@@ -57,18 +66,81 @@ impl RedisStore {
             Ok::<_, RedisError>(conn)
         };
         match tokio::time::timeout(timeout * 2, connect).await {
-            Ok(Ok(conn)) => Ok(Self { conn, client: kept }),
+            Ok(Ok(conn)) => Ok(Self {
+                conn,
+                cluster: false,
+                clients: vec![kept],
+            }),
             Ok(Err(e)) => Err(backend(e, secret.as_deref())),
             Err(_) => Err(StoreError::Timeout),
         }
     }
 }
 
-impl RedisStore {
-    /// A client for the backplane's own pub/sub connection.
-    pub(crate) fn client(&self) -> Client {
-        self.client.clone()
+impl RedisStore<ClusterConnection> {
+    /// Connects to a cluster through any of `urls` and checks it with a PING.
+    pub(crate) async fn connect_cluster(
+        urls: &[String],
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let mut clients = Vec::new();
+        for url in urls {
+            clients.push(Client::open(url.as_str()).map_err(|e| backend(e, None))?);
+        }
+        let secret = clients.first().and_then(|c| {
+            c.get_connection_info()
+                .redis_settings()
+                .password()
+                .map(str::to_string)
+        });
+        let connect = async {
+            let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(1)
+                .build()?;
+            let mut conn = client.get_async_connection().await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await?;
+            Ok::<_, RedisError>(conn)
+        };
+        match tokio::time::timeout(timeout * 2, connect).await {
+            Ok(Ok(conn)) => Ok(Self {
+                conn,
+                cluster: true,
+                clients,
+            }),
+            Ok(Err(e)) => Err(backend(e, secret.as_deref())),
+            Err(_) => Err(StoreError::Timeout),
+        }
     }
+}
+
+impl<C> RedisStore<C> {
+    /// Clients for the backplane's own pub/sub connection.
+    pub(crate) fn clients(&self) -> Vec<Client> {
+        self.clients.clone()
+    }
+}
+
+/// GETs each key on its own, concurrently (keys in different cluster slots).
+async fn get_each<C: ConnectionLike + Clone + Send>(
+    conn: &C,
+    keys: &[&str],
+) -> Result<Vec<Value>, StoreError> {
+    let gets = keys.iter().map(|key| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("GET")
+                .arg(*key)
+                .query_async::<Value>(&mut conn)
+                .await
+        }
+    });
+    join_all(gets)
+        .await
+        .into_iter()
+        .map(|r| r.map_err(|e| backend(e, None)))
+        .collect()
 }
 
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
@@ -98,18 +170,33 @@ fn version_of(value: &Value) -> u64 {
     }
 }
 
-impl RemoteStore for RedisStore {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisStore<C> {
     fn fetch<'a>(&'a self, key: &'a str, tag_keys: &'a [String]) -> StoreFuture<'a, Fetched> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
             // One MGET: the entry and its tag versions in one round trip. A key
             // of another Redis type reads as nil, i.e. a miss.
-            let values: Vec<Value> = redis::cmd("MGET")
-                .arg(key)
-                .arg(tag_keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))?;
+            let values: Vec<Value> = if self.cluster {
+                let keys: Vec<&str> = std::iter::once(key)
+                    .chain(tag_keys.iter().map(String::as_str))
+                    .collect();
+                get_each(&conn, &keys)
+                    .await?
+                    .into_iter()
+                    .map(|v| match v {
+                        // GET of a wrongly typed key is an error reply: a miss.
+                        Value::ServerError(_) => Value::Nil,
+                        v => v,
+                    })
+                    .collect()
+            } else {
+                redis::cmd("MGET")
+                    .arg(key)
+                    .arg(tag_keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(e, None))?
+            };
             let mut values = values.into_iter();
             let entry = match values.next() {
                 Some(Value::BulkString(bytes)) => Some(bytes),
@@ -128,11 +215,16 @@ impl RemoteStore for RedisStore {
             if tag_keys.is_empty() {
                 return Ok(Vec::new());
             }
-            let values: Vec<Value> = redis::cmd("MGET")
-                .arg(tag_keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))?;
+            let values: Vec<Value> = if self.cluster {
+                let keys: Vec<&str> = tag_keys.iter().map(String::as_str).collect();
+                get_each(&conn, &keys).await?
+            } else {
+                redis::cmd("MGET")
+                    .arg(tag_keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(e, None))?
+            };
             Ok(values.iter().map(version_of).collect())
         })
     }
@@ -166,6 +258,21 @@ impl RemoteStore for RedisStore {
     fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
+            if self.cluster {
+                let incrs = tag_keys.iter().map(|key| {
+                    let mut conn = conn.clone();
+                    async move {
+                        redis::cmd("INCR")
+                            .arg(key)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    }
+                });
+                for result in join_all(incrs).await {
+                    result.map_err(|e| backend(e, None))?;
+                }
+                return Ok(());
+            }
             let mut pipe = redis::pipe();
             for key in tag_keys {
                 pipe.cmd("INCR").arg(key).ignore();
