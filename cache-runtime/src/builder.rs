@@ -234,6 +234,7 @@ impl CacheBuilder {
                 defaults: self.defaults.with_ttl(self.default_ttl),
                 profiles: self.profiles,
                 memory,
+                local_counters: Default::default(),
                 backplane: (backplane && remote.is_some()).then(Backplane::new),
                 remote,
                 tags: TagRegistry::new(),

@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) profiles: HashMap<String, Policy>,
     pub(crate) memory: MemoryTier,
     pub(crate) remote: Option<Remote>,
+    /// Counters of a cache without a remote tier.
+    pub(crate) local_counters: crate::keyspace::LocalCounters,
     /// Write-through only: carries invalidations between processes.
     pub(crate) backplane: Option<Backplane>,
     pub(crate) tags: TagRegistry,

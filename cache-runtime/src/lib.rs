@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod builder;
 mod cache;
 mod clock;
@@ -44,6 +45,7 @@ mod flight;
 mod flow;
 mod global;
 mod key;
+mod keyspace;
 mod manual;
 mod memory;
 mod outcome;

@@ -49,7 +49,7 @@ impl Cache {
         Ok(value)
     }
 
-    fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
+    pub(crate) fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
         let inner = &self.inner;
         let value = inner.memory_get(&key.repr).and_then(|entry| {
             let fresh = now_millis() < entry.fresh_until && entry.tags.is_current();
@@ -164,30 +164,6 @@ impl Cache {
             Step::Hit(r) | Step::Refresh(r, _) => r,
             Step::Load(ticket) => ticket.load(load()).await,
         }
-    }
-
-    /// The fresh values under `keys`, in order.
-    pub async fn get_many<T: Storable, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push(self.lookup(&Key::manual(key.as_ref())).await?);
-        }
-        Ok(out)
-    }
-
-    /// Stores every `(key, value)` with `policy`.
-    pub async fn set_many<T, K, I>(&self, items: I, policy: &Policy) -> Result<()>
-    where
-        T: Storable,
-        K: AsRef<str>,
-        I: IntoIterator<Item = (K, T)>,
-    {
-        let plan = Plan::from_policy(policy, self, true);
-        for (key, value) in items {
-            self.store_typed(&Key::manual(key.as_ref()), value, &plan, &[])
-                .await;
-        }
-        Ok(())
     }
 
     /// The values under `keys`, in order; `load` is called once with only the

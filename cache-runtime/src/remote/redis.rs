@@ -157,6 +157,58 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// SCAN (never KEYS) for `pattern`, UNLINK what it finds, batch by batch.
+async fn scan_and_unlink<C: ConnectionLike + Send>(
+    conn: &mut C,
+    pattern: &str,
+) -> Result<u64, StoreError> {
+    let mut cursor: u64 = 0;
+    let mut removed = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(conn)
+            .await
+            .map_err(|e| backend(e, None))?;
+        if !keys.is_empty() {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(conn)
+                .await
+                .map_err(|e| backend(e, None))?;
+            removed += n;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+/// SCAN runs per node in a cluster: every master is scanned on its own.
+async fn scan_cluster(clients: &[Client], pattern: &str) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for client in clients {
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| backend(e, None))?;
+        let role: Value = redis::cmd("ROLE")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| backend(e, None))?;
+        let is_master = matches!(&role, Value::Array(items) if matches!(items.first(), Some(Value::BulkString(b)) if b == b"master"));
+        if is_master {
+            removed += scan_and_unlink(&mut conn, pattern).await?;
+        }
+    }
+    Ok(removed)
+}
+
 fn version_of(value: &Value) -> u64 {
     match value {
         Value::Nil => 0,
@@ -226,6 +278,90 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     .map_err(|e| backend(e, None))?
             };
             Ok(values.iter().map(version_of).collect())
+        })
+    }
+
+    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values: Vec<Value> = if self.cluster {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                get_each(&conn, &keys).await?
+            } else {
+                redis::cmd("MGET")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(e, None))?
+            };
+            Ok(values
+                .into_iter()
+                .map(|v| match v {
+                    Value::BulkString(bytes) => Some(bytes),
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            if self.cluster {
+                let sets = items.into_iter().map(|(key, bytes, ttl)| {
+                    let mut conn = conn.clone();
+                    async move {
+                        redis::cmd("SET")
+                            .arg(key)
+                            .arg(bytes)
+                            .arg("PX")
+                            .arg(millis(ttl))
+                            .query_async::<()>(&mut conn)
+                            .await
+                    }
+                });
+                for result in join_all(sets).await {
+                    result.map_err(|e| backend(e, None))?;
+                }
+                return Ok(());
+            }
+            let mut pipe = redis::pipe();
+            for (key, bytes, ttl) in items {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(bytes)
+                    .arg("PX")
+                    .arg(millis(ttl))
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        })
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            redis::cmd("INCRBY")
+                .arg(key)
+                .arg(delta)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        })
+    }
+
+    fn delete_matching<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, u64> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            if self.cluster {
+                return scan_cluster(&self.clients, pattern).await;
+            }
+            scan_and_unlink(&mut conn, pattern).await
         })
     }
 

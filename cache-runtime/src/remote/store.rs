@@ -39,6 +39,15 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn fetch<'a>(&'a self, key: &'a str, tag_keys: &'a [String]) -> StoreFuture<'a, Fetched>;
     /// The versions of `tag_keys`.
     fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
+    /// The bytes under each of `keys` (in a cluster: across slots).
+    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
+    /// Stores each `(key, bytes, ttl)` (pipelined where the store can).
+    fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()>;
+    /// Adds `delta` to the integer under `key` (0 if absent); the new value.
+    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64>;
+    /// Removes every key matching the glob `pattern`, found with SCAN (never
+    /// KEYS); how many were removed.
+    fn delete_matching<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, u64>;
     /// Stores `bytes` under `key` for `ttl`.
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()>;
     /// Removes `key`; whether it existed.

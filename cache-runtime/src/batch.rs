@@ -1,0 +1,161 @@
+//! Batch reads and writes: `get_many` reads every missing entry in one round
+//! trip and all their tags' versions in a second; `set_many` writes in one
+//! pipeline (concurrent single-key writes in a cluster).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::now_millis;
+use crate::flow::entry_from;
+use crate::flow::plan::Plan;
+use crate::key::Key;
+use crate::memory::Entry;
+use crate::outcome::Storable;
+use crate::remote::entry::{self, Header};
+use crate::remote::Remote;
+use crate::{Cache, Policy, Result};
+
+impl Cache {
+    /// The fresh values under `keys`, in order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// use cache_runtime::{Cache, Policy};
+    /// let cache = Cache::memory(10);
+    /// cache.set_many([("a", 1u8), ("b", 2u8)], &Policy::new()).await?;
+    /// assert_eq!(cache.get_many::<u8, _>(&["a", "x", "b"]).await?, vec![Some(1), None, Some(2)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_many<T: Storable, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
+        let inner = &self.inner;
+        let mut out: Vec<Option<T>> = keys
+            .iter()
+            .map(|k| self.get_now(&Key::manual(k.as_ref())))
+            .collect();
+        let Some(remote) = &inner.remote else {
+            return Ok(out);
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let ns = &inner.namespace;
+        let full: Vec<String> = missing
+            .iter()
+            .map(|i| Key::manual(keys[*i].as_ref()).full(ns))
+            .collect();
+        let fetched = remote
+            .call(&inner.counters, |s| s.fetch_many(&full))
+            .await?;
+        let now = now_millis();
+        let mut found: Vec<(usize, Header, T)> = Vec::new();
+        for (slot, bytes) in missing.iter().zip(fetched) {
+            let Some(bytes) = bytes else { continue };
+            let decoded = entry::decode_header(&bytes)
+                .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(payload)?)));
+            match decoded {
+                Ok((header, value)) if now < header.fresh_until => {
+                    found.push((*slot, header, value))
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    inner.counters.decode_errors.incr();
+                    tracing::warn!(%error, "undecodable remote cache entry treated as a miss");
+                }
+            }
+        }
+        let mut names: Vec<String> = found
+            .iter()
+            .flat_map(|(_, header, _)| header.tags.iter().map(|(name, _)| name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        let current: HashMap<&str, u64> = if names.is_empty() {
+            HashMap::new()
+        } else {
+            let tag_keys: Vec<String> = names.iter().map(|t| Remote::tag_key(ns, t)).collect();
+            let versions = remote
+                .call(&inner.counters, |s| s.versions(&tag_keys))
+                .await?;
+            names.iter().map(String::as_str).zip(versions).collect()
+        };
+        for (slot, header, value) in found {
+            let valid = header
+                .tags
+                .iter()
+                .all(|(name, version)| current.get(name.as_str()) == Some(version));
+            if !valid {
+                continue;
+            }
+            let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_str()).collect();
+            let local = inner.tags.snapshot(&tag_names);
+            let key = Key::manual(keys[slot].as_ref());
+            inner.memory.insert(
+                key.repr,
+                entry_from(&header, Arc::new(value.clone()), local),
+            );
+            inner.counters.remote_hits.incr();
+            out[slot] = Some(value);
+        }
+        Ok(out)
+    }
+
+    /// Stores every `(key, value)` with `policy`: one pipeline to the remote
+    /// tier, then memory.
+    pub async fn set_many<T, K, I>(&self, items: I, policy: &Policy) -> Result<()>
+    where
+        T: Storable,
+        K: AsRef<str>,
+        I: IntoIterator<Item = (K, T)>,
+    {
+        let inner = &self.inner;
+        let plan = Plan::from_policy(policy, self, true);
+        let now = now_millis();
+        let (fresh_until, stale_until, fail_safe_until) = plan.deadlines(now);
+        let ttl =
+            Duration::from_millis(stale_until.max(fail_safe_until).saturating_sub(now).max(1));
+        let header = Header {
+            created: now,
+            fresh_until,
+            stale_until,
+            fail_safe_until,
+            load_millis: 0,
+            tags: Vec::new(),
+        };
+        let mut writes = Vec::new();
+        let mut entries = Vec::new();
+        for (key, value) in items {
+            let key = Key::manual(key.as_ref());
+            if inner.remote.is_some() {
+                match entry::encode(&header, &value) {
+                    Ok(bytes) => writes.push((key.full(&inner.namespace), bytes, ttl)),
+                    Err(error) => {
+                        inner.counters.store_errors.incr();
+                        tracing::warn!(%error, "cache value could not be encoded for the remote tier");
+                    }
+                }
+            }
+            let entry = Entry {
+                value: Arc::new(value),
+                fresh_until,
+                stale_until,
+                fail_safe_until,
+                load_millis: 0,
+                tags: Default::default(),
+            };
+            entries.push((key, entry));
+        }
+        if let Some(remote) = &inner.remote {
+            if !writes.is_empty() {
+                remote.call(&inner.counters, |s| s.put_many(writes)).await?;
+            }
+        }
+        for (key, entry) in entries {
+            inner.memory.insert(key.repr, Arc::new(entry));
+        }
+        Ok(())
+    }
+}

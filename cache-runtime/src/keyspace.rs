@@ -1,0 +1,174 @@
+//! Atomic counters and deletion by pattern, scoped to the cache's namespace.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use crate::key::Key;
+use crate::{Cache, Result};
+
+/// Counters of a cache without a remote tier.
+#[derive(Default)]
+pub(crate) struct LocalCounters(Mutex<HashMap<String, i64>>);
+
+impl Cache {
+    /// Adds `delta` to the counter `key` (created at 0) and returns the new
+    /// value. Atomic across every process sharing the remote tier (`INCRBY`);
+    /// without one, across this process. Counters live apart from cached
+    /// values: read them with [`counter`](Self::counter).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::memory(10);
+    /// assert_eq!(cache.increment("visits", 1).await?, 1);
+    /// assert_eq!(cache.increment("visits", 5).await?, 6);
+    /// assert_eq!(cache.decrement("visits", 2).await?, 4);
+    /// assert_eq!(cache.counter("visits").await?, 4);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        let inner = &self.inner;
+        match &inner.remote {
+            Some(remote) => {
+                let full = counter_key(self, key);
+                Ok(remote
+                    .call(&inner.counters, |s| s.increment(&full, delta))
+                    .await?)
+            }
+            None => {
+                let mut map = inner.local_counters.0.lock();
+                let value = map.entry(key.to_string()).or_insert(0);
+                *value = value.wrapping_add(delta);
+                Ok(*value)
+            }
+        }
+    }
+
+    /// Subtracts `delta` from the counter `key`; the new value.
+    pub async fn decrement(&self, key: &str, delta: i64) -> Result<i64> {
+        self.increment(key, delta.wrapping_neg()).await
+    }
+
+    /// The counter `key` (0 if it was never incremented).
+    pub async fn counter(&self, key: &str) -> Result<i64> {
+        self.increment(key, 0).await
+    }
+
+    /// Deletes every entry whose key (inside this namespace) matches
+    /// `pattern`, where `*` matches any run of characters and every other
+    /// character stands for itself: other glob characters are escaped, and the
+    /// pattern is anchored to the namespace, so it never reaches outside it.
+    /// Uses `SCAN` and `UNLINK`, never `KEYS`. Returns how many were deleted
+    /// from the remote tier (from memory without one).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::memory(10);
+    /// cache.set("user:1", 1u8).await?;
+    /// cache.set("user:2", 2u8).await?;
+    /// cache.set("order:1", 3u8).await?;
+    /// assert_eq!(cache.delete_matching("user:*").await?, 2);
+    /// assert_eq!(cache.get::<u8>("order:1").await?, Some(3));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64> {
+        let inner = &self.inner;
+        let ns = &inner.namespace;
+        let prefix = if ns.is_empty() {
+            String::new()
+        } else {
+            format!("{ns}:")
+        };
+        let mut removed_memory = 0;
+        for repr in inner.memory.keys() {
+            let full = Key { repr: repr.clone() }.full(ns);
+            if full
+                .strip_prefix(&prefix)
+                .is_some_and(|rest| glob_star(pattern, rest))
+                && inner.memory.remove(&repr)
+            {
+                removed_memory += 1;
+            }
+        }
+        let Some(remote) = &inner.remote else {
+            return Ok(removed_memory);
+        };
+        let store_pattern = format!(
+            "{}{}",
+            escape_glob(&prefix, false),
+            escape_glob(pattern, true)
+        );
+        Ok(remote
+            .call(&inner.counters, |s| s.delete_matching(&store_pattern))
+            .await?)
+    }
+}
+
+fn counter_key(cache: &Cache, key: &str) -> String {
+    crate::key::shorten(format!("{}#counter:{key}", cache.namespace()))
+}
+
+/// Escapes Redis glob characters; keeps `*` as a wildcard when `star` is set.
+fn escape_glob(text: &str, star: bool) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '*' if star => out.push('*'),
+            '*' | '?' | '[' | ']' | '\\' | '^' | '-' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `text` matches `pattern` where only `*` is special.
+fn glob_star(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = match parts.split_first() {
+        Some(split) => split,
+        None => return text.is_empty(),
+    };
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
+    for part in middle {
+        match remaining.find(part) {
+            Some(at) => remaining = &remaining[at + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_star_matches_only_stars() {
+        assert!(glob_star("user:*", "user:7"));
+        assert!(glob_star("*:7", "user:7"));
+        assert!(glob_star("a*b*c", "axxbyyc"));
+        assert!(!glob_star("a*b*c", "axxbyy"));
+        assert!(!glob_star("user:?", "user:7"));
+        assert!(glob_star("user:?", "user:?"));
+        assert!(glob_star("exact", "exact"));
+        assert!(!glob_star("exact", "exactly"));
+    }
+
+    #[test]
+    fn user_glob_characters_are_escaped() {
+        assert_eq!(escape_glob("u?[a-z]\\*", true), "u\\?\\[a\\-z\\]\\\\*");
+        assert_eq!(escape_glob("ns*:", false), "ns\\*:");
+    }
+}
