@@ -115,6 +115,21 @@ impl RedisStore<ClusterConnection> {
     }
 }
 
+impl<C: ConnectionLike + Clone + Send> RedisStore<C> {
+    /// The values of `keys`: one MGET, or concurrent GETs across a cluster's slots.
+    async fn values(&self, conn: &mut C, keys: &[String]) -> Result<Vec<Value>, StoreError> {
+        if self.cluster {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            return get_each(conn, &keys).await;
+        }
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(conn)
+            .await
+            .map_err(|e| backend(e, None))
+    }
+}
+
 impl<C> RedisStore<C> {
     /// Clients for the backplane's own pub/sub connection.
     pub(crate) fn clients(&self) -> Vec<Client> {
@@ -267,16 +282,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
             if tag_keys.is_empty() {
                 return Ok(Vec::new());
             }
-            let values: Vec<Value> = if self.cluster {
-                let keys: Vec<&str> = tag_keys.iter().map(String::as_str).collect();
-                get_each(&conn, &keys).await?
-            } else {
-                redis::cmd("MGET")
-                    .arg(tag_keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(e, None))?
-            };
+            let values = self.values(&mut conn, tag_keys).await?;
             Ok(values.iter().map(version_of).collect())
         })
     }
@@ -287,16 +293,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            let values: Vec<Value> = if self.cluster {
-                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                get_each(&conn, &keys).await?
-            } else {
-                redis::cmd("MGET")
-                    .arg(keys)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(e, None))?
-            };
+            let values = self.values(&mut conn, keys).await?;
             Ok(values
                 .into_iter()
                 .map(|v| match v {
