@@ -1,0 +1,238 @@
+//! A storage-only `#[cached]` hit (100-byte value, two tags) against a raw
+//! redis-rs GET of the same bytes on the same kind of connection
+//! (ConnectionManager), sequential and with 64 concurrent tasks; and a
+//! write-through hit served from memory against a memory-only hit. The bench
+//! starts its own redis-server on a free loopback port (needs redis-server).
+//!
+//! `cargo bench -p cache-runtime --bench redis_hit`
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cache_runtime::{cached, Cache};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use redis::aio::ConnectionManager;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start() -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let dir = std::env::temp_dir().join(format!("cache-bench-redis-{port}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is needed for this bench: apt-get install redis-server");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn commands(&self) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn reset_stats(&self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "CONFIG", "RESETSTAT"])
+            .output();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn value() -> String {
+    "v".repeat(100)
+}
+
+#[cached(cache = cache, key = "item:{id}", tags = ["item:{id}", "items"], ttl = "1h")]
+async fn item(cache: &Cache, id: u64) -> String {
+    let _ = id;
+    value()
+}
+
+fn storage_only(c: &mut Criterion) {
+    let server = Server::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (cache, raw) = rt.block_on(async {
+        let cache = Cache::builder()
+            .namespace("bench")
+            .redis(server.url())
+            .build()
+            .await
+            .expect("cache");
+        item(&cache, 1).await;
+        let client = redis::Client::open(server.url()).expect("client");
+        let mut raw = ConnectionManager::new(client)
+            .await
+            .expect("raw connection");
+        let _: () = redis::cmd("SET")
+            .arg("raw:item:1")
+            .arg(value().into_bytes())
+            .query_async(&mut raw)
+            .await
+            .expect("SET");
+        (cache, raw)
+    });
+
+    // Commands per hit, from the server's own counters.
+    server.reset_stats();
+    rt.block_on(async {
+        for _ in 0..1000 {
+            item(&cache, 1).await;
+        }
+    });
+    let stats = server.commands();
+    let per_hit: Vec<&str> = stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .collect();
+    println!("redis commands for 1000 storage-only hits: {per_hit:?}");
+
+    let mut group = c.benchmark_group("redis_hit_sequential");
+    group.measurement_time(Duration::from_secs(4));
+    group.bench_function("raw_get", |b| {
+        b.to_async(&rt).iter(|| {
+            let mut raw = raw.clone();
+            async move {
+                let bytes: Vec<u8> = redis::cmd("GET")
+                    .arg("raw:item:1")
+                    .query_async(&mut raw)
+                    .await
+                    .expect("GET");
+                String::from_utf8(bytes).expect("utf8")
+            }
+        })
+    });
+    group.bench_function("cached_storage_only", |b| {
+        b.to_async(&rt).iter(|| item(&cache, 1))
+    });
+    group.finish();
+
+    const TASKS: usize = 64;
+    const PER_TASK: usize = 50;
+    let mut group = c.benchmark_group("redis_hit_64_tasks");
+    group.measurement_time(Duration::from_secs(6));
+    group.sample_size(20);
+    group.throughput(Throughput::Elements((TASKS * PER_TASK) as u64));
+    let raw = Arc::new(raw);
+    group.bench_function("raw_get", |b| {
+        b.to_async(&rt).iter(|| {
+            let raw = raw.clone();
+            async move {
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|_| {
+                        let mut conn = (*raw).clone();
+                        tokio::spawn(async move {
+                            for _ in 0..PER_TASK {
+                                let _: Vec<u8> = redis::cmd("GET")
+                                    .arg("raw:item:1")
+                                    .query_async(&mut conn)
+                                    .await
+                                    .expect("GET");
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
+                }
+            }
+        })
+    });
+    group.bench_function("cached_storage_only", |b| {
+        b.to_async(&rt).iter(|| {
+            let cache = cache.clone();
+            async move {
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|_| {
+                        let cache = cache.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..PER_TASK {
+                                item(&cache, 1).await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
+                }
+            }
+        })
+    });
+    group.finish();
+}
+
+fn write_through_memory_hit(c: &mut Criterion) {
+    let server = Server::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (wt, mem) = rt.block_on(async {
+        let wt = Cache::builder()
+            .namespace("bench-wt")
+            .memory(10_000)
+            .redis(server.url())
+            .build()
+            .await
+            .expect("cache");
+        let mem = Cache::memory(10_000);
+        item(&wt, 1).await;
+        item(&mem, 1).await;
+        (wt, mem)
+    });
+    let mut group = c.benchmark_group("memory_hit_by_mode");
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("memory_only", |b| b.to_async(&rt).iter(|| item(&mem, 1)));
+    group.bench_function("write_through", |b| b.to_async(&rt).iter(|| item(&wt, 1)));
+    group.finish();
+}
+
+criterion_group!(benches, storage_only, write_through_memory_hit);
+criterion_main!(benches);
