@@ -6,17 +6,18 @@
 //! `block_on` of a current-thread tokio runtime, so the runtime costs nothing
 //! per call (a hit never yields).
 //!
-//! `hit_2threads` runs two OS threads at once, each with its own current-thread
-//! runtime, each doing the full `N` calls (starting 500 keys apart); the time
-//! reported is the slower thread's wall time divided by `N`: the time per call
-//! seen by each thread while another thread hits the same cache. Aggregate
-//! throughput is two calls per reported time.
+//! `hit_2threads` runs two long-lived OS threads at once (started once, like a
+//! server's workers), each with its own current-thread runtime, each doing the
+//! full `N` calls (starting 500 keys apart); the time reported is the slower
+//! thread's wall time divided by `N`: the time per call seen by each thread
+//! while another thread hits the same cache. Aggregate throughput is two calls
+//! per reported time.
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench -p cache-runtime --bench hit`
 
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::{Barrier, LazyLock};
+use std::sync::{mpsc, Arc, Barrier, LazyLock};
 use std::time::{Duration, Instant};
 
 use cache_runtime::Cache;
@@ -87,6 +88,16 @@ async fn moka_get(id: u64) -> Option<String> {
     MOKA.get(&id).await
 }
 
+static CONTROL: LazyLock<String> = LazyLock::new(|| value_for(0));
+
+/// Control, no cache: only the clone of a (shared, read-only) 100-byte
+/// `String` every variant pays to hand out an owned value. Shows the floor and
+/// how this machine scales to two threads when nothing shared is written.
+async fn control_clone(id: u64) -> String {
+    black_box(id);
+    CONTROL.clone()
+}
+
 // --- the harness ------------------------------------------------------------
 
 fn runtime() -> Runtime {
@@ -111,30 +122,79 @@ where
     })
 }
 
-/// Two threads doing `iters` calls each at once; the slower one's wall time.
-fn run_two_threads<F, Fut, T>(iters: u64, f: &F) -> Duration
-where
-    F: Fn(u64) -> Fut + Sync,
-    Fut: Future<Output = T>,
-{
-    let barrier = Barrier::new(2);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2u64)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let rt = runtime();
-                    barrier.wait();
-                    run(&rt, iters, t * KEYS / 2, f)
-                })
+/// A job for a worker thread: runs on its runtime, returns its timing.
+type Job = Box<dyn FnOnce(&Runtime) -> Duration + Send>;
+
+/// Two long-lived worker threads, each with its own current-thread runtime,
+/// like the fixed worker threads of a server. (Spawning fresh threads for every
+/// sample would measure thread start-up effects, e.g. per-thread slots, that a
+/// server's fixed pool does not have.)
+struct Workers {
+    jobs: Vec<mpsc::Sender<Job>>,
+    done: mpsc::Receiver<Duration>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn new(n: usize) -> Self {
+        let (done_tx, done) = mpsc::channel();
+        let (jobs, threads) = (0..n)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                let done_tx = done_tx.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("bench-worker-{i}"))
+                    .spawn(move || {
+                        let rt = runtime();
+                        while let Ok(job) = rx.recv() {
+                            if done_tx.send(job(&rt)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .expect("spawn bench worker");
+                (tx, thread)
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread panicked"))
+            .unzip();
+        Self {
+            jobs,
+            done,
+            threads,
+        }
+    }
+
+    /// Every worker does `iters` calls of `f` at once (released together by a
+    /// barrier, worker `t` starting at key offset `t * KEYS / n`); the slower
+    /// worker's time.
+    fn run<F, Fut, T>(&self, iters: u64, f: F) -> Duration
+    where
+        F: Fn(u64) -> Fut + Copy + Send + 'static,
+        Fut: Future<Output = T>,
+    {
+        let n = self.jobs.len() as u64;
+        let barrier = Arc::new(Barrier::new(self.jobs.len()));
+        for (t, jobs) in (0u64..).zip(&self.jobs) {
+            let barrier = barrier.clone();
+            let job: Job = Box::new(move |rt: &Runtime| {
+                barrier.wait();
+                run(rt, iters, t * KEYS / n, &f)
+            });
+            jobs.send(job).expect("bench worker gone");
+        }
+        (0..n)
+            .map(|_| self.done.recv().expect("bench worker panicked"))
             .max()
             .unwrap_or_default()
-    })
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.jobs.clear();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn warm(rt: &Runtime) {
@@ -168,12 +228,12 @@ where
     g.bench_function(name, |b| b.iter_custom(|n| run(rt, n, 0, &f)));
 }
 
-fn two_threads<F, Fut, T>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, f: F)
+fn two_threads<F, Fut, T>(g: &mut BenchmarkGroup<'_, WallTime>, workers: &Workers, name: &str, f: F)
 where
-    F: Fn(u64) -> Fut + Sync,
+    F: Fn(u64) -> Fut + Copy + Send + 'static,
     Fut: Future<Output = T>,
 {
-    g.bench_function(name, |b| b.iter_custom(|n| run_two_threads(n, &f)));
+    g.bench_function(name, |b| b.iter_custom(|n| workers.run(n, f)));
 }
 
 fn hits(c: &mut Criterion) {
@@ -181,6 +241,7 @@ fn hits(c: &mut Criterion) {
     warm(&rt);
 
     let mut g = c.benchmark_group("hit_1thread");
+    one_thread(&mut g, &rt, "control_clone_only", control_clone);
     one_thread(&mut g, &rt, "ours_global", ours_global);
     one_thread(&mut g, &rt, "ours_explicit_cache", ours_explicit);
     one_thread(&mut g, &rt, "quick_cache_raw", quick_get);
@@ -189,13 +250,15 @@ fn hits(c: &mut Criterion) {
     one_thread(&mut g, &rt, "cached_macro_by_key", cached_by_key);
     g.finish();
 
+    let workers = Workers::new(2);
     let mut g = c.benchmark_group("hit_2threads");
-    two_threads(&mut g, "ours_global", ours_global);
-    two_threads(&mut g, "ours_explicit_cache", ours_explicit);
-    two_threads(&mut g, "quick_cache_raw", quick_get);
-    two_threads(&mut g, "moka_raw", moka_get);
-    two_threads(&mut g, "cached_macro", cached_default);
-    two_threads(&mut g, "cached_macro_by_key", cached_by_key);
+    two_threads(&mut g, &workers, "control_clone_only", control_clone);
+    two_threads(&mut g, &workers, "ours_global", ours_global);
+    two_threads(&mut g, &workers, "ours_explicit_cache", ours_explicit);
+    two_threads(&mut g, &workers, "quick_cache_raw", quick_get);
+    two_threads(&mut g, &workers, "moka_raw", moka_get);
+    two_threads(&mut g, &workers, "cached_macro", cached_default);
+    two_threads(&mut g, &workers, "cached_macro_by_key", cached_by_key);
     g.finish();
 }
 
