@@ -37,13 +37,24 @@ pub fn mode(kind: ReturnKind) -> TokenStream {
 
 /// Binds `__cache`: the global cache, or a clone of `cache = EXPR` so the body
 /// may still use or move what `EXPR` names.
-pub fn cache_binding(cache: Option<&Expr>) -> TokenStream {
+pub fn cache_binding(cache: Option<&Expr>, borrow: bool) -> TokenStream {
     let p = private();
     let cache_var = local("__cache");
     match cache {
         None => quote! {
             let #cache_var = #p::global();
         },
+        // `#[cached]` only uses the cache before the body runs (the ticket
+        // keeps its own handle), so a borrow ends in time for the body to move
+        // the arguments: no clone (and no shared reference count) per call.
+        Some(expr) if borrow => {
+            let source = local("__cache_source");
+            let borrowed = quote_spanned!(expr_span(expr)=> #p::cache_ref(#source));
+            quote! {
+                let #source = &(#expr);
+                let #cache_var = #borrowed;
+            }
+        }
         Some(expr) => {
             let owned = local("__cache_owned");
             let borrowed = quote_spanned!(expr_span(expr)=> #p::cache_ref(&(#expr)));

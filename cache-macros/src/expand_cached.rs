@@ -45,7 +45,7 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     let refresh = validate::refresh_mode(args, sig);
     let site_var = Ident::new("__CACHE_SITE", Span::mixed_site());
     let site = site(args, refresh, &func.sig.ident);
-    let cache_binding = codegen::cache_binding(args.cache.as_ref());
+    let cache_binding = codegen::cache_binding(args.cache.as_ref(), true);
     let key = match &args.key {
         Some(template) => codegen::template(template, quote!(key(&#site_var))),
         None => default_key(args, sig, func),
@@ -62,13 +62,17 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     // The tags closure borrows the arguments only for the synchronous part of
     // `begin` (it is called there on a miss, or dropped), so the body can still
     // move them afterwards.
+    let (step, miss) = (local("__step"), local("__miss"));
     let begin = quote_spanned! {ret_span=>
-        ::cache_runtime::__private::begin::<#mode, #ret, _>(
+        match ::cache_runtime::__private::begin::<#mode, #ret, _>(
             #cache,
             &#site_ref,
             #key_var,
             || -> ::std::vec::Vec<::std::string::String> { #tags },
-        ).await
+        ) {
+            ::cache_runtime::__private::Begun::Ready(#step) => #step,
+            ::cache_runtime::__private::Begun::Miss(#miss) => #miss.await,
+        }
     };
     let load_method = Ident::new("load", ret_span);
     let (r, ticket, refresher, make_owned) = (
@@ -102,7 +106,8 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
         #cache_binding
         let #key_var: #p::Key = #key;
         #prelude
-        match #begin {
+        let #step = #begin;
+        match #step {
             #p::Step::Hit(#r) => #r,
             #refresh_arm
             #p::Step::Load(#ticket) => #ticket.#load_method(#load).await,

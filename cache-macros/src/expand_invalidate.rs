@@ -43,7 +43,7 @@ fn rewrite(args: TokenStream, func: &ItemFn) -> syn::Result<TokenStream> {
 fn generate(args: &InvalidateArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     let p = private();
     let tags = codegen::tags_vec(&args.tags);
-    let cache_binding = codegen::cache_binding(args.cache.as_ref());
+    let cache_binding = codegen::cache_binding(args.cache.as_ref(), false);
     let mode = codegen::mode(sig.ret_kind);
     let ret = &sig.ret;
     let (tags_var, cache, r) = (local("__tags"), local("__cache"), local("__r"));

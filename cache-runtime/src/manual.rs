@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::clock::now_millis;
 use crate::flight::{Join, LeadGuard};
 use crate::flow::plan::Plan;
-use crate::flow::{begin_with, entry_from, remote_versions, store_value, Step, Write};
+use crate::flow::{begin_with, entry_from, remote_versions, store_value, Begun, Step, Write};
 use crate::key::Key;
 use crate::outcome::{AsResult, Storable};
 use crate::remote::entry;
@@ -160,7 +160,12 @@ impl Cache {
         plan.distributed = self.inner.remote.is_some();
         let tags = || tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let key = Key::manual(key);
-        match begin_with::<AsResult, std::result::Result<T, E>, _>(self, plan, key, tags).await {
+        let step = match begin_with::<AsResult, std::result::Result<T, E>, _>(self, plan, key, tags)
+        {
+            Begun::Ready(step) => step,
+            Begun::Miss(miss) => miss.await,
+        };
+        match step {
             Step::Hit(r) | Step::Refresh(r, _) => r,
             Step::Load(ticket) => ticket.load(load()).await,
         }

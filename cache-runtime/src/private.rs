@@ -6,7 +6,11 @@
 //! static __SITE: Site = Site { name: .., ttl: .., ..Site::DEFAULT };
 //! let __cache: &Cache = global();             // or cache_ref(&(expr)) (cloned)
 //! let __key: Key = { KeyHasher / Template .. };
-//! match begin::<AsResult, R, _>(__cache, &__SITE, __key, || vec![/* tags */]).await {
+//! let step = match begin::<AsResult, R, _>(__cache, &__SITE, __key, || vec![/* tags */]) {
+//!     Begun::Ready(step) => step,
+//!     Begun::Miss(miss) => miss.await,
+//! };
+//! match step {
 //!     Step::Hit(r) => r,
 //!     Step::Refresh(r, refresher) => { refresher.spawn::<AsResult, R, _>(owned_future); r }
 //!     Step::Load(ticket) => ticket.load(output::<R, _>(async move { body })).await,
@@ -20,7 +24,7 @@ use std::time::Duration;
 
 use crate::flow::plan::Plan;
 
-pub use crate::flow::{begin, invalidate_after, Begin, Refresher, Step, Ticket};
+pub use crate::flow::{begin, invalidate_after, Begin, Begun, Refresher, Step, Ticket};
 pub use crate::key::{Key, KeyArg, KeyHasher, Template};
 pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
 pub use crate::owned::{owned_arg, OwnedArg};

@@ -1,10 +1,9 @@
 //! Counters of what the cache did. The hit path must not pay for a locked
-//! read-modify-write on a cache line shared by every thread, so each of the
-//! first [`SLOTS`] threads of the process owns one slot of every counter and is
-//! its only writer (a plain load and store); later threads share one atomic
-//! slot. Reading sums the slots.
+//! read-modify-write on a cache line shared by every thread, so each of up to
+//! [`SLOTS`] live threads owns one slot of every counter and is its only
+//! writer (a plain load and store); a thread gives its slot back when it
+//! exits; threads beyond that share one atomic slot. Reading sums the slots.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const SLOTS: usize = 16;
@@ -20,22 +19,43 @@ pub(crate) struct Counter {
     shared: Slot,
 }
 
-/// This thread's slot, if it has one of its own. Indices are never reused, so
-/// every slot has at most one writer for the life of the process.
+/// A thread's claim on a slot index, given back when the thread exits so that
+/// servers whose threads come and go keep using their own slots.
+struct Lease(usize);
+
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+static FREE_SLOTS: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
+
+impl Lease {
+    fn take() -> Lease {
+        // The mutex orders the exited thread's last writes before the new
+        // owner's first, so every slot keeps a single writer at a time.
+        match FREE_SLOTS.lock().pop() {
+            Some(index) => Lease(index),
+            None => Lease(NEXT_SLOT.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.0 < SLOTS {
+            FREE_SLOTS.lock().push(self.0);
+        }
+    }
+}
+
+thread_local! {
+    static LEASE: Lease = Lease::take();
+}
+
+/// This thread's slot, if it has one of its own.
 #[inline]
 fn own_slot() -> Option<usize> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX.with(|index| {
-        let mut i = index.get();
-        if i == usize::MAX {
-            i = NEXT.fetch_add(1, Ordering::Relaxed);
-            index.set(i);
-        }
-        (i < SLOTS).then_some(i)
-    })
+    LEASE
+        .try_with(|lease| lease.0)
+        .ok()
+        .filter(|index| *index < SLOTS)
 }
 
 impl Counter {
@@ -160,8 +180,15 @@ impl Counters {
 mod tests {
     use super::*;
 
+    // One test, so the two parts never run at once and starve each other of slots.
     #[test]
-    fn counter_sums_over_threads() {
+    fn slots_are_given_back_and_counts_sum_over_threads() {
+        for _ in 0..3 * SLOTS {
+            std::thread::spawn(|| assert!(own_slot().is_some(), "a slot for a short-lived thread"))
+                .join()
+                .unwrap();
+        }
+
         let c = std::sync::Arc::new(Counter::default());
         // More threads than slots: the overflow threads share the atomic slot.
         let handles: Vec<_> = (0..SLOTS + 8)

@@ -55,7 +55,7 @@ pub fn begin<'a, M, R, T>(
     site: &'static Site,
     key: Key,
     tags: T,
-) -> Begin<'a, M, R>
+) -> Begun<'a, M, R>
 where
     M: ReturnKind<R>,
     T: FnOnce() -> Vec<String>,
@@ -65,57 +65,41 @@ where
         Err(error) => {
             cache.inner.counters.config_errors.incr();
             tracing::warn!(function = site.name, %error, "cache call runs uncached");
-            Begin::ready(Step::Load(Ticket::uncached(cache)))
+            Begun::Ready(Step::Load(Ticket::uncached(cache)))
         }
     }
 }
 
-/// The future of [`begin`]: ready at once on a hit, else the boxed miss path.
+/// What [`begin`] found: the next step at once (hits never touch a future),
+/// or the miss path to await.
+pub enum Begun<'a, M, R> {
+    /// The next step, decided without waiting.
+    Ready(Step<M, R>),
+    /// Join or lead a load: await it for the next step.
+    Miss(Begin<'a, M, R>),
+}
+
+/// The miss path of [`begin`]: its state is boxed so the caller's future
+/// stays small.
 pub struct Begin<'a, M, R> {
-    state: BeginState<'a, M, R>,
+    cache: &'a Cache,
+    future: Pin<Box<dyn Future<Output = Missed> + Send + 'a>>,
+    _kind: Kind<M, R>,
 }
-
-enum BeginState<'a, M, R> {
-    Ready(Option<Step<M, R>>),
-    Miss {
-        cache: &'a Cache,
-        future: Pin<Box<dyn Future<Output = Missed> + Send + 'a>>,
-    },
-}
-
-impl<M, R> Begin<'_, M, R> {
-    fn ready(step: Step<M, R>) -> Self {
-        Begin {
-            state: BeginState::Ready(Some(step)),
-        }
-    }
-}
-
-// `Begin` holds no `M` or `R` by value in a way that pins it: Step is moved out.
-impl<M, R> Unpin for Begin<'_, M, R> {}
 
 impl<M: ReturnKind<R>, R> Future for Begin<'_, M, R> {
     type Output = Step<M, R>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Step<M, R>> {
-        match &mut self.state {
-            BeginState::Ready(step) => match step.take() {
-                Some(step) => Poll::Ready(step),
-                // Polled after completion: a caller bug; stay pending rather than panic.
-                None => Poll::Pending,
-            },
-            BeginState::Miss { cache, future } => {
-                let cache = *cache;
-                future
-                    .as_mut()
-                    .poll(cx)
-                    .map(|missed| missed.into_step::<M, R>(cache))
-            }
-        }
+        let cache = self.cache;
+        self.future
+            .as_mut()
+            .poll(cx)
+            .map(|missed| missed.into_step::<M, R>(cache))
     }
 }
 
-pub(crate) fn begin_with<M, R, T>(cache: &Cache, plan: Plan, key: Key, tags: T) -> Begin<'_, M, R>
+pub(crate) fn begin_with<M, R, T>(cache: &Cache, plan: Plan, key: Key, tags: T) -> Begun<'_, M, R>
 where
     M: ReturnKind<R>,
     T: FnOnce() -> Vec<String>,
@@ -124,7 +108,7 @@ where
     if !key.is_valid() {
         inner.counters.store_errors.incr();
         tracing::warn!("cache key arguments failed to serialize; call runs uncached");
-        return Begin::ready(Step::Load(Ticket::uncached(cache)));
+        return Begun::Ready(Step::Load(Ticket::uncached(cache)));
     }
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     let now = now_millis();
@@ -140,16 +124,16 @@ where
                     inner.counters.early_refreshes.incr();
                     trace(cache, &key, "hit, refresh ahead", started);
                     let refresher = Refresher::new(cache, key, plan, guard, None);
-                    return Begin::ready(Step::Refresh(M::join(value), refresher));
+                    return Begun::Ready(Step::Refresh(M::join(value), refresher));
                 }
             }
             trace(cache, &key, "hit", started);
-            return Begin::ready(Step::Hit(M::join(value)));
+            return Begun::Ready(Step::Hit(M::join(value)));
         }
         Found::Stale { value, tags_entry } => {
             inner.counters.stale_hits.incr();
             trace(cache, &key, "stale hit", started);
-            return Begin::ready(match inner.flights.try_lead(&key.repr) {
+            return Begun::Ready(match inner.flights.try_lead(&key.repr) {
                 Some(guard) => {
                     let refresher = Refresher::new(cache, key, plan, guard, Some(tags_entry));
                     Step::Refresh(M::join(value), refresher)
@@ -173,7 +157,7 @@ where
             remote_versions: None,
             lock: None,
         };
-        return Begin::ready(Step::Load(Ticket::new(cache, lead)));
+        return Begun::Ready(Step::Load(Ticket::new(cache, lead)));
     }
     let call = MissCall {
         plan,
@@ -184,12 +168,11 @@ where
         decode: decode_shared::<M::Value>,
         started,
     };
-    Begin {
-        state: BeginState::Miss {
-            cache,
-            future: Box::pin(miss(cache, call)),
-        },
-    }
+    Begun::Miss(Begin {
+        cache,
+        future: Box::pin(miss(cache, call)),
+        _kind: Default::default(),
+    })
 }
 
 pub(crate) fn trace(cache: &Cache, key: &Key, outcome: &'static str, started: Option<Instant>) {

@@ -18,6 +18,7 @@ pub(crate) struct Buf {
 }
 
 impl Buf {
+    #[inline(always)]
     pub(crate) fn new() -> Self {
         Self {
             inline: [0; 96],
@@ -53,6 +54,7 @@ impl Buf {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn bytes(&self) -> &[u8] {
         if self.spill.is_empty() {
             &self.inline[..self.len]

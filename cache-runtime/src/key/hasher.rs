@@ -25,7 +25,7 @@ pub struct KeyHasher {
 
 impl KeyHasher {
     /// Starts an empty key.
-    #[inline]
+    #[inline(always)]
     pub fn new() -> Self {
         Self {
             buf: Buf::new(),
@@ -43,15 +43,16 @@ impl KeyHasher {
     }
 
     /// Adds one argument.
-    #[inline]
+    #[inline(always)]
     pub fn arg<T: KeyArg + ?Sized>(&mut self, value: &T) {
         if canonical::encode(&mut self.buf, value).is_err() {
             self.failed = true;
         }
     }
 
-    /// The key of `site` for the arguments given.
-    #[inline]
+    /// The key of `site` for the arguments given. Always inlined, so the
+    /// hasher is not copied into the call.
+    #[inline(always)]
     pub fn finish(self, site: &'static Site) -> Key {
         if self.failed {
             return Key {
