@@ -92,6 +92,9 @@ async fn item(cache: &Cache, id: u64) -> String {
     value()
 }
 
+const TASKS: usize = 64;
+const PER_TASK: usize = 50;
+
 fn storage_only(c: &mut Criterion) {
     let server = Server::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -154,8 +157,6 @@ fn storage_only(c: &mut Criterion) {
     });
     group.finish();
 
-    const TASKS: usize = 64;
-    const PER_TASK: usize = 50;
     let mut group = c.benchmark_group("redis_hit_64_tasks");
     group.measurement_time(Duration::from_secs(6));
     group.sample_size(20);
@@ -166,12 +167,13 @@ fn storage_only(c: &mut Criterion) {
             let raw = raw.clone();
             async move {
                 let tasks: Vec<_> = (0..TASKS)
-                    .map(|_| {
+                    .map(|id| {
                         let mut conn = (*raw).clone();
+                        let key = format!("raw:item:{id}");
                         tokio::spawn(async move {
                             for _ in 0..PER_TASK {
                                 let _: Vec<u8> = redis::cmd("GET")
-                                    .arg("raw:item:1")
+                                    .arg(&key)
                                     .query_async(&mut conn)
                                     .await
                                     .expect("GET");
@@ -190,11 +192,11 @@ fn storage_only(c: &mut Criterion) {
             let cache = cache.clone();
             async move {
                 let tasks: Vec<_> = (0..TASKS)
-                    .map(|_| {
+                    .map(|id| {
                         let cache = cache.clone();
                         tokio::spawn(async move {
                             for _ in 0..PER_TASK {
-                                item(&cache, 1).await;
+                                item(&cache, id as u64).await;
                             }
                         })
                     })
