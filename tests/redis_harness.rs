@@ -394,6 +394,8 @@ enum LaunchError {
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// With TLS: the TLS port, beside the plain port the harness uses itself.
+    tls_port: Option<u16>,
     auth: Auth,
     cluster: bool,
     dir: tempfile::TempDir,
@@ -434,6 +436,31 @@ impl RedisServer {
             },
             false,
         )
+    }
+
+    /// Starts a standalone server that also accepts TLS, on a second port,
+    /// with a certificate for `127.0.0.1` signed by a fresh test CA (made with
+    /// `openssl`). [`tls_url`](Self::tls_url) is `rediss://127.0.0.1:PORT/` and
+    /// [`ca_pem`](Self::ca_pem) the CA to trust; the plain port stays open for
+    /// the harness's own checks.
+    pub fn start_tls() -> RedisServer {
+        Self::launch_with(Auth::None, false, true)
+    }
+
+    /// The `rediss://` URL of a [`start_tls`](Self::start_tls) server.
+    ///
+    /// # Panics
+    /// If the server was not started with TLS.
+    pub fn tls_url(&self) -> String {
+        let port = self
+            .tls_port
+            .expect("tls_url() needs RedisServer::start_tls()");
+        format!("rediss://127.0.0.1:{port}/")
+    }
+
+    /// The test CA certificate (PEM) of a [`start_tls`](Self::start_tls) server.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        fs::read(self.dir.path().join("ca.crt")).expect("the test CA certificate")
     }
 
     /// A cluster-enabled node (used by [`RedisCluster`]).
@@ -612,13 +639,21 @@ impl RedisServer {
     /// Starts a new server on a fresh port; retries on other ports if the
     /// port got taken in between.
     fn launch_new(auth: Auth, cluster: bool) -> RedisServer {
+        Self::launch_with(auth, cluster, false)
+    }
+
+    fn launch_with(auth: Auth, cluster: bool, tls: bool) -> RedisServer {
         redis_server_bin();
         let dir = tempfile::Builder::new()
             .prefix("redis-harness-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir for redis-server: {e}"));
+        if tls {
+            make_test_certificates(dir.path());
+        }
         let mut server = RedisServer {
             port: 0,
+            tls_port: None,
             auth,
             cluster,
             dir,
@@ -627,6 +662,9 @@ impl RedisServer {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             server.port = pick_port(cluster);
+            if tls {
+                server.tls_port = Some(pick_port(false));
+            }
             // A failed attempt may have written a nodes.conf naming its port.
             let _ = fs::remove_file(server.dir.path().join("nodes.conf"));
             match server.launch() {
@@ -670,6 +708,17 @@ impl RedisServer {
                     .arg(format!(">{password}"))
                     .args(["~*", "&*", "+@all"]);
             }
+        }
+        if let Some(tls_port) = self.tls_port {
+            cmd.arg("--tls-port")
+                .arg(tls_port.to_string())
+                .arg("--tls-cert-file")
+                .arg(dir.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(dir.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.crt"))
+                .args(["--tls-auth-clients", "no"]);
         }
         if self.cluster {
             cmd.args(["--cluster-enabled", "yes"])
@@ -947,6 +996,73 @@ impl RedisCluster {
     }
 }
 
+/// A test CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
+fn make_test_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("openssl is needed for TLS tests (apt-get install openssl): {e}")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cache-runtime test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("write san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,6 +1091,7 @@ mod tests {
         let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let mut server = RedisServer {
             port: squatter.local_addr().unwrap().port(),
+            tls_port: None,
             auth: Auth::None,
             cluster: false,
             dir: tempfile::tempdir().unwrap(),

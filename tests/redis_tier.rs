@@ -359,3 +359,32 @@ async fn after_a_backplane_disconnect_memory_is_not_trusted() {
         sleep(Duration::from_millis(100)).await;
     }
 }
+
+static TLS: Calls = Calls::new();
+#[cached(cache = cache, key = "tls:{x}", ttl = "1h")]
+async fn over_tls(cache: &Cache, x: u64) -> u64 {
+    TLS.hit();
+    x * 3
+}
+
+#[tokio::test]
+async fn rediss_connections_work_with_the_servers_ca() {
+    let server = RedisServer::start_tls();
+    let connect = || {
+        Cache::builder()
+            .namespace("tls")
+            .memory(10)
+            .redis(server.tls_url())
+            .redis_tls_root_ca(server.ca_pem())
+    };
+    let a = connect().build().await.expect("TLS with the test CA");
+    let b = connect().build().await.expect("TLS with the test CA");
+    assert_eq!(over_tls(&a, 5).await, 15);
+    assert_eq!(over_tls(&b, 5).await, 15, "shared over TLS");
+    assert_eq!(TLS.get(), 1);
+    assert!(a.health().await.unwrap().connected);
+
+    // Without the CA, the self-signed chain is not trusted: a clear error.
+    let untrusted = Cache::builder().redis(server.tls_url()).build().await;
+    assert!(untrusted.is_err());
+}

@@ -53,6 +53,7 @@ pub struct CacheBuilder {
     profiles: HashMap<String, Policy>,
     defaults: Policy,
     redis: Option<RedisTarget>,
+    root_ca: Option<Vec<u8>>,
     remote_timeout: Duration,
     breaker: BreakerConfig,
 }
@@ -67,6 +68,7 @@ impl CacheBuilder {
             profiles: HashMap::new(),
             defaults: Policy::new(),
             redis: None,
+            root_ca: None,
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
         }
@@ -151,6 +153,14 @@ impl CacheBuilder {
         self
     }
 
+    /// Trusts this CA certificate (PEM) for a `rediss://` URL, instead of the
+    /// system's roots (e.g. a private CA). Needs the `tls` feature; without
+    /// it, `build()` returns an error.
+    pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_ca = Some(pem.into());
+        self
+    }
+
     /// The time limit of each remote operation (default 250 ms). Past it the
     /// call goes on without the remote tier, and the fault is counted.
     pub fn remote_timeout(mut self, timeout: Duration) -> Self {
@@ -186,7 +196,7 @@ impl CacheBuilder {
         let connected = match &self.redis {
             None => None,
             Some(RedisTarget::Standalone(url)) => Some(
-                RedisStore::connect(url, timeout)
+                RedisStore::connect(url, self.root_ca.as_deref(), timeout)
                     .await
                     .map(|store| (store.clients(), Box::new(store) as Box<dyn RemoteStore>))
                     .map_err(|source| Error::Connect {

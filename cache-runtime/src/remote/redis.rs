@@ -46,10 +46,38 @@ fn backend(error: RedisError, secret: Option<&str>) -> StoreError {
     StoreError::Backend(text)
 }
 
+/// A client for `url`; with the `tls` feature, `root_ca` (PEM) is trusted for
+/// `rediss://` URLs instead of the system's roots.
+pub(crate) fn client(url: &str, root_ca: Option<&[u8]>) -> Result<Client, StoreError> {
+    #[cfg(feature = "tls")]
+    {
+        // rustls needs a process-wide crypto provider; keep one already set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(pem) = root_ca {
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            };
+            return Client::build_with_tls(url, certs).map_err(|e| backend(e, None));
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    if root_ca.is_some() {
+        return Err(StoreError::Backend(
+            "a TLS root certificate needs the `tls` feature of cache-runtime".into(),
+        ));
+    }
+    Client::open(url).map_err(|e| backend(e, None))
+}
+
 impl RedisStore<ConnectionManager> {
     /// Connects and checks the connection (and credentials) with a PING.
-    pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(|e| backend(e, None))?;
+    pub(crate) async fn connect(
+        url: &str,
+        root_ca: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = client(url, root_ca)?;
         let kept = client.clone();
         let secret = client
             .get_connection_info()
