@@ -6,18 +6,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, Cache};
 use integration_tests::redis_harness::RedisServer;
-use integration_tests::Calls;
+use integration_tests::{write_through, Calls};
 use tokio::time::sleep;
-
-async fn write_through(server: &RedisServer, ns: &str) -> Cache {
-    Cache::builder()
-        .namespace(ns)
-        .memory(100)
-        .redis(server.url())
-        .build()
-        .await
-        .expect("connect to the test server")
-}
 
 static ACROSS: Calls = Calls::new();
 #[cached(cache = cache, key = "cold", ttl = "1h")]

@@ -29,3 +29,30 @@ impl Calls {
 pub fn assert_send<F: std::future::Future + Send>(f: F) -> F {
     f
 }
+
+/// A storage-only cache (Redis alone) on a harness server.
+pub async fn storage_only(
+    server: &redis_harness::RedisServer,
+    namespace: &str,
+) -> cache_runtime::Cache {
+    cache_runtime::Cache::builder()
+        .namespace(namespace)
+        .redis(server.url())
+        .build()
+        .await
+        .expect("connect to the test server")
+}
+
+/// A write-through cache (memory and Redis) on a harness server.
+pub async fn write_through(
+    server: &redis_harness::RedisServer,
+    namespace: &str,
+) -> cache_runtime::Cache {
+    cache_runtime::Cache::builder()
+        .namespace(namespace)
+        .memory(1000)
+        .redis(server.url())
+        .build()
+        .await
+        .expect("connect to the test server")
+}

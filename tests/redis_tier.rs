@@ -5,27 +5,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, BreakerState, Cache, Policy};
 use integration_tests::redis_harness::RedisServer;
-use integration_tests::Calls;
+use integration_tests::{storage_only, write_through, Calls};
 use tokio::time::sleep;
-
-async fn storage_only(server: &RedisServer, ns: &str) -> Cache {
-    Cache::builder()
-        .namespace(ns)
-        .redis(server.url())
-        .build()
-        .await
-        .expect("connect to the test server")
-}
-
-async fn write_through(server: &RedisServer, ns: &str) -> Cache {
-    Cache::builder()
-        .namespace(ns)
-        .memory(1000)
-        .redis(server.url())
-        .build()
-        .await
-        .expect("connect to the test server")
-}
 
 static SHARED: Calls = Calls::new();
 #[cached(cache = cache, key = "user:{id}", tags = ["user:{id}", "users"], ttl = "1h")]

@@ -35,35 +35,51 @@ impl Cache {
             .iter()
             .map(|k| self.get_now(&Key::manual(k.as_ref())))
             .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
+        if inner.remote.is_none() || missing.is_empty() {
+            return Ok(out);
+        }
+        let wanted: Vec<Key> = missing
+            .iter()
+            .map(|i| Key::manual(keys[*i].as_ref()))
+            .collect();
+        for (slot, value) in missing
+            .into_iter()
+            .zip(self.remote_many::<T>(&wanted).await?)
+        {
+            out[slot] = value;
+        }
+        Ok(out)
+    }
+
+    /// The fresh values under `keys` in the remote tier, in order: the entries
+    /// in one round trip, then all their tags' versions in one more. Valid
+    /// values are promoted to memory and counted as remote hits.
+    pub(crate) async fn remote_many<T: Storable>(&self, keys: &[Key]) -> Result<Vec<Option<T>>> {
+        let inner = &self.inner;
+        let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
         let Some(remote) = &inner.remote else {
             return Ok(out);
         };
-        let missing: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
-        if missing.is_empty() {
-            return Ok(out);
-        }
         let ns = &inner.namespace;
-        let full: Vec<String> = missing
-            .iter()
-            .map(|i| Key::manual(keys[*i].as_ref()).full(ns))
-            .collect();
+        let full: Vec<String> = keys.iter().map(|k| k.full(ns)).collect();
         let fetched = remote
             .call(&inner.counters, |s| s.fetch_many(&full))
             .await?;
         let now = now_millis();
         let mut found: Vec<(usize, Header, T)> = Vec::new();
-        for (slot, bytes) in missing.iter().zip(fetched) {
+        for (slot, bytes) in fetched.into_iter().enumerate() {
             let Some(bytes) = bytes else { continue };
             let decoded = entry::decode_header(&bytes)
                 .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(payload)?)));
             match decoded {
                 Ok((header, value)) if now < header.fresh_until => {
-                    found.push((*slot, header, value))
+                    found.push((slot, header, value))
                 }
                 Ok(_) => {}
                 Err(error) => {
                     inner.counters.decode_errors.incr();
-                    tracing::warn!(%error, "undecodable remote cache entry treated as a miss");
+                    tracing::warn!(key = %full[slot], %error, "undecodable remote cache entry treated as a miss");
                 }
             }
         }
@@ -92,11 +108,8 @@ impl Cache {
             }
             let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_str()).collect();
             let local = inner.tags.snapshot(&tag_names);
-            let key = Key::manual(keys[slot].as_ref());
-            inner.memory.insert(
-                key.repr,
-                entry_from(&header, Arc::new(value.clone()), local),
-            );
+            let promoted = entry_from(&header, Arc::new(value.clone()), local);
+            inner.memory.insert(keys[slot].repr.clone(), promoted);
             inner.counters.remote_hits.incr();
             out[slot] = Some(value);
         }

@@ -123,23 +123,22 @@ impl Cache {
         S: AsRef<str>,
     {
         let inner = &self.inner;
-        let mut tag_keys = Vec::new();
+        let mut names = Vec::new();
         for tag in tags {
             let tag = tag.as_ref();
             inner.tags.invalidate(tag);
             inner.counters.invalidations.incr();
             tracing::debug!(namespace = %inner.namespace, tag, "cache tag invalidated");
-            if inner.remote.is_some() {
-                tag_keys.push(Remote::tag_key(&inner.namespace, tag));
-            }
+            names.push(tag.to_string());
         }
         if let Some(remote) = &inner.remote {
-            if !tag_keys.is_empty() {
-                remote.call(&inner.counters, |s| s.bump(&tag_keys)).await?;
-                let tags: Vec<String> = tag_keys
+            if !names.is_empty() {
+                let tag_keys: Vec<String> = names
                     .iter()
-                    .filter_map(|k| k.split_once("#tag:").map(|(_, t)| t.to_string()))
+                    .map(|t| Remote::tag_key(&inner.namespace, t))
                     .collect();
+                remote.call(&inner.counters, |s| s.bump(&tag_keys)).await?;
+                let tags = names;
                 let origin = inner.backplane.as_ref().map_or(0, |b| b.origin);
                 if let Some(message) = backplane::encode(origin, &tags) {
                     let channel = backplane::channel(&inner.namespace);

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use crate::clock::now_millis;
 use crate::flight::{Join, LeadGuard};
 use crate::flow::plan::Plan;
-use crate::flow::{begin_with, entry_from, remote_versions, store_value, Begun, Step, Write};
+use crate::flow::{begin_with, remote_versions, store_value, Begun, Step, Write};
 use crate::key::Key;
 use crate::outcome::{AsResult, Storable};
-use crate::remote::entry;
-use crate::remote::Remote;
 use crate::{Cache, Policy, Result};
 
 impl Cache {
@@ -39,14 +37,8 @@ impl Cache {
         if let Some(value) = self.get_now(key) {
             return Ok(Some(value));
         }
-        let Some(remote) = &self.inner.remote else {
-            return Ok(None);
-        };
-        let value = remote_get::<T>(self, remote, key).await?;
-        if value.is_some() {
-            self.inner.counters.remote_hits.incr();
-        }
-        Ok(value)
+        let found = self.remote_many::<T>(std::slice::from_ref(key)).await?;
+        Ok(found.into_iter().next().flatten())
     }
 
     pub(crate) fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
@@ -263,48 +255,4 @@ impl Cache {
         }
         Ok(out)
     }
-}
-
-/// A manual read from the remote tier: the entry, then (if it carries tags) its
-/// tags' current versions; promoted to memory when fresh and current.
-async fn remote_get<T: Storable>(cache: &Cache, remote: &Remote, key: &Key) -> Result<Option<T>> {
-    let inner = &cache.inner;
-    let ns = &inner.namespace;
-    let full = key.full(ns);
-    let fetched = remote
-        .call(&inner.counters, |s| s.fetch(&full, &[]))
-        .await?;
-    let Some(bytes) = fetched.entry else {
-        return Ok(None);
-    };
-    let decoded = entry::decode_header(&bytes)
-        .and_then(|(h, payload)| Ok((h, entry::decode_value::<T>(payload)?)));
-    let (header, value) = match decoded {
-        Ok(decoded) => decoded,
-        Err(error) => {
-            inner.counters.decode_errors.incr();
-            tracing::warn!(key = %full, %error, "undecodable remote cache entry treated as a miss");
-            return Ok(None);
-        }
-    };
-    if now_millis() >= header.fresh_until {
-        return Ok(None);
-    }
-    let names: Vec<String> = header.tags.iter().map(|(name, _)| name.clone()).collect();
-    if !names.is_empty() {
-        let keys: Vec<String> = names.iter().map(|t| Remote::tag_key(ns, t)).collect();
-        let current = remote.call(&inner.counters, |s| s.versions(&keys)).await?;
-        let valid = header.tags.iter().zip(&current).all(|((_, v), c)| v == c)
-            && current.len() == names.len();
-        if !valid {
-            return Ok(None);
-        }
-    }
-    let entry = entry_from(
-        &header,
-        Arc::new(value.clone()),
-        inner.tags.snapshot(&names),
-    );
-    inner.memory.insert(key.repr.clone(), entry);
-    Ok(Some(value))
 }

@@ -156,6 +156,28 @@ impl<C: ConnectionLike + Clone + Send> RedisStore<C> {
             .await
             .map_err(|e| backend(e, None))
     }
+
+    /// Runs single-key commands whose replies are not needed: one pipeline, or
+    /// concurrently one by one across a cluster's slots.
+    async fn run_all(&self, conn: &mut C, cmds: Vec<redis::Cmd>) -> Result<(), StoreError> {
+        if self.cluster {
+            let each = cmds.into_iter().map(|cmd| {
+                let mut conn = conn.clone();
+                async move { cmd.query_async::<()>(&mut conn).await }
+            });
+            for result in join_all(each).await {
+                result.map_err(|e| backend(e, None))?;
+            }
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for cmd in cmds {
+            pipe.add_command(cmd).ignore();
+        }
+        pipe.query_async::<()>(conn)
+            .await
+            .map_err(|e| backend(e, None))
+    }
 }
 
 impl<C> RedisStore<C> {
@@ -195,6 +217,13 @@ static EXTEND: LazyLock<Script> = LazyLock::new(|| {
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end",
     )
 });
+
+/// `SET key bytes PX ttl`.
+fn set_px(key: &str, bytes: Vec<u8>, ttl: Duration) -> redis::Cmd {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(bytes).arg("PX").arg(millis(ttl));
+    set
+}
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -335,36 +364,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
     fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            if self.cluster {
-                let sets = items.into_iter().map(|(key, bytes, ttl)| {
-                    let mut conn = conn.clone();
-                    async move {
-                        redis::cmd("SET")
-                            .arg(key)
-                            .arg(bytes)
-                            .arg("PX")
-                            .arg(millis(ttl))
-                            .query_async::<()>(&mut conn)
-                            .await
-                    }
-                });
-                for result in join_all(sets).await {
-                    result.map_err(|e| backend(e, None))?;
-                }
-                return Ok(());
-            }
-            let mut pipe = redis::pipe();
-            for (key, bytes, ttl) in items {
-                pipe.cmd("SET")
-                    .arg(key)
-                    .arg(bytes)
-                    .arg("PX")
-                    .arg(millis(ttl))
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
+            let sets = items
+                .into_iter()
+                .map(|(key, bytes, ttl)| set_px(&key, bytes, ttl))
+                .collect();
+            self.run_all(&mut conn, sets).await
         })
     }
 
@@ -393,11 +397,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(bytes)
-                .arg("PX")
-                .arg(millis(ttl))
+            set_px(key, bytes, ttl)
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))
@@ -419,28 +419,15 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
     fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            if self.cluster {
-                let incrs = tag_keys.iter().map(|key| {
-                    let mut conn = conn.clone();
-                    async move {
-                        redis::cmd("INCR")
-                            .arg(key)
-                            .query_async::<()>(&mut conn)
-                            .await
-                    }
-                });
-                for result in join_all(incrs).await {
-                    result.map_err(|e| backend(e, None))?;
-                }
-                return Ok(());
-            }
-            let mut pipe = redis::pipe();
-            for key in tag_keys {
-                pipe.cmd("INCR").arg(key).ignore();
-            }
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
+            let incrs = tag_keys
+                .iter()
+                .map(|key| {
+                    let mut incr = redis::cmd("INCR");
+                    incr.arg(key);
+                    incr
+                })
+                .collect();
+            self.run_all(&mut conn, incrs).await
         })
     }
 
