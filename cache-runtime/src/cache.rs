@@ -74,6 +74,21 @@ impl Inner {
         }
         self.memory.get(key)
     }
+
+    /// Like [`Inner::memory_get`], but runs `read` on the entry by reference.
+    #[inline]
+    pub(crate) fn memory_read<T>(
+        &self,
+        key: &crate::key::Repr,
+        read: impl FnOnce(&Arc<crate::memory::Entry>) -> T,
+    ) -> Option<T> {
+        if let Some(backplane) = &self.backplane {
+            if !backplane.trusted() {
+                return None;
+            }
+        }
+        self.memory.read(key, read)
+    }
 }
 
 impl Cache {

@@ -43,17 +43,20 @@ impl Cache {
 
     pub(crate) fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
         let inner = &self.inner;
-        let value = inner.memory_get(&key.repr).and_then(|entry| {
-            let fresh = now_millis() < entry.fresh_until && entry.tags.is_current();
-            match entry.value.downcast_ref::<T>() {
-                Some(v) if fresh => Some(v.clone()),
-                Some(_) => None,
-                None => {
-                    inner.counters.decode_errors.incr();
-                    None
+        let now = now_millis();
+        let value = inner
+            .memory_read(&key.repr, |entry| {
+                let fresh = now < entry.fresh_until && entry.tags.is_current();
+                match entry.value.downcast_ref::<T>() {
+                    Some(v) if fresh => Some(v.clone()),
+                    Some(_) => None,
+                    None => {
+                        inner.counters.decode_errors.incr();
+                        None
+                    }
                 }
-            }
-        });
+            })
+            .flatten();
         match value {
             Some(_) => inner.counters.hits.incr(),
             None => inner.counters.misses.incr(),

@@ -2,11 +2,18 @@
 //! bounded by entry count or by a weigher. `quick_cache` was chosen over `moka`
 //! by measurement (see BENCHMARKS.md): its `get` is several times faster, and
 //! expiry is checked by the read path anyway, so moka's timers are not needed.
+//!
+//! The tier shards `quick_cache`'s single-threaded cache behind read-write
+//! locks itself (as `quick_cache::sync` does inside) so that a hit can judge the
+//! entry and clone its value *by reference* under the read lock: `sync::Cache::get`
+//! returns a clone of the stored `Arc`, and that reference count's increment and
+//! decrement were a third of a hit's time (BENCHMARKS.md, run 5).
 
 use std::any::Any;
 use std::sync::Arc;
 
-use quick_cache::sync::Cache as QuickCache;
+use parking_lot::RwLock;
+use quick_cache::unsync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::key::Repr;
@@ -53,13 +60,26 @@ impl Lifecycle<Repr, Arc<Entry>> for EvictionCounter {
     }
 }
 
-type Map = QuickCache<Repr, Arc<Entry>, EntryWeigher, DefaultHashBuilder, EvictionCounter>;
+type Shard = QuickCache<Repr, Arc<Entry>, EntryWeigher, DefaultHashBuilder, EvictionCounter>;
+
+/// One shard on its own cache lines, so readers of neighbouring shards do not
+/// contend on the lock word.
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
 
 /// The memory tier of one cache; disabled (every call a no-op) in the
 /// storage-only mode, so the read path needs no special case.
 pub(crate) struct MemoryTier {
-    map: Option<Map>,
+    shards: Box<[Padded]>,
+    /// `shards.len() - 1`; the length is a power of two.
+    mask: usize,
+    /// Picks a text key's shard (hashed keys carry their own hash).
+    hasher: DefaultHashBuilder,
 }
+
+/// Each shard holds at least this many entries' worth of capacity, so a small
+/// cache is not split into shards too small to keep their hot entries.
+const MIN_SHARD_CAPACITY: usize = 64;
 
 impl MemoryTier {
     /// A tier of at most `capacity` entries, or of at most `capacity` weight
@@ -70,57 +90,186 @@ impl MemoryTier {
         counters: Arc<Counters>,
     ) -> Self {
         let capacity = capacity.max(1);
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let mut count = (parallelism * 4).next_power_of_two();
+        while count > 1 && capacity / count < MIN_SHARD_CAPACITY {
+            count /= 2;
+        }
+        let shard_capacity = capacity.div_ceil(count);
         let estimated_items = if weigher.is_some() {
-            (capacity / 16).clamp(16, 1 << 20)
+            (shard_capacity / 16).clamp(16, 1 << 20)
         } else {
-            capacity
+            shard_capacity
         };
+        let weigher = EntryWeigher(weigher);
+        let lifecycle = EvictionCounter(counters);
+        let shards = (0..count)
+            .map(|_| {
+                Padded(RwLock::new(QuickCache::with(
+                    estimated_items,
+                    shard_capacity as u64,
+                    weigher.clone(),
+                    DefaultHashBuilder::default(),
+                    lifecycle.clone(),
+                )))
+            })
+            .collect();
         Self {
-            map: Some(QuickCache::with(
-                estimated_items,
-                capacity as u64,
-                EntryWeigher(weigher),
-                DefaultHashBuilder::default(),
-                EvictionCounter(counters),
-            )),
+            shards,
+            mask: count - 1,
+            hasher: DefaultHashBuilder::default(),
         }
     }
 
     /// No memory tier: the storage-only mode.
     pub(crate) fn disabled() -> Self {
-        Self { map: None }
+        Self {
+            shards: Box::new([]),
+            mask: 0,
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// Whether this tier holds anything (not the storage-only mode).
+    pub(crate) fn is_enabled(&self) -> bool {
+        !self.shards.is_empty()
     }
 
     #[inline]
+    fn shard(&self, key: &Repr) -> Option<&RwLock<Shard>> {
+        let spread = match key {
+            // The high half: quick_cache's own table uses the low half.
+            Repr::Hashed { hash, .. } => (*hash >> 64) as u64,
+            _ => self.hasher.hash_one(key).rotate_left(32),
+        };
+        self.shards
+            .get(spread as usize & self.mask)
+            .map(|padded| &padded.0)
+    }
+
+    /// Runs `read` on the entry under `key`, if any, without taking a
+    /// reference count: the hit path clones only what it returns.
+    #[inline]
+    pub(crate) fn read<T>(&self, key: &Repr, read: impl FnOnce(&Arc<Entry>) -> T) -> Option<T> {
+        let shard = self.shard(key)?.read();
+        shard.get(key).map(read)
+    }
+
     pub(crate) fn get(&self, key: &Repr) -> Option<Arc<Entry>> {
-        self.map.as_ref()?.get(key)
+        self.read(key, Arc::clone)
     }
 
     pub(crate) fn insert(&self, key: Repr, entry: Arc<Entry>) {
-        if let Some(map) = &self.map {
-            map.insert(key, entry);
+        if let Some(shard) = self.shard(&key) {
+            shard.write().insert(key, entry);
         }
     }
 
     pub(crate) fn remove(&self, key: &Repr) -> bool {
-        self.map.as_ref().is_some_and(|m| m.remove(key).is_some())
+        self.shard(key)
+            .is_some_and(|shard| shard.write().remove(key).is_some())
     }
 
     /// Drops every entry (the backplane lost messages).
     pub(crate) fn clear(&self) {
-        if let Some(map) = &self.map {
-            map.clear();
+        for shard in self.shards.iter() {
+            shard.0.write().clear();
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.as_ref().map_or(0, |m| m.len())
+        self.shards.iter().map(|shard| shard.0.read().len()).sum()
     }
 
     /// The keys held, for listings.
     pub(crate) fn keys(&self) -> Vec<Repr> {
-        self.map
-            .as_ref()
-            .map_or_else(Vec::new, |m| m.iter().map(|(k, _)| k).collect())
+        let mut keys = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            keys.extend(shard.0.read().iter().map(|(key, _)| key.clone()));
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::private::Site;
+
+    static SITE: Site = Site {
+        name: "tests::f",
+        ..Site::DEFAULT
+    };
+
+    fn entry(value: u64) -> Arc<Entry> {
+        Arc::new(Entry {
+            value: Arc::new(value),
+            fresh_until: u64::MAX,
+            stale_until: u64::MAX,
+            fail_safe_until: u64::MAX,
+            load_millis: 0,
+            tags: TagSnapshot::default(),
+        })
+    }
+
+    fn hashed(i: u64) -> Repr {
+        Repr::Hashed {
+            site: &SITE,
+            hash: xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()),
+        }
+    }
+
+    fn tier(capacity: usize) -> MemoryTier {
+        MemoryTier::new(capacity, None, Arc::new(Counters::default()))
+    }
+
+    #[test]
+    fn reads_by_reference_what_was_inserted_in_any_shard() {
+        let memory = tier(10_000);
+        for i in 0..500 {
+            memory.insert(hashed(i), entry(i));
+            memory.insert(Repr::Text(format!("k{i}").into()), entry(i + 1000));
+        }
+        assert_eq!(memory.len(), 1000);
+        for i in 0..500 {
+            let read = |e: &Arc<Entry>| *e.value.downcast_ref::<u64>().expect("u64");
+            assert_eq!(memory.read(&hashed(i), read), Some(i));
+            let text = Repr::Text(format!("k{i}").into());
+            assert_eq!(memory.read(&text, read), Some(i + 1000));
+        }
+        assert_eq!(memory.keys().len(), 1000);
+        assert!(memory.remove(&hashed(7)));
+        assert!(memory.read(&hashed(7), |_| ()).is_none());
+        memory.clear();
+        assert_eq!(memory.len(), 0);
+    }
+
+    #[test]
+    fn stays_within_its_capacity_and_counts_evictions() {
+        let counters = Arc::new(Counters::default());
+        let memory = MemoryTier::new(1000, None, counters.clone());
+        for i in 0..5000 {
+            memory.insert(hashed(i), entry(i));
+        }
+        assert!(memory.len() <= 1000, "{}", memory.len());
+        assert!(memory.len() >= 500, "{}", memory.len());
+        assert_eq!(counters.evictions.get() as usize, 5000 - memory.len());
+    }
+
+    #[test]
+    fn a_tiny_capacity_still_holds_entries() {
+        let memory = tier(1);
+        memory.insert(hashed(1), entry(1));
+        assert_eq!(memory.len(), 1);
+    }
+
+    #[test]
+    fn disabled_tier_holds_nothing() {
+        let memory = MemoryTier::disabled();
+        assert!(!memory.is_enabled());
+        memory.insert(hashed(1), entry(1));
+        assert_eq!(memory.len(), 0);
+        assert!(memory.get(&hashed(1)).is_none());
+        assert!(!memory.remove(&hashed(1)));
     }
 }

@@ -18,16 +18,21 @@ pub(crate) enum Found<V> {
     },
 }
 
-/// Judges `entry` at `now` under `plan`.
+impl<V> Found<V> {
+    /// Nothing usable, no fail-safe value.
+    pub(crate) const fn absent() -> (Found<V>, bool) {
+        (Found::Miss { fail_safe: None }, false)
+    }
+}
+
+/// Judges `entry` at `now` under `plan`. Called under the memory shard's read
+/// lock: it clones the value it returns and, only off the hit path, the entry.
 #[inline]
 pub(crate) fn judge<V: Clone + 'static>(
-    entry: Option<Arc<Entry>>,
+    entry: &Arc<Entry>,
     plan: &Plan,
     now: u64,
 ) -> (Found<V>, bool) {
-    let Some(entry) = entry else {
-        return (Found::Miss { fail_safe: None }, false);
-    };
     let Some(value) = entry.value.downcast_ref::<V>() else {
         // Another type under the same key (two functions sharing a template key).
         return (Found::Miss { fail_safe: None }, true);
@@ -36,7 +41,7 @@ pub(crate) fn judge<V: Clone + 'static>(
         return (Found::Miss { fail_safe: None }, false);
     }
     if now < entry.fresh_until {
-        let early = plan.beta > 0.0 && xfetch(now, &entry, plan.beta);
+        let early = plan.beta > 0.0 && xfetch(now, entry, plan.beta);
         return (
             Found::Fresh {
                 value: value.clone(),

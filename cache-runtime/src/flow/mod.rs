@@ -112,7 +112,9 @@ where
     }
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     let now = now_millis();
-    let (found, wrong_type) = judge::<M::Value>(inner.memory_get(&key.repr), &plan, now);
+    let (found, wrong_type) = inner
+        .memory_read(&key.repr, |entry| judge::<M::Value>(entry, &plan, now))
+        .unwrap_or_else(Found::absent);
     if wrong_type {
         inner.counters.decode_errors.incr();
     }
@@ -175,8 +177,17 @@ where
     })
 }
 
+/// Logs a call's outcome when debug logging was on at its start.
+#[inline(always)]
 pub(crate) fn trace(cache: &Cache, key: &Key, outcome: &'static str, started: Option<Instant>) {
     if let Some(started) = started {
+        trace_call(cache, key, outcome, started);
+    }
+}
+
+#[cold]
+fn trace_call(cache: &Cache, key: &Key, outcome: &'static str, started: Instant) {
+    {
         tracing::debug!(
             key = %key.full(&cache.inner.namespace),
             outcome,

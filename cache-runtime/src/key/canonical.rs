@@ -108,6 +108,7 @@ mod tag {
 }
 
 /// Encodes one value onto the end of `buf`.
+#[inline]
 pub(crate) fn encode<T: Serialize + ?Sized>(buf: &mut Buf, value: &T) -> Result<(), EncodeError> {
     value.serialize(Encoder { buf })
 }
@@ -117,16 +118,20 @@ struct Encoder<'a> {
 }
 
 impl Encoder<'_> {
+    #[inline(always)]
     fn tag(&mut self, tag: u8) {
         self.buf.put_array([tag]);
     }
+    #[inline(always)]
     fn len(&mut self, len: usize) {
         self.buf.put_array((len as u64).to_le_bytes());
     }
+    #[inline(always)]
     fn variant(&mut self, tag: u8, index: u32) {
         self.tag(tag);
         self.buf.put_array(index.to_le_bytes());
     }
+    #[inline(always)]
     fn tagged<const N: usize>(&mut self, tag: u8, bytes: [u8; N]) {
         self.tag(tag);
         self.buf.put_array(bytes);
@@ -159,55 +164,70 @@ impl<'a> ser::Serializer for Encoder<'a> {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
         self.buf.put_array([tag::BOOL, v as u8]);
         Ok(())
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
         self.serialize_i64(v.into())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
         self.serialize_i64(v.into())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
         self.serialize_i64(v.into())
     }
+    #[inline]
     fn serialize_i64(mut self, v: i64) -> Result<(), EncodeError> {
         self.tagged(tag::INT, v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_i128(mut self, v: i128) -> Result<(), EncodeError> {
         self.tagged(tag::INT128, v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
         self.serialize_u64(v.into())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
         self.serialize_u64(v.into())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
         self.serialize_u64(v.into())
     }
+    #[inline]
     fn serialize_u64(mut self, v: u64) -> Result<(), EncodeError> {
         self.tagged(tag::UINT, v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_u128(mut self, v: u128) -> Result<(), EncodeError> {
         self.tagged(tag::UINT128, v.to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), EncodeError> {
         self.serialize_f64(v.into())
     }
+    #[inline]
     fn serialize_f64(mut self, v: f64) -> Result<(), EncodeError> {
         self.tagged(tag::FLOAT, v.to_bits().to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_char(mut self, v: char) -> Result<(), EncodeError> {
         self.tagged(tag::CHAR, u32::from(v).to_le_bytes());
         Ok(())
     }
+    #[inline]
     fn serialize_str(mut self, v: &str) -> Result<(), EncodeError> {
         self.tag(tag::STR);
         self.len(v.len());
@@ -220,14 +240,17 @@ impl<'a> ser::Serializer for Encoder<'a> {
         self.buf.put(v);
         Ok(())
     }
+    #[inline]
     fn serialize_none(mut self) -> Result<(), EncodeError> {
         self.tag(tag::NONE);
         Ok(())
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), EncodeError> {
         self.tag(tag::SOME);
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(mut self) -> Result<(), EncodeError> {
         self.tag(tag::UNIT);
         Ok(())

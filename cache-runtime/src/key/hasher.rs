@@ -50,10 +50,10 @@ impl KeyHasher {
         }
     }
 
-    /// The key of `site` for the arguments given. Always inlined, so the
-    /// hasher is not copied into the call.
+    /// The key of `site` for the arguments given. Borrows the hasher and is
+    /// always inlined, so its buffer is never copied.
     #[inline(always)]
-    pub fn finish(self, site: &'static Site) -> Key {
+    pub fn finish(&self, site: &'static Site) -> Key {
         if self.failed {
             return Key {
                 repr: Repr::Invalid,
