@@ -345,3 +345,68 @@ async fn cluster_of_three_spreads_keys_over_all_masters() {
     assert_eq!(sizes.iter().sum::<u64>(), 100, "{sizes:?}");
     assert_eq!(cluster.node(0).dbsize(), sizes[0]);
 }
+
+#[tokio::test]
+async fn tls_cluster_speaks_tls_only_and_announces_its_tls_ports() {
+    let cluster = RedisCluster::start_tls(3);
+    let ports = cluster.ports();
+    assert!(ports.iter().all(|&p| p != 6379 && p < 55_535));
+    assert_eq!(
+        cluster.urls(),
+        ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{p}/"))
+            .collect::<Vec<_>>()
+    );
+    assert!(String::from_utf8_lossy(&cluster.ca_pem()).contains("BEGIN CERTIFICATE"));
+    for i in 0..3 {
+        let info = cluster.cli_node(i, &["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_state:ok"), "{info}");
+        assert!(info.contains("cluster_known_nodes:3"), "{info}");
+    }
+    // The nodes announce their TLS ports (there is no other port).
+    let slots = cluster.cli_node(0, &["CLUSTER", "SLOTS"]);
+    for port in &ports {
+        assert!(
+            slots.lines().any(|l| l.trim() == port.to_string()),
+            "port {port} not announced: {slots}"
+        );
+    }
+
+    // The harness's client trusts the test CA.
+    let client = cluster.client();
+    let mut con = tokio::time::timeout(Duration::from_secs(10), client.get_async_connection())
+        .await
+        .expect("TLS cluster connection timed out")
+        .unwrap();
+    for i in 0..60 {
+        let () = con.set(format!("key:{i}"), i).await.unwrap();
+    }
+    for i in 0..60 {
+        let v: i64 = con.get(format!("key:{i}")).await.unwrap();
+        assert_eq!(v, i);
+    }
+    let sizes = cluster.dbsize_per_node();
+    assert!(sizes.iter().all(|&n| n > 0), "keys not spread: {sizes:?}");
+    assert_eq!(sizes.iter().sum::<u64>(), 60, "{sizes:?}");
+
+    // Plain TCP gets no answer from a TLS port.
+    let plain = redis::Client::open(format!("redis://127.0.0.1:{}/", ports[0])).unwrap();
+    let plain_ping = async {
+        let mut con = plain.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut con).await
+    };
+    if let Ok(Ok(pong)) = tokio::time::timeout(OP_TIMEOUT, plain_ping).await {
+        panic!("a TLS-only node answered plain TCP: {pong}");
+    }
+
+    let pids: Vec<u32> = cluster
+        .nodes()
+        .iter()
+        .filter_map(RedisServer::pid)
+        .collect();
+    assert_eq!(pids.len(), 3);
+    drop(con);
+    drop(cluster);
+    assert!(pids.iter().all(|&pid| !alive(pid)), "drop kills every node");
+}

@@ -1,8 +1,9 @@
 //! Real `redis-server` processes for the integration tests.
 //!
 //! [`RedisServer`] is one standalone server, [`RedisCluster`] a cluster of
-//! masters. Each server is a `redis-server` child process that this module
-//! starts itself:
+//! masters, either of them with TLS ([`RedisServer::start_tls`],
+//! [`RedisCluster::start_tls`]: a fresh test CA made with `openssl`). Each
+//! server is a `redis-server` child process that this module starts itself:
 //!
 //! * on a free loopback port (`127.0.0.1` only, never 6379, always < 55535),
 //!   picked by binding `127.0.0.1:0`; if the port is taken before the server
@@ -388,14 +389,28 @@ enum LaunchError {
     Failed(String),
 }
 
+/// How a server speaks TLS (certificates `ca.crt`, `server.crt` and
+/// `server.key` in its directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// Plain TCP only.
+    Off,
+    /// Plain TCP on `port`, which the harness uses itself, and TLS on this
+    /// second port (0 until one is picked).
+    Beside(u16),
+    /// TLS only, on `port` (`--port 0`): clients, `redis-cli` and, for a
+    /// cluster node, the cluster bus (`--tls-cluster yes`) all use TLS.
+    Only,
+}
+
 /// A `redis-server` child process on a free `127.0.0.1` port, with its own
 /// temporary directory and no persistence. Killed (SIGKILL) and reaped on
 /// drop, also when the test panics.
 #[derive(Debug)]
 pub struct RedisServer {
+    /// The port clients use: plain TCP, or TLS with [`Tls::Only`].
     port: u16,
-    /// With TLS: the TLS port, beside the plain port the harness uses itself.
-    tls_port: Option<u16>,
+    tls: Tls,
     auth: Auth,
     cluster: bool,
     dir: tempfile::TempDir,
@@ -444,47 +459,71 @@ impl RedisServer {
     /// [`ca_pem`](Self::ca_pem) the CA to trust; the plain port stays open for
     /// the harness's own checks.
     pub fn start_tls() -> RedisServer {
-        Self::launch_with(Auth::None, false, true)
+        Self::launch_with(Auth::None, false, Tls::Beside(0), None)
     }
 
-    /// The `rediss://` URL of a [`start_tls`](Self::start_tls) server.
+    /// The `rediss://` URL of a TLS server: a [`start_tls`](Self::start_tls)
+    /// server's TLS port, or a node of [`RedisCluster::start_tls`] (then the
+    /// same as [`url`](Self::url)).
     ///
     /// # Panics
     /// If the server was not started with TLS.
     pub fn tls_url(&self) -> String {
-        let port = self
-            .tls_port
-            .expect("tls_url() needs RedisServer::start_tls()");
-        format!("rediss://127.0.0.1:{port}/")
+        match self.tls {
+            Tls::Beside(port) => format!("rediss://127.0.0.1:{port}/"),
+            Tls::Only => self.url(),
+            Tls::Off => panic!("tls_url() needs a TLS server (RedisServer::start_tls)"),
+        }
     }
 
-    /// The test CA certificate (PEM) of a [`start_tls`](Self::start_tls) server.
+    /// The test CA certificate (PEM) of a TLS server.
+    ///
+    /// # Panics
+    /// If the server was not started with TLS.
     pub fn ca_pem(&self) -> Vec<u8> {
+        assert!(self.tls != Tls::Off, "ca_pem() needs a TLS server");
         fs::read(self.dir.path().join("ca.crt")).expect("the test CA certificate")
     }
 
-    /// A cluster-enabled node (used by [`RedisCluster`]).
-    fn start_cluster_node() -> RedisServer {
-        Self::launch_new(Auth::None, true)
+    /// A cluster-enabled node (used by [`RedisCluster`]); TLS only, with the
+    /// certificates of the `certs` directory, when given.
+    fn start_cluster_node(auth: Auth, certs: Option<&Path>) -> RedisServer {
+        let tls = if certs.is_some() { Tls::Only } else { Tls::Off };
+        Self::launch_with(auth, true, tls, certs)
     }
 
-    /// The URL for `redis::Client::open`: `redis://127.0.0.1:PORT/`, with
-    /// `:PW@` or `USER:PW@` (percent-encoded) when the server needs them.
+    /// The URL for `redis::Client::open`: `redis://127.0.0.1:PORT/`
+    /// (`rediss://` for a node of [`RedisCluster::start_tls`]), with `:PW@`
+    /// or `USER:PW@` (percent-encoded) when the server needs them.
     pub fn url(&self) -> String {
         let port = self.port;
+        let scheme = if self.tls == Tls::Only {
+            "rediss"
+        } else {
+            "redis"
+        };
         match &self.auth {
-            Auth::None => format!("redis://127.0.0.1:{port}/"),
-            Auth::Password(pw) => format!("redis://:{}@127.0.0.1:{port}/", url_encode(pw)),
+            Auth::None => format!("{scheme}://127.0.0.1:{port}/"),
+            Auth::Password(pw) => format!("{scheme}://:{}@127.0.0.1:{port}/", url_encode(pw)),
             Auth::User { user, password } => format!(
-                "redis://{}:{}@127.0.0.1:{port}/",
+                "{scheme}://{}:{}@127.0.0.1:{port}/",
                 url_encode(user),
                 url_encode(password)
             ),
         }
     }
 
-    /// A `redis::Client` for [`url`](Self::url).
+    /// A `redis::Client` for [`url`](Self::url); over TLS (trusting the test
+    /// CA) for a node of [`RedisCluster::start_tls`].
     pub fn client(&self) -> redis::Client {
+        if self.tls == Tls::Only {
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(self.ca_pem()),
+            };
+            return redis::Client::build_with_tls(self.url(), certs)
+                .expect("the harness URL and CA are valid");
+        }
         redis::Client::open(self.url()).expect("the harness URL is valid")
     }
 
@@ -583,21 +622,7 @@ impl RedisServer {
 
     /// Like [`cli`](Self::cli), but returns stdout as raw bytes.
     pub fn cli_raw<S: AsRef<OsStr>>(&self, args: &[S]) -> Vec<u8> {
-        let mut cmd = Command::new(&redis_cli_bin().path);
-        cmd.args(["-h", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .env_remove("REDISCLI_AUTH");
-        match &self.auth {
-            Auth::None => {}
-            Auth::Password(pw) => {
-                cmd.env("REDISCLI_AUTH", pw);
-            }
-            Auth::User { user, password } => {
-                cmd.arg("--user").arg(user).env("REDISCLI_AUTH", password);
-            }
-        }
-        cmd.args(args);
-        match run_bounded(cmd, CLI_TIMEOUT) {
+        match run_bounded(self.cli_command(args), CLI_TIMEOUT) {
             Ok(done) if done.status.success() => done.stdout,
             Ok(done) => panic!(
                 "redis-cli on port {} failed ({}): {}{}\n{}",
@@ -636,24 +661,64 @@ impl RedisServer {
         self.dir.path().join("redis.stdout.log")
     }
 
+    /// `redis-cli -h 127.0.0.1 -p PORT ARGS...`, authenticated like
+    /// [`url`](Self::url), over TLS for a TLS-only server.
+    fn cli_command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        let mut cmd = Command::new(&redis_cli_bin().path);
+        cmd.args(["-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string());
+        self.cli_credentials(&mut cmd);
+        cmd.args(args);
+        cmd
+    }
+
+    /// The credentials and TLS options `redis-cli` needs for this server.
+    fn cli_credentials(&self, cmd: &mut Command) {
+        cmd.env_remove("REDISCLI_AUTH");
+        match &self.auth {
+            Auth::None => {}
+            Auth::Password(pw) => {
+                cmd.env("REDISCLI_AUTH", pw);
+            }
+            Auth::User { user, password } => {
+                cmd.arg("--user").arg(user).env("REDISCLI_AUTH", password);
+            }
+        }
+        if self.tls == Tls::Only {
+            cmd.arg("--tls")
+                .arg("--cacert")
+                .arg(self.dir.path().join("ca.crt"));
+        }
+    }
+
     /// Starts a new server on a fresh port; retries on other ports if the
     /// port got taken in between.
     fn launch_new(auth: Auth, cluster: bool) -> RedisServer {
-        Self::launch_with(auth, cluster, false)
+        Self::launch_with(auth, cluster, Tls::Off, None)
     }
 
-    fn launch_with(auth: Auth, cluster: bool, tls: bool) -> RedisServer {
+    /// Like [`launch_new`](Self::launch_new), with TLS unless `tls` is
+    /// [`Tls::Off`]: the certificates are copied from `certs`, or made fresh.
+    fn launch_with(auth: Auth, cluster: bool, tls: Tls, certs: Option<&Path>) -> RedisServer {
         redis_server_bin();
         let dir = tempfile::Builder::new()
             .prefix("redis-harness-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir for redis-server: {e}"));
-        if tls {
-            make_test_certificates(dir.path());
+        match (tls, certs) {
+            (Tls::Off, _) => {}
+            (_, Some(from)) => {
+                for file in ["ca.crt", "server.crt", "server.key"] {
+                    fs::copy(from.join(file), dir.path().join(file)).unwrap_or_else(|e| {
+                        panic!("cannot copy {file} from {}: {e}", from.display())
+                    });
+                }
+            }
+            (_, None) => make_test_certificates(dir.path()),
         }
         let mut server = RedisServer {
             port: 0,
-            tls_port: None,
+            tls,
             auth,
             cluster,
             dir,
@@ -662,8 +727,8 @@ impl RedisServer {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             server.port = pick_port(cluster);
-            if tls {
-                server.tls_port = Some(pick_port(false));
+            if let Tls::Beside(_) = server.tls {
+                server.tls = Tls::Beside(pick_port(false));
             }
             // A failed attempt may have written a nodes.conf naming its port.
             let _ = fs::remove_file(server.dir.path().join("nodes.conf"));
@@ -683,8 +748,11 @@ impl RedisServer {
         let bin = redis_server_bin();
         let dir = self.dir.path();
         let mut cmd = Command::new(&bin.path);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
+        match self.tls {
+            Tls::Only => cmd.args(["--port", "0", "--tls-port"]),
+            Tls::Off | Tls::Beside(_) => cmd.arg("--port"),
+        };
+        cmd.arg(self.port.to_string())
             .args(["--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir)
@@ -699,6 +767,9 @@ impl RedisServer {
             Auth::None => {}
             Auth::Password(pw) => {
                 cmd.arg("--requirepass").arg(pw);
+                if self.cluster {
+                    cmd.arg("--masterauth").arg(pw);
+                }
             }
             Auth::User { user, password } => {
                 cmd.args(["--user", "default", "off"])
@@ -709,16 +780,22 @@ impl RedisServer {
                     .args(["~*", "&*", "+@all"]);
             }
         }
-        if let Some(tls_port) = self.tls_port {
-            cmd.arg("--tls-port")
-                .arg(tls_port.to_string())
-                .arg("--tls-cert-file")
+        if let Tls::Beside(tls_port) = self.tls {
+            cmd.arg("--tls-port").arg(tls_port.to_string());
+        }
+        if self.tls != Tls::Off {
+            cmd.arg("--tls-cert-file")
                 .arg(dir.join("server.crt"))
                 .arg("--tls-key-file")
                 .arg(dir.join("server.key"))
                 .arg("--tls-ca-cert-file")
                 .arg(dir.join("ca.crt"))
                 .args(["--tls-auth-clients", "no"]);
+        }
+        if self.cluster && self.tls == Tls::Only {
+            // The cluster bus and replication links use TLS too, and the
+            // nodes announce their TLS ports.
+            cmd.args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
         }
         if self.cluster {
             cmd.args(["--cluster-enabled", "yes"])
@@ -792,7 +869,7 @@ impl RedisServer {
             let last_error = match self.info_pid() {
                 Ok(Some(p)) if p == pid => return Ok(()),
                 Ok(other) => format!("port answered by another process (pid {other:?})"),
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -803,13 +880,31 @@ impl RedisServer {
         }
     }
 
-    /// `process_id` from `INFO server`, over a short-timeout sync connection.
-    fn info_pid(&self) -> redis::RedisResult<Option<u32>> {
+    /// `process_id` from `INFO server`, over a short-timeout sync connection
+    /// (through `redis-cli --tls` for a TLS-only server, so that the harness
+    /// does not depend on the client's TLS set-up under test).
+    fn info_pid(&self) -> Result<Option<u32>, String> {
         let timeout = Duration::from_millis(500);
-        let mut con = self.client().get_connection_with_timeout(timeout)?;
-        con.set_read_timeout(Some(timeout))?;
-        con.set_write_timeout(Some(timeout))?;
-        let info: String = redis::cmd("INFO").arg("server").query(&mut con)?;
+        let info = if self.tls == Tls::Only {
+            let done = run_bounded(self.cli_command(&["INFO", "server"]), timeout * 4)?;
+            let out = String::from_utf8_lossy(&done.stdout).into_owned();
+            if !done.status.success() || !out.contains("process_id:") {
+                return Err(format!(
+                    "redis-cli INFO ({}): {out}{}",
+                    done.status,
+                    String::from_utf8_lossy(&done.stderr)
+                ));
+            }
+            out
+        } else {
+            let query = || -> redis::RedisResult<String> {
+                let mut con = self.client().get_connection_with_timeout(timeout)?;
+                con.set_read_timeout(Some(timeout))?;
+                con.set_write_timeout(Some(timeout))?;
+                redis::cmd("INFO").arg("server").query(&mut con)
+            };
+            query().map_err(|e| e.to_string())?
+        };
         Ok(info
             .lines()
             .find_map(|l| l.strip_prefix("process_id:"))
@@ -837,6 +932,7 @@ impl Drop for RedisServer {
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    tls: bool,
 }
 
 impl RedisCluster {
@@ -851,6 +947,31 @@ impl RedisCluster {
     /// If `redis-server` or `redis-cli` is missing, or the cluster does not
     /// come up (with the nodes' log tails).
     pub fn start(masters: usize) -> RedisCluster {
+        Self::start_with(masters, Auth::None, false)
+    }
+
+    /// Like [`start`](Self::start), but TLS only: every node listens on a
+    /// TLS port alone (`port 0`, `tls-port`, `tls-cluster yes`,
+    /// `tls-replication yes`), so the cluster announces TLS ports and its bus
+    /// runs over TLS. All nodes share one certificate for `127.0.0.1` signed
+    /// by a fresh test CA (made with `openssl`): [`urls`](Self::urls) are
+    /// `rediss://127.0.0.1:PORT/` and [`ca_pem`](Self::ca_pem) is the CA to
+    /// trust. The harness's own checks use `redis-cli --tls`.
+    ///
+    /// # Panics
+    /// Like [`start`](Self::start); also if `openssl` is missing.
+    pub fn start_tls(masters: usize) -> RedisCluster {
+        Self::start_with(masters, Auth::None, true)
+    }
+
+    /// Like [`start_tls`](Self::start_tls), with `requirepass pw` on every
+    /// node: [`urls`](Self::urls) are `rediss://:PW@127.0.0.1:PORT/`
+    /// (percent-encoded).
+    pub fn start_tls_with_password(masters: usize, pw: &str) -> RedisCluster {
+        Self::start_with(masters, Auth::Password(pw.to_owned()), true)
+    }
+
+    fn start_with(masters: usize, auth: Auth, tls: bool) -> RedisCluster {
         assert!(
             masters >= 3,
             "a Redis Cluster needs at least 3 masters, got {masters}"
@@ -859,26 +980,45 @@ impl RedisCluster {
         redis_cli_bin();
         let mut failures = Vec::new();
         for attempt in 1..=CLUSTER_ATTEMPTS {
-            match Self::try_start(masters) {
+            match Self::try_start(masters, &auth, tls) {
                 Ok(cluster) => return cluster,
                 Err(msg) => failures.push(format!("attempt {attempt}: {msg}")),
             }
         }
         panic!(
-            "cannot start a {masters}-master Redis cluster:\n{}",
+            "cannot start a {masters}-master Redis cluster{}:\n{}",
+            if tls { " with TLS" } else { "" },
             failures.join("\n\n")
         );
     }
 
-    fn try_start(masters: usize) -> Result<RedisCluster, String> {
+    fn try_start(masters: usize, auth: &Auth, tls: bool) -> Result<RedisCluster, String> {
+        // One CA and one server certificate for every node: the nodes verify
+        // each other on the bus, and clients trust one CA.
+        let certs = if tls {
+            let dir = tempfile::Builder::new()
+                .prefix("redis-harness-certs-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temp dir for certificates: {e}"))?;
+            make_test_certificates(dir.path());
+            Some(dir)
+        } else {
+            None
+        };
         let cluster = RedisCluster {
             nodes: (0..masters)
-                .map(|_| RedisServer::start_cluster_node())
+                .map(|_| {
+                    RedisServer::start_cluster_node(
+                        auth.clone(),
+                        certs.as_ref().map(tempfile::TempDir::path),
+                    )
+                })
                 .collect(),
+            tls,
         };
         let mut cmd = Command::new(&redis_cli_bin().path);
-        cmd.env_remove("REDISCLI_AUTH")
-            .args(["--cluster", "create"]);
+        cluster.nodes[0].cli_credentials(&mut cmd);
+        cmd.args(["--cluster", "create"]);
         for node in &cluster.nodes {
             cmd.arg(format!("127.0.0.1:{}", node.port()));
         }
@@ -949,15 +1089,36 @@ impl RedisCluster {
             .join("\n")
     }
 
-    /// One URL per node (`redis://127.0.0.1:PORT/`), e.g. for
-    /// `redis::cluster::ClusterClient::new`.
+    /// One URL per node (`redis://127.0.0.1:PORT/`, or
+    /// `rediss://127.0.0.1:PORT/` for [`start_tls`](Self::start_tls)), e.g.
+    /// for `redis::cluster::ClusterClient::new`.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// A `ClusterClient` seeded with every node.
+    /// The test CA certificate (PEM) of a [`start_tls`](Self::start_tls)
+    /// cluster, e.g. for `.redis_tls_root_ca(..)`.
+    ///
+    /// # Panics
+    /// If the cluster was not started with TLS.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        assert!(self.tls, "ca_pem() needs RedisCluster::start_tls()");
+        self.nodes[0].ca_pem()
+    }
+
+    /// A `ClusterClient` seeded with every node (trusting the test CA for a
+    /// [`start_tls`](Self::start_tls) cluster).
     pub fn client(&self) -> redis::cluster::ClusterClient {
-        redis::cluster::ClusterClient::new(self.urls()).expect("the harness URLs are valid")
+        let builder = redis::cluster::ClusterClientBuilder::new(self.urls());
+        let builder = if self.tls {
+            builder.certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(self.ca_pem()),
+            })
+        } else {
+            builder
+        };
+        builder.build().expect("the harness URLs are valid")
     }
 
     /// The nodes, in the order given to `--cluster create`.
@@ -1091,7 +1252,7 @@ mod tests {
         let squatter = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let mut server = RedisServer {
             port: squatter.local_addr().unwrap().port(),
-            tls_port: None,
+            tls: Tls::Off,
             auth: Auth::None,
             cluster: false,
             dir: tempfile::tempdir().unwrap(),

@@ -142,6 +142,9 @@ impl CacheBuilder {
 
     /// A remote tier on a Redis Cluster, reached through any of `urls` (the
     /// client discovers the rest). Same modes as [`redis`](Self::redis).
+    /// The URLs share one password (or ACL user) and one scheme: with
+    /// `rediss://` (feature `tls`) every node is reached over TLS, see
+    /// [`redis_tls_root_ca`](Self::redis_tls_root_ca) for a private CA.
     pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -153,9 +156,11 @@ impl CacheBuilder {
         self
     }
 
-    /// Trusts this CA certificate (PEM) for a `rediss://` URL, instead of the
-    /// system's roots (e.g. a private CA). Needs the `tls` feature; without
-    /// it, `build()` returns an error.
+    /// Trusts this CA certificate (PEM) for `rediss://` URLs, instead of the
+    /// system's roots (e.g. a private CA): the server of
+    /// [`redis`](Self::redis), or every node of
+    /// [`redis_cluster`](Self::redis_cluster). Needs the `tls` feature;
+    /// without it, or with a `redis://` URL, `build()` returns an error.
     pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_ca = Some(pem.into());
         self
@@ -205,7 +210,7 @@ impl CacheBuilder {
                     })?,
             ),
             Some(RedisTarget::Cluster(urls)) => Some(
-                RedisStore::connect_cluster(urls, timeout)
+                RedisStore::connect_cluster(urls, self.root_ca.as_deref(), timeout)
                     .await
                     .map(|store| (store.clients(), Box::new(store) as Box<dyn RemoteStore>))
                     .map_err(|source| Error::Connect {

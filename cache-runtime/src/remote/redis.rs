@@ -70,6 +70,25 @@ pub(crate) fn client(url: &str, root_ca: Option<&[u8]>) -> Result<Client, StoreE
     Client::open(url).map_err(|e| backend(e, None))
 }
 
+/// A cluster client builder seeded with `urls`. The password (or ACL user)
+/// and TLS mode come from the first URL; with the `tls` feature, `root_ca`
+/// (PEM) is trusted for every node the client discovers, not only the seeds.
+fn cluster_builder(urls: &[String], root_ca: Option<&[u8]>) -> ClusterClientBuilder {
+    let builder = ClusterClientBuilder::new(urls.iter().map(String::as_str));
+    #[cfg(feature = "tls")]
+    if let Some(pem) = root_ca {
+        // `certs` turns TLS on for every node; `client` has already checked
+        // that each URL is `rediss://`.
+        return builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        });
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = root_ca;
+    builder
+}
+
 impl RedisStore<ConnectionManager> {
     /// Connects and checks the connection (and credentials) with a PING.
     pub(crate) async fn connect(
@@ -107,13 +126,18 @@ impl RedisStore<ConnectionManager> {
 
 impl RedisStore<ClusterConnection> {
     /// Connects to a cluster through any of `urls` and checks it with a PING.
+    /// With `rediss://` URLs every node is reached over TLS; with the `tls`
+    /// feature, `root_ca` (PEM) is trusted instead of the system's roots.
     pub(crate) async fn connect_cluster(
         urls: &[String],
+        root_ca: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let mut clients = Vec::new();
+        // `client` also rejects a root CA without the `tls` feature, or with a
+        // `redis://` URL, and installs rustls' crypto provider.
+        let mut clients = Vec::with_capacity(urls.len());
         for url in urls {
-            clients.push(Client::open(url.as_str()).map_err(|e| backend(e, None))?);
+            clients.push(client(url, root_ca)?);
         }
         let secret = clients.first().and_then(|c| {
             c.get_connection_info()
@@ -121,8 +145,9 @@ impl RedisStore<ClusterConnection> {
                 .password()
                 .map(str::to_string)
         });
+        let builder = cluster_builder(urls, root_ca);
         let connect = async {
-            let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+            let client = builder
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 .retries(1)

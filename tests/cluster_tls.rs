@@ -1,0 +1,214 @@
+//! The remote tier on a real 3-master Redis Cluster that speaks TLS only
+//! (`rediss://`, `port 0`, `tls-cluster yes`), trusting the harness's private
+//! test CA. The nodes have no plain port, so anything that works here went
+//! over TLS, discovered nodes included. (The `tls` feature of cache-runtime
+//! is always on in this package, see Cargo.toml.)
+
+use std::time::{Duration, Instant};
+
+use cache_runtime::{cached, Cache, Error};
+use integration_tests::redis_harness::RedisCluster;
+use integration_tests::Calls;
+use tokio::time::sleep;
+
+async fn cache(cluster: &RedisCluster, ns: &str, memory: bool) -> Cache {
+    let builder = Cache::builder()
+        .namespace(ns)
+        .redis_cluster(cluster.urls())
+        .redis_tls_root_ca(cluster.ca_pem());
+    let builder = if memory {
+        builder.memory(1000)
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .await
+        .expect("connect to the TLS test cluster with its CA")
+}
+
+static SPREAD: Calls = Calls::new();
+#[cached(cache = cache, key = "user:{id}", tags = ["user:{id}", "group:{group}"], ttl = "1h")]
+async fn user(cache: &Cache, id: u64, group: u64) -> usize {
+    SPREAD.hit()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_shares_entries_and_invalidates_across_slots() {
+    let cluster = RedisCluster::start_tls(3);
+    assert!(
+        cluster.urls().iter().all(|u| u.starts_with("rediss://")),
+        "{:?}",
+        cluster.urls()
+    );
+    let a = cache(&cluster, "tlscl", false).await;
+    let b = cache(&cluster, "tlscl", true).await;
+
+    // #[cached]: a (storage-only) loads, entries spread over every node.
+    for id in 0..60 {
+        user(&a, id, id % 3).await;
+    }
+    assert_eq!(SPREAD.get(), 60);
+    let per_node = cluster.dbsize_per_node();
+    assert!(
+        per_node.iter().all(|n| *n > 0),
+        "entries on every node: {per_node:?}"
+    );
+
+    // b (write-through) reads a's entries from the cluster.
+    for id in 0..60 {
+        user(&b, id, id % 3).await;
+    }
+    assert_eq!(SPREAD.get(), 60, "all served from the TLS cluster");
+    assert_eq!(b.stats().remote_hits, 60);
+
+    // The manual API, across the two caches.
+    for i in 0..30u32 {
+        a.set(&format!("manual:{i}"), i * 7).await.unwrap();
+    }
+    for i in 0..30u32 {
+        assert_eq!(
+            b.get::<u32>(&format!("manual:{i}")).await.unwrap(),
+            Some(i * 7),
+            "manual entry {i} set by a, read by b"
+        );
+    }
+
+    // Tag keys and entry keys sit in different slots: invalidation still works.
+    a.invalidate_tags(["group:1"]).await.unwrap();
+    for id in 0..60 {
+        user(&a, id, id % 3).await;
+    }
+    assert_eq!(SPREAD.get(), 80, "the 20 entries of group 1 reloaded");
+
+    // b's backplane subscribed over TLS (with the CA), so b trusts its memory
+    // tier: a second read is a memory hit. (Unsubscribed, every read would go
+    // to the cluster.)
+    let started = Instant::now();
+    loop {
+        let before = b.stats();
+        user(&b, 5, 2).await;
+        let after = b.stats();
+        if after.hits > before.hits && after.remote_hits == before.remote_hits {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "b's backplane never subscribed over TLS: {after:?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+
+    // The backplane's messages reach b's memory tier.
+    let started = Instant::now();
+    let before = SPREAD.get();
+    a.invalidate_tags(["user:0"]).await.unwrap();
+    loop {
+        user(&b, 0, 0).await;
+        if SPREAD.get() > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "b kept the invalidated entry"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+
+    for cache in [&a, &b] {
+        let health = cache.health().await.expect("a remote tier");
+        assert!(health.connected, "{health:?}");
+        assert_eq!(cache.stats().store_errors, 0, "{:?}", cache.stats());
+    }
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_refused_without_its_ca_or_without_tls() {
+    let cluster = RedisCluster::start_tls(3);
+    // The system's roots do not know the test CA: an Err, no panic.
+    let untrusted = Cache::builder().redis_cluster(cluster.urls()).build().await;
+    assert!(
+        matches!(untrusted, Err(Error::Connect { .. })),
+        "{untrusted:?}"
+    );
+    let message = untrusted.map(drop).unwrap_err().to_string();
+    assert!(message.contains("certificate"), "{message}");
+
+    // Plain TCP to the TLS-only ports fails too.
+    let plain: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.replacen("rediss://", "redis://", 1))
+        .collect();
+    let result = Cache::builder().redis_cluster(plain.clone()).build().await;
+    assert!(result.is_err(), "plain TCP to a TLS-only cluster");
+
+    // A root CA with a `redis://` URL is a configuration mistake: an Err.
+    let result = Cache::builder()
+        .redis_cluster(plain)
+        .redis_tls_root_ca(cluster.ca_pem())
+        .build()
+        .await;
+    assert!(result.is_err(), "a root CA with redis:// URLs");
+
+    // A CA that is not PEM: an Err.
+    let result = Cache::builder()
+        .redis_cluster(cluster.urls())
+        .redis_tls_root_ca(b"not a certificate".to_vec())
+        .build()
+        .await;
+    assert!(result.is_err(), "a garbage root CA");
+}
+
+static AUTHED: Calls = Calls::new();
+#[cached(cache = cache, key = "secret:{x}", ttl = "1h")]
+async fn authed(cache: &Cache, x: u64) -> u64 {
+    AUTHED.hit();
+    x + 1
+}
+
+#[tokio::test]
+async fn a_tls_cluster_with_a_password_takes_it_from_the_urls() {
+    let password = "tls-cluster-s3cret";
+    let cluster = RedisCluster::start_tls_with_password(3, password);
+    let connect = |urls: Vec<String>| {
+        Cache::builder()
+            .namespace("tlspw")
+            .redis_cluster(urls)
+            .redis_tls_root_ca(cluster.ca_pem())
+            .build()
+    };
+    let a = connect(cluster.urls()).await.expect("the right password");
+    let b = connect(cluster.urls()).await.expect("the right password");
+    for x in 0..20 {
+        assert_eq!(authed(&a, x).await, x + 1);
+    }
+    for x in 0..20 {
+        assert_eq!(authed(&b, x).await, x + 1);
+    }
+    assert_eq!(AUTHED.get(), 20, "b read a's entries");
+    assert!(cluster.dbsize_per_node().iter().all(|n| *n > 0));
+
+    // A wrong password is an Err that names neither password.
+    let wrong = "wr0ng-pa55word";
+    let urls: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.replacen(password, wrong, 1))
+        .collect();
+    assert!(urls.iter().all(|u| u.contains(wrong)), "{urls:?}");
+    let error = connect(urls).await.expect_err("a wrong password");
+    let text = format!("{error} {error:?}");
+    assert!(
+        !text.contains(wrong) && !text.contains(password),
+        "the error shows a password: {text}"
+    );
+
+    // No password at all: refused as well.
+    let bare: Vec<String> = cluster
+        .urls()
+        .iter()
+        .map(|u| u.replacen(&format!(":{password}@"), "", 1))
+        .collect();
+    assert!(connect(bare).await.is_err(), "no password");
+}
