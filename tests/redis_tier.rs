@@ -369,3 +369,36 @@ async fn rediss_connections_work_with_the_servers_ca() {
     let untrusted = Cache::builder().redis(server.tls_url()).build().await;
     assert!(untrusted.is_err());
 }
+
+static FEED: Calls = Calls::new();
+#[cached(cache = cache, key = "feed:{id}", tags = ["feed:{id}"], ttl = "1s", stale = "1h")]
+async fn feed(cache: &Cache, id: u64) -> usize {
+    let _ = id;
+    FEED.hit()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_only_stale_refresh_keeps_the_entry_tags() {
+    let server = RedisServer::start();
+    let a = storage_only(&server, "stale").await;
+    assert_eq!(feed(&a, 1).await, 0);
+    sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        feed(&a, 1).await,
+        0,
+        "past its TTL: the stale value at once"
+    );
+    // The background refresh writes load 1.
+    let started = Instant::now();
+    while feed(&a, 1).await != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refresh never landed"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    // The refreshed entry still carries its tag: invalidating it is a miss.
+    let loads = FEED.get();
+    a.invalidate_tags(["feed:1"]).await.unwrap();
+    assert_eq!(feed(&a, 1).await, loads, "invalidated: loaded again");
+}

@@ -5,7 +5,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -46,18 +45,23 @@ pub(crate) enum Join {
 
 const SHARDS: usize = 64;
 
-type Shard = Mutex<HashMap<Repr, Arc<Flight>>>;
+// ahash (randomly seeded per map, via quick_cache) instead of std's SipHash:
+// a remote hit passes through here, and SipHash showed in its profile.
+type FastState = quick_cache::DefaultHashBuilder;
+type Shard = Mutex<HashMap<Repr, Arc<Flight>, FastState>>;
 
 /// The loads in progress of one cache.
 pub(crate) struct Flights {
     shards: Box<[Shard]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: FastState,
 }
 
 impl Flights {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             hasher: Default::default(),
         })
     }
@@ -89,7 +93,7 @@ impl Flights {
     #[allow(clippy::mutable_key_type)]
     fn lead_locked(
         self: &Arc<Self>,
-        shard: &mut HashMap<Repr, Arc<Flight>>,
+        shard: &mut HashMap<Repr, Arc<Flight>, FastState>,
         key: &Repr,
     ) -> LeadGuard {
         let flight = Arc::new(Flight {

@@ -104,12 +104,21 @@ pub(crate) async fn read(
     if !current {
         return miss(versions);
     }
-    let entry = entry_from(&header, value, inner.tags.snapshot(tags));
     let now = now_millis();
-    if now < entry.fresh_until {
+    let fresh = now < header.fresh_until;
+    let stale = !fresh && plan.refreshable && now < header.stale_until;
+    // The tag snapshot is kept by a memory entry and used by a stale entry's
+    // refresh; a storage-only fresh hit skips it, and the registry's lock.
+    let snapshot = if stale || (fresh && inner.memory.is_enabled()) {
+        inner.tags.snapshot(tags)
+    } else {
+        TagSnapshot::default()
+    };
+    let entry = entry_from(&header, value, snapshot);
+    if fresh {
         inner.memory.insert(key.repr.clone(), entry.clone());
         RemoteRead::Fresh(entry)
-    } else if plan.refreshable && now < entry.stale_until {
+    } else if stale {
         inner.memory.insert(key.repr.clone(), entry.clone());
         RemoteRead::Stale(entry)
     } else {
