@@ -72,6 +72,14 @@ async fn cached_by_key(id: u64) -> String {
     value_for(id)
 }
 
+/// The `cached` crate's macro on the function equivalent to ours: entries
+/// expire after 10 minutes (`ttl = "10m"`) and the cache is bounded
+/// (`Cache::memory(10_000)`, the global default): a `TimedSizedCache`.
+#[cached::proc_macro::cached(time = 600, size = 10_000)]
+async fn cached_timed_sized(id: u64) -> String {
+    value_for(id)
+}
+
 static QUICK: LazyLock<quick_cache::sync::Cache<u64, String>> =
     LazyLock::new(|| quick_cache::sync::Cache::new(10_000));
 
@@ -205,6 +213,7 @@ fn warm(rt: &Runtime) {
             assert_eq!(ours_explicit(id).await, v);
             assert_eq!(cached_default(id).await, v);
             assert_eq!(cached_by_key(id).await, v);
+            assert_eq!(cached_timed_sized(id).await, v);
             QUICK.insert(id, v.clone());
             MOKA.insert(id, v).await;
         }
@@ -248,6 +257,7 @@ fn hits(c: &mut Criterion) {
     one_thread(&mut g, &rt, "moka_raw", moka_get);
     one_thread(&mut g, &rt, "cached_macro", cached_default);
     one_thread(&mut g, &rt, "cached_macro_by_key", cached_by_key);
+    one_thread(&mut g, &rt, "cached_macro_ttl_sized", cached_timed_sized);
     g.finish();
 
     let workers = Workers::new(2);
@@ -259,6 +269,12 @@ fn hits(c: &mut Criterion) {
     two_threads(&mut g, &workers, "moka_raw", moka_get);
     two_threads(&mut g, &workers, "cached_macro", cached_default);
     two_threads(&mut g, &workers, "cached_macro_by_key", cached_by_key);
+    two_threads(
+        &mut g,
+        &workers,
+        "cached_macro_ttl_sized",
+        cached_timed_sized,
+    );
     g.finish();
 }
 

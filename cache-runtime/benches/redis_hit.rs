@@ -109,17 +109,22 @@ fn storage_only(c: &mut Criterion) {
             .build()
             .await
             .expect("cache");
-        item(&cache, 1).await;
+        for id in 0..TASKS {
+            item(&cache, id as u64).await;
+        }
         let client = redis::Client::open(server.url()).expect("client");
         let mut raw = ConnectionManager::new(client)
             .await
             .expect("raw connection");
-        let _: () = redis::cmd("SET")
-            .arg("raw:item:1")
-            .arg(value().into_bytes())
-            .query_async(&mut raw)
-            .await
-            .expect("SET");
+        // The raw side reads the same 100 bytes for every task's key.
+        for id in 0..TASKS {
+            let _: () = redis::cmd("SET")
+                .arg(format!("raw:item:{id}"))
+                .arg(value().into_bytes())
+                .query_async(&mut raw)
+                .await
+                .expect("SET");
+        }
         (cache, raw)
     });
 
@@ -172,11 +177,14 @@ fn storage_only(c: &mut Criterion) {
                         let key = format!("raw:item:{id}");
                         tokio::spawn(async move {
                             for _ in 0..PER_TASK {
-                                let _: Vec<u8> = redis::cmd("GET")
+                                let bytes: Vec<u8> = redis::cmd("GET")
                                     .arg(&key)
                                     .query_async(&mut conn)
                                     .await
                                     .expect("GET");
+                                // Owned, like the cached function's result.
+                                assert_eq!(bytes.len(), 100);
+                                std::hint::black_box(String::from_utf8(bytes).expect("utf8"));
                             }
                         })
                     })
