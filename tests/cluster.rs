@@ -1,8 +1,9 @@
 //! The remote tier on a real 3-master Redis Cluster started by the harness.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_runtime::{cached, Cache};
+use integration_tests::cluster_scenario::{backplane_reaches, spread_share_and_invalidate};
 use integration_tests::redis_harness::RedisCluster;
 use integration_tests::Calls;
 use tokio::time::sleep;
@@ -15,12 +16,6 @@ async fn cache(cluster: &RedisCluster, ns: &str, memory: bool) -> Cache {
         builder
     };
     builder.build().await.expect("connect to the test cluster")
-}
-
-static SPREAD: Calls = Calls::new();
-#[cached(cache = cache, key = "user:{id}", tags = ["user:{id}", "group:{group}"], ttl = "1h")]
-async fn user(cache: &Cache, id: u64, group: u64) -> usize {
-    SPREAD.hit()
 }
 
 static RACE: Calls = Calls::new();
@@ -36,44 +31,9 @@ async fn a_cluster_spreads_entries_and_invalidates_across_slots() {
     let cluster = RedisCluster::start(3);
     let a = cache(&cluster, "cl", false).await;
     let b = cache(&cluster, "cl", true).await;
-    for id in 0..60 {
-        user(&a, id, id % 3).await;
-    }
-    assert_eq!(SPREAD.get(), 60);
-    let per_node = cluster.dbsize_per_node();
-    assert!(
-        per_node.iter().all(|n| *n > 0),
-        "entries on every node: {per_node:?}"
-    );
-
-    // b (write-through) reads a's entries from the cluster, one per call.
-    for id in 0..60 {
-        user(&b, id, id % 3).await;
-    }
-    assert_eq!(SPREAD.get(), 60, "all served from the cluster");
-
-    // Tag keys and entry keys sit in different slots: invalidation still works.
-    a.invalidate_tags(["group:1"]).await.unwrap();
-    for id in 0..60 {
-        user(&a, id, id % 3).await;
-    }
-    assert_eq!(SPREAD.get(), 80, "the 20 entries of group 1 reloaded");
-
+    spread_share_and_invalidate(&cluster, &a, &b).await;
     // The backplane reaches b's memory tier through the cluster.
-    let started = Instant::now();
-    let before = SPREAD.get();
-    a.invalidate_tags(["user:0"]).await.unwrap();
-    loop {
-        user(&b, 0, 0).await;
-        if SPREAD.get() > before {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "b kept the invalidated entry"
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
+    backplane_reaches(&a, &b, Duration::from_millis(500)).await;
 
     // The distributed lock: 3 caches x 16 tasks, one load.
     let caches = [

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, Cache, Error};
+use integration_tests::cluster_scenario::{backplane_reaches, spread_share_and_invalidate, user};
 use integration_tests::redis_harness::RedisCluster;
 use integration_tests::Calls;
 use tokio::time::sleep;
@@ -27,12 +28,6 @@ async fn cache(cluster: &RedisCluster, ns: &str, memory: bool) -> Cache {
         .expect("connect to the TLS test cluster with its CA")
 }
 
-static SPREAD: Calls = Calls::new();
-#[cached(cache = cache, key = "user:{id}", tags = ["user:{id}", "group:{group}"], ttl = "1h")]
-async fn user(cache: &Cache, id: u64, group: u64) -> usize {
-    SPREAD.hit()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_shares_entries_and_invalidates_across_slots() {
     let cluster = RedisCluster::start_tls(3);
@@ -44,22 +39,7 @@ async fn a_tls_cluster_shares_entries_and_invalidates_across_slots() {
     let a = cache(&cluster, "tlscl", false).await;
     let b = cache(&cluster, "tlscl", true).await;
 
-    // #[cached]: a (storage-only) loads, entries spread over every node.
-    for id in 0..60 {
-        user(&a, id, id % 3).await;
-    }
-    assert_eq!(SPREAD.get(), 60);
-    let per_node = cluster.dbsize_per_node();
-    assert!(
-        per_node.iter().all(|n| *n > 0),
-        "entries on every node: {per_node:?}"
-    );
-
-    // b (write-through) reads a's entries from the cluster.
-    for id in 0..60 {
-        user(&b, id, id % 3).await;
-    }
-    assert_eq!(SPREAD.get(), 60, "all served from the TLS cluster");
+    spread_share_and_invalidate(&cluster, &a, &b).await;
     assert_eq!(b.stats().remote_hits, 60);
 
     // The manual API, across the two caches.
@@ -73,13 +53,6 @@ async fn a_tls_cluster_shares_entries_and_invalidates_across_slots() {
             "manual entry {i} set by a, read by b"
         );
     }
-
-    // Tag keys and entry keys sit in different slots: invalidation still works.
-    a.invalidate_tags(["group:1"]).await.unwrap();
-    for id in 0..60 {
-        user(&a, id, id % 3).await;
-    }
-    assert_eq!(SPREAD.get(), 80, "the 20 entries of group 1 reloaded");
 
     // b's backplane subscribed over TLS (with the CA), so b trusts its memory
     // tier: a second read is a memory hit. (Unsubscribed, every read would go
@@ -100,20 +73,7 @@ async fn a_tls_cluster_shares_entries_and_invalidates_across_slots() {
     }
 
     // The backplane's messages reach b's memory tier.
-    let started = Instant::now();
-    let before = SPREAD.get();
-    a.invalidate_tags(["user:0"]).await.unwrap();
-    loop {
-        user(&b, 0, 0).await;
-        if SPREAD.get() > before {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "b kept the invalidated entry"
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
+    backplane_reaches(&a, &b, Duration::from_secs(2)).await;
 
     for cache in [&a, &b] {
         let health = cache.health().await.expect("a remote tier");

@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests.
 
+pub mod cluster_scenario;
 pub mod redis_harness;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,6 +5,7 @@
 //! they are read with concurrent single-key GETs instead of one MGET: one
 //! round trip of latency, one command per key.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -97,30 +98,12 @@ impl RedisStore<ConnectionManager> {
         timeout: Duration,
     ) -> Result<Self, StoreError> {
         let client = client(url, root_ca)?;
-        let kept = client.clone();
-        let secret = client
-            .get_connection_info()
-            .redis_settings()
-            .password()
-            .map(str::to_string);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
-        let connect = async {
-            let mut conn = ConnectionManager::new_with_config(client, config).await?;
-            redis::cmd("PING").query_async::<()>(&mut conn).await?;
-            Ok::<_, RedisError>(conn)
-        };
-        match tokio::time::timeout(timeout * 2, connect).await {
-            Ok(Ok(conn)) => Ok(Self {
-                conn,
-                cluster: false,
-                clients: vec![kept],
-            }),
-            Ok(Err(e)) => Err(backend(e, secret.as_deref())),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        let connect = ConnectionManager::new_with_config(client.clone(), config);
+        Self::checked(connect, vec![client], false, timeout).await
     }
 }
 
@@ -139,12 +122,6 @@ impl RedisStore<ClusterConnection> {
         for url in urls {
             clients.push(client(url, root_ca)?);
         }
-        let secret = clients.first().and_then(|c| {
-            c.get_connection_info()
-                .redis_settings()
-                .password()
-                .map(str::to_string)
-        });
         let builder = cluster_builder(urls, root_ca);
         let connect = async {
             let client = builder
@@ -152,14 +129,37 @@ impl RedisStore<ClusterConnection> {
                 .response_timeout(timeout)
                 .retries(1)
                 .build()?;
-            let mut conn = client.get_async_connection().await?;
+            client.get_async_connection().await
+        };
+        Self::checked(connect, clients, true, timeout).await
+    }
+}
+
+impl<C: ConnectionLike + Send> RedisStore<C> {
+    /// Awaits `connect` and checks the connection (and credentials) with a
+    /// PING, within twice `timeout`. Errors never show the password of the
+    /// first of `clients`.
+    async fn checked(
+        connect: impl Future<Output = Result<C, RedisError>>,
+        clients: Vec<Client>,
+        cluster: bool,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let secret = clients.first().and_then(|c| {
+            c.get_connection_info()
+                .redis_settings()
+                .password()
+                .map(str::to_string)
+        });
+        let connect = async {
+            let mut conn = connect.await?;
             redis::cmd("PING").query_async::<()>(&mut conn).await?;
             Ok::<_, RedisError>(conn)
         };
         match tokio::time::timeout(timeout * 2, connect).await {
             Ok(Ok(conn)) => Ok(Self {
                 conn,
-                cluster: true,
+                cluster,
                 clients,
             }),
             Ok(Err(e)) => Err(backend(e, secret.as_deref())),
