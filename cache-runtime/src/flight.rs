@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -45,15 +46,24 @@ pub(crate) enum Join {
 
 const SHARDS: usize = 64;
 
+/// A load in progress. Its [`Flight`] is made by the first waiter: a leader
+/// nobody waits for (a remote hit, most loads) allocates nothing.
+struct Pending {
+    /// Tells this load from a later one of the same key.
+    id: u64,
+    flight: Option<Arc<Flight>>,
+}
+
 // ahash (randomly seeded per map, via quick_cache) instead of std's SipHash:
 // a remote hit passes through here, and SipHash showed in its profile.
 type FastState = quick_cache::DefaultHashBuilder;
-type Shard = Mutex<HashMap<Repr, Arc<Flight>, FastState>>;
+type Shard = Mutex<HashMap<Repr, Pending, FastState>>;
 
 /// The loads in progress of one cache.
 pub(crate) struct Flights {
     shards: Box<[Shard]>,
     hasher: FastState,
+    next_id: AtomicU64,
 }
 
 impl Flights {
@@ -63,6 +73,7 @@ impl Flights {
                 .map(|_| Mutex::new(HashMap::default()))
                 .collect(),
             hasher: Default::default(),
+            next_id: AtomicU64::new(0),
         })
     }
 
@@ -73,7 +84,13 @@ impl Flights {
     /// Joins the load of `key`, or leads a new one.
     pub(crate) fn join(self: &Arc<Self>, key: &Repr) -> Join {
         let mut shard = self.shard(key).lock();
-        if let Some(flight) = shard.get(key) {
+        if let Some(pending) = shard.get_mut(key) {
+            let flight = pending.flight.get_or_insert_with(|| {
+                Arc::new(Flight {
+                    notify: Notify::new(),
+                    result: Mutex::new(None),
+                })
+            });
             return Join::Wait(flight.clone());
         }
         Join::Lead(self.lead_locked(&mut shard, key))
@@ -93,18 +110,15 @@ impl Flights {
     #[allow(clippy::mutable_key_type)]
     fn lead_locked(
         self: &Arc<Self>,
-        shard: &mut HashMap<Repr, Arc<Flight>, FastState>,
+        shard: &mut HashMap<Repr, Pending, FastState>,
         key: &Repr,
     ) -> LeadGuard {
-        let flight = Arc::new(Flight {
-            notify: Notify::new(),
-            result: Mutex::new(None),
-        });
-        shard.insert(key.clone(), flight.clone());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        shard.insert(key.clone(), Pending { id, flight: None });
         LeadGuard {
             flights: self.clone(),
             key: key.clone(),
-            flight,
+            id,
             done: false,
         }
     }
@@ -120,7 +134,7 @@ impl Flights {
 pub(crate) struct LeadGuard {
     flights: Arc<Flights>,
     key: Repr,
-    flight: Arc<Flight>,
+    id: u64,
     done: bool,
 }
 
@@ -137,17 +151,21 @@ impl LeadGuard {
             return;
         }
         self.done = true;
-        *self.flight.result.lock() = Some(result);
-        {
+        let flight = {
             let mut shard = self.flights.shard(&self.key).lock();
-            if shard
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                shard.remove(&self.key);
+            match shard.get(&self.key) {
+                Some(pending) if pending.id == self.id => {
+                    shard.remove(&self.key).and_then(|pending| pending.flight)
+                }
+                _ => None,
             }
+        };
+        // Waiters hold the flight; it was taken out of the map above, so no
+        // new waiter can join it after this result is set.
+        if let Some(flight) = flight {
+            *flight.result.lock() = Some(result);
+            flight.notify.notify_waiters();
         }
-        self.flight.notify.notify_waiters();
     }
 }
 
