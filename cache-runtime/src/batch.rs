@@ -68,9 +68,9 @@ impl Cache {
             .await?;
         let now = now_millis();
         let mut found: Vec<(usize, Header, T)> = Vec::new();
-        for (slot, bytes) in fetched.into_iter().enumerate() {
+        for (slot, bytes) in fetched.iter().enumerate() {
             let Some(bytes) = bytes else { continue };
-            let decoded = entry::decode_header(&bytes)
+            let decoded = entry::decode_header(bytes)
                 .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(payload)?)));
             match decoded {
                 Ok((header, value)) if now < header.fresh_until => {
@@ -85,7 +85,7 @@ impl Cache {
         }
         let mut names: Vec<String> = found
             .iter()
-            .flat_map(|(_, header, _)| header.tags.iter().map(|(name, _)| name.clone()))
+            .flat_map(|(_, header, _)| header.tags.iter().map(|(name, _)| name.to_string()))
             .collect();
         names.sort();
         names.dedup();
@@ -102,11 +102,11 @@ impl Cache {
             let valid = header
                 .tags
                 .iter()
-                .all(|(name, version)| current.get(name.as_str()) == Some(version));
+                .all(|(name, version)| current.get(name.as_ref()) == Some(version));
             if !valid {
                 continue;
             }
-            let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_str()).collect();
+            let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
             let local = inner.tags.snapshot(&tag_names);
             let promoted = entry_from(&header, Arc::new(value.clone()), local);
             inner.memory.insert(keys[slot].repr.clone(), promoted);

@@ -9,7 +9,7 @@ use crate::clock::now_millis;
 use crate::key::Key;
 use crate::memory::Entry;
 use crate::remote::entry::{self, EntryError, Header};
-use crate::remote::Remote;
+use crate::remote::store::FetchKeys;
 use crate::tags::TagSnapshot;
 use crate::Cache;
 
@@ -26,7 +26,8 @@ pub(crate) fn decode_shared<V: crate::outcome::Storable>(
 }
 
 pub(crate) enum RemoteRead {
-    Fresh(Arc<Entry>),
+    /// A fresh value (also put in memory, when the cache has a memory tier).
+    Fresh(Shared),
     Stale(Arc<Entry>),
     Miss {
         fail_safe: Option<Shared>,
@@ -63,13 +64,12 @@ pub(crate) async fn read(
             versions: None,
         };
     };
-    let ns = &inner.namespace;
-    let full = key.full(ns);
-    let tag_keys: Vec<String> = tags.iter().map(|t| Remote::tag_key(ns, t)).collect();
-    let Ok(fetched) = remote
-        .call(&inner.counters, |s| s.fetch(&full, &tag_keys))
-        .await
-    else {
+    let keys = FetchKeys {
+        namespace: &inner.namespace,
+        key,
+        tags,
+    };
+    let Ok(fetched) = remote.call(&inner.counters, |s| s.fetch(keys)).await else {
         return RemoteRead::Miss {
             fail_safe: None,
             versions: None,
@@ -90,7 +90,7 @@ pub(crate) async fn read(
         Err(error) => {
             // The next load overwrites it.
             inner.counters.decode_errors.incr();
-            tracing::warn!(key = %full, %error, "undecodable remote cache entry treated as a miss");
+            tracing::warn!(key = %key.full(&inner.namespace), %error, "undecodable remote cache entry treated as a miss");
             return miss(versions);
         }
     };
@@ -114,11 +114,17 @@ pub(crate) async fn read(
     } else {
         TagSnapshot::default()
     };
-    let entry = entry_from(&header, value, snapshot);
     if fresh {
-        inner.memory.insert(key.repr.clone(), entry.clone());
-        RemoteRead::Fresh(entry)
-    } else if stale {
+        // Storage-only, the value is not shared with an entry: the caller can
+        // take it without a clone.
+        if inner.memory.is_enabled() {
+            let entry = entry_from(&header, value.clone(), snapshot);
+            inner.memory.insert(key.repr.clone(), entry);
+        }
+        return RemoteRead::Fresh(value);
+    }
+    let entry = entry_from(&header, value, snapshot);
+    if stale {
         inner.memory.insert(key.repr.clone(), entry.clone());
         RemoteRead::Stale(entry)
     } else {

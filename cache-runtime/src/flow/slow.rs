@@ -51,10 +51,13 @@ pub(crate) struct Lead {
 impl Missed {
     pub(crate) fn into_step<M: ReturnKind<R>, R>(self, cache: &Cache) -> Step<M, R> {
         match self {
-            Missed::Value(shared) => match shared.downcast_ref::<M::Value>() {
-                Some(value) => Step::Hit(M::join(value.clone())),
+            Missed::Value(shared) => match shared.downcast::<M::Value>() {
+                // Moved out when nobody else holds it (a storage-only hit).
+                Ok(value) => Step::Hit(M::join(
+                    Arc::try_unwrap(value).unwrap_or_else(|value| (*value).clone()),
+                )),
                 // `miss` checked the type; unreachable, but degrade rather than panic.
-                None => Step::Load(Ticket::uncached(cache)),
+                Err(_) => Step::Load(Ticket::uncached(cache)),
             },
             Missed::Stale {
                 entry,
@@ -107,7 +110,8 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 Join::Lead(guard) => break Some(guard),
                 Join::Wait(flight) => {
                     inner.counters.coalesced.incr();
-                    if let Some(shared) = flight.wait().await {
+                    // Boxed: waiting is rare, and keeps the hit's future small.
+                    if let Some(shared) = Box::pin(flight.wait()).await {
                         if (*shared).type_id() == value_type {
                             trace(cache, &key, "miss, joined a load", started);
                             return Missed::Value(shared);
@@ -133,13 +137,15 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
         }
     }
     match read(cache, &key, &tags, &plan, decode).await {
-        RemoteRead::Fresh(entry) if (*entry.value).type_id() == value_type => {
+        RemoteRead::Fresh(value) if (*value).type_id() == value_type => {
             inner.counters.remote_hits.incr();
             trace(cache, &key, "remote hit", started);
             if let Some(guard) = guard {
-                guard.complete(Some(entry.value.clone()));
+                guard.complete(Some(value.clone()));
             }
-            Missed::Value(entry.value.clone())
+            // Completing the flight dropped its copy unless someone waits, so
+            // the value can usually be moved out instead of cloned.
+            Missed::Value(value)
         }
         RemoteRead::Stale(entry) if (*entry.value).type_id() == value_type => {
             inner.counters.stale_hits.incr();
@@ -184,10 +190,40 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 lock: None,
             };
             if distributed {
-                lead_across_processes(cache, lead, decode, value_type).await
+                // Boxed: a rare path, kept out of every remote hit's future.
+                Box::pin(lead_across_processes(cache, lead, decode, value_type)).await
             } else {
                 Missed::Lead(lead)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Policy;
+
+    /// The miss future is boxed on every remote hit. Kept under 1 KiB, the
+    /// allocation stays in malloc's per-thread cache: above it, remote hits
+    /// on several threads contended for the allocator's arena lock.
+    #[test]
+    fn the_boxed_miss_future_stays_under_a_kilobyte() {
+        let cache = Cache::memory(10);
+        let call = MissCall {
+            plan: Plan::from_policy(&Policy::default(), &cache, false),
+            key: Key::manual("k"),
+            tags: Vec::new(),
+            fail_safe: None,
+            value_type: TypeId::of::<u8>(),
+            decode: super::super::decode_shared::<u8>,
+            started: None,
+        };
+        let future = miss(&cache, call);
+        assert!(
+            std::mem::size_of_val(&future) <= 1024,
+            "{} bytes",
+            std::mem::size_of_val(&future)
+        );
     }
 }

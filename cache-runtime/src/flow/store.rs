@@ -2,6 +2,7 @@
 //! tag versions are known), then to memory.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +45,12 @@ pub(crate) async fn store<V: Storable>(
             stale_until,
             fail_safe_until,
             load_millis: u32::try_from(w.load_millis).unwrap_or(u32::MAX),
-            tags: w.tags.iter().cloned().zip(versions).collect(),
+            tags: w
+                .tags
+                .iter()
+                .map(|t| Cow::Borrowed(t.as_str()))
+                .zip(versions)
+                .collect(),
         };
         match entry::encode(&header, value) {
             Ok(bytes) => {

@@ -6,12 +6,13 @@
 
 mod canonical;
 mod hasher;
+mod store_key;
 mod template;
 
 pub use hasher::{KeyArg, KeyHasher};
+pub(crate) use store_key::StoreKey;
 pub use template::Template;
 
-use std::fmt::Write;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -62,23 +63,11 @@ impl Key {
     /// The readable key as a store sees it: `{namespace}:{..}`, at most
     /// [`MAX_KEY_LEN`] bytes.
     pub(crate) fn full(&self, namespace: &str) -> String {
-        let mut out = String::with_capacity(namespace.len() + 64);
-        if !namespace.is_empty() {
-            out.push_str(namespace);
-            out.push(':');
+        StoreKey::Entry {
+            namespace,
+            key: self,
         }
-        match &self.repr {
-            Repr::Hashed { site, hash } => {
-                out.push_str(site.name);
-                if let Some(v) = site.version {
-                    let _ = write!(out, ":v{v}");
-                }
-                let _ = write!(out, ":{hash:032x}");
-            }
-            Repr::Text(text) => out.push_str(text),
-            Repr::Invalid => out.push_str("<invalid>"),
-        }
-        shorten(out)
+        .name()
     }
 }
 

@@ -27,6 +27,8 @@
 //!
 //! Changing any of this layout requires a new format version.
 
+use std::borrow::Cow;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -56,7 +58,7 @@ const PAYLOAD_CAPACITY_GUESS: usize = 256;
 /// Times are milliseconds since the Unix epoch; `fresh_until` must not be after
 /// `stale_until` nor after `fail_safe_until`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Header {
+pub(crate) struct Header<'a> {
     /// When the value was loaded.
     pub(crate) created: u64,
     /// Served as fresh until then.
@@ -68,7 +70,8 @@ pub(crate) struct Header {
     /// How long the loader took, in milliseconds.
     pub(crate) load_millis: u32,
     /// The entry's tags with the tag version seen when the value was loaded.
-    pub(crate) tags: Vec<(String, u64)>,
+    /// Decoding borrows the names from the entry's bytes.
+    pub(crate) tags: Vec<(Cow<'a, str>, u64)>,
 }
 
 /// Why an entry could not be encoded or decoded.
@@ -124,7 +127,7 @@ pub(crate) enum EntryError {
     CborEncode(String),
 }
 
-impl Header {
+impl Header<'_> {
     /// Checks what the decoder would reject, so that `encode` never writes an
     /// entry that `decode_header` refuses.
     fn validate(&self) -> Result<(), EntryError> {
@@ -168,7 +171,7 @@ fn check_times(fresh_until: u64, stale_until: u64, fail_safe_until: u64) -> Resu
 /// Fails if the header breaks a limit the decoder enforces (tag count, tag name
 /// length, time order) or if `value` cannot be serialized.
 pub(crate) fn encode<T: Serialize + ?Sized>(
-    header: &Header,
+    header: &Header<'_>,
     value: &T,
 ) -> Result<Vec<u8>, EntryError> {
     header.validate()?;
@@ -201,9 +204,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 /// Decodes and validates the header of an entry; returns it with the CBOR
 /// payload that follows (pass that to [`decode_value`]).
 ///
-/// Allocates one `Vec` for the tags (none when there are none) and one `String`
-/// per tag.
-pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), EntryError> {
+/// Allocates one `Vec` for the tags (none when there are none); tag names are
+/// borrowed from `bytes`.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryError> {
     let mut input = Cursor { rest: bytes };
 
     let magic = input.array::<2>("magic")?;
@@ -244,7 +247,7 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), EntryError>
         let name = input.take(len, "tag name")?;
         let name = std::str::from_utf8(name).map_err(|_| EntryError::BadUtf8)?;
         let tag_version = input.u64("tag version")?;
-        tags.push((name.to_owned(), tag_version));
+        tags.push((Cow::Borrowed(name), tag_version));
     }
 
     let header = Header {
@@ -264,8 +267,17 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header, &[u8]), EntryError>
 /// nesting is limited to [`MAX_CBOR_DEPTH`].
 pub(crate) fn decode_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
     let mut rest = payload;
-    let value = ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH)
-        .map_err(|e| EntryError::CborDecode(describe_cbor_error(&e)))?;
+    let value = if payload.len() <= MAX_CBOR_DEPTH {
+        // Every level of nesting takes at least one byte, so a payload this
+        // short is within the limit. ciborium's limited reader zeroes a 4 KiB
+        // scratch buffer on every call, which showed in the remote hit's
+        // profile; a short payload never needs more than its own length.
+        let mut scratch = [0u8; MAX_CBOR_DEPTH];
+        ciborium::de::from_reader_with_buffer(&mut rest, &mut scratch)
+    } else {
+        ciborium::de::from_reader_with_recursion_limit(&mut rest, MAX_CBOR_DEPTH)
+    }
+    .map_err(|e| EntryError::CborDecode(describe_cbor_error(&e)))?;
     if !rest.is_empty() {
         return Err(EntryError::CborDecode(format!(
             "{} trailing bytes after the value",
@@ -358,14 +370,17 @@ mod tests {
         }
     }
 
-    fn header(tags: &[(&str, u64)]) -> Header {
+    fn header(tags: &[(&str, u64)]) -> Header<'static> {
         Header {
             created: 1_700_000_000_000,
             fresh_until: 1_700_000_060_000,
             stale_until: 1_700_000_120_000,
             fail_safe_until: 1_700_003_600_000,
             load_millis: 42,
-            tags: tags.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
+            tags: tags
+                .iter()
+                .map(|(n, v)| (Cow::Owned((*n).to_owned()), *v))
+                .collect(),
         }
     }
 
@@ -385,7 +400,7 @@ mod tests {
             .collect()
     }
 
-    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Header, T), EntryError> {
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Header<'_>, T), EntryError> {
         let (header, payload) = decode_header(bytes)?;
         Ok((header, decode_value(payload)?))
     }
@@ -427,7 +442,9 @@ mod tests {
             stale_until: u64::MAX,
             fail_safe_until: u64::MAX,
             load_millis: u32::MAX,
-            tags: (0..MAX_TAGS as u64).map(|v| (name.clone(), v)).collect(),
+            tags: (0..MAX_TAGS as u64)
+                .map(|v| (Cow::Owned(name.clone()), v))
+                .collect(),
         };
         let bytes = encode(&h, &"a plain string").unwrap();
         let (back, got) = decode::<String>(&bytes).unwrap();
@@ -483,7 +500,8 @@ mod tests {
             golden,
             "format v1 changed: bump FORMAT_VERSION"
         );
-        let (h, value) = decode::<Profile>(&unhex(&golden)).unwrap();
+        let bytes = unhex(&golden);
+        let (h, value) = decode::<Profile>(&bytes).unwrap();
         assert_eq!(h, header(&[("user:7", 3), ("users", 1)]));
         assert_eq!(value, profile());
     }
@@ -556,7 +574,9 @@ mod tests {
         );
         // Encode refuses what decode would refuse.
         let mut h = header(&[]);
-        h.tags = (0..=MAX_TAGS as u64).map(|v| ("t".to_owned(), v)).collect();
+        h.tags = (0..=MAX_TAGS as u64)
+            .map(|v| (Cow::Borrowed("t"), v))
+            .collect();
         assert_eq!(encode(&h, &1u8).unwrap_err(), EntryError::TooManyTags(257));
     }
 
@@ -789,6 +809,10 @@ mod tests {
             v
         };
         assert!(decode_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH)).is_ok());
+        // The longest payload read with the small scratch buffer.
+        let short = nested(MAX_CBOR_DEPTH - 1);
+        assert_eq!(short.len(), MAX_CBOR_DEPTH);
+        assert!(decode_value::<ciborium::Value>(&short).is_ok());
         let err = decode_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH + 1)).unwrap_err();
         assert_eq!(
             err,

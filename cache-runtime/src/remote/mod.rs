@@ -14,7 +14,7 @@ use std::time::Duration;
 use breaker::{Breaker, BreakerConfig, BreakerState};
 use store::{RemoteStore, StoreError, StoreFuture};
 
-use crate::key::shorten;
+use crate::key::{shorten, StoreKey};
 use crate::stats::Counters;
 
 /// Default time limit of one remote operation.
@@ -76,6 +76,6 @@ impl Remote {
     /// The store key of a tag's version counter. `#` after the namespace keeps
     /// it apart from every entry key (`{namespace}:...`).
     pub(crate) fn tag_key(namespace: &str, tag: &str) -> String {
-        shorten(format!("{namespace}#tag:{tag}"))
+        StoreKey::Tag { namespace, tag }.name()
     }
 }

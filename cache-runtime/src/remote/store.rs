@@ -6,6 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::key::{Key, StoreKey};
+
 /// A boxed store operation.
 pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -32,11 +34,38 @@ pub(crate) struct Fetched {
     pub(crate) versions: Vec<u64>,
 }
 
+/// What one fetch reads: an entry and its tags' version counters. Names are
+/// given as parts so a store can write them straight into its request.
+#[derive(Clone, Copy)]
+pub(crate) struct FetchKeys<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) key: &'a Key,
+    pub(crate) tags: &'a [String],
+}
+
+impl<'a> FetchKeys<'a> {
+    /// The entry's name.
+    pub(crate) fn entry(&self) -> StoreKey<'a> {
+        StoreKey::Entry {
+            namespace: self.namespace,
+            key: self.key,
+        }
+    }
+
+    /// The names of the tags' version counters, in the order of `tags`.
+    pub(crate) fn tag_keys(&self) -> impl Iterator<Item = StoreKey<'a>> + 'a {
+        let namespace = self.namespace;
+        self.tags
+            .iter()
+            .map(move |tag| StoreKey::Tag { namespace, tag })
+    }
+}
+
 /// A remote tier.
 pub(crate) trait RemoteStore: Send + Sync + 'static {
     /// The bytes under `key` and the versions of `tag_keys` (0 for a tag never
     /// invalidated), in one round trip where the store can.
-    fn fetch<'a>(&'a self, key: &'a str, tag_keys: &'a [String]) -> StoreFuture<'a, Fetched>;
+    fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched>;
     /// The versions of `tag_keys`.
     fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
     /// The bytes under each of `keys` (in a cluster: across slots).

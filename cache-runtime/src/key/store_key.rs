@@ -1,0 +1,159 @@
+//! The names a remote store knows an entry and a tag's version counter by.
+//!
+//! A name is described by its parts and written straight into whatever buffer
+//! needs it (a Redis command on the hit path), so a remote hit builds no
+//! intermediate `String` per key. [`StoreKey::name`] gives the same bytes
+//! as a `String`, shortened like every key.
+
+use super::{shorten, Key, Repr, MAX_KEY_LEN};
+
+/// The store name of an entry (`{namespace}:{key}`) or of a tag's version
+/// counter (`{namespace}#tag:{tag}`; `#` keeps it apart from every entry).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StoreKey<'a> {
+    Entry { namespace: &'a str, key: &'a Key },
+    Tag { namespace: &'a str, tag: &'a str },
+}
+
+impl StoreKey<'_> {
+    /// Feeds the unshortened name to `out`, piece by piece.
+    fn pieces(&self, mut out: impl FnMut(&[u8])) {
+        match *self {
+            StoreKey::Entry { namespace, key } => {
+                if !namespace.is_empty() {
+                    out(namespace.as_bytes());
+                    out(b":");
+                }
+                match &key.repr {
+                    Repr::Hashed { site, hash } => {
+                        out(site.name.as_bytes());
+                        if let Some(v) = site.version {
+                            out(b":v");
+                            out(decimal(v, &mut [0; 20]));
+                        }
+                        out(b":");
+                        out(&hex(*hash));
+                    }
+                    Repr::Text(text) => out(text.as_bytes()),
+                    Repr::Invalid => out(b"<invalid>"),
+                }
+            }
+            StoreKey::Tag { namespace, tag } => {
+                out(namespace.as_bytes());
+                out(b"#tag:");
+                out(tag.as_bytes());
+            }
+        }
+    }
+
+    /// The length of the unshortened name.
+    fn raw_len(&self) -> usize {
+        let mut len = 0;
+        self.pieces(|piece| len += piece.len());
+        len
+    }
+
+    /// Whether the name is used as it is, unshortened.
+    pub(crate) fn is_short(&self) -> bool {
+        self.raw_len() <= MAX_KEY_LEN
+    }
+
+    /// Writes the name into `out`, piece by piece. Only for a name that
+    /// [`is_short`](Self::is_short); a longer one is used as
+    /// [`name`](Self::name) gives it.
+    pub(crate) fn write_short(&self, out: impl FnMut(&[u8])) {
+        debug_assert!(self.is_short());
+        self.pieces(out);
+    }
+
+    /// The name, shortened with a hash if it is longer than [`MAX_KEY_LEN`].
+    pub(crate) fn name(&self) -> String {
+        let mut bytes = Vec::with_capacity(self.raw_len());
+        self.pieces(|piece| bytes.extend_from_slice(piece));
+        // Every piece is a whole `str` or ASCII, so the bytes are UTF-8.
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        shorten(text)
+    }
+}
+
+/// `n` in decimal, written into the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// `n` as 32 lowercase hex digits.
+fn hex(n: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = DIGITS[((n >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_like_format() {
+        for n in [0, 7, 10, 99, 12_345, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+        for n in [
+            0u128,
+            1,
+            0xabc,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+        ] {
+            assert_eq!(hex(n).as_slice(), format!("{n:032x}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn tag_names_match_the_documented_form() {
+        let tag = StoreKey::Tag {
+            namespace: "app",
+            tag: "user:7",
+        };
+        assert_eq!(tag.name(), "app#tag:user:7");
+    }
+
+    #[test]
+    fn written_names_equal_their_strings_and_long_ones_are_shortened() {
+        let short = Key::text(Some(2), "user:7".into());
+        let long = Key::text(None, "x".repeat(300));
+        for key in [&short, &long] {
+            let name = StoreKey::Entry {
+                namespace: "app",
+                key,
+            };
+            if name.is_short() {
+                let mut written = Vec::new();
+                name.write_short(|p| written.extend_from_slice(p));
+                assert_eq!(written, name.name().as_bytes());
+            } else {
+                assert!(name.raw_len() > MAX_KEY_LEN);
+                assert!(name.name().len() <= MAX_KEY_LEN);
+            }
+        }
+        assert_eq!(
+            StoreKey::Entry {
+                namespace: "app",
+                key: &short
+            }
+            .name(),
+            "app:v2:user:7"
+        );
+    }
+}
