@@ -14,7 +14,8 @@ pub(crate) use store_key::StoreKey;
 pub use template::Template;
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+
+use smol_str::SmolStr;
 
 use crate::private::Site;
 
@@ -32,20 +33,21 @@ pub struct Key {
 pub(crate) enum Repr {
     /// Default key: the function's identity and the hash of its arguments.
     Hashed { site: &'static Site, hash: u128 },
-    /// A rendered template or a key given to the manual API.
-    Text(Arc<str>),
+    /// A rendered template or a key given to the manual API. Up to 23 bytes
+    /// are kept inline: no allocation to build, clone or drop.
+    Text(SmolStr),
     /// The arguments could not be encoded; the call runs uncached.
     Invalid,
 }
 
 impl Key {
-    pub(crate) fn text(version: Option<u64>, text: String) -> Key {
+    pub(crate) fn text(version: Option<u64>, text: SmolStr) -> Key {
         let text = match version {
-            Some(v) => format!("v{v}:{text}"),
+            Some(v) => smol_str::format_smolstr!("v{v}:{text}"),
             None => text,
         };
         Key {
-            repr: Repr::Text(text.into()),
+            repr: Repr::Text(text),
         }
     }
 

@@ -53,17 +53,25 @@ impl StoreKey<'_> {
         len
     }
 
-    /// Whether the name is used as it is, unshortened.
-    pub(crate) fn is_short(&self) -> bool {
-        self.raw_len() <= MAX_KEY_LEN
-    }
-
-    /// Writes the name into `out`, piece by piece. Only for a name that
-    /// [`is_short`](Self::is_short); a longer one is used as
-    /// [`name`](Self::name) gives it.
-    pub(crate) fn write_short(&self, out: impl FnMut(&[u8])) {
-        debug_assert!(self.is_short());
-        self.pieces(out);
+    /// Calls `f` with the name's bytes: assembled on the stack when it needs
+    /// no shortening (the usual case, no allocation), else from
+    /// [`name`](Self::name).
+    pub(crate) fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        let mut buf = [0u8; MAX_KEY_LEN];
+        let mut len = 0;
+        let mut fits = true;
+        self.pieces(|piece| {
+            match buf.get_mut(len..len + piece.len()) {
+                Some(room) if fits => room.copy_from_slice(piece),
+                _ => fits = false,
+            }
+            len += piece.len();
+        });
+        if fits {
+            f(&buf[..len])
+        } else {
+            f(self.name().as_bytes())
+        }
     }
 
     /// The name, shortened with a hash if it is longer than [`MAX_KEY_LEN`].
@@ -130,22 +138,16 @@ mod tests {
     }
 
     #[test]
-    fn written_names_equal_their_strings_and_long_ones_are_shortened() {
+    fn assembled_names_equal_their_strings_short_or_long() {
         let short = Key::text(Some(2), "user:7".into());
-        let long = Key::text(None, "x".repeat(300));
+        let long = Key::text(None, "x".repeat(300).into());
         for key in [&short, &long] {
             let name = StoreKey::Entry {
                 namespace: "app",
                 key,
             };
-            if name.is_short() {
-                let mut written = Vec::new();
-                name.write_short(|p| written.extend_from_slice(p));
-                assert_eq!(written, name.name().as_bytes());
-            } else {
-                assert!(name.raw_len() > MAX_KEY_LEN);
-                assert!(name.name().len() <= MAX_KEY_LEN);
-            }
+            name.with_bytes(|bytes| assert_eq!(bytes, name.name().as_bytes()));
+            assert!(name.name().len() <= MAX_KEY_LEN);
         }
         assert_eq!(
             StoreKey::Entry {

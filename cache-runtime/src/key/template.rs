@@ -9,12 +9,17 @@
 
 use std::fmt::{self, Write};
 
+use smol_str::SmolStrBuilder;
+
 use super::Key;
 use crate::private::Site;
 
 /// A template being rendered; built by generated code.
+///
+/// Renders into a small-string builder: a key of up to 23 bytes is built and
+/// kept without allocating (most keys, e.g. `user:42`).
 pub struct Template {
-    out: String,
+    out: SmolStrBuilder,
     escape: &'static str,
 }
 
@@ -23,7 +28,7 @@ impl Template {
     #[inline]
     pub fn new(escape: &'static str) -> Self {
         Self {
-            out: String::with_capacity(48),
+            out: SmolStrBuilder::new(),
             escape,
         }
     }
@@ -48,17 +53,19 @@ impl Template {
 
     /// The rendered text as a key of `site`.
     pub fn key(self, site: &'static Site) -> Key {
-        Key::text(site.version, self.out)
+        Key::text(site.version, self.out.finish())
     }
 
     /// The rendered text as a tag.
     pub fn tag(self) -> String {
-        self.out
+        self.out.as_str().to_owned()
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
 struct Escaper<'a> {
-    out: &'a mut String,
+    out: &'a mut SmolStrBuilder,
     escape: &'static str,
 }
 
@@ -77,7 +84,9 @@ impl Write for Escaper<'_> {
             let c = rest[pos..].chars().next().unwrap_or('%');
             let mut utf8 = [0u8; 4];
             for byte in c.encode_utf8(&mut utf8).bytes() {
-                let _ = write!(self.out, "%{byte:02X}");
+                self.out.push('%');
+                self.out.push(char::from(HEX[usize::from(byte >> 4)]));
+                self.out.push(char::from(HEX[usize::from(byte & 0xf)]));
             }
             rest = &rest[pos + c.len_utf8()..];
         }

@@ -6,7 +6,6 @@
 //! round trip of latency, one command per key.
 
 use std::future::Future;
-use std::io::Write;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -252,15 +251,7 @@ fn fetched(mut values: impl Iterator<Item = Value>) -> Fetched {
 /// Names go into commands as they are, or shortened when too long.
 impl ToRedisArgs for StoreKey<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        if self.is_short() {
-            let mut arg = out.writer_for_next_arg();
-            // Writing into a command's buffer cannot fail.
-            self.write_short(|piece| {
-                let _ = arg.write_all(piece);
-            });
-        } else {
-            out.write_arg(self.name().as_bytes());
-        }
+        self.with_bytes(|bytes| out.write_arg(bytes));
     }
 }
 
@@ -376,11 +367,17 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         }
         Box::pin(async move {
             let mut conn = conn;
-            let values: Vec<Value> = cmd
+            // As a `Value`: converting to `Vec<Value>` re-collects the array.
+            let reply: Value = cmd
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))?;
-            Ok(fetched(values.into_iter()))
+            match reply {
+                Value::Array(values) => Ok(fetched(values.into_iter())),
+                other => Err(StoreError::Backend(format!(
+                    "unexpected MGET reply: {other:?}"
+                ))),
+            }
         })
     }
 
