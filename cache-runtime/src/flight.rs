@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -54,10 +55,46 @@ struct Pending {
     flight: Option<Arc<Flight>>,
 }
 
-// ahash (randomly seeded per map, via quick_cache) instead of std's SipHash:
-// a remote hit passes through here, and SipHash showed in its profile.
+// ahash (randomly seeded per cache, via quick_cache) instead of std's
+// SipHash: a remote hit passes through here, and SipHash showed in its
+// profile. Each key is hashed once per operation: the hash picks the shard
+// and is reused by the shard's map through `Prehashed`.
 type FastState = quick_cache::DefaultHashBuilder;
-type Shard = Mutex<HashMap<Repr, Pending, FastState>>;
+type Shard = Mutex<HashMap<Prehashed, Pending, BuildHasherDefault<PassThrough>>>;
+
+/// A key with its hash, so the map does not hash it again.
+#[derive(PartialEq, Eq)]
+struct Prehashed {
+    hash: u64,
+    key: Repr,
+}
+
+impl Hash for Prehashed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// Hands `Prehashed`'s hash to the map as it is.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in rather than panic.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The loads in progress of one cache.
 pub(crate) struct Flights {
@@ -77,14 +114,23 @@ impl Flights {
         })
     }
 
-    fn shard(&self, key: &Repr) -> &Shard {
-        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
+    fn prehash(&self, key: &Repr) -> Prehashed {
+        Prehashed {
+            hash: self.hasher.hash_one(key),
+            key: key.clone(),
+        }
+    }
+
+    fn shard(&self, key: &Prehashed) -> &Shard {
+        // The high bits: the map uses the low ones to place entries.
+        &self.shards[(key.hash >> 58) as usize % SHARDS]
     }
 
     /// Joins the load of `key`, or leads a new one.
     pub(crate) fn join(self: &Arc<Self>, key: &Repr) -> Join {
-        let mut shard = self.shard(key).lock();
-        if let Some(pending) = shard.get_mut(key) {
+        let key = self.prehash(key);
+        let mut shard = self.shard(&key).lock();
+        if let Some(pending) = shard.get_mut(&key) {
             let flight = pending.flight.get_or_insert_with(|| {
                 Arc::new(Flight {
                     notify: Notify::new(),
@@ -98,8 +144,9 @@ impl Flights {
 
     /// Leads a new load of `key` unless one is in progress.
     pub(crate) fn try_lead(self: &Arc<Self>, key: &Repr) -> Option<LeadGuard> {
-        let mut shard = self.shard(key).lock();
-        if shard.contains_key(key) {
+        let key = self.prehash(key);
+        let mut shard = self.shard(&key).lock();
+        if shard.contains_key(&key) {
             return None;
         }
         Some(self.lead_locked(&mut shard, key))
@@ -110,14 +157,18 @@ impl Flights {
     #[allow(clippy::mutable_key_type)]
     fn lead_locked(
         self: &Arc<Self>,
-        shard: &mut HashMap<Repr, Pending, FastState>,
-        key: &Repr,
+        shard: &mut HashMap<Prehashed, Pending, BuildHasherDefault<PassThrough>>,
+        key: Prehashed,
     ) -> LeadGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        shard.insert(key.clone(), Pending { id, flight: None });
+        let kept = Prehashed {
+            hash: key.hash,
+            key: key.key.clone(),
+        };
+        shard.insert(kept, Pending { id, flight: None });
         LeadGuard {
             flights: self.clone(),
-            key: key.clone(),
+            key,
             id,
             done: false,
         }
@@ -133,7 +184,7 @@ impl Flights {
 /// flight and wakes the waiters.
 pub(crate) struct LeadGuard {
     flights: Arc<Flights>,
-    key: Repr,
+    key: Prehashed,
     id: u64,
     done: bool,
 }
@@ -153,11 +204,15 @@ impl LeadGuard {
         self.done = true;
         let flight = {
             let mut shard = self.flights.shard(&self.key).lock();
-            match shard.get(&self.key) {
-                Some(pending) if pending.id == self.id => {
-                    shard.remove(&self.key).and_then(|pending| pending.flight)
+            // Only the leader removes its own entry, so the key still holds
+            // it; checked anyway, and anything else is put back.
+            match shard.remove_entry(&self.key) {
+                Some((_, pending)) if pending.id == self.id => pending.flight,
+                Some((key, other)) => {
+                    shard.insert(key, other);
+                    None
                 }
-                _ => None,
+                None => None,
             }
         };
         // Waiters hold the flight; it was taken out of the map above, so no
@@ -213,6 +268,22 @@ mod tests {
         drop(guard);
         assert!(flight.wait().await.is_none());
         assert!(matches!(flights.join(&key("a")), Join::Lead(_)));
+    }
+
+    #[test]
+    fn many_keys_lead_and_complete_independently() {
+        let flights = Flights::new();
+        // More keys than shards: several share a shard.
+        let guards: Vec<_> = (0..200)
+            .map(|i| flights.try_lead(&key(&format!("k{i}"))).expect("free key"))
+            .collect();
+        assert_eq!(flights.in_progress(), 200);
+        for (i, guard) in guards.into_iter().enumerate() {
+            assert!(flights.try_lead(&key(&format!("k{i}"))).is_none());
+            guard.complete(None);
+            assert!(flights.try_lead(&key(&format!("k{i}"))).is_some());
+        }
+        assert_eq!(flights.in_progress(), 0);
     }
 
     #[test]
