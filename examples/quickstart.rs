@@ -4,6 +4,7 @@
 //! invalidation, a failure answered by fail-safe, and the stats.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, invalidate, Cache, Policy};
@@ -18,6 +19,8 @@ struct User {
 
 static DB_READS: AtomicU32 = AtomicU32::new(0);
 static DB_DOWN: AtomicBool = AtomicBool::new(false);
+/// Names changed by `rename_user`; other users are named `user-{id}`.
+static RENAMED: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
 
 /// Pretends to read a user from a slow database.
 async fn read_user_from_db(id: u64) -> Result<User, String> {
@@ -26,11 +29,12 @@ async fn read_user_from_db(id: u64) -> Result<User, String> {
         return Err("database unreachable".into());
     }
     let version = DB_READS.fetch_add(1, Ordering::SeqCst) + 1;
-    Ok(User {
-        id,
-        name: format!("user-{id}"),
-        version,
-    })
+    let renamed = RENAMED.lock().map_err(|_| "database poisoned")?;
+    let name = match renamed.iter().find(|(user, _)| *user == id) {
+        Some((_, name)) => name.clone(),
+        None => format!("user-{id}"),
+    };
+    Ok(User { id, name, version })
 }
 
 /// Fresh for 1 s; then served stale for up to 2 s while one refresh runs; and
@@ -43,6 +47,9 @@ async fn get_user(id: u64) -> Result<User, String> {
 /// Renaming a user invalidates its tag once the update succeeded.
 #[invalidate(tags = ["user:{id}"])]
 async fn rename_user(id: u64, name: &str) -> Result<(), String> {
+    let mut renamed = RENAMED.lock().map_err(|_| "database poisoned")?;
+    renamed.retain(|(user, _)| *user != id);
+    renamed.push((id, name.to_owned()));
     println!("    (database: user {id} renamed to {name})");
     Ok(())
 }
