@@ -8,25 +8,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use cache_runtime::{cached, Cache};
+use cache_runtime::Cache;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use redis::aio::ConnectionManager;
-use support::Server;
+use support::{cached_hits, item, prepare, raw_gets, Server, TASKS};
 
-fn value() -> String {
-    "v".repeat(100)
-}
-
-#[cached(cache = cache, key = "item:{id}", tags = ["item:{id}", "items"], ttl = "1h")]
-async fn item(cache: &Cache, id: u64) -> String {
-    let _ = id;
-    value()
-}
-
-const TASKS: usize = 64;
 const PER_TASK: usize = 50;
 
 fn storage_only(c: &mut Criterion) {
@@ -36,31 +23,7 @@ fn storage_only(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (cache, raw) = rt.block_on(async {
-        let cache = Cache::builder()
-            .namespace("bench")
-            .redis(server.url())
-            .build()
-            .await
-            .expect("cache");
-        for id in 0..TASKS {
-            item(&cache, id as u64).await;
-        }
-        let client = redis::Client::open(server.url()).expect("client");
-        let mut raw = ConnectionManager::new(client)
-            .await
-            .expect("raw connection");
-        // The raw side reads the same 100 bytes for every task's key.
-        for id in 0..TASKS {
-            let _: () = redis::cmd("SET")
-                .arg(format!("raw:item:{id}"))
-                .arg(value().into_bytes())
-                .query_async(&mut raw)
-                .await
-                .expect("SET");
-        }
-        (cache, raw)
-    });
+    let (cache, raw) = rt.block_on(prepare(server.url()));
 
     // Commands per hit, from the server's own counters.
     server.reset_stats();
@@ -100,54 +63,11 @@ fn storage_only(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(6));
     group.sample_size(20);
     group.throughput(Throughput::Elements((TASKS * PER_TASK) as u64));
-    let raw = Arc::new(raw);
     group.bench_function("raw_get", |b| {
-        b.to_async(&rt).iter(|| {
-            let raw = raw.clone();
-            async move {
-                let tasks: Vec<_> = (0..TASKS)
-                    .map(|id| {
-                        let mut conn = (*raw).clone();
-                        let key = format!("raw:item:{id}");
-                        tokio::spawn(async move {
-                            for _ in 0..PER_TASK {
-                                let bytes: Vec<u8> = redis::cmd("GET")
-                                    .arg(&key)
-                                    .query_async(&mut conn)
-                                    .await
-                                    .expect("GET");
-                                // Owned, like the cached function's result.
-                                assert_eq!(bytes.len(), 100);
-                                std::hint::black_box(String::from_utf8(bytes).expect("utf8"));
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.expect("task");
-                }
-            }
-        })
+        b.to_async(&rt).iter(|| raw_gets(&raw, PER_TASK))
     });
     group.bench_function("cached_storage_only", |b| {
-        b.to_async(&rt).iter(|| {
-            let cache = cache.clone();
-            async move {
-                let tasks: Vec<_> = (0..TASKS)
-                    .map(|id| {
-                        let cache = cache.clone();
-                        tokio::spawn(async move {
-                            for _ in 0..PER_TASK {
-                                item(&cache, id as u64).await;
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.expect("task");
-                }
-            }
-        })
+        b.to_async(&rt).iter(|| cached_hits(&cache, PER_TASK))
     });
     group.finish();
 }

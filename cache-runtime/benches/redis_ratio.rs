@@ -15,46 +15,16 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cache_runtime::{cached, Cache};
+use cache_runtime::Cache;
 use redis::aio::ConnectionManager;
-use support::Server;
+use support::{cached_hits, prepare, raw_gets, Server, TASKS};
 
-const TASKS: usize = 64;
 const PER_TASK: usize = 300;
 
-fn value() -> String {
-    "v".repeat(100)
-}
-
-#[cached(cache = cache, key = "item:{id}", tags = ["item:{id}", "items"], ttl = "1h")]
-async fn item(cache: &Cache, id: u64) -> String {
-    let _ = id;
-    value()
-}
-
-/// Hits per second of one round: 64 tasks, `PER_TASK` raw GETs each.
+/// Hits per second of one round: `TASKS` tasks, `PER_TASK` raw GETs each.
 async fn raw_round(raw: &ConnectionManager) -> f64 {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|id| {
-            let mut conn = raw.clone();
-            let key = format!("raw:item:{id}");
-            tokio::spawn(async move {
-                for _ in 0..PER_TASK {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut conn)
-                        .await
-                        .expect("GET");
-                    assert_eq!(bytes.len(), 100);
-                    std::hint::black_box(String::from_utf8(bytes).expect("utf8"));
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
+    raw_gets(raw, PER_TASK).await;
     (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -89,22 +59,10 @@ async fn mget_round(raw: &ConnectionManager) -> f64 {
     (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Hits per second of one round: 64 tasks, `PER_TASK` cached hits each.
+/// Hits per second of one round: `TASKS` tasks, `PER_TASK` cached hits each.
 async fn cached_round(cache: &Cache) -> f64 {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|id| {
-            let cache = cache.clone();
-            tokio::spawn(async move {
-                for _ in 0..PER_TASK {
-                    std::hint::black_box(item(&cache, id as u64).await);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("task");
-    }
+    cached_hits(cache, PER_TASK).await;
     (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
 }
 
@@ -137,25 +95,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let cache = Cache::builder()
-            .namespace("bench")
-            .redis(server.url())
-            .build()
-            .await
-            .expect("cache");
-        let client = redis::Client::open(server.url()).expect("client");
-        let mut raw = ConnectionManager::new(client)
-            .await
-            .expect("raw connection");
-        for id in 0..TASKS {
-            item(&cache, id as u64).await;
-            let _: () = redis::cmd("SET")
-                .arg(format!("raw:item:{id}"))
-                .arg(value().into_bytes())
-                .query_async(&mut raw)
-                .await
-                .expect("SET");
-        }
+        let (cache, raw) = prepare(server.url()).await;
         // Warm-up, one round each.
         raw_round(&raw).await;
         mget_round(&raw).await;
