@@ -10,59 +10,7 @@
 use serde::ser::{self, Serialize};
 use std::fmt;
 
-/// Bytes gathered for hashing; short inputs stay on the stack.
-pub(crate) struct Buf {
-    inline: [u8; 96],
-    len: usize,
-    spill: Vec<u8>,
-}
-
-impl Buf {
-    #[inline(always)]
-    pub(crate) fn new() -> Self {
-        Self {
-            inline: [0; 96],
-            len: 0,
-            spill: Vec::new(),
-        }
-    }
-
-    /// Appends a fixed-size run; compiles to plain stores instead of a
-    /// `memcpy` call (this is on every default-key hit).
-    #[inline(always)]
-    pub(crate) fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
-        if self.spill.is_empty() {
-            if let Some(dst) = self.inline.get_mut(self.len..self.len + N) {
-                dst.copy_from_slice(&bytes);
-                self.len += N;
-                return;
-            }
-        }
-        self.put(&bytes);
-    }
-
-    #[inline]
-    pub(crate) fn put(&mut self, bytes: &[u8]) {
-        if self.spill.is_empty() && self.len + bytes.len() <= self.inline.len() {
-            self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-            self.len += bytes.len();
-        } else {
-            if self.spill.is_empty() {
-                self.spill.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spill.extend_from_slice(bytes);
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn bytes(&self) -> &[u8] {
-        if self.spill.is_empty() {
-            &self.inline[..self.len]
-        } else {
-            &self.spill
-        }
-    }
-}
+use super::buf::Buf;
 
 /// Why a value could not be encoded (its `Serialize` impl reported an error).
 #[derive(Debug)]
@@ -430,7 +378,7 @@ impl ser::SerializeMap for MapEncoder<'_> {
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
         encode(&mut self.entry, value)?;
-        let entry_hash = xxhash_rust::xxh3::xxh3_128(self.entry.bytes());
+        let entry_hash = self.entry.hash();
         self.sum = self.sum.wrapping_add(entry_hash);
         self.count += 1;
         Ok(())
@@ -450,7 +398,7 @@ mod tests {
     fn bytes<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
         let mut b = Buf::new();
         encode(&mut b, v).unwrap();
-        b.bytes().to_vec()
+        b.to_vec()
     }
 
     #[test]
@@ -461,7 +409,7 @@ mod tests {
         let mut b = Buf::new();
         encode(&mut b, "a").unwrap();
         encode(&mut b, "b:c").unwrap();
-        assert_ne!(a.bytes(), b.bytes());
+        assert_ne!(a.to_vec(), b.to_vec());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::canonical::{self, Buf};
+use super::buf::Buf;
+use super::canonical;
 use super::{Key, Repr};
 use crate::private::Site;
 
@@ -62,7 +63,7 @@ impl KeyHasher {
         Key {
             repr: Repr::Hashed {
                 site,
-                hash: xxhash_rust::xxh3::xxh3_128(self.buf.bytes()),
+                hash: self.buf.hash(),
             },
         }
     }

@@ -4,6 +4,7 @@
 //! `{namespace}:{name}:{hash}` or `{namespace}:{template}` is made only when
 //! needed (remote tier, listings, logs).
 
+mod buf;
 mod canonical;
 mod hasher;
 mod store_key;
@@ -88,6 +89,7 @@ pub(crate) fn shorten(key: String) -> String {
 }
 
 impl PartialEq for Repr {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Repr::Hashed { site: a, hash: x }, Repr::Hashed { site: b, hash: y }) => {
@@ -102,6 +104,7 @@ impl PartialEq for Repr {
 impl Eq for Repr {}
 
 impl Hash for Repr {
+    #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
         match self {
             // The 128-bit hash already covers the arguments; its low half is enough
