@@ -74,6 +74,9 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
             ::cache_runtime::__private::Begun::Miss(#miss) => #miss.await,
         }
     };
+    let hit = quote_spanned! {ret_span=>
+        ::cache_runtime::__private::hit::<#mode, #ret>(#cache, &#site_ref, &#key_var)
+    };
     let load_method = Ident::new("load", ret_span);
     let (r, ticket, refresher, make_owned) = (
         local("__r"),
@@ -105,6 +108,11 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
         #site
         #cache_binding
         let #key_var: #p::Key = #key;
+        // A fresh hit returns here: its value is never held across an
+        // `.await`, so it stays out of this future's state.
+        if let ::core::option::Option::Some(#r) = #hit {
+            return #r;
+        }
         #prelude
         let #step = #begin;
         match #step {

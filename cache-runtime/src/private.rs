@@ -6,6 +6,7 @@
 //! static __SITE: Site = Site { name: .., ttl: .., ..Site::DEFAULT };
 //! let __cache: &Cache = global();             // or cache_ref(&(expr)) (cloned)
 //! let __key: Key = { KeyHasher / Template .. };
+//! if let Some(r) = hit::<AsResult, R>(__cache, &__SITE, &__key) { return r; }
 //! let step = match begin::<AsResult, R, _>(__cache, &__SITE, __key, || vec![/* tags */]) {
 //!     Begun::Ready(step) => step,
 //!     Begun::Miss(miss) => miss.await,
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use crate::flow::plan::Plan;
 
-pub use crate::flow::{begin, invalidate_after, Begin, Begun, Refresher, Step, Ticket};
+pub use crate::flow::{begin, hit, invalidate_after, Begin, Begun, Refresher, Step, Ticket};
 pub use crate::key::{Key, KeyArg, KeyHasher, Template};
 pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
 pub use crate::owned::{owned_arg, OwnedArg};

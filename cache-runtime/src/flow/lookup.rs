@@ -63,6 +63,16 @@ pub(crate) fn judge<V: Clone + 'static>(
     (Found::Miss { fail_safe }, false)
 }
 
+/// The value of `entry` if it is fresh at `now`, of type `V` and not
+/// invalidated: [`judge`]'s first outcome, without the rest.
+#[inline(always)]
+pub(crate) fn fresh_value<V: Clone + 'static>(entry: &Entry, now: u64) -> Option<V> {
+    if now >= entry.fresh_until || !entry.tags.is_current() {
+        return None;
+    }
+    entry.value.downcast_ref::<V>().cloned()
+}
+
 /// XFetch (Vattani et al., VLDB 2015): refresh early with a probability that
 /// grows as expiry nears, scaled by how long the last load took.
 fn xfetch(now: u64, entry: &Entry, beta: f64) -> bool {

@@ -33,7 +33,7 @@ use crate::key::Key;
 use crate::outcome::ReturnKind;
 use crate::private::Site;
 use crate::Cache;
-use lookup::{judge, Found};
+use lookup::{fresh_value, judge, Found};
 use plan::Plan;
 use slow::{miss, Lead, MissCall, Missed};
 
@@ -47,9 +47,27 @@ pub enum Step<M, R> {
     Load(Ticket<M, R>),
 }
 
+/// A plain fresh memory hit, decided inline in the caller: generated code
+/// tries this first and returns the value at once, so it travels in registers
+/// and never through the caller's future state or the general path's enums
+/// (copying it through those cost a third of a hit in store-forwarding
+/// stalls: BENCHMARKS.md, run 7). `None` (stale, refresh-ahead to roll for, a
+/// call to log, a miss) sends the call to [`begin`], which looks again.
+#[inline(always)]
+pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -> Option<R> {
+    let plan = site.plan.get(cache.inner.id)?;
+    if plan.beta > 0.0 || tracing::enabled!(tracing::Level::DEBUG) {
+        return None;
+    }
+    let now = now_millis();
+    let inner = &cache.inner;
+    let value = inner.memory_read(&key.repr, |entry| fresh_value::<M::Value>(entry, now))??;
+    inner.counters.hits.incr();
+    Some(M::join(value))
+}
+
 /// Starts a `#[cached]` call. `tags` renders the entry's tags; it is called at
 /// most once, synchronously, and only when memory has no usable value.
-#[inline]
 pub fn begin<'a, M, R, T>(
     cache: &'a Cache,
     site: &'static Site,
