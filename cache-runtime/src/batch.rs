@@ -10,7 +10,7 @@ use crate::clock::now_millis;
 use crate::flow::entry_from;
 use crate::flow::plan::Plan;
 use crate::key::Key;
-use crate::memory::Entry;
+use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
 use crate::remote::entry::{self, Header};
 use crate::remote::Remote;
@@ -152,7 +152,7 @@ impl Cache {
                 }
             }
             let entry = Entry {
-                value: Arc::new(value),
+                value: Value::new(Arc::new(value)),
                 fresh_until,
                 stale_until,
                 fail_safe_until,
@@ -167,7 +167,7 @@ impl Cache {
             }
         }
         for (key, entry) in entries {
-            inner.memory.insert(key.repr, Arc::new(entry));
+            inner.memory.insert(key.repr, entry);
         }
         Ok(())
     }

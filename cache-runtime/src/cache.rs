@@ -66,7 +66,7 @@ impl Inner {
     /// The memory tier's entry, unless the backplane is down (then memory may
     /// have missed invalidations, and reads go to the remote tier).
     #[inline]
-    pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<Arc<crate::memory::Entry>> {
+    pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<crate::memory::Entry> {
         if let Some(backplane) = &self.backplane {
             if !backplane.trusted() {
                 return None;
@@ -80,7 +80,7 @@ impl Inner {
     pub(crate) fn memory_read<T>(
         &self,
         key: &crate::key::Repr,
-        read: impl FnOnce(&Arc<crate::memory::Entry>) -> T,
+        read: impl FnOnce(&crate::memory::Entry) -> T,
     ) -> Option<T> {
         if let Some(backplane) = &self.backplane {
             if !backplane.trusted() {

@@ -9,7 +9,7 @@
 //! returns a clone of the stored `Arc`, and that reference count's increment and
 //! decrement were a third of a hit's time (BENCHMARKS.md, run 5).
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -21,8 +21,14 @@ use crate::stats::Counters;
 use crate::tags::TagSnapshot;
 
 /// A stored value and when it stops being usable, in wall-clock milliseconds.
+///
+/// Held inline in `quick_cache`'s slot, next to its key, rather than behind an
+/// `Arc`: a hit reads `fresh_until` and `value` from the cache line the key
+/// comparison already loaded (the extra pointer was a cache miss taking a
+/// tenth of a hit: BENCHMARKS.md, run 7). Cloning it costs two reference counts.
+#[derive(Clone)]
 pub(crate) struct Entry {
-    pub(crate) value: Arc<dyn Any + Send + Sync>,
+    pub(crate) value: Value,
     pub(crate) fresh_until: u64,
     pub(crate) stale_until: u64,
     pub(crate) fail_safe_until: u64,
@@ -31,17 +37,55 @@ pub(crate) struct Entry {
     pub(crate) tags: TagSnapshot,
 }
 
+/// A type-erased value with its type beside it, so a hit checks the type with
+/// a comparison instead of a call through `dyn Any`'s vtable.
+#[derive(Clone)]
+pub(crate) struct Value {
+    shared: Arc<dyn Any + Send + Sync>,
+    /// Always `shared`'s concrete type: set only by [`Value::new`].
+    type_id: TypeId,
+}
+
+impl Value {
+    pub(crate) fn new(shared: Arc<dyn Any + Send + Sync>) -> Value {
+        let type_id = Any::type_id(&*shared);
+        Value { shared, type_id }
+    }
+
+    /// The value, if it is a `V`.
+    #[inline(always)]
+    pub(crate) fn downcast_ref<V: 'static>(&self) -> Option<&V> {
+        if self.type_id != TypeId::of::<V>() {
+            return None;
+        }
+        // SAFETY: `type_id` is the concrete type of the value behind `shared`
+        // (see `new`), and it equals `V`'s, so the pointer is to a live `V`
+        // borrowed for as long as `self`.
+        Some(unsafe { &*(Arc::as_ptr(&self.shared) as *const V) })
+    }
+
+    /// The concrete type of the value.
+    pub(crate) fn type_id(&self) -> TypeId {
+        self.type_id
+    }
+
+    /// The shared value itself.
+    pub(crate) fn shared(&self) -> &Arc<dyn Any + Send + Sync> {
+        &self.shared
+    }
+}
+
 /// Weighs a value for a weight-bounded memory tier.
 pub type WeighFn = dyn Fn(&dyn Any) -> u64 + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) struct EntryWeigher(Option<Arc<WeighFn>>);
 
-impl Weighter<Repr, Arc<Entry>> for EntryWeigher {
-    fn weight(&self, _key: &Repr, entry: &Arc<Entry>) -> u64 {
+impl Weighter<Repr, Entry> for EntryWeigher {
+    fn weight(&self, _key: &Repr, entry: &Entry) -> u64 {
         match &self.0 {
             // Zero would pin the entry in quick_cache: every entry weighs at least 1.
-            Some(weigh) => weigh(&*entry.value).max(1),
+            Some(weigh) => weigh(&**entry.value.shared()).max(1),
             None => 1,
         }
     }
@@ -50,17 +94,17 @@ impl Weighter<Repr, Arc<Entry>> for EntryWeigher {
 #[derive(Clone)]
 pub(crate) struct EvictionCounter(Arc<Counters>);
 
-impl Lifecycle<Repr, Arc<Entry>> for EvictionCounter {
+impl Lifecycle<Repr, Entry> for EvictionCounter {
     type RequestState = ();
 
     fn begin_request(&self) -> Self::RequestState {}
 
-    fn on_evict(&self, _state: &mut (), _key: Repr, _entry: Arc<Entry>) {
+    fn on_evict(&self, _state: &mut (), _key: Repr, _entry: Entry) {
         self.0.evictions.incr();
     }
 }
 
-type Shard = QuickCache<Repr, Arc<Entry>, EntryWeigher, DefaultHashBuilder, EvictionCounter>;
+type Shard = QuickCache<Repr, Entry, EntryWeigher, DefaultHashBuilder, EvictionCounter>;
 
 /// One shard on its own cache lines, so readers of neighbouring shards do not
 /// contend on the lock word.
@@ -147,19 +191,19 @@ impl MemoryTier {
             .map(|padded| &padded.0)
     }
 
-    /// Runs `read` on the entry under `key`, if any, without taking a
-    /// reference count: the hit path clones only what it returns.
+    /// Runs `read` on the entry under `key`, if any, by reference: the hit
+    /// path clones only what it returns.
     #[inline]
-    pub(crate) fn read<T>(&self, key: &Repr, read: impl FnOnce(&Arc<Entry>) -> T) -> Option<T> {
+    pub(crate) fn read<T>(&self, key: &Repr, read: impl FnOnce(&Entry) -> T) -> Option<T> {
         let shard = self.shard(key)?.read();
         shard.get(key).map(read)
     }
 
-    pub(crate) fn get(&self, key: &Repr) -> Option<Arc<Entry>> {
-        self.read(key, Arc::clone)
+    pub(crate) fn get(&self, key: &Repr) -> Option<Entry> {
+        self.read(key, Entry::clone)
     }
 
-    pub(crate) fn insert(&self, key: Repr, entry: Arc<Entry>) {
+    pub(crate) fn insert(&self, key: Repr, entry: Entry) {
         if let Some(shard) = self.shard(&key) {
             shard.write().insert(key, entry);
         }
@@ -201,15 +245,15 @@ mod tests {
         ..Site::DEFAULT
     };
 
-    fn entry(value: u64) -> Arc<Entry> {
-        Arc::new(Entry {
-            value: Arc::new(value),
+    fn entry(value: u64) -> Entry {
+        Entry {
+            value: Value::new(Arc::new(value)),
             fresh_until: u64::MAX,
             stale_until: u64::MAX,
             fail_safe_until: u64::MAX,
             load_millis: 0,
             tags: TagSnapshot::default(),
-        })
+        }
     }
 
     fn hashed(i: u64) -> Repr {
@@ -232,7 +276,7 @@ mod tests {
         }
         assert_eq!(memory.len(), 1000);
         for i in 0..500 {
-            let read = |e: &Arc<Entry>| *e.value.downcast_ref::<u64>().expect("u64");
+            let read = |e: &Entry| *e.value.downcast_ref::<u64>().expect("u64");
             assert_eq!(memory.read(&hashed(i), read), Some(i));
             let text = Repr::Text(format!("k{i}").into());
             assert_eq!(memory.read(&text, read), Some(i + 1000));
@@ -242,6 +286,19 @@ mod tests {
         assert!(memory.read(&hashed(7), |_| ()).is_none());
         memory.clear();
         assert_eq!(memory.len(), 0);
+    }
+
+    #[test]
+    fn values_downcast_only_to_their_own_type() {
+        let value = Value::new(Arc::new(String::from("v")));
+        assert_eq!(
+            value.downcast_ref::<String>().map(String::as_str),
+            Some("v")
+        );
+        assert!(value.downcast_ref::<&str>().is_none());
+        assert!(value.downcast_ref::<Arc<String>>().is_none());
+        assert_eq!(value.type_id(), TypeId::of::<String>());
+        assert!(value.shared().downcast_ref::<String>().is_some());
     }
 
     #[test]

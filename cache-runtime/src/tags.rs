@@ -26,29 +26,41 @@ impl TagSlot {
 }
 
 /// The tags of an entry with the versions they had when its load began.
+/// Shared, so that copying an entry out of the memory tier (stale hits,
+/// refreshes) costs a reference count, not an allocation; `None` for no tags.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct TagSnapshot(Box<[(Arc<TagSlot>, u64)]>);
+pub(crate) struct TagSnapshot(Option<Arc<[TagAt]>>);
+
+/// A tag and the version it had.
+type TagAt = (Arc<TagSlot>, u64);
 
 impl TagSnapshot {
+    fn from_vec(tags: Vec<TagAt>) -> TagSnapshot {
+        TagSnapshot((!tags.is_empty()).then(|| tags.into()))
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, TagAt> {
+        self.0.as_deref().unwrap_or_default().iter()
+    }
+
     /// Whether no tag of the entry was invalidated since the snapshot.
     #[inline]
     pub(crate) fn is_current(&self) -> bool {
-        self.0.iter().all(|(slot, v)| slot.version() == *v)
+        match &self.0 {
+            None => true,
+            Some(tags) => tags.iter().all(|(slot, v)| slot.version() == *v),
+        }
     }
 
     /// The tag names, in order.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.0
-            .iter()
-            .map(|(slot, _)| slot.name.to_string())
-            .collect()
+        self.iter().map(|(slot, _)| slot.name.to_string()).collect()
     }
 
     /// The same tags at their current versions (a refresh's new snapshot).
     pub(crate) fn renewed(&self) -> TagSnapshot {
-        TagSnapshot(
-            self.0
-                .iter()
+        TagSnapshot::from_vec(
+            self.iter()
                 .map(|(slot, _)| (slot.clone(), slot.version()))
                 .collect(),
         )
@@ -83,7 +95,7 @@ impl TagRegistry {
             return TagSnapshot::default();
         }
         let mut reg = self.inner.lock();
-        let mut out: Vec<(Arc<TagSlot>, u64)> = Vec::with_capacity(names.len());
+        let mut out: Vec<TagAt> = Vec::with_capacity(names.len());
         for name in names {
             let name = name.as_ref();
             if out.iter().any(|(s, _)| &*s.name == name) {
@@ -93,7 +105,7 @@ impl TagRegistry {
             let version = slot.version();
             out.push((slot, version));
         }
-        TagSnapshot(out.into())
+        TagSnapshot::from_vec(out)
     }
 
     /// Invalidates a tag: every entry carrying it becomes a miss. Returns whether

@@ -10,7 +10,7 @@ pub(crate) enum Found<V> {
     /// Fresh; `early` when XFetch chose this call to refresh ahead of expiry.
     Fresh { value: V, early: bool },
     /// Past its TTL, inside the stale window.
-    Stale { value: V, tags_entry: Arc<Entry> },
+    Stale { value: V, tags_entry: Entry },
     /// Expired, or stale without a way to refresh: a miss, with the old value
     /// kept for fail-safe when still inside that window.
     Miss {
@@ -28,11 +28,7 @@ impl<V> Found<V> {
 /// Judges `entry` at `now` under `plan`. Called under the memory shard's read
 /// lock: it clones the value it returns and, only off the hit path, the entry.
 #[inline]
-pub(crate) fn judge<V: Clone + 'static>(
-    entry: &Arc<Entry>,
-    plan: &Plan,
-    now: u64,
-) -> (Found<V>, bool) {
+pub(crate) fn judge<V: Clone + 'static>(entry: &Entry, plan: &Plan, now: u64) -> (Found<V>, bool) {
     let Some(value) = entry.value.downcast_ref::<V>() else {
         // Another type under the same key (two functions sharing a template key).
         return (Found::Miss { fail_safe: None }, true);
@@ -59,7 +55,7 @@ pub(crate) fn judge<V: Clone + 'static>(
             false,
         );
     }
-    let fail_safe = (now < entry.fail_safe_until).then(|| entry.value.clone());
+    let fail_safe = (now < entry.fail_safe_until).then(|| entry.value.shared().clone());
     (Found::Miss { fail_safe }, false)
 }
 
@@ -88,7 +84,7 @@ mod tests {
 
     fn entry(fresh: u64, load_millis: u64) -> Entry {
         Entry {
-            value: Arc::new(1u8),
+            value: crate::memory::Value::new(Arc::new(1u8)),
             fresh_until: fresh,
             stale_until: fresh,
             fail_safe_until: fresh,

@@ -30,7 +30,7 @@ struct RefreshState {
     plan: Plan,
     guard: LeadGuard,
     /// The entry being refreshed, for its tags.
-    entry: Option<Arc<Entry>>,
+    entry: Option<Entry>,
 }
 
 impl Refresher {
@@ -39,7 +39,7 @@ impl Refresher {
         key: Key,
         plan: Plan,
         guard: LeadGuard,
-        entry: Option<Arc<Entry>>,
+        entry: Option<Entry>,
     ) -> Self {
         Self {
             state: Box::new(RefreshState {

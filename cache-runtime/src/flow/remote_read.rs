@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::plan::Plan;
 use crate::clock::now_millis;
 use crate::key::Key;
-use crate::memory::Entry;
+use crate::memory::{Entry, Value};
 use crate::remote::entry::{self, EntryError, Header};
 use crate::remote::store::FetchKeys;
 use crate::tags::TagSnapshot;
@@ -28,7 +28,7 @@ pub(crate) fn decode_shared<V: crate::outcome::Storable>(
 pub(crate) enum RemoteRead {
     /// A fresh value (also put in memory, when the cache has a memory tier).
     Fresh(Shared),
-    Stale(Arc<Entry>),
+    Stale(Entry),
     Miss {
         fail_safe: Option<Shared>,
         /// The tags' versions, to write the loaded entry with; `None` when the
@@ -38,15 +38,15 @@ pub(crate) enum RemoteRead {
 }
 
 /// A memory entry for a value read from the remote tier.
-pub(crate) fn entry_from(header: &Header, value: Shared, tags: TagSnapshot) -> Arc<Entry> {
-    Arc::new(Entry {
-        value,
+pub(crate) fn entry_from(header: &Header, value: Shared, tags: TagSnapshot) -> Entry {
+    Entry {
+        value: Value::new(value),
         fresh_until: header.fresh_until,
         stale_until: header.stale_until,
         fail_safe_until: header.fail_safe_until,
         load_millis: u64::from(header.load_millis),
         tags,
-    })
+    }
 }
 
 /// Reads `key` from the remote tier. Without one: a miss with no versions.
@@ -129,7 +129,7 @@ pub(crate) async fn read(
         RemoteRead::Stale(entry)
     } else {
         RemoteRead::Miss {
-            fail_safe: (now < entry.fail_safe_until).then(|| entry.value.clone()),
+            fail_safe: (now < entry.fail_safe_until).then(|| entry.value.shared().clone()),
             versions: Some(versions),
         }
     }

@@ -28,7 +28,7 @@ pub(crate) enum Missed {
     /// A stale remote entry: served, refreshed in the background by whoever
     /// holds `guard`.
     Stale {
-        entry: Arc<Entry>,
+        entry: Entry,
         key: Key,
         plan: Plan,
         guard: Option<LeadGuard>,
@@ -127,13 +127,13 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     };
     // Another leader may have stored the value since our lookup.
     if let Some(entry) = inner.memory_get(&key.repr) {
-        let usable = (*entry.value).type_id() == value_type
+        let usable = entry.value.type_id() == value_type
             && now_millis() < entry.fresh_until
             && entry.tags.is_current();
         if usable {
             drop(guard);
             trace(cache, &key, "hit after miss", started);
-            return Missed::Value(entry.value.clone());
+            return Missed::Value(entry.value.shared().clone());
         }
     }
     match read(cache, &key, &tags, &plan, decode).await {
@@ -147,12 +147,12 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
             // the value can usually be moved out instead of cloned.
             Missed::Value(value)
         }
-        RemoteRead::Stale(entry) if (*entry.value).type_id() == value_type => {
+        RemoteRead::Stale(entry) if entry.value.type_id() == value_type => {
             inner.counters.stale_hits.incr();
             trace(cache, &key, "remote stale hit", started);
             // Waiters get the stale value now; the refresh leads a new flight.
             if let Some(guard) = guard {
-                guard.complete(Some(entry.value.clone()));
+                guard.complete(Some(entry.value.shared().clone()));
             }
             let guard = inner.flights.try_lead(&key.repr);
             Missed::Stale {

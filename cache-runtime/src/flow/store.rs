@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::plan::Plan;
 use crate::clock::now_millis;
 use crate::key::Key;
-use crate::memory::Entry;
+use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
 use crate::remote::entry::{self, Header};
 use crate::remote::Remote;
@@ -71,14 +71,14 @@ pub(crate) async fn store<V: Storable>(
     }
     inner.memory.insert(
         w.key.repr.clone(),
-        Arc::new(Entry {
-            value: shared,
+        Entry {
+            value: Value::new(shared),
             fresh_until,
             stale_until,
             fail_safe_until,
             load_millis: w.load_millis,
             tags: w.local,
-        }),
+        },
     );
 }
 
