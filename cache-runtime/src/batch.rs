@@ -152,7 +152,7 @@ impl Cache {
                 }
             }
             let entry = Entry {
-                value: Value::new(Arc::new(value)),
+                value: Value::new(value),
                 fresh_until,
                 stale_until,
                 fail_safe_until,

@@ -54,6 +54,7 @@ mod policy;
 mod remote;
 mod stats;
 mod tags;
+mod value;
 
 #[doc(hidden)]
 pub mod __private {

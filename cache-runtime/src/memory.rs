@@ -9,7 +9,7 @@
 //! returns a clone of the stored `Arc`, and that reference count's increment and
 //! decrement were a third of a hit's time (BENCHMARKS.md, run 5).
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -19,6 +19,7 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 use crate::key::Repr;
 use crate::stats::Counters;
 use crate::tags::TagSnapshot;
+pub(crate) use crate::value::Value;
 
 /// A stored value and when it stops being usable, in wall-clock milliseconds.
 ///
@@ -37,44 +38,6 @@ pub(crate) struct Entry {
     pub(crate) tags: TagSnapshot,
 }
 
-/// A type-erased value with its type beside it, so a hit checks the type with
-/// a comparison instead of a call through `dyn Any`'s vtable.
-#[derive(Clone)]
-pub(crate) struct Value {
-    shared: Arc<dyn Any + Send + Sync>,
-    /// Always `shared`'s concrete type: set only by [`Value::new`].
-    type_id: TypeId,
-}
-
-impl Value {
-    pub(crate) fn new(shared: Arc<dyn Any + Send + Sync>) -> Value {
-        let type_id = Any::type_id(&*shared);
-        Value { shared, type_id }
-    }
-
-    /// The value, if it is a `V`.
-    #[inline(always)]
-    pub(crate) fn downcast_ref<V: 'static>(&self) -> Option<&V> {
-        if self.type_id != TypeId::of::<V>() {
-            return None;
-        }
-        // SAFETY: `type_id` is the concrete type of the value behind `shared`
-        // (see `new`), and it equals `V`'s, so the pointer is to a live `V`
-        // borrowed for as long as `self`.
-        Some(unsafe { &*(Arc::as_ptr(&self.shared) as *const V) })
-    }
-
-    /// The concrete type of the value.
-    pub(crate) fn type_id(&self) -> TypeId {
-        self.type_id
-    }
-
-    /// The shared value itself.
-    pub(crate) fn shared(&self) -> &Arc<dyn Any + Send + Sync> {
-        &self.shared
-    }
-}
-
 /// Weighs a value for a weight-bounded memory tier.
 pub type WeighFn = dyn Fn(&dyn Any) -> u64 + Send + Sync;
 
@@ -85,7 +48,7 @@ impl Weighter<Repr, Entry> for EntryWeigher {
     fn weight(&self, _key: &Repr, entry: &Entry) -> u64 {
         match &self.0 {
             // Zero would pin the entry in quick_cache: every entry weighs at least 1.
-            Some(weigh) => weigh(&**entry.value.shared()).max(1),
+            Some(weigh) => weigh(entry.value.as_any()).max(1),
             None => 1,
         }
     }
@@ -247,7 +210,7 @@ mod tests {
 
     fn entry(value: u64) -> Entry {
         Entry {
-            value: Value::new(Arc::new(value)),
+            value: Value::new(value),
             fresh_until: u64::MAX,
             stale_until: u64::MAX,
             fail_safe_until: u64::MAX,
@@ -286,19 +249,6 @@ mod tests {
         assert!(memory.read(&hashed(7), |_| ()).is_none());
         memory.clear();
         assert_eq!(memory.len(), 0);
-    }
-
-    #[test]
-    fn values_downcast_only_to_their_own_type() {
-        let value = Value::new(Arc::new(String::from("v")));
-        assert_eq!(
-            value.downcast_ref::<String>().map(String::as_str),
-            Some("v")
-        );
-        assert!(value.downcast_ref::<&str>().is_none());
-        assert!(value.downcast_ref::<Arc<String>>().is_none());
-        assert_eq!(value.type_id(), TypeId::of::<String>());
-        assert!(value.shared().downcast_ref::<String>().is_some());
     }
 
     #[test]

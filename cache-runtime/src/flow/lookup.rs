@@ -55,7 +55,7 @@ pub(crate) fn judge<V: Clone + 'static>(entry: &Entry, plan: &Plan, now: u64) ->
             false,
         );
     }
-    let fail_safe = (now < entry.fail_safe_until).then(|| entry.value.shared().clone());
+    let fail_safe = (now < entry.fail_safe_until).then(|| entry.value.to_shared());
     (Found::Miss { fail_safe }, false)
 }
 
@@ -84,7 +84,7 @@ mod tests {
 
     fn entry(fresh: u64, load_millis: u64) -> Entry {
         Entry {
-            value: crate::memory::Value::new(Arc::new(1u8)),
+            value: crate::memory::Value::new(1u8),
             fresh_until: fresh,
             stale_until: fresh,
             fail_safe_until: fresh,

@@ -40,7 +40,7 @@ pub(crate) enum RemoteRead {
 /// A memory entry for a value read from the remote tier.
 pub(crate) fn entry_from(header: &Header, value: Shared, tags: TagSnapshot) -> Entry {
     Entry {
-        value: Value::new(value),
+        value: Value::from_shared(value),
         fresh_until: header.fresh_until,
         stale_until: header.stale_until,
         fail_safe_until: header.fail_safe_until,
@@ -129,7 +129,7 @@ pub(crate) async fn read(
         RemoteRead::Stale(entry)
     } else {
         RemoteRead::Miss {
-            fail_safe: (now < entry.fail_safe_until).then(|| entry.value.shared().clone()),
+            fail_safe: (now < entry.fail_safe_until).then(|| entry.value.to_shared()),
             versions: Some(versions),
         }
     }

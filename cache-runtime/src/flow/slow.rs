@@ -133,7 +133,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
         if usable {
             drop(guard);
             trace(cache, &key, "hit after miss", started);
-            return Missed::Value(entry.value.shared().clone());
+            return Missed::Value(entry.value.to_shared());
         }
     }
     match read(cache, &key, &tags, &plan, decode).await {
@@ -152,7 +152,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
             trace(cache, &key, "remote stale hit", started);
             // Waiters get the stale value now; the refresh leads a new flight.
             if let Some(guard) = guard {
-                guard.complete(Some(entry.value.shared().clone()));
+                guard.complete(Some(entry.value.to_shared()));
             }
             let guard = inner.flights.try_lead(&key.repr);
             Missed::Stale {

@@ -28,7 +28,7 @@ pub(crate) struct Write<'a> {
     pub(crate) load_millis: u64,
 }
 
-/// Stores `value` (shared as `shared` in memory).
+/// Stores `value`; `shared` is the same value as shared with the load's waiters.
 pub(crate) async fn store<V: Storable>(
     cache: &Cache,
     value: &V,
@@ -72,7 +72,7 @@ pub(crate) async fn store<V: Storable>(
     inner.memory.insert(
         w.key.repr.clone(),
         Entry {
-            value: Value::new(shared),
+            value: Value::new_or_shared(value, shared),
             fresh_until,
             stale_until,
             fail_safe_until,
