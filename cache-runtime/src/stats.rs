@@ -59,12 +59,12 @@ fn own_slot() -> Option<usize> {
 }
 
 impl Counter {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn incr(&self) {
         self.add(1);
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn add(&self, n: u64) {
         match own_slot() {
             Some(i) => {
