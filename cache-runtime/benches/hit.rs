@@ -1,10 +1,9 @@
 //! Memory hits: `#[cached]` against the raw stores and the `cached` crate.
 //!
-//! Every variant answers the same calls: a `u64` argument cycling over
-//! `1..=1000` (all pre-warmed), returning an owned 100-byte `String`. Each is
-//! driven by the same loop: `iter_custom` timing `N` awaited calls inside one
-//! `block_on` of a current-thread tokio runtime, so the runtime costs nothing
-//! per call (a hit never yields).
+//! The variants and the loop that drives them are in `memory_hits/`:
+//! criterion's `iter_custom` times `N` awaited calls of one variant. Criterion
+//! measures the variants one after another; `hit_ratio` alternates them, which
+//! this machine's drift cannot favour one side of.
 //!
 //! `hit_2threads` runs two long-lived OS threads at once (started once, like a
 //! server's workers), each with its own current-thread runtime, each doing the
@@ -15,120 +14,16 @@
 //!
 //! Run: `CARGO_TARGET_DIR=/work/target-bench cargo bench -p cache-runtime --bench hit`
 
-use std::future::Future;
-use std::hint::black_box;
-use std::sync::{mpsc, Arc, Barrier, LazyLock};
-use std::time::{Duration, Instant};
+mod memory_hits;
 
-use cache_runtime::Cache;
+use std::future::Future;
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::Duration;
+
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use memory_hits::*;
 use tokio::runtime::Runtime;
-
-/// Keys cycle over `1..=KEYS`.
-const KEYS: u64 = 1000;
-/// Length of every value.
-const VALUE_LEN: usize = 100;
-
-#[inline]
-fn key(i: u64) -> u64 {
-    i % KEYS + 1
-}
-
-/// The value for `id`: exactly [`VALUE_LEN`] bytes.
-fn value_for(id: u64) -> String {
-    let mut s = format!("value-{id:020}-");
-    s.extend(std::iter::repeat_n('x', VALUE_LEN - s.len()));
-    s
-}
-
-// --- the variants -----------------------------------------------------------
-
-/// `#[cached]` on the global cache (the default: no `cache = ..`).
-#[cache_runtime::cached(ttl = "10m")]
-async fn ours_global(id: u64) -> String {
-    value_for(id)
-}
-
-static EXPLICIT: LazyLock<Cache> = LazyLock::new(|| Cache::memory(10_000));
-
-/// `#[cached]` on a cache given with `cache = ..`.
-#[cache_runtime::cached(ttl = "10m", cache = &*EXPLICIT)]
-async fn ours_explicit(id: u64) -> String {
-    value_for(id)
-}
-
-/// The `cached` crate's plain macro: an `UnboundCache` behind one async mutex.
-#[cached::proc_macro::cached]
-async fn cached_default(id: u64) -> String {
-    value_for(id)
-}
-
-/// The `cached` crate's concurrency-oriented form (there is no
-/// `concurrent_cached` in cached 0.56): `sync_writes = "by_key"`, a map of
-/// per-key async mutexes so concurrent misses of one key run the body once.
-#[cached::proc_macro::cached(sync_writes = "by_key")]
-async fn cached_by_key(id: u64) -> String {
-    value_for(id)
-}
-
-/// The `cached` crate's macro on the function equivalent to ours: entries
-/// expire after 10 minutes (`ttl = "10m"`) and the cache is bounded
-/// (`Cache::memory(10_000)`, the global default): a `TimedSizedCache`.
-#[cached::proc_macro::cached(time = 600, size = 10_000)]
-async fn cached_timed_sized(id: u64) -> String {
-    value_for(id)
-}
-
-static QUICK: LazyLock<quick_cache::sync::Cache<u64, String>> =
-    LazyLock::new(|| quick_cache::sync::Cache::new(10_000));
-
-static MOKA: LazyLock<moka::future::Cache<u64, String>> =
-    LazyLock::new(|| moka::future::Cache::new(10_000));
-
-/// Raw quick_cache: `get` already returns an owned clone of the `String`.
-async fn quick_get(id: u64) -> Option<String> {
-    QUICK.get(&id)
-}
-
-/// Raw moka: `get` returns an owned clone of the `String`.
-async fn moka_get(id: u64) -> Option<String> {
-    MOKA.get(&id).await
-}
-
-static CONTROL: LazyLock<String> = LazyLock::new(|| value_for(0));
-
-/// Control, no cache: only the clone of a (shared, read-only) 100-byte
-/// `String` every variant pays to hand out an owned value. Shows the floor and
-/// how this machine scales to two threads when nothing shared is written.
-async fn control_clone(id: u64) -> String {
-    black_box(id);
-    CONTROL.clone()
-}
-
-// --- the harness ------------------------------------------------------------
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Times `iters` calls of `f` on this thread, starting at key offset `offset`.
-fn run<F, Fut, T>(rt: &Runtime, iters: u64, offset: u64, f: &F) -> Duration
-where
-    F: Fn(u64) -> Fut,
-    Fut: Future<Output = T>,
-{
-    rt.block_on(async {
-        let start = Instant::now();
-        for i in 0..iters {
-            black_box(f(black_box(key(i + offset))).await);
-        }
-        start.elapsed()
-    })
-}
 
 /// A job for a worker thread: runs on its runtime, returns its timing.
 type Job = Box<dyn FnOnce(&Runtime) -> Duration + Send>;
@@ -203,30 +98,6 @@ impl Drop for Workers {
             let _ = thread.join();
         }
     }
-}
-
-fn warm(rt: &Runtime) {
-    rt.block_on(async {
-        for id in 1..=KEYS {
-            let v = value_for(id);
-            assert_eq!(ours_global(id).await, v);
-            assert_eq!(ours_explicit(id).await, v);
-            assert_eq!(cached_default(id).await, v);
-            assert_eq!(cached_by_key(id).await, v);
-            assert_eq!(cached_timed_sized(id).await, v);
-            QUICK.insert(id, v.clone());
-            MOKA.insert(id, v).await;
-        }
-        MOKA.run_pending_tasks().await;
-        // Every variant now hits.
-        let before = cache_runtime::global().stats().hits;
-        for id in 1..=KEYS {
-            assert_eq!(ours_global(id).await.len(), VALUE_LEN);
-            assert!(quick_get(id).await.is_some());
-            assert!(moka_get(id).await.is_some());
-        }
-        assert_eq!(cache_runtime::global().stats().hits - before, KEYS);
-    });
 }
 
 fn one_thread<F, Fut, T>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, f: F)

@@ -1,0 +1,106 @@
+//! Memory hits at 1 thread, measured in alternation: `#[cached]` against the
+//! `cached` crate's macros and raw `quick_cache`.
+//!
+//! On this small shared machine a variant's time drifts by a fifth between
+//! criterion runs (raw `quick_cache` measured 46 ns in one run and 65 ns in
+//! the next), and criterion (`hit`) measures the variants one after another,
+//! so a drift lands on one side of a comparison only. This bench runs short
+//! rounds of every variant in turn, rotating the order, and reports each
+//! variant's median time and the median of the per-round ratios.
+//!
+//! `CARGO_TARGET_DIR=/work/target-bench cargo bench -p cache-runtime --bench hit_ratio`
+//! (about 30 s; set `RATIO_ROUNDS` for more or fewer rounds).
+
+mod memory_hits;
+
+use std::future::Future;
+use std::time::Duration;
+
+use memory_hits::*;
+use tokio::runtime::Runtime;
+
+/// Calls per variant per round (about 15 ms).
+const CALLS: u64 = 200_000;
+
+const NAMES: [&str; 6] = [
+    "#[cached], global cache",
+    "#[cached(cache = ..)]",
+    "cached #[cached] (plain)",
+    "cached #[cached(time, size)]",
+    "raw quick_cache",
+    "control (clone only)",
+];
+
+fn ns_per_call<F, Fut, T>(rt: &Runtime, f: F) -> f64
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let took: Duration = run(rt, CALLS, 0, &f);
+    took.as_nanos() as f64 / CALLS as f64
+}
+
+fn side(rt: &Runtime, which: usize) -> f64 {
+    match which {
+        0 => ns_per_call(rt, ours_global),
+        1 => ns_per_call(rt, ours_explicit),
+        2 => ns_per_call(rt, cached_default),
+        3 => ns_per_call(rt, cached_timed_sized),
+        4 => ns_per_call(rt, quick_get),
+        _ => ns_per_call(rt, control_clone),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that excludes this bench skips it.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| !a.starts_with('-') && !"hit_ratio".contains(a.as_str()))
+    {
+        return;
+    }
+    let wanted: usize = std::env::var("RATIO_ROUNDS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30);
+    let rt = runtime();
+    warm(&rt);
+    let sides = NAMES.len();
+    for which in 0..sides {
+        side(&rt, which); // warm-up round
+    }
+    let rounds: Vec<Vec<f64>> = (0..wanted)
+        .map(|round| {
+            let mut r = vec![0.0; sides];
+            for step in 0..sides {
+                // Rotate the order, so no side always follows the same other.
+                let which = (round + step) % sides;
+                r[which] = side(&rt, which);
+            }
+            r
+        })
+        .collect();
+    println!("hit_ratio: {wanted} rounds of {CALLS} calls per variant, 1 thread, {KEYS} keys");
+    for (i, name) in NAMES.iter().enumerate() {
+        let times = rounds.iter().map(|r| r[i]).collect();
+        let vs_plain = rounds.iter().map(|r| r[i] / r[2]).collect();
+        let vs_quick = rounds.iter().map(|r| r[i] / r[4]).collect();
+        println!(
+            "hit_ratio: {name:30} median {:6.1} ns/hit; / cached plain {:.3}; / raw quick_cache {:.3}",
+            median(times),
+            median(vs_plain),
+            median(vs_quick)
+        );
+    }
+}
