@@ -103,12 +103,17 @@ pub fn template(t: &TemplateArg, finish: TokenStream) -> TokenStream {
                         span,
                     }),
                 });
-                quote_spanned!(span=> #var.value(&#root #(.#fields)*);)
+                quote_spanned!(span=>
+                    (&::cache_runtime::__private::Placeholder(&#root #(.#fields)*))
+                        .render_into(&mut #var);
+                )
             }
         });
     }
     let mutability = (!calls.is_empty()).then(|| quote!(mut));
     quote_spanned! {span=> {
+        #[allow(unused_imports)]
+        use #p::{RenderDirect as _, RenderDisplay as _};
         let #mutability #var = #p::Template::new(#escape);
         #(#calls)*
         #var.#finish

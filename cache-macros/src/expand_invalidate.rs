@@ -79,7 +79,10 @@ mod tests {
         .to_string();
         assert!(!out.contains("compile_error"), "{out}");
         assert!(out.contains("invalidate_after :: < :: cache_runtime :: __private :: AsResult"));
-        assert!(out.contains("__t . value (& id)"), "{out}");
+        assert!(
+            out.contains("__private :: Placeholder (& id)) . render_into (& mut __t)"),
+            "{out}"
+        );
     }
 
     #[test]

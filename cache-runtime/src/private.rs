@@ -26,7 +26,9 @@ use std::time::Duration;
 use crate::flow::plan::Plan;
 
 pub use crate::flow::{begin, hit, invalidate_after, Begin, Begun, Refresher, Step, Ticket};
-pub use crate::key::{Key, KeyArg, KeyHasher, Template};
+pub use crate::key::{
+    Key, KeyArg, KeyHasher, Placeholder, RenderDirect, RenderDisplay, Template, TemplateValue,
+};
 pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
 pub use crate::owned::{owned_arg, OwnedArg};
 use crate::Cache;

@@ -7,10 +7,12 @@
 mod buf;
 mod canonical;
 mod hasher;
+mod placeholder;
 mod store_key;
 mod template;
 
 pub use hasher::{KeyArg, KeyHasher};
+pub use placeholder::{Placeholder, RenderDirect, RenderDisplay, TemplateValue};
 pub(crate) use store_key::StoreKey;
 pub use template::Template;
 

@@ -20,7 +20,55 @@ use crate::private::Site;
 /// kept without allocating (most keys, e.g. `user:42`).
 pub struct Template {
     out: SmolStrBuilder,
-    escape: &'static str,
+    escape: EscapeSet,
+}
+
+/// The characters a value must not contain unescaped: `%` and those of the
+/// template's literal text.
+#[derive(Clone, Copy)]
+struct EscapeSet {
+    /// Bit `b` set: ASCII byte `b` is escaped. Checking a byte is a shift.
+    ascii: u128,
+    /// The whole set, when it has characters beyond ASCII (else empty).
+    wide: &'static str,
+}
+
+impl EscapeSet {
+    /// Inlined with a literal `escape`, this folds to constants.
+    #[inline(always)]
+    fn new(escape: &'static str) -> EscapeSet {
+        let mut ascii = 1u128 << b'%';
+        for b in escape.bytes() {
+            if b.is_ascii() {
+                ascii |= 1u128 << b;
+            }
+        }
+        EscapeSet {
+            ascii,
+            wide: if escape.is_ascii() { "" } else { escape },
+        }
+    }
+
+    #[inline]
+    fn needs_escape(&self, c: char) -> bool {
+        if c.is_ascii() {
+            (self.ascii >> (c as u32)) & 1 == 1
+        } else {
+            self.wide.contains(c)
+        }
+    }
+
+    /// Whether `s` has nothing to escape: byte by byte when the set is ASCII
+    /// (a byte of a multi-byte character is never an ASCII one).
+    #[inline]
+    fn is_clean(&self, s: &str) -> bool {
+        if self.wide.is_empty() {
+            s.bytes()
+                .all(|b| !b.is_ascii() || (self.ascii >> b) & 1 == 0)
+        } else {
+            !s.chars().any(|c| self.needs_escape(c))
+        }
+    }
 }
 
 impl Template {
@@ -29,7 +77,7 @@ impl Template {
     pub fn new(escape: &'static str) -> Self {
         Self {
             out: SmolStrBuilder::new(),
-            escape,
+            escape: EscapeSet::new(escape),
         }
     }
 
@@ -51,6 +99,39 @@ impl Template {
         let _ = write!(w, "{value}");
     }
 
+    /// Appends an integer's decimal digits, escaped (see `placeholder`).
+    #[inline]
+    pub(crate) fn integer(&mut self, negative: bool, magnitude: u64) {
+        let mut digits = [0u8; 21];
+        let mut at = digits.len();
+        let mut n = magnitude;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if negative {
+            at -= 1;
+            digits[at] = b'-';
+        }
+        // SAFETY: `digits[at..]` holds only ASCII digits and '-', so it is UTF-8.
+        let text = unsafe { std::str::from_utf8_unchecked(&digits[at..]) };
+        self.text(text);
+    }
+
+    /// Appends a string, escaped.
+    #[inline]
+    pub(crate) fn text(&mut self, text: &str) {
+        let mut w = Escaper {
+            out: &mut self.out,
+            escape: self.escape,
+        };
+        let _ = w.write_str(text);
+    }
+
     /// The rendered text as a key of `site`.
     pub fn key(self, site: &'static Site) -> Key {
         Key::text(site.version, self.out.finish())
@@ -66,20 +147,27 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 struct Escaper<'a> {
     out: &'a mut SmolStrBuilder,
-    escape: &'static str,
-}
-
-impl Escaper<'_> {
-    #[inline]
-    fn needs_escape(&self, c: char) -> bool {
-        c == '%' || self.escape.contains(c)
-    }
+    escape: EscapeSet,
 }
 
 impl Write for Escaper<'_> {
+    #[inline]
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.escape.is_clean(s) {
+            self.out.push_str(s);
+            return Ok(());
+        }
+        self.write_escaped(s);
+        Ok(())
+    }
+}
+
+impl Escaper<'_> {
+    #[cold]
+    fn write_escaped(&mut self, s: &str) {
+        let escape = self.escape;
         let mut rest = s;
-        while let Some(pos) = rest.find(|c| self.needs_escape(c)) {
+        while let Some(pos) = rest.find(|c| escape.needs_escape(c)) {
             self.out.push_str(&rest[..pos]);
             let c = rest[pos..].chars().next().unwrap_or('%');
             let mut utf8 = [0u8; 4];
@@ -91,7 +179,6 @@ impl Write for Escaper<'_> {
             rest = &rest[pos + c.len_utf8()..];
         }
         self.out.push_str(rest);
-        Ok(())
     }
 }
 
@@ -131,6 +218,12 @@ mod tests {
     #[test]
     fn multibyte_escapes_every_byte() {
         assert_eq!(render("é", &[Ok("é"), Err("aéb")]), "éa%C3%A9b");
+    }
+
+    #[test]
+    fn non_ascii_values_keep_their_characters_under_an_ascii_set() {
+        assert_eq!(render(":", &[Err("é:ü")]), "é%3Aü");
+        assert_eq!(render("", &[Err("日本%")]), "日本%25");
     }
 
     #[test]
