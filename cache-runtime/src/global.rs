@@ -1,11 +1,16 @@
 //! The global cache that `#[cached]` uses when no `cache = ..` is given.
 
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 use crate::{Cache, Error, Result};
 
 static INSTALLED: OnceLock<Cache> = OnceLock::new();
 static FALLBACK: OnceLock<Cache> = OnceLock::new();
+/// The cache `global()` returns: one load on every call, instead of checking
+/// two `OnceLock`s. Points into `INSTALLED` or `FALLBACK`, which are statics
+/// and never dropped; null until either is set.
+static CURRENT: AtomicPtr<Cache> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Capacity of the memory cache used before [`install`] is called.
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -24,14 +29,38 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// # }
 /// ```
 pub fn install(cache: Cache) -> Result<()> {
-    INSTALLED.set(cache).map_err(|_| Error::AlreadyInstalled)
+    INSTALLED.set(cache).map_err(|_| Error::AlreadyInstalled)?;
+    if let Some(installed) = INSTALLED.get() {
+        CURRENT.store(std::ptr::from_ref(installed).cast_mut(), Ordering::Release);
+    }
+    Ok(())
 }
 
 /// The global cache.
 #[inline]
 pub fn global() -> &'static Cache {
-    match INSTALLED.get() {
+    let current = CURRENT.load(Ordering::Acquire);
+    // SAFETY: a non-null `CURRENT` points into `INSTALLED` or `FALLBACK`:
+    // statics, set once and never dropped, so valid for `'static`.
+    match unsafe { current.as_ref() } {
+        Some(cache) => cache,
+        None => first_use(),
+    }
+}
+
+#[cold]
+fn first_use() -> &'static Cache {
+    let cache = match INSTALLED.get() {
         Some(cache) => cache,
         None => FALLBACK.get_or_init(|| Cache::memory(DEFAULT_CAPACITY)),
-    }
+    };
+    // A racing `install` may have stored its cache already; keep that one.
+    let _ = CURRENT.compare_exchange(
+        std::ptr::null_mut(),
+        std::ptr::from_ref(cache).cast_mut(),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    // SAFETY: as in `global`.
+    unsafe { CURRENT.load(Ordering::Acquire).as_ref() }.unwrap_or(cache)
 }
