@@ -124,6 +124,7 @@ fn hits(c: &mut Criterion) {
     one_thread(&mut g, &rt, "control_clone_only", control_clone);
     one_thread(&mut g, &rt, "ours_global", ours_global);
     one_thread(&mut g, &rt, "ours_explicit_cache", ours_explicit);
+    one_thread(&mut g, &rt, "ours_template_key", ours_template);
     one_thread(&mut g, &rt, "quick_cache_raw", quick_get);
     one_thread(&mut g, &rt, "moka_raw", moka_get);
     one_thread(&mut g, &rt, "cached_macro", cached_default);

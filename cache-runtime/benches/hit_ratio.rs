@@ -22,9 +22,10 @@ use tokio::runtime::Runtime;
 /// Calls per variant per round (about 15 ms).
 const CALLS: u64 = 200_000;
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "#[cached], global cache",
     "#[cached(cache = ..)]",
+    "#[cached(key = \"item:{id}\")]",
     "cached #[cached] (plain)",
     "cached #[cached(time, size)]",
     "raw quick_cache",
@@ -44,9 +45,10 @@ fn side(rt: &Runtime, which: usize) -> f64 {
     match which {
         0 => ns_per_call(rt, ours_global),
         1 => ns_per_call(rt, ours_explicit),
-        2 => ns_per_call(rt, cached_default),
-        3 => ns_per_call(rt, cached_timed_sized),
-        4 => ns_per_call(rt, quick_get),
+        2 => ns_per_call(rt, ours_template),
+        3 => ns_per_call(rt, cached_default),
+        4 => ns_per_call(rt, cached_timed_sized),
+        5 => ns_per_call(rt, quick_get),
         _ => ns_per_call(rt, control_clone),
     }
 }
@@ -94,8 +96,8 @@ fn main() {
     println!("hit_ratio: {wanted} rounds of {CALLS} calls per variant, 1 thread, {KEYS} keys");
     for (i, name) in NAMES.iter().enumerate() {
         let times = rounds.iter().map(|r| r[i]).collect();
-        let vs_plain = rounds.iter().map(|r| r[i] / r[2]).collect();
-        let vs_quick = rounds.iter().map(|r| r[i] / r[4]).collect();
+        let vs_plain = rounds.iter().map(|r| r[i] / r[3]).collect();
+        let vs_quick = rounds.iter().map(|r| r[i] / r[5]).collect();
         println!(
             "hit_ratio: {name:30} median {:6.1} ns/hit; / cached plain {:.3}; / raw quick_cache {:.3}",
             median(times),

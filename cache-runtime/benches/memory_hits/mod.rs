@@ -39,6 +39,14 @@ pub async fn ours_global(id: u64) -> String {
 }
 
 static EXPLICIT: LazyLock<Cache> = LazyLock::new(|| Cache::memory(10_000));
+static TEMPLATE: LazyLock<Cache> = LazyLock::new(|| Cache::memory(10_000));
+
+/// `#[cached]` with a template key (`item:{id}`), on a cache of its own so
+/// the others' working sets stay as they were.
+#[cache_runtime::cached(ttl = "10m", key = "item:{id}", cache = &*TEMPLATE)]
+pub async fn ours_template(id: u64) -> String {
+    value_for(id)
+}
 
 /// `#[cached]` on a cache given with `cache = ..`.
 #[cache_runtime::cached(ttl = "10m", cache = &*EXPLICIT)]
@@ -124,6 +132,7 @@ pub fn warm(rt: &Runtime) {
             let v = value_for(id);
             assert_eq!(ours_global(id).await, v);
             assert_eq!(ours_explicit(id).await, v);
+            assert_eq!(ours_template(id).await, v);
             assert_eq!(cached_default(id).await, v);
             assert_eq!(cached_by_key(id).await, v);
             assert_eq!(cached_timed_sized(id).await, v);
