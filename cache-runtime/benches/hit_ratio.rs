@@ -12,6 +12,7 @@
 //! (about 30 s; set `RATIO_ROUNDS` for more or fewer rounds).
 
 mod memory_hits;
+mod rounds;
 
 use std::future::Future;
 use std::time::Duration;
@@ -55,27 +56,14 @@ fn side(rt: &Runtime, which: usize) -> f64 {
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    rounds::median(&values)
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a filter that excludes this bench skips it.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| !a.starts_with('-') && !"hit_ratio".contains(a.as_str()))
-    {
+    if !rounds::selected("hit_ratio") {
         return;
     }
-    let wanted: usize = std::env::var("RATIO_ROUNDS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(30);
+    let wanted = rounds::wanted(30);
     let rt = runtime();
     warm(&rt);
     let sides = NAMES.len();

@@ -1,6 +1,7 @@
 //! The 64-task throughput of storage-only `#[cached]` hits relative to raw
 //! redis-rs `GET`s, and to raw `MGET`s of the same three keys a hit reads,
-//! measured in alternation.
+//! measured in alternation; then the sequential latency of the two, also in
+//! alternation.
 //!
 //! On a small shared machine the client and `redis-server` compete for the
 //! same cores, and throughput drifts by tens of percent between runs. Criterion
@@ -11,13 +12,14 @@
 //! `cargo bench -p cache-runtime --bench redis_ratio` (about 1 minute; set
 //! `RATIO_ROUNDS` for more or fewer rounds).
 
+mod rounds;
 mod support;
 
 use std::time::{Duration, Instant};
 
 use cache_runtime::Cache;
 use redis::aio::ConnectionManager;
-use support::{cached_hits, prepare, raw_gets, Server, TASKS};
+use support::{cached_hits, item, prepare, raw_gets, Server, TASKS};
 
 const PER_TASK: usize = 300;
 
@@ -59,6 +61,33 @@ async fn mget_round(raw: &ConnectionManager) -> f64 {
     (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Calls per sequential round (one task, one key).
+const SEQUENTIAL: usize = 300;
+
+/// Mean latency in µs of `SEQUENTIAL` raw GETs, one after another.
+async fn raw_sequential(raw: &ConnectionManager) -> f64 {
+    let mut conn = raw.clone();
+    let started = Instant::now();
+    for _ in 0..SEQUENTIAL {
+        let bytes: Vec<u8> = redis::cmd("GET")
+            .arg("raw:item:0")
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        std::hint::black_box(String::from_utf8(bytes).expect("utf8"));
+    }
+    started.elapsed().as_secs_f64() * 1e6 / SEQUENTIAL as f64
+}
+
+/// Mean latency in µs of `SEQUENTIAL` cached hits, one after another.
+async fn cached_sequential(cache: &Cache) -> f64 {
+    let started = Instant::now();
+    for _ in 0..SEQUENTIAL {
+        std::hint::black_box(item(cache, 0).await);
+    }
+    started.elapsed().as_secs_f64() * 1e6 / SEQUENTIAL as f64
+}
+
 /// Hits per second of one round: `TASKS` tasks, `PER_TASK` cached hits each.
 async fn cached_round(cache: &Cache) -> f64 {
     let started = Instant::now();
@@ -66,28 +95,11 @@ async fn cached_round(cache: &Cache) -> f64 {
     (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
 }
 
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; a filter that excludes this bench skips it.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| !a.starts_with('-') && !"redis_ratio".contains(a.as_str()))
-    {
+    if !rounds::selected("redis_ratio") {
         return;
     }
-    let wanted: usize = std::env::var("RATIO_ROUNDS")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(20);
+    let wanted = rounds::wanted(20);
     let server = Server::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -118,6 +130,34 @@ fn main() {
                 break;
             }
         }
+        // Sequential latency, in alternation too: a raw GET, then a hit.
+        let mut latency: Vec<[f64; 2]> = Vec::with_capacity(wanted);
+        for round in 0..wanted {
+            let mut r = [0.0; 2];
+            for step in 0..2 {
+                let side = (round + step) % 2;
+                r[side] = match side {
+                    0 => raw_sequential(&raw).await,
+                    _ => cached_sequential(&cache).await,
+                };
+            }
+            latency.push(r);
+        }
+        let mut ratios: Vec<f64> = latency.iter().map(|r| r[1] / r[0]).collect();
+        ratios.sort_by(f64::total_cmp);
+        let mut raw_us: Vec<f64> = latency.iter().map(|r| r[0]).collect();
+        raw_us.sort_by(f64::total_cmp);
+        let mut cached_us: Vec<f64> = latency.iter().map(|r| r[1]).collect();
+        cached_us.sort_by(f64::total_cmp);
+        println!(
+            "redis_ratio: sequential, {} rounds of {SEQUENTIAL}: median latency raw GET {:.1} µs, #[cached] {:.1} µs; #[cached] / raw GET latency: median {:.3}, quartiles {:.3}..{:.3}",
+            latency.len(),
+            rounds::median(&raw_us),
+            rounds::median(&cached_us),
+            rounds::median(&ratios),
+            ratios[ratios.len() / 4],
+            ratios[ratios.len() * 3 / 4],
+        );
         let n = rounds.len() as f64;
         let mean = |i: usize| rounds.iter().map(|r| r[i]).sum::<f64>() / n;
         println!(
@@ -136,7 +176,7 @@ fn main() {
             ratios.sort_by(f64::total_cmp);
             println!(
                 "redis_ratio: {name}: median {:.3}, quartiles {:.3}..{:.3}, range {:.3}..{:.3}",
-                median(&ratios),
+                rounds::median(&ratios),
                 ratios[ratios.len() / 4],
                 ratios[ratios.len() * 3 / 4],
                 ratios[0],
