@@ -10,11 +10,12 @@
 //! decrement were a third of a hit's time (BENCHMARKS.md, run 5).
 
 use std::any::Any;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use quick_cache::unsync::Cache as QuickCache;
-use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
 
 use crate::key::Repr;
 use crate::stats::Counters;
@@ -80,8 +81,25 @@ pub(crate) struct MemoryTier {
     shards: Box<[Padded]>,
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
-    /// Picks a text key's shard (hashed keys carry their own hash).
-    hasher: DefaultHashBuilder,
+}
+
+/// A key with its `hash64` computed, for a lookup: it hashes as the key
+/// does (one `write_u64` of that word) without computing it again.
+struct Query<'a> {
+    hash: u64,
+    key: &'a Repr,
+}
+
+impl Hash for Query<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Equivalent<Repr> for Query<'_> {
+    fn equivalent(&self, key: &Repr) -> bool {
+        self.key == key
+    }
 }
 
 /// Each shard holds at least this many entries' worth of capacity, so a small
@@ -124,7 +142,6 @@ impl MemoryTier {
         Self {
             shards,
             mask: count - 1,
-            hasher: DefaultHashBuilder::default(),
         }
     }
 
@@ -133,7 +150,6 @@ impl MemoryTier {
         Self {
             shards: Box::new([]),
             mask: 0,
-            hasher: DefaultHashBuilder::default(),
         }
     }
 
@@ -142,24 +158,23 @@ impl MemoryTier {
         !self.shards.is_empty()
     }
 
+    /// The shard of a key whose `hash64` is `hash`: its high bits (the
+    /// shard's table hashes the whole word again, with its own seed).
     #[inline]
-    fn shard(&self, key: &Repr) -> Option<&RwLock<Shard>> {
-        let spread = match key {
-            // The high half: quick_cache's own table uses the low half.
-            Repr::Hashed { hash, .. } => (*hash >> 64) as u64,
-            _ => self.hasher.hash_one(key).rotate_left(32),
-        };
+    fn shard(&self, hash: u64) -> Option<&RwLock<Shard>> {
         self.shards
-            .get(spread as usize & self.mask)
+            .get((hash >> 40) as usize & self.mask)
             .map(|padded| &padded.0)
     }
 
     /// Runs `read` on the entry under `key`, if any, by reference: the hit
-    /// path clones only what it returns.
+    /// path clones only what it returns. The key is hashed once, for both
+    /// the shard and its table.
     #[inline]
     pub(crate) fn read<T>(&self, key: &Repr, read: impl FnOnce(&Entry) -> T) -> Option<T> {
-        let shard = self.shard(key)?.read();
-        shard.get(key).map(read)
+        let hash = key.hash64();
+        let shard = self.shard(hash)?.read();
+        shard.get(&Query { hash, key }).map(read)
     }
 
     pub(crate) fn get(&self, key: &Repr) -> Option<Entry> {
@@ -167,14 +182,21 @@ impl MemoryTier {
     }
 
     pub(crate) fn insert(&self, key: Repr, entry: Entry) {
-        if let Some(shard) = self.shard(&key) {
+        if let Some(shard) = self.shard(key.hash64()) {
             shard.write().insert(key, entry);
         }
     }
 
     pub(crate) fn remove(&self, key: &Repr) -> bool {
-        self.shard(key)
-            .is_some_and(|shard| shard.write().remove(key).is_some())
+        self.shard(key.hash64()).is_some_and(|shard| {
+            shard
+                .write()
+                .remove(&Query {
+                    hash: key.hash64(),
+                    key,
+                })
+                .is_some()
+        })
     }
 
     /// Drops every entry (the backplane lost messages).

@@ -90,6 +90,27 @@ pub(crate) fn shorten(key: String) -> String {
     format!("{}~{hash:032x}", &key[..cut])
 }
 
+impl Repr {
+    /// The key's 64-bit hash for in-process maps, computed once per lookup:
+    /// a default key's own hash, or a text key's XXH3 under a seed chosen per
+    /// process (so that chosen keys cannot be made to collide). Its `Hash`
+    /// writes exactly this, so a lookup can pass it precomputed.
+    #[inline]
+    pub(crate) fn hash64(&self) -> u64 {
+        match self {
+            Repr::Hashed { hash, .. } => *hash as u64,
+            Repr::Text(text) => xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), text_seed()),
+            Repr::Invalid => 0,
+        }
+    }
+}
+
+/// The per-process seed of text keys' hashes.
+fn text_seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u64))
+}
+
 impl PartialEq for Repr {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
@@ -108,13 +129,9 @@ impl Eq for Repr {}
 impl Hash for Repr {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        match self {
-            // The 128-bit hash already covers the arguments; its low half is enough
-            // to spread entries over the map.
-            Repr::Hashed { hash, .. } => state.write_u64(*hash as u64),
-            Repr::Text(text) => text.hash(state),
-            Repr::Invalid => state.write_u8(0),
-        }
+        // One word, whatever the key: see `hash64`. (A default key's 128-bit
+        // hash already covers its arguments; its low half is enough.)
+        state.write_u64(self.hash64());
     }
 }
 
