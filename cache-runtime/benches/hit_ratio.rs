@@ -54,11 +54,6 @@ fn side(rt: &Runtime, which: usize) -> f64 {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    rounds::median(&values)
-}
-
 fn main() {
     if !rounds::selected("hit_ratio") {
         return;
@@ -73,9 +68,7 @@ fn main() {
     let rounds: Vec<Vec<f64>> = (0..wanted)
         .map(|round| {
             let mut r = vec![0.0; sides];
-            for step in 0..sides {
-                // Rotate the order, so no side always follows the same other.
-                let which = (round + step) % sides;
+            for which in rounds::order(round, sides) {
                 r[which] = side(&rt, which);
             }
             r
@@ -83,14 +76,12 @@ fn main() {
         .collect();
     println!("hit_ratio: {wanted} rounds of {CALLS} calls per variant, 1 thread, {KEYS} keys");
     for (i, name) in NAMES.iter().enumerate() {
-        let times = rounds.iter().map(|r| r[i]).collect();
-        let vs_plain = rounds.iter().map(|r| r[i] / r[3]).collect();
-        let vs_quick = rounds.iter().map(|r| r[i] / r[5]).collect();
+        let times = rounds::spread(rounds.iter().map(|r| r[i])).median;
+        let vs_plain = rounds::spread(rounds.iter().map(|r| r[i] / r[3])).median;
+        let vs_quick = rounds::spread(rounds.iter().map(|r| r[i] / r[5])).median;
         println!(
             "hit_ratio: {name:30} median {:6.1} ns/hit; / cached plain {:.3}; / raw quick_cache {:.3}",
-            median(times),
-            median(vs_plain),
-            median(vs_quick)
+            times, vs_plain, vs_quick
         );
     }
 }

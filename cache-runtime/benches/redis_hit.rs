@@ -18,11 +18,7 @@ const PER_TASK: usize = 50;
 
 fn storage_only(c: &mut Criterion) {
     let server = Server::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     let (cache, raw) = rt.block_on(prepare(server.url()));
 
     // Commands per hit, from the server's own counters.

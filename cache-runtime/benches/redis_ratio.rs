@@ -101,11 +101,7 @@ fn main() {
     }
     let wanted = rounds::wanted(20);
     let server = Server::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     rt.block_on(async {
         let (cache, raw) = prepare(server.url()).await;
         // Warm-up, one round each.
@@ -115,10 +111,8 @@ fn main() {
         let deadline = Instant::now() + Duration::from_secs(600);
         let mut rounds: Vec<[f64; 3]> = Vec::with_capacity(wanted);
         for round in 0..wanted {
-            // Rotate the order, so no side always follows the same other.
             let mut r = [0.0; 3];
-            for step in 0..3 {
-                let side = (round + step) % 3;
+            for side in rounds::order(round, 3) {
                 r[side] = match side {
                     0 => raw_round(&raw).await,
                     1 => mget_round(&raw).await,
@@ -134,8 +128,7 @@ fn main() {
         let mut latency: Vec<[f64; 2]> = Vec::with_capacity(wanted);
         for round in 0..wanted {
             let mut r = [0.0; 2];
-            for step in 0..2 {
-                let side = (round + step) % 2;
+            for side in rounds::order(round, 2) {
                 r[side] = match side {
                     0 => raw_sequential(&raw).await,
                     _ => cached_sequential(&cache).await,
@@ -143,20 +136,15 @@ fn main() {
             }
             latency.push(r);
         }
-        let mut ratios: Vec<f64> = latency.iter().map(|r| r[1] / r[0]).collect();
-        ratios.sort_by(f64::total_cmp);
-        let mut raw_us: Vec<f64> = latency.iter().map(|r| r[0]).collect();
-        raw_us.sort_by(f64::total_cmp);
-        let mut cached_us: Vec<f64> = latency.iter().map(|r| r[1]).collect();
-        cached_us.sort_by(f64::total_cmp);
+        let ratio = rounds::spread(latency.iter().map(|r| r[1] / r[0]));
         println!(
             "redis_ratio: sequential, {} rounds of {SEQUENTIAL}: median latency raw GET {:.1} µs, #[cached] {:.1} µs; #[cached] / raw GET latency: median {:.3}, quartiles {:.3}..{:.3}",
             latency.len(),
-            rounds::median(&raw_us),
-            rounds::median(&cached_us),
-            rounds::median(&ratios),
-            ratios[ratios.len() / 4],
-            ratios[ratios.len() * 3 / 4],
+            rounds::spread(latency.iter().map(|r| r[0])).median,
+            rounds::spread(latency.iter().map(|r| r[1])).median,
+            ratio.median,
+            ratio.low_quartile,
+            ratio.high_quartile,
         );
         let n = rounds.len() as f64;
         let mean = |i: usize| rounds.iter().map(|r| r[i]).sum::<f64>() / n;
@@ -172,15 +160,10 @@ fn main() {
             ("raw MGET / raw GET", 1, 0),
             ("#[cached] / raw MGET", 2, 1),
         ] {
-            let mut ratios: Vec<f64> = rounds.iter().map(|r| r[num] / r[den]).collect();
-            ratios.sort_by(f64::total_cmp);
+            let ratio = rounds::spread(rounds.iter().map(|r| r[num] / r[den]));
             println!(
                 "redis_ratio: {name}: median {:.3}, quartiles {:.3}..{:.3}, range {:.3}..{:.3}",
-                rounds::median(&ratios),
-                ratios[ratios.len() / 4],
-                ratios[ratios.len() * 3 / 4],
-                ratios[0],
-                ratios[ratios.len() - 1]
+                ratio.median, ratio.low_quartile, ratio.high_quartile, ratio.min, ratio.max
             );
         }
     });

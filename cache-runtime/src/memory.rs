@@ -188,15 +188,9 @@ impl MemoryTier {
     }
 
     pub(crate) fn remove(&self, key: &Repr) -> bool {
-        self.shard(key.hash64()).is_some_and(|shard| {
-            shard
-                .write()
-                .remove(&Query {
-                    hash: key.hash64(),
-                    key,
-                })
-                .is_some()
-        })
+        let hash = key.hash64();
+        self.shard(hash)
+            .is_some_and(|shard| shard.write().remove(&Query { hash, key }).is_some())
     }
 
     /// Drops every entry (the backplane lost messages).
