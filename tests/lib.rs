@@ -31,6 +31,17 @@ pub fn assert_send<F: std::future::Future + Send>(f: F) -> F {
     f
 }
 
+/// The calls of `cmd` counted in `INFO commandstats` output (0 if absent).
+pub fn command_calls(stats: &str, cmd: &str) -> u64 {
+    stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A storage-only cache (Redis alone) on a harness server.
 pub async fn storage_only(
     server: &redis_harness::RedisServer,

@@ -3,7 +3,7 @@
 //! pipeline (concurrent single-key writes in a cluster).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use crate::clock::now_millis;
@@ -108,7 +108,7 @@ impl Cache {
             }
             let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
             let local = inner.tags.snapshot(&tag_names);
-            let promoted = entry_from(&header, Arc::new(value.clone()), local);
+            let promoted = entry_from(&header, Value::new(value.clone()), local);
             inner.memory.insert(keys[slot].repr.clone(), promoted);
             inner.counters.remote_hits.incr();
             out[slot] = Some(value);

@@ -56,6 +56,7 @@ pub struct CacheBuilder {
     root_ca: Option<Vec<u8>>,
     remote_timeout: Duration,
     breaker: BreakerConfig,
+    known_tags: usize,
 }
 
 impl CacheBuilder {
@@ -71,6 +72,7 @@ impl CacheBuilder {
             root_ca: None,
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
+            known_tags: remote::known::DEFAULT_CAPACITY,
         }
     }
 
@@ -184,6 +186,34 @@ impl CacheBuilder {
         self
     }
 
+    /// How many tags' versions this process keeps (default 16,384), so that
+    /// a remote hit reads its entry alone, in one `GET`, instead of the entry
+    /// and its tags' version counters together.
+    ///
+    /// The versions are learnt from Redis and raised by the backplane's
+    /// messages as other processes invalidate, so another process's
+    /// invalidation is seen within milliseconds, as it is by a memory tier.
+    /// They are trusted only while the backplane is subscribed, and for at
+    /// most one second after Redis last confirmed them, which bounds how long
+    /// a lost message (a process that died between its `INCR` and its
+    /// `PUBLISH`) goes unseen.
+    ///
+    /// `0` keeps none: every remote hit reads its tags' versions from Redis
+    /// in the same round trip (one `MGET`), and sees an invalidation the
+    /// moment Redis has it. A storage-only cache then needs no pub/sub
+    /// connection.
+    ///
+    /// ```
+    /// let builder = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6380")
+    ///     .known_tag_versions(0);
+    /// # let _ = builder;
+    /// ```
+    pub fn known_tag_versions(mut self, capacity: usize) -> Self {
+        self.known_tags = capacity;
+        self
+    }
+
     /// Builds the cache; connects to the remote tier if there is one.
     pub async fn build(self) -> Result<Cache> {
         if self.memory.is_none() && self.redis.is_none() {
@@ -224,9 +254,11 @@ impl CacheBuilder {
             None => (None, Vec::new()),
         };
         let wait = self.remote_timeout * 4;
-        let write_through = self.memory.is_some();
-        let cache = self.assemble(remote, write_through);
-        if write_through && !clients.is_empty() {
+        // The backplane keeps a memory tier current, and the tag versions
+        // this process knows.
+        let backplane = self.memory.is_some() || self.known_tags > 0;
+        let cache = self.assemble(remote, backplane);
+        if backplane && !clients.is_empty() {
             backplane::start(&cache.inner, clients, wait).await;
         }
         Ok(cache)
@@ -237,6 +269,7 @@ impl CacheBuilder {
     }
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
+        let known_tags = self.known_tags;
         let counters = Arc::new(Counters::default());
         let memory = match self.memory {
             Some(capacity) => MemoryTier::new(capacity, self.weigher, counters.clone()),
@@ -250,7 +283,7 @@ impl CacheBuilder {
                 profiles: self.profiles,
                 memory,
                 local_counters: Default::default(),
-                backplane: (backplane && remote.is_some()).then(Backplane::new),
+                backplane: (backplane && remote.is_some()).then(|| Backplane::new(known_tags)),
                 remote,
                 tags: TagRegistry::new(),
                 flights: Flights::new(),

@@ -152,10 +152,24 @@ impl Cache {
                     .iter()
                     .map(|t| Remote::tag_key(&inner.namespace, t))
                     .collect();
-                remote.call(&inner.counters, |s| s.bump(&tag_keys)).await?;
+                let known = inner.backplane.as_ref().map(|b| &b.known);
+                let ticket = known.and_then(|k| k.ticket());
+                let versions = match remote.call(&inner.counters, |s| s.bump(&tag_keys)).await {
+                    Ok(versions) => versions,
+                    Err(error) => {
+                        // The INCRs may have run: stop trusting what we knew.
+                        if let Some(known) = known {
+                            known.forget(&names);
+                        }
+                        return Err(error.into());
+                    }
+                };
+                if let (Some(known), Some(ticket)) = (known, ticket) {
+                    known.learn(&names, &versions, ticket);
+                }
                 let tags = names;
                 let origin = inner.backplane.as_ref().map_or(0, |b| b.origin);
-                if let Some(message) = backplane::encode(origin, &tags) {
+                if let Some(message) = backplane::encode(origin, &tags, &versions) {
                     let channel = backplane::channel(&inner.namespace);
                     remote
                         .call(&inner.counters, |s| s.publish(&channel, message))
@@ -203,6 +217,7 @@ impl Cache {
             connected: ping.is_ok(),
             ping: ping.ok().map(|_| started.elapsed()),
             breaker: remote.breaker_state(),
+            backplane: inner.backplane.as_ref().map(|b| b.trusted()),
         })
     }
 
@@ -223,6 +238,13 @@ pub struct Health {
     pub ping: Option<Duration>,
     /// The circuit breaker's state.
     pub breaker: BreakerState,
+    /// Whether the backplane is subscribed, so that this process hears other
+    /// processes' invalidations; `None` when the cache has no backplane (no
+    /// memory tier and no [known tag versions]). While it is not, the memory
+    /// tier and the known tag versions are not used.
+    ///
+    /// [known tag versions]: crate::CacheBuilder::known_tag_versions
+    pub backplane: Option<bool>,
 }
 
 impl std::fmt::Debug for Cache {

@@ -154,6 +154,7 @@ impl MemoryTier {
     }
 
     /// Whether this tier holds anything (not the storage-only mode).
+    #[inline]
     pub(crate) fn is_enabled(&self) -> bool {
         !self.shards.is_empty()
     }

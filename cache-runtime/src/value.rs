@@ -214,6 +214,28 @@ impl Value {
         }
     }
 
+    /// The value itself, if it is a `V`: moved out when nobody else holds
+    /// it (inline, or the last reference to its `Arc`), else cloned.
+    pub(crate) fn take<V: Clone + Send + Sync + 'static>(self) -> Result<V, Value> {
+        if self.type_id != TypeId::of::<V>() {
+            return Err(self);
+        }
+        match self.repr {
+            Repr::Inline(inline) => {
+                // Not dropped: the value is moved out below.
+                let inline = std::mem::ManuallyDrop::new(inline);
+                // SAFETY: `type_id` is `V`'s (checked above), so `data` holds
+                // a live `V`; `ManuallyDrop` keeps `Inline::drop` from
+                // dropping it again after this read moves it out.
+                Ok(unsafe { inline.ptr().cast::<V>().read() })
+            }
+            Repr::Shared(shared) => match shared.downcast::<V>() {
+                Ok(shared) => Ok(Arc::try_unwrap(shared).unwrap_or_else(|v| (*v).clone())),
+                Err(shared) => Err(Value::from_shared(shared)),
+            },
+        }
+    }
+
     #[cfg(test)]
     fn is_inline(&self) -> bool {
         matches!(self.repr, Repr::Inline(_))
@@ -297,5 +319,31 @@ mod tests {
         assert_eq!(LIVE.load(Ordering::SeqCst), 1);
         drop(shared);
         assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn taking_moves_a_value_out_once_and_checks_its_type() {
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        let value = Value::new(Counted(&LIVE));
+        let copy = value.clone();
+        let Ok(taken) = value.take::<Counted>() else {
+            panic!("a Counted")
+        };
+        assert_eq!(LIVE.load(Ordering::SeqCst), 2, "moved out, not cloned");
+        drop(taken);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 1);
+        let Err(copy) = copy.take::<String>() else {
+            panic!("not a String")
+        };
+        assert_eq!(LIVE.load(Ordering::SeqCst), 1, "given back whole");
+        drop(copy);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+
+        let shared = Value::from_shared(Arc::new(String::from("v")));
+        let other = shared.clone();
+        assert_eq!(shared.take::<String>().ok().as_deref(), Some("v"), "cloned");
+        assert_eq!(other.take::<String>().ok().as_deref(), Some("v"), "moved");
+        assert!(Value::new(1u8).take::<u16>().is_err());
     }
 }

@@ -39,13 +39,13 @@ pub(crate) async fn lead_across_processes(
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
         match read(cache, &lead.key, &lead.tags, &lead.plan, decode).await {
-            RemoteRead::Fresh(value) if (*value).type_id() == value_type => {
+            RemoteRead::Fresh(value) if value.type_id() == value_type => {
                 if let Some(lock) = lock {
                     let _ = lock.release().await;
                 }
                 inner.counters.remote_hits.incr();
                 if let Some(guard) = lead.guard.take() {
-                    guard.complete(Some(value.clone()));
+                    guard.complete(Some(value.to_shared()));
                 }
                 return Missed::Value(value);
             }

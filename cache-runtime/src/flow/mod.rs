@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use refresh::Refresher;
-use remote_read::decode_shared;
+use remote_read::decode_for;
 pub(crate) use remote_read::entry_from;
 pub(crate) use store::{remote_versions, store as store_value, Write};
 pub use ticket::Ticket;
@@ -55,12 +55,16 @@ pub enum Step<M, R> {
 /// call to log, a miss) sends the call to [`begin`], which looks again.
 #[inline(always)]
 pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -> Option<R> {
-    let plan = site.plan.get(cache.inner.id)?;
+    let inner = &cache.inner;
+    // Storage-only: nothing to look at (and no key to hash, no clock to read).
+    if !inner.memory.is_enabled() {
+        return None;
+    }
+    let plan = site.plan.get(inner.id)?;
     if plan.beta > 0.0 || tracing::enabled!(tracing::Level::DEBUG) {
         return None;
     }
     let now = now_millis();
-    let inner = &cache.inner;
     let value = inner.memory_read(&key.repr, |entry| fresh_value::<M::Value>(entry, now))??;
     inner.counters.hits.incr();
     Some(M::join(value))
@@ -129,10 +133,14 @@ where
         return Begun::Ready(Step::Load(Ticket::uncached(cache)));
     }
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
-    let now = now_millis();
-    let (found, wrong_type) = inner
-        .memory_read(&key.repr, |entry| judge::<M::Value>(entry, &plan, now))
-        .unwrap_or_else(Found::absent);
+    let (found, wrong_type) = if inner.memory.is_enabled() {
+        let now = now_millis();
+        inner
+            .memory_read(&key.repr, |entry| judge::<M::Value>(entry, &plan, now))
+            .unwrap_or_else(Found::absent)
+    } else {
+        Found::absent()
+    };
     if wrong_type {
         inner.counters.decode_errors.incr();
     }
@@ -185,7 +193,7 @@ where
         tags,
         fail_safe,
         value_type: std::any::TypeId::of::<M::Value>(),
-        decode: decode_shared::<M::Value>,
+        decode: decode_for::<M::Value>,
         started,
     };
     Begun::Miss(Begin {

@@ -9,25 +9,34 @@ use crate::clock::now_millis;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::remote::entry::{self, EntryError, Header};
+use crate::remote::known::Versions;
 use crate::remote::store::FetchKeys;
 use crate::tags::TagSnapshot;
 use crate::Cache;
 
 pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 
-/// Decodes a CBOR payload into the caller's value type.
-pub(crate) type DecodeFn = fn(&[u8]) -> Result<Shared, EntryError>;
+/// Decodes a CBOR payload into the caller's value type: behind an `Arc` when
+/// `shared` (it goes to memory and to a load's waiters too), else inline when
+/// small (a storage-only hit hands it straight to its caller).
+pub(crate) type DecodeFn = fn(&[u8], shared: bool) -> Result<Value, EntryError>;
 
 /// A [`DecodeFn`] for `V`.
-pub(crate) fn decode_shared<V: crate::outcome::Storable>(
+pub(crate) fn decode_for<V: crate::outcome::Storable>(
     payload: &[u8],
-) -> Result<Shared, EntryError> {
-    entry::decode_value::<V>(payload).map(|v| Arc::new(v) as Shared)
+    shared: bool,
+) -> Result<Value, EntryError> {
+    let value = entry::decode_value::<V>(payload)?;
+    Ok(if shared {
+        Value::from_shared(Arc::new(value))
+    } else {
+        Value::new(value)
+    })
 }
 
 pub(crate) enum RemoteRead {
     /// A fresh value (also put in memory, when the cache has a memory tier).
-    Fresh(Shared),
+    Fresh(Value),
     Stale(Entry),
     Miss {
         fail_safe: Option<Shared>,
@@ -38,9 +47,9 @@ pub(crate) enum RemoteRead {
 }
 
 /// A memory entry for a value read from the remote tier.
-pub(crate) fn entry_from(header: &Header, value: Shared, tags: TagSnapshot) -> Entry {
+pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot) -> Entry {
     Entry {
-        value: Value::from_shared(value),
+        value,
         fresh_until: header.fresh_until,
         stale_until: header.stale_until,
         fail_safe_until: header.fail_safe_until,
@@ -50,6 +59,11 @@ pub(crate) fn entry_from(header: &Header, value: Shared, tags: TagSnapshot) -> E
 }
 
 /// Reads `key` from the remote tier. Without one: a miss with no versions.
+///
+/// When this process knows the current versions of the entry's tags (the
+/// backplane keeps them: `remote::known`), the entry is read alone, in one
+/// `GET`; otherwise, or when the entry recorded other versions than those
+/// known, the entry and its tags' version counters are read together.
 pub(crate) async fn read(
     cache: &Cache,
     key: &Key,
@@ -64,35 +78,102 @@ pub(crate) async fn read(
             versions: None,
         };
     };
+    let known = inner.backplane.as_ref().map(|b| &b.known);
+    let known_versions = if tags.is_empty() {
+        Some(Versions::default())
+    } else {
+        known.and_then(|k| k.versions(tags, now_millis()))
+    };
+    if let Some(versions) = known_versions {
+        let keys = FetchKeys {
+            namespace: &inner.namespace,
+            key,
+            tags: &[],
+        };
+        let Ok(fetched) = remote.call(&inner.counters, |s| s.fetch(keys)).await else {
+            return unread();
+        };
+        match judge(
+            cache,
+            key,
+            tags,
+            plan,
+            decode,
+            fetched.entry,
+            versions.as_slice(),
+        ) {
+            Judged::Read(read) => return read,
+            // Recorded with versions other than those known: ask Redis.
+            Judged::NotCurrent => {}
+        }
+    }
     let keys = FetchKeys {
         namespace: &inner.namespace,
         key,
         tags,
     };
+    let ticket = known.and_then(|k| k.ticket());
     let Ok(fetched) = remote.call(&inner.counters, |s| s.fetch(keys)).await else {
-        return RemoteRead::Miss {
+        return unread();
+    };
+    if let (Some(known), Some(ticket)) = (known, ticket) {
+        known.learn(tags, &fetched.versions, ticket);
+    }
+    match judge(
+        cache,
+        key,
+        tags,
+        plan,
+        decode,
+        fetched.entry,
+        &fetched.versions,
+    ) {
+        Judged::Read(read) => read,
+        Judged::NotCurrent => RemoteRead::Miss {
             fail_safe: None,
-            versions: None,
-        };
-    };
-    let versions = fetched.versions;
-    let miss = |versions| RemoteRead::Miss {
+            versions: Some(fetched.versions),
+        },
+    }
+}
+
+/// The remote tier could not be read: a miss whose load skips it.
+fn unread() -> RemoteRead {
+    RemoteRead::Miss {
         fail_safe: None,
-        versions: Some(versions),
+        versions: None,
+    }
+}
+
+enum Judged {
+    Read(RemoteRead),
+    /// The entry recorded other tag versions than the current ones.
+    NotCurrent,
+}
+
+/// Judges `bytes` read from the remote tier against the current `versions`
+/// of `tags`.
+fn judge(
+    cache: &Cache,
+    key: &Key,
+    tags: &[String],
+    plan: &Plan,
+    decode: DecodeFn,
+    bytes: Option<Vec<u8>>,
+    versions: &[u64],
+) -> Judged {
+    let inner = &cache.inner;
+    let miss = |versions: &[u64]| {
+        Judged::Read(RemoteRead::Miss {
+            fail_safe: None,
+            versions: Some(versions.to_vec()),
+        })
     };
-    let Some(bytes) = fetched.entry else {
+    let Some(bytes) = bytes else {
         return miss(versions);
     };
-    let decoded =
-        entry::decode_header(&bytes).and_then(|(header, payload)| Ok((header, decode(payload)?)));
-    let (header, value) = match decoded {
+    let (header, payload) = match entry::decode_header(&bytes) {
         Ok(decoded) => decoded,
-        Err(error) => {
-            // The next load overwrites it.
-            inner.counters.decode_errors.incr();
-            tracing::warn!(key = %key.full(&inner.namespace), %error, "undecodable remote cache entry treated as a miss");
-            return miss(versions);
-        }
+        Err(error) => return undecodable(cache, key, error, versions),
     };
     // Valid only while every tag version it recorded is current.
     let current = header.tags.iter().all(|(name, version)| {
@@ -102,14 +183,19 @@ pub(crate) async fn read(
             .is_some_and(|v| v == version)
     });
     if !current {
-        return miss(versions);
+        return Judged::NotCurrent;
     }
+    let memory = inner.memory.is_enabled();
+    let value = match decode(payload, memory) {
+        Ok(value) => value,
+        Err(error) => return undecodable(cache, key, error, versions),
+    };
     let now = now_millis();
     let fresh = now < header.fresh_until;
     let stale = !fresh && plan.refreshable && now < header.stale_until;
     // The tag snapshot is kept by a memory entry and used by a stale entry's
     // refresh; a storage-only fresh hit skips it, and the registry's lock.
-    let snapshot = if stale || (fresh && inner.memory.is_enabled()) {
+    let snapshot = if stale || (fresh && memory) {
         inner.tags.snapshot(tags)
     } else {
         TagSnapshot::default()
@@ -117,20 +203,32 @@ pub(crate) async fn read(
     if fresh {
         // Storage-only, the value is not shared with an entry: the caller can
         // take it without a clone.
-        if inner.memory.is_enabled() {
+        if memory {
             let entry = entry_from(&header, value.clone(), snapshot);
             inner.memory.insert(key.repr.clone(), entry);
         }
-        return RemoteRead::Fresh(value);
+        return Judged::Read(RemoteRead::Fresh(value));
     }
     let entry = entry_from(&header, value, snapshot);
     if stale {
         inner.memory.insert(key.repr.clone(), entry.clone());
-        RemoteRead::Stale(entry)
+        Judged::Read(RemoteRead::Stale(entry))
     } else {
-        RemoteRead::Miss {
+        Judged::Read(RemoteRead::Miss {
             fail_safe: (now < entry.fail_safe_until).then(|| entry.value.to_shared()),
-            versions: Some(versions),
-        }
+            versions: Some(versions.to_vec()),
+        })
     }
+}
+
+/// An entry that does not decode is a miss; the next load overwrites it.
+#[cold]
+fn undecodable(cache: &Cache, key: &Key, error: EntryError, versions: &[u64]) -> Judged {
+    let inner = &cache.inner;
+    inner.counters.decode_errors.incr();
+    tracing::warn!(key = %key.full(&inner.namespace), %error, "undecodable remote cache entry treated as a miss");
+    Judged::Read(RemoteRead::Miss {
+        fail_safe: None,
+        versions: Some(versions.to_vec()),
+    })
 }

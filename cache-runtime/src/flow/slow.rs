@@ -5,7 +5,8 @@
 //! bloating every caller's future.
 
 use std::any::TypeId;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Instant;
 
 use super::distributed::lead_across_processes;
@@ -18,13 +19,14 @@ use crate::key::Key;
 use crate::memory::Entry;
 use crate::outcome::ReturnKind;
 use crate::remote::lock::LockGuard;
+use crate::value::Value;
 use crate::Cache;
 
 /// How a miss ended.
 pub(crate) enum Missed {
     /// A value of the caller's type: another caller's load, an entry stored
     /// meanwhile, or a fresh remote entry.
-    Value(Shared),
+    Value(Value),
     /// A stale remote entry: served, refreshed in the background by whoever
     /// holds `guard`.
     Stale {
@@ -51,11 +53,9 @@ pub(crate) struct Lead {
 impl Missed {
     pub(crate) fn into_step<M: ReturnKind<R>, R>(self, cache: &Cache) -> Step<M, R> {
         match self {
-            Missed::Value(shared) => match shared.downcast::<M::Value>() {
-                // Moved out when nobody else holds it (a storage-only hit).
-                Ok(value) => Step::Hit(M::join(
-                    Arc::try_unwrap(value).unwrap_or_else(|value| (*value).clone()),
-                )),
+            // Moved out when nobody else holds it (a storage-only hit).
+            Missed::Value(value) => match value.take::<M::Value>() {
+                Ok(value) => Step::Hit(M::join(value)),
                 // `miss` checked the type; unreachable, but degrade rather than panic.
                 Err(_) => Step::Load(Ticket::uncached(cache)),
             },
@@ -95,57 +95,120 @@ pub(crate) struct MissCall {
 
 pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     let inner = &cache.inner;
+    let (decode, value_type) = (call.decode, call.value_type);
+    // Storage-only, every hit reads the remote tier: a flight would only
+    // spare reads of one key wanted by many callers at once, and costs every
+    // hit its bookkeeping. So read first, and join the flight only on a miss.
+    // With a memory tier, the flight's one read serves every waiter and fills
+    // memory for the calls after them.
+    // A miss read before the flight: its fail-safe value and tag versions.
+    let mut earlier = None;
+    if !inner.memory.is_enabled() {
+        match read(cache, &call.key, &call.tags, &call.plan, decode).await {
+            RemoteRead::Miss {
+                fail_safe,
+                versions,
+            } => earlier = Some((fail_safe, versions)),
+            read => {
+                // A hit, or a value of another type (read again below).
+                let hit = match &read {
+                    RemoteRead::Fresh(value) => value.type_id() == value_type,
+                    RemoteRead::Stale(entry) => entry.value.type_id() == value_type,
+                    RemoteRead::Miss { .. } => false,
+                };
+                if hit {
+                    return match settle(cache, read, None, call) {
+                        Settled::Done(missed) => missed,
+                        Settled::Distributed(lead) => {
+                            lead_distributed(cache, lead, decode, value_type).await
+                        }
+                    };
+                }
+            }
+        }
+    }
+    let guard = match join_flight(
+        cache,
+        &call.key,
+        call.plan.single_flight,
+        call.value_type,
+        call.started,
+    )
+    .await
+    {
+        Ok(guard) => guard,
+        Err(missed) => return missed,
+    };
+    // Another leader may have stored the value since our lookup.
+    if let Some(entry) = inner.memory_get(&call.key.repr) {
+        let usable = entry.value.type_id() == call.value_type
+            && now_millis() < entry.fresh_until
+            && entry.tags.is_current();
+        if usable {
+            drop(guard);
+            trace(cache, &call.key, "hit after miss", call.started);
+            return Missed::Value(entry.value);
+        }
+    }
+    let read = match earlier {
+        // Read again, now that no other load of the key runs here: one may
+        // have ended since. Not when the remote tier failed (that costs a
+        // second timeout), nor under the distributed lock (it reads again
+        // once it holds the lock).
+        Some((fail_safe, versions)) if versions.is_none() || call.plan.distributed => {
+            RemoteRead::Miss {
+                fail_safe,
+                versions,
+            }
+        }
+        _ => read(cache, &call.key, &call.tags, &call.plan, decode).await,
+    };
+    match settle(cache, read, guard, call) {
+        Settled::Done(missed) => missed,
+        Settled::Distributed(lead) => lead_distributed(cache, lead, decode, value_type).await,
+    }
+}
+
+/// Boxed: a rare path, kept out of every remote hit's future.
+fn lead_distributed<'a>(
+    cache: &'a Cache,
+    lead: Lead,
+    decode: DecodeFn,
+    value_type: TypeId,
+) -> Pin<Box<dyn Future<Output = Missed> + Send + 'a>> {
+    Box::pin(lead_across_processes(cache, lead, decode, value_type))
+}
+
+/// What [`settle`] decided.
+enum Settled {
+    Done(Missed),
+    /// Load under the distributed lock.
+    Distributed(Lead),
+}
+
+/// Acts on what the remote tier held: serves a hit of the caller's type, or
+/// hands the load to the caller.
+fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissCall) -> Settled {
+    let inner = &cache.inner;
     let MissCall {
         plan,
         key,
         tags,
         fail_safe,
         value_type,
-        decode,
+        decode: _,
         started,
     } = call;
-    let guard = if plan.single_flight {
-        loop {
-            match inner.flights.join(&key.repr) {
-                Join::Lead(guard) => break Some(guard),
-                Join::Wait(flight) => {
-                    inner.counters.coalesced.incr();
-                    // Boxed: waiting is rare, and keeps the hit's future small.
-                    if let Some(shared) = Box::pin(flight.wait()).await {
-                        if (*shared).type_id() == value_type {
-                            trace(cache, &key, "miss, joined a load", started);
-                            return Missed::Value(shared);
-                        }
-                    }
-                    // The leader failed, was cancelled or panicked: try again,
-                    // and lead if nobody else does.
-                }
-            }
-        }
-    } else {
-        None
-    };
-    // Another leader may have stored the value since our lookup.
-    if let Some(entry) = inner.memory_get(&key.repr) {
-        let usable = entry.value.type_id() == value_type
-            && now_millis() < entry.fresh_until
-            && entry.tags.is_current();
-        if usable {
-            drop(guard);
-            trace(cache, &key, "hit after miss", started);
-            return Missed::Value(entry.value.to_shared());
-        }
-    }
-    match read(cache, &key, &tags, &plan, decode).await {
-        RemoteRead::Fresh(value) if (*value).type_id() == value_type => {
+    match read {
+        RemoteRead::Fresh(value) if value.type_id() == value_type => {
             inner.counters.remote_hits.incr();
             trace(cache, &key, "remote hit", started);
             if let Some(guard) = guard {
-                guard.complete(Some(value.clone()));
+                guard.complete(Some(value.to_shared()));
             }
             // Completing the flight dropped its copy unless someone waits, so
             // the value can usually be moved out instead of cloned.
-            Missed::Value(value)
+            Settled::Done(Missed::Value(value))
         }
         RemoteRead::Stale(entry) if entry.value.type_id() == value_type => {
             inner.counters.stale_hits.incr();
@@ -155,16 +218,16 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 guard.complete(Some(entry.value.to_shared()));
             }
             let guard = inner.flights.try_lead(&key.repr);
-            Missed::Stale {
+            Settled::Done(Missed::Stale {
                 entry,
                 key,
                 plan,
                 guard,
-            }
+            })
         }
         RemoteRead::Fresh(_) | RemoteRead::Stale(_) => {
             inner.counters.decode_errors.incr();
-            Missed::Lead(Lead {
+            Settled::Done(Missed::Lead(Lead {
                 key,
                 plan,
                 tags,
@@ -172,7 +235,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 fail_safe,
                 remote_versions: None,
                 lock: None,
-            })
+            }))
         }
         RemoteRead::Miss {
             fail_safe: remote_fail_safe,
@@ -190,10 +253,42 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 lock: None,
             };
             if distributed {
-                // Boxed: a rare path, kept out of every remote hit's future.
-                Box::pin(lead_across_processes(cache, lead, decode, value_type)).await
+                Settled::Distributed(lead)
             } else {
-                Missed::Lead(lead)
+                Settled::Done(Missed::Lead(lead))
+            }
+        }
+    }
+}
+
+/// Joins the load of `key` in progress, or leads one: `Ok` with the guard
+/// to lead with (`None` without single flight), `Err` with another load's
+/// value.
+async fn join_flight(
+    cache: &Cache,
+    key: &Key,
+    single_flight: bool,
+    value_type: TypeId,
+    started: Option<Instant>,
+) -> Result<Option<LeadGuard>, Missed> {
+    if !single_flight {
+        return Ok(None);
+    }
+    let inner = &cache.inner;
+    loop {
+        match inner.flights.join(&key.repr) {
+            Join::Lead(guard) => return Ok(Some(guard)),
+            Join::Wait(flight) => {
+                inner.counters.coalesced.incr();
+                // Boxed: waiting is rare, and keeps the hit's future small.
+                if let Some(shared) = Box::pin(flight.wait()).await {
+                    if (*shared).type_id() == value_type {
+                        trace(cache, key, "miss, joined a load", started);
+                        return Err(Missed::Value(Value::from_shared(shared)));
+                    }
+                }
+                // The leader failed, was cancelled or panicked: try again,
+                // and lead if nobody else does.
             }
         }
     }
@@ -216,7 +311,7 @@ mod tests {
             tags: Vec::new(),
             fail_safe: None,
             value_type: TypeId::of::<u8>(),
-            decode: super::super::decode_shared::<u8>,
+            decode: super::super::decode_for::<u8>,
             started: None,
         };
         let future = miss(&cache, call);

@@ -1,8 +1,9 @@
 //! The backplane: invalidations travel on a Redis pub/sub channel per
-//! namespace, so other processes' memory tiers drop affected entries within
-//! milliseconds. Messages sent while a subscriber is disconnected are lost, so
-//! a process does not trust its memory tier from a disconnect until it has
-//! subscribed again, and then clears it.
+//! namespace, so other processes' memory tiers drop affected entries, and
+//! their known tag versions rise, within milliseconds. Messages sent while a
+//! subscriber is disconnected are lost, so a process trusts neither its
+//! memory tier nor the tag versions it knows from a disconnect until it has
+//! subscribed again, and then clears both.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -11,20 +12,26 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, Notify};
 
+use super::known::KnownVersions;
 use crate::cache::Inner;
 
-/// One message: who sent it and the tags it invalidates.
+/// One message: who sent it, the tags it invalidates and their new versions
+/// (in the same order; absent from messages of earlier builds, which makes
+/// receivers forget those tags' versions instead).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Message {
     origin: u64,
     tags: Vec<String>,
+    #[serde(default)]
+    versions: Vec<u64>,
 }
 
-pub(crate) fn encode(origin: u64, tags: &[String]) -> Option<Vec<u8>> {
+pub(crate) fn encode(origin: u64, tags: &[String], versions: &[u64]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let message = Message {
         origin,
         tags: tags.to_vec(),
+        versions: versions.to_vec(),
     };
     ciborium::into_writer(&message, &mut out).ok()?;
     Some(out)
@@ -44,14 +51,18 @@ pub(crate) struct Backplane {
     /// Identifies this cache's own messages.
     pub(crate) origin: u64,
     trusted: AtomicBool,
+    /// The tags' versions this process knows, trusted while subscribed.
+    pub(crate) known: KnownVersions,
     shutdown: Arc<Notify>,
 }
 
 impl Backplane {
-    pub(crate) fn new() -> Self {
+    /// Keeps the versions of up to `known_tags` tags.
+    pub(crate) fn new(known_tags: usize) -> Self {
         Self {
             origin: fastrand::u64(..),
             trusted: AtomicBool::new(false),
+            known: KnownVersions::new(known_tags),
             shutdown: Arc::new(Notify::new()),
         }
     }
@@ -117,6 +128,7 @@ async fn subscriber(
                     // Invalidations may have been missed while unsubscribed.
                     inner.memory.clear();
                     if let Some(b) = &inner.backplane {
+                        b.known.set_trusted(true);
                         b.trusted.store(true, Ordering::Release);
                     }
                 }
@@ -132,6 +144,7 @@ async fn subscriber(
         }
         let Some(inner) = cache.upgrade() else { return };
         if let Some(b) = &inner.backplane {
+            b.known.set_trusted(false);
             if b.trusted.swap(false, Ordering::AcqRel) {
                 inner.counters.store_errors.incr();
                 tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects");
@@ -149,15 +162,17 @@ fn apply(inner: &Inner, payload: &[u8]) {
         inner.counters.decode_errors.incr();
         return;
     };
-    let own = inner
-        .backplane
-        .as_ref()
-        .is_some_and(|b| b.origin == message.origin);
-    if own {
+    let Some(backplane) = &inner.backplane else {
+        return;
+    };
+    if backplane.origin == message.origin {
         return;
     }
-    for tag in &message.tags {
+    let with_versions = message.versions.len() == message.tags.len();
+    for (i, tag) in message.tags.iter().enumerate() {
         inner.tags.invalidate(tag);
+        let version = with_versions.then(|| message.versions[i]);
+        backplane.known.heard(tag, version);
     }
 }
 
@@ -167,12 +182,29 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_garbage_is_rejected() {
-        let bytes = encode(7, &["a".into(), "b:c".into()]).unwrap();
+        let bytes = encode(7, &["a".into(), "b:c".into()], &[3, 4]).unwrap();
         let m = decode(&bytes).unwrap();
         assert_eq!(
-            (m.origin, m.tags),
-            (7, vec!["a".to_string(), "b:c".to_string()])
+            (m.origin, m.tags, m.versions),
+            (7, vec!["a".to_string(), "b:c".to_string()], vec![3, 4])
         );
         assert!(decode(b"\xff\x00garbage").is_none());
+    }
+
+    #[test]
+    fn messages_without_versions_still_decode() {
+        #[derive(serde::Serialize)]
+        struct Before {
+            origin: u64,
+            tags: Vec<String>,
+        }
+        let mut bytes = Vec::new();
+        let before = Before {
+            origin: 1,
+            tags: vec!["a".into()],
+        };
+        ciborium::into_writer(&before, &mut bytes).unwrap();
+        let m = decode(&bytes).unwrap();
+        assert_eq!((m.tags, m.versions), (vec!["a".to_string()], vec![]));
     }
 }

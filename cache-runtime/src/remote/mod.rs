@@ -5,6 +5,7 @@
 pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod entry;
+pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod redis;
 pub(crate) mod store;

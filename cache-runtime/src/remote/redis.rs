@@ -357,6 +357,25 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 Ok(fetched(values))
             });
         }
+        if keys.tags.is_empty() {
+            // The entry alone: one GET, the cheapest read there is.
+            let mut cmd = redis::Cmd::with_capacity(2, 128);
+            cmd.arg("GET").arg(keys.entry());
+            return Box::pin(async move {
+                let mut conn = conn;
+                // The raw reply: an error reply (a key of another Redis type)
+                // is a miss, as MGET reads it.
+                match conn.req_packed_command(&cmd).await {
+                    Ok(Value::BulkString(bytes)) => Ok(Fetched {
+                        entry: Some(bytes),
+                        versions: Vec::new(),
+                    }),
+                    Ok(_) => Ok(Fetched::default()),
+                    Err(e) if e.code() == Some("WRONGTYPE") => Ok(Fetched::default()),
+                    Err(e) => Err(backend(e, None)),
+                }
+            });
+        }
         // One MGET: the entry and its tag versions in one round trip. A key of
         // another Redis type reads as nil, i.e. a miss. The names are written
         // straight into the command, sized up front.
@@ -464,18 +483,36 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         })
     }
 
-    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()> {
+    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let incrs = tag_keys
-                .iter()
-                .map(|key| {
-                    let mut incr = redis::cmd("INCR");
-                    incr.arg(key);
-                    incr
-                })
-                .collect();
-            self.run_all(&mut conn, incrs).await
+            let incr = |key: &String| {
+                let mut incr = redis::cmd("INCR");
+                incr.arg(key);
+                incr
+            };
+            let versions: Vec<i64> = if self.cluster {
+                // Tag keys sit in different slots: one INCR each, concurrently.
+                let each = tag_keys.iter().map(|key| {
+                    let mut conn = conn.clone();
+                    let cmd = incr(key);
+                    async move { cmd.query_async::<i64>(&mut conn).await }
+                });
+                join_all(each)
+                    .await
+                    .into_iter()
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| backend(e, None))?
+            } else {
+                let mut pipe = redis::pipe();
+                for key in tag_keys {
+                    pipe.add_command(incr(key));
+                }
+                pipe.query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(e, None))?
+            };
+            Ok(versions.into_iter().map(|v| v as u64).collect())
         })
     }
 

@@ -81,8 +81,9 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()>;
     /// Removes `key`; whether it existed.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
-    /// Increments the versions of `tag_keys` (invalidation).
-    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, ()>;
+    /// Increments the versions of `tag_keys` (invalidation); their new
+    /// versions, in order.
+    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
     /// Takes `key` with `token` for `ttl` unless someone holds it.
     fn try_lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration)
         -> StoreFuture<'a, bool>;
