@@ -82,7 +82,12 @@ impl Breaker {
     }
 
     pub(crate) fn success(&self, permit: Permit) {
-        self.failures.store(0, Ordering::Release);
+        // Written only when it changes: every remote call ends here, and an
+        // unconditional store made the counter's cache line bounce between
+        // cores on every call.
+        if self.failures.load(Ordering::Acquire) != 0 {
+            self.failures.store(0, Ordering::Release);
+        }
         if matches!(permit, Permit::Probe) || self.opened_at.load(Ordering::Acquire) != 0 {
             self.opened_at.store(0, Ordering::Release);
             self.probing.store(false, Ordering::Release);
