@@ -266,6 +266,9 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryEr
 /// The payload must be exactly one CBOR item (trailing bytes are an error);
 /// nesting is limited to [`MAX_CBOR_DEPTH`].
 pub(crate) fn decode_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
+    if let Some(value) = super::cbor_text::decode(payload) {
+        return Ok(value);
+    }
     let mut rest = payload;
     let value = if payload.len() <= MAX_CBOR_DEPTH {
         // Every level of nesting takes at least one byte, so a payload this
