@@ -17,6 +17,7 @@
 //! sees the bump). A tag that is not known is read from Redis: forgetting is
 //! always safe.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -51,6 +52,30 @@ pub(crate) struct KnownVersions {
     /// Bumped by every message heard and every change of trust.
     seq: AtomicU64,
     trusted: AtomicBool,
+    /// Tells this instance's copies in [`RECENT`] from another's.
+    id: u64,
+    /// Bumped after every change to the shards: a thread's copy made at an
+    /// older stamp is stale.
+    stamp: AtomicU64,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The most entries a thread copies, per instance, before starting afresh.
+const RECENT_CAPACITY: usize = 1024;
+
+/// One thread's copy of what an instance knew at `stamp`.
+struct Recent {
+    id: u64,
+    stamp: u64,
+    known: HashMap<Box<str>, Known, Hasher>,
+}
+
+thread_local! {
+    /// Read-locking a shard on every hit made its lock word bounce between
+    /// cores (a tag such as `users` is in every hit); each thread reads its
+    /// own copy instead, checked against the instance's stamp.
+    static RECENT: RefCell<Vec<Recent>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Taken before a request whose reply may teach versions.
@@ -71,7 +96,27 @@ impl KnownVersions {
             hasher: Hasher::default(),
             seq: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            stamp: AtomicU64::new(0),
         }
+    }
+
+    /// After a change to the shards: threads' copies are stale.
+    fn changed(&self) {
+        self.stamp.fetch_add(1, Ordering::Release);
+    }
+
+    /// What `tag` is known at, as copied by this thread.
+    fn lookup(&self, tag: &str, recent: &mut Recent) -> Option<Known> {
+        if let Some(known) = recent.known.get(tag) {
+            return Some(*known);
+        }
+        let known = *self.shard(tag).read().get(tag)?;
+        if recent.known.len() >= RECENT_CAPACITY {
+            recent.known.clear();
+        }
+        recent.known.insert(tag.into(), known);
+        Some(known)
     }
 
     pub(crate) fn is_enabled(&self) -> bool {
@@ -102,15 +147,41 @@ impl KnownVersions {
         if !self.trusted.load(Ordering::Acquire) {
             return None;
         }
-        let mut out = Versions::with_capacity(tags.len());
-        for tag in tags {
-            let known = *self.shard(tag).read().get(tag.as_str())?;
-            if now.saturating_sub(known.confirmed_at) >= MAX_AGE_MS {
-                return None;
+        // Loaded before any shard is read: a change made meanwhile leaves
+        // the copy at an older stamp.
+        let stamp = self.stamp.load(Ordering::Acquire);
+        RECENT.with(|recent| {
+            let mut all = recent.borrow_mut();
+            let index = match all.iter().position(|r| r.id == self.id) {
+                Some(index) => index,
+                None => {
+                    // Caches come and go: keep a thread's copies few.
+                    if all.len() >= 8 {
+                        all.clear();
+                    }
+                    all.push(Recent {
+                        id: self.id,
+                        stamp,
+                        known: HashMap::default(),
+                    });
+                    all.len() - 1
+                }
+            };
+            let recent = &mut all[index];
+            if recent.stamp != stamp {
+                recent.known.clear();
+                recent.stamp = stamp;
             }
-            out.push(known.version);
-        }
-        Some(out)
+            let mut out = Versions::with_capacity(tags.len());
+            for tag in tags {
+                let known = self.lookup(tag, recent)?;
+                if now.saturating_sub(known.confirmed_at) >= MAX_AGE_MS {
+                    return None;
+                }
+                out.push(known.version);
+            }
+            Some(out)
+        })
     }
 
     /// Learns `versions` (in the order of `tags`) from a reply to a request
@@ -127,6 +198,7 @@ impl KnownVersions {
                 if version >= known.version {
                     known.version = version;
                     known.confirmed_at = known.confirmed_at.max(ticket.sent_at);
+                    self.changed();
                 }
                 continue;
             }
@@ -149,6 +221,7 @@ impl KnownVersions {
                     confirmed_at: ticket.sent_at,
                 },
             );
+            self.changed();
         }
     }
 
@@ -164,6 +237,7 @@ impl KnownVersions {
             }
             (_, None) => {}
         }
+        self.changed();
     }
 
     /// Forgets `tags` (an invalidation whose outcome is unknown).
@@ -172,6 +246,7 @@ impl KnownVersions {
         for tag in tags {
             self.shard(tag).write().remove(tag.as_str());
         }
+        self.changed();
     }
 
     /// The backplane (re)subscribed (`true`) or lost its subscription
@@ -185,6 +260,7 @@ impl KnownVersions {
         for shard in self.shards.iter() {
             shard.write().clear();
         }
+        self.changed();
         if trusted {
             self.trusted.store(true, Ordering::SeqCst);
         }
@@ -347,6 +423,29 @@ mod tests {
         assert_eq!(seen(&known, &tags(&["b"])), Some(vec![1]));
         known.forget(&tags(&["b"]));
         assert_eq!(seen(&known, &tags(&["b"])), None);
+    }
+
+    #[test]
+    fn a_threads_copy_follows_every_change() {
+        let known = trusted(100);
+        let other = trusted(100);
+        let t = tags(&["a"]);
+        known.learn(&t, &[1], known.ticket().unwrap());
+        other.learn(&t, &[7], other.ticket().unwrap());
+        assert_eq!(seen(&known, &t), Some(vec![1]), "copied now");
+        assert_eq!(seen(&other, &t), Some(vec![7]), "each instance its own");
+        known.heard("a", Some(2));
+        assert_eq!(seen(&known, &t), Some(vec![2]));
+        known.learn(&t, &[3], known.ticket().unwrap());
+        assert_eq!(seen(&known, &t), Some(vec![3]));
+        known.forget(&t);
+        assert_eq!(seen(&known, &t), None);
+        known.learn(&t, &[4], known.ticket().unwrap());
+        assert_eq!(seen(&known, &t), Some(vec![4]));
+        known.set_trusted(false);
+        known.set_trusted(true);
+        assert_eq!(seen(&known, &t), None);
+        assert_eq!(seen(&other, &t), Some(vec![7]));
     }
 
     #[test]
