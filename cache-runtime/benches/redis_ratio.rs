@@ -10,7 +10,7 @@
 //! reports the median of the per-round ratios, which a drift affects equally.
 //!
 //! `cargo bench -p cache-runtime --bench redis_ratio` (about 1 minute; set
-//! `RATIO_ROUNDS` for more or fewer rounds).
+//! `RATIO_ROUNDS` for more or fewer rounds, `RATIO_PER_TASK` for longer ones).
 
 mod rounds;
 mod support;
@@ -21,16 +21,24 @@ use cache_runtime::Cache;
 use redis::aio::ConnectionManager;
 use support::{cached_hits, item, prepare, raw_gets, Server, TASKS};
 
-const PER_TASK: usize = 300;
-
-/// Hits per second of one round: `TASKS` tasks, `PER_TASK` raw GETs each.
-async fn raw_round(raw: &ConnectionManager) -> f64 {
-    let started = Instant::now();
-    raw_gets(raw, PER_TASK).await;
-    (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
+/// Calls per task per throughput round (`RATIO_PER_TASK`, default 300: a
+/// round of about 70 ms here). Longer rounds smooth the scheduler's hiccups.
+fn per_task() -> usize {
+    std::env::var("RATIO_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(300)
 }
 
-/// Reads per second of one round: 64 tasks, `PER_TASK` raw MGETs each of the
+/// Hits per second of one round: `TASKS` tasks, `per_task()` raw GETs each.
+async fn raw_round(raw: &ConnectionManager) -> f64 {
+    let started = Instant::now();
+    raw_gets(raw, per_task()).await;
+    (TASKS * per_task()) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Reads per second of one round: 64 tasks, `per_task()` raw MGETs each of the
 /// very keys a cached hit reads (its entry and its two tags' versions), with
 /// no decoding: what the one-round-trip design costs before any of our code.
 async fn mget_round(raw: &ConnectionManager) -> f64 {
@@ -44,7 +52,7 @@ async fn mget_round(raw: &ConnectionManager) -> f64 {
                 "bench#tag:items".to_owned(),
             ];
             tokio::spawn(async move {
-                for _ in 0..PER_TASK {
+                for _ in 0..per_task() {
                     let reply: redis::Value = redis::cmd("MGET")
                         .arg(&keys)
                         .query_async(&mut conn)
@@ -58,7 +66,7 @@ async fn mget_round(raw: &ConnectionManager) -> f64 {
     for t in tasks {
         t.await.expect("task");
     }
-    (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
+    (TASKS * per_task()) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Calls per sequential round (one task, one key).
@@ -88,11 +96,11 @@ async fn cached_sequential(cache: &Cache) -> f64 {
     started.elapsed().as_secs_f64() * 1e6 / SEQUENTIAL as f64
 }
 
-/// Hits per second of one round: `TASKS` tasks, `PER_TASK` cached hits each.
+/// Hits per second of one round: `TASKS` tasks, `per_task()` cached hits each.
 async fn cached_round(cache: &Cache) -> f64 {
     let started = Instant::now();
-    cached_hits(cache, PER_TASK).await;
-    (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64()
+    cached_hits(cache, per_task()).await;
+    (TASKS * per_task()) as f64 / started.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -149,8 +157,9 @@ fn main() {
         let n = rounds.len() as f64;
         let mean = |i: usize| rounds.iter().map(|r| r[i]).sum::<f64>() / n;
         println!(
-            "redis_ratio: {} rounds of 64 tasks x {PER_TASK}; mean throughput: raw GET {:.0}/s, raw MGET of the hit's 3 keys {:.0}/s, #[cached] storage-only {:.0}/s",
+            "redis_ratio: {} rounds of 64 tasks x {}; mean throughput: raw GET {:.0}/s, raw MGET of the hit's 3 keys {:.0}/s, #[cached] storage-only {:.0}/s",
             rounds.len(),
+            per_task(),
             mean(0),
             mean(1),
             mean(2)
