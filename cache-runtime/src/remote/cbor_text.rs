@@ -69,6 +69,17 @@ impl de::Error for Declined {
     }
 }
 
+/// Deserializer methods without extra arguments that decline.
+macro_rules! decline {
+    ($($method:ident),* $(,)?) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
+                Err(Declined)
+            }
+        )*
+    };
+}
+
 impl<'de> de::Deserializer<'de> for Text<'_> {
     type Error = Declined;
 
@@ -84,68 +95,13 @@ impl<'de> de::Deserializer<'de> for Text<'_> {
         visitor.visit_str(self.0)
     }
 
-    fn deserialize_bool<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_i8<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_i16<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_i32<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_i64<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_u8<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_u16<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_u32<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_u64<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_f32<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_f64<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_char<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_bytes<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_byte_buf<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_unit<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
+    decline! {
+        deserialize_bool, deserialize_i8, deserialize_i16, deserialize_i32,
+        deserialize_i64, deserialize_u8, deserialize_u16, deserialize_u32,
+        deserialize_u64, deserialize_f32, deserialize_f64, deserialize_char,
+        deserialize_bytes, deserialize_byte_buf, deserialize_option,
+        deserialize_unit, deserialize_seq, deserialize_map,
+        deserialize_identifier, deserialize_ignored_any,
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -164,10 +120,6 @@ impl<'de> de::Deserializer<'de> for Text<'_> {
         Err(Declined)
     }
 
-    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Declined> {
         Err(Declined)
     }
@@ -178,10 +130,6 @@ impl<'de> de::Deserializer<'de> for Text<'_> {
         _: usize,
         _: V,
     ) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
         Err(Declined)
     }
 
@@ -200,14 +148,6 @@ impl<'de> de::Deserializer<'de> for Text<'_> {
         _: &'static [&'static str],
         _: V,
     ) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
-        Err(Declined)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Declined> {
         Err(Declined)
     }
 }

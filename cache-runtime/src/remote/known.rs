@@ -231,11 +231,13 @@ impl KnownVersions {
         self.seq.fetch_add(1, Ordering::SeqCst);
         let mut shard = self.shard(tag).write();
         match (version, shard.get_mut(tag)) {
-            (Some(version), Some(known)) => known.version = known.version.max(version),
+            (Some(version), Some(known)) if version > known.version => known.version = version,
             (None, Some(_)) => {
                 shard.remove(tag);
             }
-            (_, None) => {}
+            // Nothing changed (most messages name tags this process never
+            // read): threads' copies stay good.
+            _ => return,
         }
         self.changed();
     }
