@@ -14,6 +14,7 @@ use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
 use crate::remote::entry::{self, Header};
 use crate::remote::Remote;
+use crate::tags::Observed;
 use crate::{Cache, Policy, Result};
 
 impl Cache {
@@ -89,14 +90,25 @@ impl Cache {
             .collect();
         names.sort();
         names.dedup();
+        // Before the versions are read: an invalidation while they travel
+        // makes the promoted entries born invalid.
+        let local = inner.tags.snapshot(&names);
         let current: HashMap<&str, u64> = if names.is_empty() {
+            HashMap::new()
+        } else if inner.tags.any_pending(&names) {
+            // Redis may still hold what this process invalidated: the
+            // entries carrying those tags are not used (see below).
             HashMap::new()
         } else {
             let tag_keys: Vec<String> = names.iter().map(|t| Remote::tag_key(ns, t)).collect();
             let versions = remote
                 .call(&inner.counters, |s| s.versions(&tag_keys))
                 .await?;
-            names.iter().map(String::as_str).zip(versions).collect()
+            if local.observe(&names, &versions) == Observed::Outdated {
+                HashMap::new()
+            } else {
+                names.iter().map(String::as_str).zip(versions).collect()
+            }
         };
         for (slot, header, value) in found {
             let valid = header
@@ -107,8 +119,7 @@ impl Cache {
                 continue;
             }
             let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
-            let local = inner.tags.snapshot(&tag_names);
-            let promoted = entry_from(&header, Value::new(value.clone()), local);
+            let promoted = entry_from(&header, Value::new(value.clone()), local.only(&tag_names));
             inner.memory.insert(keys[slot].repr.clone(), promoted);
             inner.counters.remote_hits.incr();
             out[slot] = Some(value);

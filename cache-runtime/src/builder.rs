@@ -260,6 +260,7 @@ impl CacheBuilder {
         let cache = self.assemble(remote, backplane);
         if backplane && !clients.is_empty() {
             backplane::start(&cache.inner, clients, wait).await;
+            remote::confirm::start(&cache.inner, wait).await;
         }
         Ok(cache)
     }
@@ -286,6 +287,7 @@ impl CacheBuilder {
                 backplane: (backplane && remote.is_some()).then(|| Backplane::new(known_tags)),
                 remote,
                 tags: TagRegistry::new(),
+                invalidations: Default::default(),
                 flights: Flights::new(),
                 counters,
             }),

@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use crate::builder::CacheBuilder;
 use crate::flight::Flights;
+use crate::invalidation::Invalidations;
 use crate::key::Key;
 use crate::memory::MemoryTier;
-use crate::remote::backplane::{self, Backplane};
+use crate::remote::backplane::Backplane;
 use crate::remote::breaker::BreakerState;
 use crate::remote::Remote;
 use crate::stats::{Counters, Stats};
 use crate::tags::TagRegistry;
-use crate::{Policy, Result};
+use crate::{Error, Policy, Result};
 
 /// Default TTL when neither the function, its profile nor the builder sets one.
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -58,32 +59,38 @@ pub(crate) struct Inner {
     /// Write-through only: carries invalidations between processes.
     pub(crate) backplane: Option<Backplane>,
     pub(crate) tags: TagRegistry,
+    /// Invalidations the remote tier has not confirmed yet.
+    pub(crate) invalidations: Invalidations,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<Counters>,
 }
 
 impl Inner {
-    /// The memory tier's entry, unless the backplane is down (then memory may
-    /// have missed invalidations, and reads go to the remote tier).
+    /// The memory tier's entry, unless memory is not trusted at `now` (the
+    /// backplane is down, or tag versions were not confirmed within the
+    /// last second: memory may have missed invalidations, and reads go to
+    /// the remote tier).
     #[inline]
     pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<crate::memory::Entry> {
         if let Some(backplane) = &self.backplane {
-            if !backplane.trusted() {
+            if !backplane.memory_trusted(crate::clock::now_millis()) {
                 return None;
             }
         }
         self.memory.get(key)
     }
 
-    /// Like [`Inner::memory_get`], but runs `read` on the entry by reference.
+    /// Like [`Inner::memory_get`] at `now`, but runs `read` on the entry by
+    /// reference.
     #[inline]
     pub(crate) fn memory_read<T>(
         &self,
         key: &crate::key::Repr,
+        now: u64,
         read: impl FnOnce(&crate::memory::Entry) -> T,
     ) -> Option<T> {
         if let Some(backplane) = &self.backplane {
-            if !backplane.trusted() {
+            if !backplane.memory_trusted(now) {
                 return None;
             }
         }
@@ -115,11 +122,27 @@ impl Cache {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        stats.pending_invalidations = self.inner.invalidations.pending() as u64;
+        stats
     }
 
     /// Invalidates tags: every entry that carries one of them is a miss from now
     /// on. O(1) per tag, whatever the number of entries carrying it.
+    ///
+    /// From the moment this returns, this process serves nothing the tags
+    /// covered, in any mode, whatever the remote tier did. Other processes
+    /// hear of it within milliseconds of its reaching the remote tier, and
+    /// within a second even if that message is lost.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidationQueued`] when the remote tier did not confirm the
+    /// invalidation (timeout, lost connection, open circuit breaker, an error
+    /// reply). It is applied in this process all the same, and queued: a
+    /// background task retries it, in order, until the remote tier confirms
+    /// it ([`Health::pending_invalidations`], [`Stats::pending_invalidations`];
+    /// [`Cache::flush_invalidations`] waits for it).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -137,47 +160,14 @@ impl Cache {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let inner = &self.inner;
-        let mut names = Vec::new();
-        for tag in tags {
-            let tag = tag.as_ref();
-            inner.tags.invalidate(tag);
-            inner.counters.invalidations.incr();
-            tracing::debug!(namespace = %inner.namespace, tag, "cache tag invalidated");
-            names.push(tag.to_string());
-        }
-        if let Some(remote) = &inner.remote {
-            if !names.is_empty() {
-                let tag_keys: Vec<String> = names
-                    .iter()
-                    .map(|t| Remote::tag_key(&inner.namespace, t))
-                    .collect();
-                let known = inner.backplane.as_ref().map(|b| &b.known);
-                let ticket = known.and_then(|k| k.ticket());
-                let versions = match remote.call(&inner.counters, |s| s.bump(&tag_keys)).await {
-                    Ok(versions) => versions,
-                    Err(error) => {
-                        // The INCRs may have run: stop trusting what we knew.
-                        if let Some(known) = known {
-                            known.forget(&names);
-                        }
-                        return Err(error.into());
-                    }
-                };
-                if let (Some(known), Some(ticket)) = (known, ticket) {
-                    known.learn(&names, &versions, ticket);
-                }
-                let tags = names;
-                let origin = inner.backplane.as_ref().map_or(0, |b| b.origin);
-                if let Some(message) = backplane::encode(origin, &tags, &versions) {
-                    let channel = backplane::channel(&inner.namespace);
-                    remote
-                        .call(&inner.counters, |s| s.publish(&channel, message))
-                        .await?;
-                }
-            }
-        }
-        Ok(())
+        let names: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
+        let count = names.len();
+        crate::invalidation::invalidate(self, names)
+            .await
+            .map_err(|source| Error::InvalidationQueued {
+                tags: count,
+                source,
+            })
     }
 
     /// The keys held in the memory tier, as full key strings
@@ -217,7 +207,8 @@ impl Cache {
             connected: ping.is_ok(),
             ping: ping.ok().map(|_| started.elapsed()),
             breaker: remote.breaker_state(),
-            backplane: inner.backplane.as_ref().map(|b| b.trusted()),
+            backplane: inner.backplane.as_ref().map(|b| b.subscribed()),
+            pending_invalidations: inner.invalidations.pending(),
         })
     }
 
@@ -245,6 +236,16 @@ pub struct Health {
     ///
     /// [known tag versions]: crate::CacheBuilder::known_tag_versions
     pub backplane: Option<bool>,
+    /// Tags whose invalidation the remote tier has not confirmed yet: they
+    /// are invalid in this process, and retried in the background (see
+    /// [`Cache::invalidate_tags`]).
+    pub pending_invalidations: usize,
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        crate::invalidation::on_drop(self);
+    }
 }
 
 impl std::fmt::Debug for Cache {

@@ -25,6 +25,16 @@ pub enum Error {
         /// What failed.
         source: crate::StoreError,
     },
+    /// An invalidation that the remote tier did not confirm: it is applied in
+    /// this process and queued, and retried in the background until the
+    /// remote tier confirms it.
+    #[error("invalidation of {tags} tag(s) applied in this process and queued for retry: the remote tier did not confirm it ({source})")]
+    InvalidationQueued {
+        /// How many tags the invalidation named.
+        tags: usize,
+        /// Why the remote tier did not confirm it.
+        source: crate::StoreError,
+    },
     /// A remote operation failed (timeout, open circuit breaker, store error).
     #[error(transparent)]
     Store(#[from] crate::StoreError),

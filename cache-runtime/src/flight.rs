@@ -2,6 +2,11 @@
 //! leads; the others wait for its value. A leader that is dropped (cancelled) or
 //! unwinds (panics) without a value releases the flight, and the waiters retry:
 //! one of them becomes the new leader, so nobody hangs and not all fail.
+//!
+//! A flight keeps the tag snapshot its leader took before it began. A caller
+//! joins it only while that snapshot is current: once an invalidation has
+//! overtaken a load, callers that come after it never wait for (and are
+//! never handed) the value that load began before the invalidation.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -13,6 +18,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::key::Repr;
+use crate::tags::TagSnapshot;
 
 /// A load's shared result: the value, or `None` when the waiters must retry.
 pub(crate) type Shared = Option<Arc<dyn Any + Send + Sync>>;
@@ -43,6 +49,9 @@ impl Flight {
 pub(crate) enum Join {
     Lead(LeadGuard),
     Wait(Arc<Flight>),
+    /// A load of the key runs, but an invalidation overtook it: the caller
+    /// loads on its own, outside the flight.
+    Alone,
 }
 
 const SHARDS: usize = 64;
@@ -53,6 +62,8 @@ struct Pending {
     /// Tells this load from a later one of the same key.
     id: u64,
     flight: Option<Arc<Flight>>,
+    /// The leader's tags, as they were before it began.
+    tags: TagSnapshot,
 }
 
 // ahash (randomly seeded per cache, via quick_cache) instead of std's
@@ -126,11 +137,15 @@ impl Flights {
         &self.shards[(key.hash >> 58) as usize % SHARDS]
     }
 
-    /// Joins the load of `key`, or leads a new one.
-    pub(crate) fn join(self: &Arc<Self>, key: &Repr) -> Join {
+    /// Joins the load of `key`, or leads a new one with `tags` (the
+    /// caller's snapshot, taken before it looked for a flight).
+    pub(crate) fn join(self: &Arc<Self>, key: &Repr, tags: TagSnapshot) -> Join {
         let key = self.prehash(key);
         let mut shard = self.shard(&key).lock();
         if let Some(pending) = shard.get_mut(&key) {
+            if !pending.tags.is_current() {
+                return Join::Alone;
+            }
             let flight = pending.flight.get_or_insert_with(|| {
                 Arc::new(Flight {
                     notify: Notify::new(),
@@ -139,17 +154,17 @@ impl Flights {
             });
             return Join::Wait(flight.clone());
         }
-        Join::Lead(self.lead_locked(&mut shard, key))
+        Join::Lead(self.lead_locked(&mut shard, key, tags))
     }
 
-    /// Leads a new load of `key` unless one is in progress.
-    pub(crate) fn try_lead(self: &Arc<Self>, key: &Repr) -> Option<LeadGuard> {
+    /// Leads a new load of `key` with `tags` unless one is in progress.
+    pub(crate) fn try_lead(self: &Arc<Self>, key: &Repr, tags: TagSnapshot) -> Option<LeadGuard> {
         let key = self.prehash(key);
         let mut shard = self.shard(&key).lock();
         if shard.contains_key(&key) {
             return None;
         }
-        Some(self.lead_locked(&mut shard, key))
+        Some(self.lead_locked(&mut shard, key, tags))
     }
 
     // `Repr` reaches a `Site` whose plan cache is mutable, but neither its
@@ -159,13 +174,21 @@ impl Flights {
         self: &Arc<Self>,
         shard: &mut HashMap<Prehashed, Pending, BuildHasherDefault<PassThrough>>,
         key: Prehashed,
+        tags: TagSnapshot,
     ) -> LeadGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let kept = Prehashed {
             hash: key.hash,
             key: key.key.clone(),
         };
-        shard.insert(kept, Pending { id, flight: None });
+        shard.insert(
+            kept,
+            Pending {
+                id,
+                flight: None,
+                tags,
+            },
+        );
         LeadGuard {
             flights: self.clone(),
             key,
@@ -242,10 +265,10 @@ mod tests {
     #[tokio::test]
     async fn waiters_get_the_leaders_value() {
         let flights = Flights::new();
-        let Join::Lead(guard) = flights.join(&key("a")) else {
+        let Join::Lead(guard) = flights.join(&key("a"), TagSnapshot::default()) else {
             panic!("first caller must lead")
         };
-        let Join::Wait(flight) = flights.join(&key("a")) else {
+        let Join::Wait(flight) = flights.join(&key("a"), TagSnapshot::default()) else {
             panic!("second caller must wait")
         };
         let waiter = tokio::spawn(async move { flight.wait().await });
@@ -259,15 +282,18 @@ mod tests {
     #[tokio::test]
     async fn dropped_leader_releases_waiters_to_retry() {
         let flights = Flights::new();
-        let Join::Lead(guard) = flights.join(&key("a")) else {
+        let Join::Lead(guard) = flights.join(&key("a"), TagSnapshot::default()) else {
             panic!()
         };
-        let Join::Wait(flight) = flights.join(&key("a")) else {
+        let Join::Wait(flight) = flights.join(&key("a"), TagSnapshot::default()) else {
             panic!()
         };
         drop(guard);
         assert!(flight.wait().await.is_none());
-        assert!(matches!(flights.join(&key("a")), Join::Lead(_)));
+        assert!(matches!(
+            flights.join(&key("a"), TagSnapshot::default()),
+            Join::Lead(_)
+        ));
     }
 
     #[test]
@@ -275,24 +301,54 @@ mod tests {
         let flights = Flights::new();
         // More keys than shards: several share a shard.
         let guards: Vec<_> = (0..200)
-            .map(|i| flights.try_lead(&key(&format!("k{i}"))).expect("free key"))
+            .map(|i| {
+                flights
+                    .try_lead(&key(&format!("k{i}")), TagSnapshot::default())
+                    .expect("free key")
+            })
             .collect();
         assert_eq!(flights.in_progress(), 200);
         for (i, guard) in guards.into_iter().enumerate() {
-            assert!(flights.try_lead(&key(&format!("k{i}"))).is_none());
+            assert!(flights
+                .try_lead(&key(&format!("k{i}")), TagSnapshot::default())
+                .is_none());
             guard.complete(None);
-            assert!(flights.try_lead(&key(&format!("k{i}"))).is_some());
+            assert!(flights
+                .try_lead(&key(&format!("k{i}")), TagSnapshot::default())
+                .is_some());
         }
         assert_eq!(flights.in_progress(), 0);
     }
 
     #[test]
+    fn a_load_overtaken_by_an_invalidation_is_not_joined() {
+        let reg = crate::tags::TagRegistry::new();
+        let flights = Flights::new();
+        let Join::Lead(_guard) = flights.join(&key("a"), reg.snapshot(&["t"])) else {
+            panic!()
+        };
+        assert!(matches!(
+            flights.join(&key("a"), reg.snapshot(&["t"])),
+            Join::Wait(_)
+        ));
+        reg.invalidate("t");
+        assert!(matches!(
+            flights.join(&key("a"), reg.snapshot(&["t"])),
+            Join::Alone
+        ));
+    }
+
+    #[test]
     fn try_lead_refuses_while_in_progress() {
         let flights = Flights::new();
-        let g = flights.try_lead(&key("a"));
+        let g = flights.try_lead(&key("a"), TagSnapshot::default());
         assert!(g.is_some());
-        assert!(flights.try_lead(&key("a")).is_none());
+        assert!(flights
+            .try_lead(&key("a"), TagSnapshot::default())
+            .is_none());
         drop(g);
-        assert!(flights.try_lead(&key("a")).is_some());
+        assert!(flights
+            .try_lead(&key("a"), TagSnapshot::default())
+            .is_some());
     }
 }

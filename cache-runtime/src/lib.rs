@@ -44,6 +44,7 @@ mod error;
 mod flight;
 mod flow;
 mod global;
+mod invalidation;
 mod key;
 mod keyspace;
 mod manual;

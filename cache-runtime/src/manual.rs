@@ -45,7 +45,7 @@ impl Cache {
         let inner = &self.inner;
         let now = now_millis();
         let value = inner
-            .memory_read(&key.repr, |entry| {
+            .memory_read(&key.repr, now, |entry| {
                 let fresh = now < entry.fresh_until && entry.tags.is_current();
                 match entry.value.downcast_ref::<T>() {
                     Some(v) if fresh => Some(v.clone()),
@@ -93,8 +93,8 @@ impl Cache {
 
     /// Writes through both tiers, with the tags' remote versions read first.
     async fn store_typed<T: Storable>(&self, key: &Key, value: T, plan: &Plan, tags: &[String]) {
-        let local = self.inner.tags.snapshot(tags);
         let remote_versions = remote_versions(self, tags).await;
+        let local = crate::flow::load_snapshot(self, tags, remote_versions.as_deref());
         let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
         let write = Write {
             key,
@@ -202,7 +202,7 @@ impl Cache {
         let inner = &self.inner;
         let plan = Plan::from_policy(policy, self, false);
         let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
-        let mut led: Vec<(usize, LeadGuard)> = Vec::new();
+        let mut led: Vec<(usize, Option<LeadGuard>)> = Vec::new();
         let mut waiting = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let key = Key::manual(key.as_ref());
@@ -212,8 +212,10 @@ impl Cache {
                 continue;
             }
             out.push(None);
-            match inner.flights.join(&key.repr) {
-                Join::Lead(guard) => led.push((i, guard)),
+            // Untagged: no invalidation can overtake these loads.
+            match inner.flights.join(&key.repr, Default::default()) {
+                Join::Lead(guard) => led.push((i, Some(guard))),
+                Join::Alone => led.push((i, None)),
                 Join::Wait(flight) => waiting.push((i, flight)),
             }
         }
@@ -236,10 +238,12 @@ impl Cache {
                     Some(value) => {
                         let key = Key::manual(name);
                         self.store_typed(&key, value.clone(), &plan, &[]).await;
-                        guard.complete(Some(Arc::new(value.clone())));
+                        if let Some(guard) = guard {
+                            guard.complete(Some(Arc::new(value.clone())));
+                        }
                         out[i] = Some(value);
                     }
-                    None => guard.complete(None),
+                    None => drop(guard),
                 }
             }
         }

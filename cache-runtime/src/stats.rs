@@ -108,6 +108,7 @@ pub(crate) struct Counters {
     pub(crate) invalidations: Counter,
     pub(crate) decode_errors: Counter,
     pub(crate) config_errors: Counter,
+    pub(crate) invalidation_failures: Counter,
 }
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
@@ -153,6 +154,11 @@ pub struct Stats {
     pub invalidations: u64,
     /// Entries that could not be decoded and were treated as misses.
     pub decode_errors: u64,
+    /// Invalidations the remote tier did not confirm at once (they were
+    /// queued and retried).
+    pub invalidation_failures: u64,
+    /// Tags whose invalidation waits for the remote tier now.
+    pub pending_invalidations: u64,
 }
 
 impl Counters {
@@ -172,6 +178,8 @@ impl Counters {
             evictions: self.evictions.get(),
             invalidations: self.invalidations.get(),
             decode_errors: self.decode_errors.get(),
+            invalidation_failures: self.invalidation_failures.get(),
+            pending_invalidations: 0,
         }
     }
 }

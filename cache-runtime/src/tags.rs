@@ -1,27 +1,147 @@
 //! Tag versions: invalidating a tag bumps one counter, whatever the number of
 //! entries that carry it (O(1)). An entry records the version of each of its
-//! tags when its load began, and is valid only while they are all current, so
-//! an invalidation during a load makes the loaded entry born invalid.
+//! tags when its load (or its remote read) began, and is valid only while
+//! they are all current, so an invalidation during a load or a read makes
+//! the entry born invalid.
 //!
-//! The registry holds tags weakly: a tag lives as long as some entry (or load in
-//! progress) carries it. A tag nobody carries has nothing to invalidate.
+//! With a remote tier, each tag also remembers the highest version Redis was
+//! seen to hold ([`TagSlot::observe`]). A reply that shows a newer version
+//! bumps the local one (an invalidation this process did not hear of); a
+//! reply older than what was seen is not used at all. And an invalidation
+//! that Redis has not confirmed yet keeps its tags *pending*: every snapshot
+//! taken meanwhile is never current, so nothing carrying them is served from
+//! this process until Redis has it (`crate::invalidation`).
+//!
+//! The registry holds tags weakly: a tag lives as long as some entry, load,
+//! read or pending invalidation carries it. A tag nobody carries has nothing
+//! to invalidate.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
+
+/// A recorded version that no tag ever reaches: an entry made while one of
+/// its tags had an unconfirmed invalidation is never current.
+const NEVER: u64 = u64::MAX;
+/// [`TagSlot::remote`] before any reply named the tag.
+const UNKNOWN: u64 = u64::MAX;
+/// [`TagSlot::remote`] of a tag that entries carry without a remote version
+/// (the remote tier failed while they loaded): the first version seen bumps.
+const DIRTY: u64 = u64::MAX - 1;
+
+/// The most a backplane message may raise a version above the one Redis was
+/// seen to hold. Real invalidations move a tag by one each; a larger claim
+/// (a forged or garbled message, or a tag key that was recreated) is not
+/// believed, and the next reply from Redis tells the truth.
+pub(crate) const MAX_HEARD_STEP: u64 = 1 << 20;
 
 /// One tag's version counter.
 #[derive(Debug)]
 pub(crate) struct TagSlot {
     pub(crate) name: Box<str>,
     version: AtomicU64,
+    /// The highest remote version seen, or [`UNKNOWN`] / [`DIRTY`].
+    remote: AtomicU64,
+    /// Invalidations of this tag that the remote tier has not confirmed.
+    pending: AtomicU32,
+}
+
+/// What a remote reply's version of a tag says about the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Observed {
+    /// As new as anything seen (older entries may have been invalidated).
+    Current,
+    /// Older than a version seen before: the reply was overtaken.
+    Outdated,
 }
 
 impl TagSlot {
+    fn new(name: &str) -> TagSlot {
+        TagSlot {
+            name: name.into(),
+            version: AtomicU64::new(0),
+            remote: AtomicU64::new(UNKNOWN),
+            pending: AtomicU32::new(0),
+        }
+    }
+
     fn version(&self) -> u64 {
-        self.version.load(Ordering::Acquire)
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// The version a snapshot records now: [`NEVER`] while an invalidation
+    /// is pending. The version is read first: an invalidation that marks the
+    /// tag pending after that read also bumps it, so the snapshot is old.
+    fn recorded(&self) -> u64 {
+        let version = self.version();
+        if self.pending.load(Ordering::SeqCst) > 0 {
+            NEVER
+        } else {
+            version
+        }
+    }
+
+    /// Every entry recorded at the current version becomes invalid.
+    fn bump(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A remote reply says the tag is at `version`: newer than seen before
+    /// means an invalidation happened that this process may not have heard
+    /// of, so entries recorded so far are dropped.
+    pub(crate) fn observe(&self, version: u64) -> Observed {
+        if version >= DIRTY {
+            // Not a version (unparsable): nothing read with it is trusted.
+            return Observed::Outdated;
+        }
+        let mut seen = self.remote.load(Ordering::SeqCst);
+        loop {
+            let bump = match seen {
+                UNKNOWN => false,
+                DIRTY => true,
+                seen if version > seen => true,
+                seen if version == seen => return Observed::Current,
+                _ => return Observed::Outdated,
+            };
+            match self.remote.compare_exchange_weak(
+                seen,
+                version,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    if bump {
+                        self.bump();
+                    }
+                    return Observed::Current;
+                }
+                Err(now) => seen = now,
+            }
+        }
+    }
+
+    /// The periodic confirmation read `version`: any change from what was
+    /// seen (higher: a lost message; lower: the key was reset) drops the
+    /// entries recorded so far.
+    pub(crate) fn confirm(&self, version: u64) {
+        if version >= DIRTY {
+            self.remote.store(DIRTY, Ordering::SeqCst);
+            self.bump();
+            return;
+        }
+        let seen = self.remote.swap(version, Ordering::SeqCst);
+        if seen != version && seen != UNKNOWN {
+            self.bump();
+        }
+    }
+
+    /// Entries are about to carry this tag without a remote version.
+    pub(crate) fn mark_dirty(&self) {
+        let _ = self
+            .remote
+            .compare_exchange(UNKNOWN, DIRTY, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -61,15 +181,49 @@ impl TagSnapshot {
     pub(crate) fn renewed(&self) -> TagSnapshot {
         TagSnapshot::from_vec(
             self.iter()
-                .map(|(slot, _)| (slot.clone(), slot.version()))
+                .map(|(slot, _)| (slot.clone(), slot.recorded()))
                 .collect(),
         )
+    }
+
+    /// A remote reply read `versions` of `tags` (in that order): raises what
+    /// each tag has seen, and says whether the reply is as new as everything
+    /// seen before. Tags not in the snapshot are skipped.
+    pub(crate) fn observe(&self, tags: &[String], versions: &[u64]) -> Observed {
+        let mut observed = Observed::Current;
+        for (tag, &version) in tags.iter().zip(versions) {
+            if let Some((slot, _)) = self.iter().find(|(slot, _)| *slot.name == **tag) {
+                if slot.observe(version) == Observed::Outdated {
+                    observed = Observed::Outdated;
+                }
+            }
+        }
+        observed
+    }
+
+    /// The part of the snapshot for `names` (those it holds), in their order.
+    pub(crate) fn only<S: AsRef<str>>(&self, names: &[S]) -> TagSnapshot {
+        TagSnapshot::from_vec(
+            names
+                .iter()
+                .filter_map(|n| self.iter().find(|(slot, _)| *slot.name == *n.as_ref()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Entries of these tags are stored without remote versions.
+    pub(crate) fn mark_dirty(&self) {
+        self.iter().for_each(|(slot, _)| slot.mark_dirty());
     }
 }
 
 /// The version counters of one cache's tags.
 pub(crate) struct TagRegistry {
     inner: Mutex<Registry>,
+    /// Tags with unconfirmed invalidations, summed over all of them: reads
+    /// look for pending tags only while this is not zero.
+    pending: AtomicUsize,
 }
 
 struct Registry {
@@ -86,10 +240,12 @@ impl TagRegistry {
                 slots: HashMap::new(),
                 prune_at: MIN_PRUNE_AT,
             }),
+            pending: AtomicUsize::new(0),
         }
     }
 
-    /// Snapshots the current versions of `names` (creating tags not seen yet).
+    /// Snapshots the current versions of `names` (creating tags not seen
+    /// yet); a tag with a pending invalidation is recorded as never current.
     pub(crate) fn snapshot<S: AsRef<str>>(&self, names: &[S]) -> TagSnapshot {
         if names.is_empty() {
             return TagSnapshot::default();
@@ -102,23 +258,100 @@ impl TagRegistry {
                 continue;
             }
             let slot = reg.slot(name);
-            let version = slot.version();
+            let version = slot.recorded();
             out.push((slot, version));
         }
         TagSnapshot::from_vec(out)
     }
 
     /// Invalidates a tag: every entry carrying it becomes a miss. Returns whether
-    /// any entry or load carried it.
+    /// any entry, load or read carried it.
     pub(crate) fn invalidate(&self, name: &str) -> bool {
         let slot = self.inner.lock().slots.get(name).and_then(Weak::upgrade);
         match slot {
             Some(slot) => {
-                slot.version.fetch_add(1, Ordering::AcqRel);
+                slot.bump();
                 true
             }
             None => false,
         }
+    }
+
+    /// Another process invalidated `name`, at `version` if its message said
+    /// so: entries carrying it are dropped, and the version is believed only
+    /// a bounded step above the one Redis was seen to hold (see
+    /// [`MAX_HEARD_STEP`]).
+    pub(crate) fn heard(&self, name: &str, version: Option<u64>) {
+        let slot = self.inner.lock().slots.get(name).and_then(Weak::upgrade);
+        let Some(slot) = slot else { return };
+        slot.bump();
+        let Some(version) = version else { return };
+        let mut seen = slot.remote.load(Ordering::SeqCst);
+        while seen < DIRTY && version > seen && version - seen <= MAX_HEARD_STEP {
+            match slot.remote.compare_exchange_weak(
+                seen,
+                version,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(now) => seen = now,
+            }
+        }
+    }
+
+    /// Invalidates `names` until [`TagRegistry::confirmed`] is called with
+    /// the slots returned: entries carrying them are invalid now, and those
+    /// made meanwhile are born invalid.
+    pub(crate) fn begin_pending<S: AsRef<str>>(&self, names: &[S]) -> Vec<Arc<TagSlot>> {
+        let slots: Vec<Arc<TagSlot>> = {
+            let mut reg = self.inner.lock();
+            names.iter().map(|n| reg.slot(n.as_ref())).collect()
+        };
+        for slot in &slots {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            slot.pending.fetch_add(1, Ordering::SeqCst);
+            slot.bump();
+        }
+        slots
+    }
+
+    /// The remote tier confirmed the invalidation of `slots` (from
+    /// [`TagRegistry::begin_pending`]) at `versions`.
+    pub(crate) fn confirmed(&self, slots: &[Arc<TagSlot>], versions: &[u64]) {
+        for (i, slot) in slots.iter().enumerate() {
+            if let Some(&version) = versions.get(i) {
+                slot.observe(version);
+            }
+            slot.pending.fetch_sub(1, Ordering::SeqCst);
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether any of `names` has an invalidation the remote tier has not
+    /// confirmed; one atomic load while none has.
+    #[inline]
+    pub(crate) fn any_pending(&self, names: &[String]) -> bool {
+        if names.is_empty() || self.pending.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let reg = self.inner.lock();
+        names.iter().any(|name| {
+            reg.slots
+                .get(name.as_str())
+                .and_then(Weak::upgrade)
+                .is_some_and(|slot| slot.pending.load(Ordering::SeqCst) > 0)
+        })
+    }
+
+    /// Every tag some entry, load or read carries now.
+    pub(crate) fn live(&self) -> Vec<Arc<TagSlot>> {
+        self.inner
+            .lock()
+            .slots
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
     }
 
     #[cfg(test)]
@@ -132,10 +365,7 @@ impl Registry {
         if let Some(slot) = self.slots.get(name).and_then(Weak::upgrade) {
             return slot;
         }
-        let slot = Arc::new(TagSlot {
-            name: name.into(),
-            version: AtomicU64::new(0),
-        });
+        let slot = Arc::new(TagSlot::new(name));
         self.slots.insert(name.into(), Arc::downgrade(&slot));
         if self.slots.len() >= self.prune_at {
             self.slots.retain(|_, weak| weak.strong_count() > 0);
@@ -178,5 +408,101 @@ mod tests {
         }
         assert!(reg.invalidate("kept"));
         assert!(!kept.is_current());
+    }
+
+    fn names(tags: &[&str]) -> Vec<String> {
+        tags.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn pending_tags_make_every_snapshot_old_until_confirmed() {
+        let reg = TagRegistry::new();
+        let before = reg.snapshot(&["a", "b"]);
+        let slots = reg.begin_pending(&["a"]);
+        assert!(!before.is_current());
+        assert!(reg.any_pending(&names(&["b", "a"])));
+        assert!(!reg.any_pending(&names(&["b"])));
+        // Made while pending: never current, even after the confirmation.
+        let during = reg.snapshot(&["a", "b"]);
+        assert!(!during.is_current());
+        assert!(!during.renewed().is_current());
+        reg.confirmed(&slots, &[7]);
+        assert!(!during.is_current());
+        assert!(!reg.any_pending(&names(&["a"])));
+        assert!(reg.snapshot(&["a", "b"]).is_current());
+        // A pending invalidation keeps its tag alive while nothing else does.
+        drop((before, during));
+        let slots = reg.begin_pending(&["lonely"]);
+        assert!(reg.any_pending(&names(&["lonely"])));
+        reg.confirmed(&slots, &[1]);
+    }
+
+    #[test]
+    fn a_newer_remote_version_drops_entries_and_an_older_reply_is_outdated() {
+        let reg = TagRegistry::new();
+        let t = names(&["a"]);
+        let first = reg.snapshot(&t);
+        // First sight of the tag: nothing to drop.
+        assert_eq!(first.observe(&t, &[4]), Observed::Current);
+        assert!(first.is_current());
+        assert_eq!(first.observe(&t, &[4]), Observed::Current);
+        assert!(first.is_current());
+        // Redis moved on without a message reaching us.
+        let second = reg.snapshot(&t);
+        assert_eq!(second.observe(&t, &[5]), Observed::Current);
+        assert!(!first.is_current() && !second.is_current());
+        // A slow reply from before that.
+        let third = reg.snapshot(&t);
+        assert_eq!(third.observe(&t, &[4]), Observed::Outdated);
+        assert_eq!(third.observe(&t, &[u64::MAX]), Observed::Outdated);
+        assert!(third.is_current());
+    }
+
+    #[test]
+    fn entries_without_remote_versions_are_dropped_at_the_first_version_seen() {
+        let reg = TagRegistry::new();
+        let t = names(&["a"]);
+        let unversioned = reg.snapshot(&t);
+        unversioned.mark_dirty();
+        let reader = reg.snapshot(&t);
+        assert_eq!(reader.observe(&t, &[2]), Observed::Current);
+        assert!(!unversioned.is_current());
+    }
+
+    #[test]
+    fn a_message_raises_the_seen_version_only_a_bounded_step() {
+        let reg = TagRegistry::new();
+        let t = names(&["a"]);
+        let snap = reg.snapshot(&t);
+        snap.observe(&t, &[10]);
+        reg.heard("a", Some(u64::MAX - 3));
+        assert!(!snap.is_current(), "a message always drops entries");
+        // Not believed: Redis's real next version is still current.
+        let next = reg.snapshot(&t);
+        assert_eq!(next.observe(&t, &[11]), Observed::Current);
+        reg.heard("a", Some(12));
+        let after = reg.snapshot(&t);
+        assert_eq!(after.observe(&t, &[11]), Observed::Outdated);
+        assert_eq!(after.observe(&t, &[12]), Observed::Current);
+        assert!(
+            after.is_current(),
+            "a believed message spares the next read a bump"
+        );
+    }
+
+    #[test]
+    fn confirmation_drops_entries_on_any_change() {
+        let reg = TagRegistry::new();
+        let t = names(&["a"]);
+        let snap = reg.snapshot(&t);
+        snap.observe(&t, &[3]);
+        let slot = &reg.live()[0];
+        slot.confirm(3);
+        assert!(snap.is_current());
+        slot.confirm(9);
+        assert!(!snap.is_current());
+        let snap = reg.snapshot(&t);
+        slot.confirm(1);
+        assert!(!snap.is_current(), "a key reset also drops");
     }
 }

@@ -38,7 +38,7 @@ pub(crate) async fn lead_across_processes(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
-        match read(cache, &lead.key, &lead.tags, &lead.plan, decode).await {
+        match read(cache, &lead.key, &lead.tags, &lead.plan, decode, None).await {
             RemoteRead::Fresh(value) if value.type_id() == value_type => {
                 if let Some(lock) = lock {
                     let _ = lock.release().await;

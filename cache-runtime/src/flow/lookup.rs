@@ -5,10 +5,15 @@ use std::sync::Arc;
 
 use super::plan::Plan;
 use crate::memory::Entry;
+use crate::tags::TagSnapshot;
 
 pub(crate) enum Found<V> {
-    /// Fresh; `early` when XFetch chose this call to refresh ahead of expiry.
-    Fresh { value: V, early: bool },
+    /// Fresh; `early` (the entry's tags, renewed) when XFetch chose this
+    /// call to refresh ahead of expiry.
+    Fresh {
+        value: V,
+        early: Option<TagSnapshot>,
+    },
     /// Past its TTL, inside the stale window.
     Stale { value: V, tags_entry: Entry },
     /// Expired, or stale without a way to refresh: a miss, with the old value
@@ -37,7 +42,8 @@ pub(crate) fn judge<V: Clone + 'static>(entry: &Entry, plan: &Plan, now: u64) ->
         return (Found::Miss { fail_safe: None }, false);
     }
     if now < entry.fresh_until {
-        let early = plan.beta > 0.0 && xfetch(now, entry, plan.beta);
+        let early =
+            (plan.beta > 0.0 && xfetch(now, entry, plan.beta)).then(|| entry.tags.renewed());
         return (
             Found::Fresh {
                 value: value.clone(),
@@ -80,7 +86,6 @@ fn xfetch(now: u64, entry: &Entry, beta: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tags::TagSnapshot;
 
     fn entry(fresh: u64, load_millis: u64) -> Entry {
         Entry {

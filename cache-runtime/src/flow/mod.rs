@@ -25,7 +25,7 @@ use std::time::Instant;
 pub use refresh::Refresher;
 use remote_read::decode_for;
 pub(crate) use remote_read::entry_from;
-pub(crate) use store::{remote_versions, store as store_value, Write};
+pub(crate) use store::{load_snapshot, remote_versions, store as store_value, Write};
 pub use ticket::Ticket;
 
 use crate::clock::now_millis;
@@ -65,7 +65,8 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
         return None;
     }
     let now = now_millis();
-    let value = inner.memory_read(&key.repr, |entry| fresh_value::<M::Value>(entry, now))??;
+    let value =
+        inner.memory_read(&key.repr, now, |entry| fresh_value::<M::Value>(entry, now))??;
     inner.counters.hits.incr();
     Some(M::join(value))
 }
@@ -136,7 +137,7 @@ where
     let (found, wrong_type) = if inner.memory.is_enabled() {
         let now = now_millis();
         inner
-            .memory_read(&key.repr, |entry| judge::<M::Value>(entry, &plan, now))
+            .memory_read(&key.repr, now, |entry| judge::<M::Value>(entry, &plan, now))
             .unwrap_or_else(Found::absent)
     } else {
         Found::absent()
@@ -147,8 +148,8 @@ where
     let fail_safe = match found {
         Found::Fresh { value, early } => {
             inner.counters.hits.incr();
-            if early {
-                if let Some(guard) = inner.flights.try_lead(&key.repr) {
+            if let Some(tags) = early {
+                if let Some(guard) = inner.flights.try_lead(&key.repr, tags) {
                     inner.counters.early_refreshes.incr();
                     trace(cache, &key, "hit, refresh ahead", started);
                     let refresher = Refresher::new(cache, key, plan, guard, None);
@@ -161,7 +162,8 @@ where
         Found::Stale { value, tags_entry } => {
             inner.counters.stale_hits.incr();
             trace(cache, &key, "stale hit", started);
-            return Begun::Ready(match inner.flights.try_lead(&key.repr) {
+            let tags = tags_entry.tags.renewed();
+            return Begun::Ready(match inner.flights.try_lead(&key.repr, tags) {
                 Some(guard) => {
                     let refresher = Refresher::new(cache, key, plan, guard, Some(tags_entry));
                     Step::Refresh(M::join(value), refresher)
@@ -227,9 +229,12 @@ fn trace_call(cache: &Cache, key: &Key, outcome: &'static str, started: Instant)
 /// result is a success.
 pub async fn invalidate_after<M: ReturnKind<R>, R>(cache: &Cache, result: &R, tags: Vec<String>) {
     if M::succeeded(result) {
-        // Invalidation of the memory tier cannot fail; a remote tier's error is
-        // counted by the cache and must not change the function's result.
-        let _ = cache.invalidate_tags(tags).await;
+        // The function's result stands either way. An invalidation the remote
+        // tier did not confirm is in force here and queued for retry; the
+        // cache counted it (`Stats::invalidation_failures`), and it is logged.
+        if let Err(error) = cache.invalidate_tags(tags).await {
+            tracing::warn!(namespace = %cache.inner.namespace, %error, "#[invalidate]: the remote tier did not confirm the invalidation; it is queued for retry");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use super::plan::Plan;
-use super::store::{remote_versions, store, Write};
+use super::store::{load_snapshot, remote_versions, store, Write};
 use crate::flight::LeadGuard;
 use crate::key::Key;
 use crate::memory::Entry;
@@ -74,16 +74,16 @@ impl Refresher {
 impl RefreshState {
     async fn run<M: ReturnKind<R>, R, F: Future<Output = R>>(self, load: F) {
         let inner = &self.cache.inner;
-        let snapshot = match &self.entry {
-            Some(entry) => entry.tags.renewed(),
+        let tags = match &self.entry {
+            Some(entry) => entry.tags.names(),
             None => match inner.memory.get(&self.key.repr) {
-                Some(entry) => entry.tags.renewed(),
-                None => Default::default(),
+                Some(entry) => entry.tags.names(),
+                None => Vec::new(),
             },
         };
         // Remote versions are read before the load, like a foreground load's.
-        let tags = snapshot.names();
         let remote_versions = remote_versions(&self.cache, &tags).await;
+        let snapshot = load_snapshot(&self.cache, &tags, remote_versions.as_deref());
         inner.counters.loads.incr();
         let started = Instant::now();
         let outcome = AssertUnwindSafe(load).catch_unwind().await;

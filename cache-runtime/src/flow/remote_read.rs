@@ -11,7 +11,7 @@ use crate::memory::{Entry, Value};
 use crate::remote::entry::{self, EntryError, Header};
 use crate::remote::known::Versions;
 use crate::remote::store::FetchKeys;
-use crate::tags::TagSnapshot;
+use crate::tags::{Observed, TagSnapshot};
 use crate::Cache;
 
 pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
@@ -60,6 +60,13 @@ pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot) -> En
 
 /// Reads `key` from the remote tier. Without one: a miss with no versions.
 ///
+/// `snapshot` is the tags' local versions taken before the caller looked
+/// for a flight; with a memory tier and none given, one is taken now, before
+/// the request is sent, so that an invalidation while it travels makes the
+/// entry born invalid. While an invalidation of one of the tags waits for
+/// the remote tier, the entry is not read at all: Redis may still hold what
+/// this process invalidated.
+///
 /// When this process knows the current versions of the entry's tags (the
 /// backplane keeps them: `remote::known`), the entry is read alone, in one
 /// `GET`; otherwise, or when the entry recorded other versions than those
@@ -70,13 +77,23 @@ pub(crate) async fn read(
     tags: &[String],
     plan: &Plan,
     decode: DecodeFn,
+    snapshot: Option<&TagSnapshot>,
 ) -> RemoteRead {
     let inner = &cache.inner;
     let Some(remote) = &inner.remote else {
-        return RemoteRead::Miss {
-            fail_safe: None,
-            versions: None,
-        };
+        return unread();
+    };
+    if inner.tags.any_pending(tags) {
+        return unread();
+    }
+    let taken;
+    let snapshot = match snapshot {
+        Some(snapshot) => Some(snapshot),
+        None if inner.memory.is_enabled() => {
+            taken = inner.tags.snapshot(tags);
+            Some(&taken)
+        }
+        None => None,
     };
     let known = inner.backplane.as_ref().map(|b| &b.known);
     let known_versions = if tags.is_empty() {
@@ -101,6 +118,7 @@ pub(crate) async fn read(
             decode,
             fetched.entry,
             versions.as_slice(),
+            snapshot,
         ) {
             Judged::Read(read) => return read,
             // Recorded with versions other than those known: ask Redis.
@@ -127,6 +145,7 @@ pub(crate) async fn read(
         decode,
         fetched.entry,
         &fetched.versions,
+        snapshot,
     ) {
         Judged::Read(read) => read,
         Judged::NotCurrent => RemoteRead::Miss {
@@ -151,7 +170,9 @@ enum Judged {
 }
 
 /// Judges `bytes` read from the remote tier against the current `versions`
-/// of `tags`.
+/// of `tags`; `snapshot` (taken before the read) is what a memory entry
+/// made from them records.
+#[allow(clippy::too_many_arguments)]
 fn judge(
     cache: &Cache,
     key: &Key,
@@ -160,8 +181,16 @@ fn judge(
     decode: DecodeFn,
     bytes: Option<Vec<u8>>,
     versions: &[u64],
+    snapshot: Option<&TagSnapshot>,
 ) -> Judged {
     let inner = &cache.inner;
+    // Newer versions than this process saw drop older memory entries; older
+    // ones mean the reply was overtaken by an invalidation seen meanwhile.
+    if let Some(snapshot) = snapshot {
+        if snapshot.observe(tags, versions) == Observed::Outdated {
+            return Judged::NotCurrent;
+        }
+    }
     let miss = |versions: &[u64]| {
         Judged::Read(RemoteRead::Miss {
             fail_safe: None,
@@ -195,10 +224,11 @@ fn judge(
     let stale = !fresh && plan.refreshable && now < header.stale_until;
     // The tag snapshot is kept by a memory entry and used by a stale entry's
     // refresh; a storage-only fresh hit skips it, and the registry's lock.
-    let snapshot = if stale || (fresh && memory) {
-        inner.tags.snapshot(tags)
-    } else {
-        TagSnapshot::default()
+    let snapshot = match snapshot {
+        Some(snapshot) => snapshot.clone(),
+        // Storage-only: no memory entry, only a refresh's tag names.
+        None if stale => inner.tags.snapshot(tags),
+        None => TagSnapshot::default(),
     };
     if fresh {
         // Storage-only, the value is not shared with an entry: the caller can

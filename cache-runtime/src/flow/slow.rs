@@ -19,6 +19,7 @@ use crate::key::Key;
 use crate::memory::Entry;
 use crate::outcome::ReturnKind;
 use crate::remote::lock::LockGuard;
+use crate::tags::TagSnapshot;
 use crate::value::Value;
 use crate::Cache;
 
@@ -104,7 +105,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     // A miss read before the flight: its fail-safe value and tag versions.
     let mut earlier = None;
     if !inner.memory.is_enabled() {
-        match read(cache, &call.key, &call.tags, &call.plan, decode).await {
+        match read(cache, &call.key, &call.tags, &call.plan, decode, None).await {
             RemoteRead::Miss {
                 fail_safe,
                 versions,
@@ -127,12 +128,16 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
             }
         }
     }
+    // Before the flight and the read: an invalidation after this point makes
+    // what they bring born invalid, and keeps later callers off the flight.
+    let snapshot = inner.tags.snapshot(&call.tags);
     let guard = match join_flight(
         cache,
         &call.key,
-        call.plan.single_flight,
+        &call.plan,
         call.value_type,
         call.started,
+        &snapshot,
     )
     .await
     {
@@ -161,7 +166,17 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
                 versions,
             }
         }
-        _ => read(cache, &call.key, &call.tags, &call.plan, decode).await,
+        _ => {
+            read(
+                cache,
+                &call.key,
+                &call.tags,
+                &call.plan,
+                decode,
+                Some(&snapshot),
+            )
+            .await
+        }
     };
     match settle(cache, read, guard, call) {
         Settled::Done(missed) => missed,
@@ -217,7 +232,7 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             if let Some(guard) = guard {
                 guard.complete(Some(entry.value.to_shared()));
             }
-            let guard = inner.flights.try_lead(&key.repr);
+            let guard = inner.flights.try_lead(&key.repr, entry.tags.renewed());
             Settled::Done(Missed::Stale {
                 entry,
                 key,
@@ -262,22 +277,24 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
 }
 
 /// Joins the load of `key` in progress, or leads one: `Ok` with the guard
-/// to lead with (`None` without single flight), `Err` with another load's
-/// value.
+/// to lead with (`None` without single flight, or when an invalidation
+/// overtook the load in progress), `Err` with another load's value.
 async fn join_flight(
     cache: &Cache,
     key: &Key,
-    single_flight: bool,
+    plan: &Plan,
     value_type: TypeId,
     started: Option<Instant>,
+    snapshot: &TagSnapshot,
 ) -> Result<Option<LeadGuard>, Missed> {
-    if !single_flight {
+    if !plan.single_flight {
         return Ok(None);
     }
     let inner = &cache.inner;
     loop {
-        match inner.flights.join(&key.repr) {
+        match inner.flights.join(&key.repr, snapshot.clone()) {
             Join::Lead(guard) => return Ok(Some(guard)),
+            Join::Alone => return Ok(None),
             Join::Wait(flight) => {
                 inner.counters.coalesced.incr();
                 // Boxed: waiting is rare, and keeps the hit's future small.

@@ -82,10 +82,45 @@ pub(crate) async fn store<V: Storable>(
     );
 }
 
-/// The remote versions of `tags`, for a write that did not read them.
+/// The local snapshot a load that starts now records, given the remote
+/// versions of `tags` read before it (`None`: not read). The remote versions
+/// are observed first, so an invalidation they reveal drops older entries
+/// without making this one born invalid.
+pub(crate) fn load_snapshot(
+    cache: &Cache,
+    tags: &[String],
+    remote_versions: Option<&[u64]>,
+) -> TagSnapshot {
+    let inner = &cache.inner;
+    let snapshot = inner.tags.snapshot(tags);
+    if inner.remote.is_none() || tags.is_empty() {
+        return snapshot;
+    }
+    match remote_versions {
+        Some(versions) => {
+            snapshot.observe(tags, versions);
+            if snapshot.is_current() {
+                snapshot
+            } else {
+                snapshot.renewed()
+            }
+        }
+        None => {
+            snapshot.mark_dirty();
+            snapshot
+        }
+    }
+}
+
+/// The remote versions of `tags`, for a write that did not read them;
+/// `None` while one of them has an invalidation the remote tier has not
+/// confirmed (the write then skips the remote tier).
 pub(crate) async fn remote_versions(cache: &Cache, tags: &[String]) -> Option<Vec<u64>> {
     let inner = &cache.inner;
     let remote = inner.remote.as_ref()?;
+    if inner.tags.any_pending(tags) {
+        return None;
+    }
     let keys: Vec<String> = tags
         .iter()
         .map(|t| Remote::tag_key(&inner.namespace, t))

@@ -98,7 +98,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
         let inner = &cache.inner;
         // Versions are taken before the function runs: an invalidation while it
         // runs makes the stored entry born invalid.
-        let snapshot = inner.tags.snapshot(&tags);
+        let snapshot = super::store::load_snapshot(&cache, &tags, remote_versions.as_deref());
         inner.counters.loads.incr();
         let started = Instant::now();
         // Other processes wait while we hold the lock: keep it while we load.

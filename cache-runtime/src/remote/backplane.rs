@@ -4,22 +4,32 @@
 //! subscriber is disconnected are lost, so a process trusts neither its
 //! memory tier nor the tag versions it knows from a disconnect until it has
 //! subscribed again, and then clears both.
+//!
+//! A message can also be lost while subscribed (its sender died between its
+//! `INCR` and its `PUBLISH`, or the `PUBLISH` failed). So the memory tier is
+//! trusted only for [`MAX_AGE_MS`] after the versions of every tag it holds
+//! were last confirmed by Redis (`remote::confirm`, a few times a second).
+//!
+//! A message is a hint, never an authority: the version it claims for a tag
+//! is believed only a bounded step above what Redis was seen to hold, so a
+//! forged or garbled message cannot lift a version out of reach of the real
+//! invalidations that follow.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, Notify};
 
-use super::known::KnownVersions;
+use super::known::{KnownVersions, MAX_AGE_MS};
 use crate::cache::Inner;
 
 /// One message: who sent it, the tags it invalidates and their new versions
 /// (in the same order; absent from messages of earlier builds, which makes
 /// receivers forget those tags' versions instead).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Message {
+pub(crate) struct Message {
     origin: u64,
     tags: Vec<String>,
     #[serde(default)]
@@ -37,7 +47,7 @@ pub(crate) fn encode(origin: u64, tags: &[String], versions: &[u64]) -> Option<V
     Some(out)
 }
 
-fn decode(bytes: &[u8]) -> Option<Message> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
     ciborium::from_reader(bytes).ok()
 }
 
@@ -50,7 +60,16 @@ pub(crate) fn channel(namespace: &str) -> String {
 pub(crate) struct Backplane {
     /// Identifies this cache's own messages.
     pub(crate) origin: u64,
-    trusted: AtomicBool,
+    subscribed: AtomicBool,
+    /// The memory tier is trusted before this time (ms since the epoch):
+    /// [`MAX_AGE_MS`] after tag versions were last confirmed; 0 while
+    /// unsubscribed.
+    memory_until: AtomicU64,
+    /// Bumped by every loss of the subscription: a confirmation that began
+    /// before one does not make memory trusted again.
+    generation: AtomicU64,
+    /// Wakes the confirmation task (a new subscription).
+    pub(crate) confirm_now: Arc<Notify>,
     /// The tags' versions this process knows, trusted while subscribed.
     pub(crate) known: KnownVersions,
     shutdown: Arc<Notify>,
@@ -61,17 +80,50 @@ impl Backplane {
     pub(crate) fn new(known_tags: usize) -> Self {
         Self {
             origin: fastrand::u64(..),
-            trusted: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            memory_until: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            confirm_now: Arc::new(Notify::new()),
             known: KnownVersions::new(known_tags),
             shutdown: Arc::new(Notify::new()),
         }
     }
 
-    /// Whether the memory tier may be trusted: subscribed since it was last
-    /// cleared.
+    /// Whether the backplane is subscribed, so that this process hears other
+    /// processes' invalidations.
+    pub(crate) fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Whether the memory tier may be used at `now`: subscribed, and tag
+    /// versions confirmed within the last [`MAX_AGE_MS`].
     #[inline]
-    pub(crate) fn trusted(&self) -> bool {
-        self.trusted.load(Ordering::Acquire)
+    pub(crate) fn memory_trusted(&self, now: u64) -> bool {
+        now < self.memory_until.load(Ordering::Acquire)
+    }
+
+    /// The subscription's generation, read before a confirmation is sent.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Redis confirmed every tag version held, in a read sent at `sent_at`
+    /// during `generation`: memory is trusted until [`MAX_AGE_MS`] after it.
+    pub(crate) fn confirmed(&self, generation: u64, sent_at: u64) {
+        if self.subscribed() && self.generation() == generation {
+            self.memory_until
+                .fetch_max(sent_at.saturating_add(MAX_AGE_MS), Ordering::AcqRel);
+            // A disconnect in between zeroes after bumping: undo ours.
+            if self.generation() != generation {
+                self.memory_until.store(0, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn lost(&self) -> bool {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.memory_until.store(0, Ordering::SeqCst);
+        self.subscribed.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -129,7 +181,9 @@ async fn subscriber(
                     inner.memory.clear();
                     if let Some(b) = &inner.backplane {
                         b.known.set_trusted(true);
-                        b.trusted.store(true, Ordering::Release);
+                        b.subscribed.store(true, Ordering::Release);
+                        // Memory is used again once versions are confirmed.
+                        b.confirm_now.notify_one();
                     }
                 }
                 if let Some(ready) = ready.take() {
@@ -145,7 +199,7 @@ async fn subscriber(
         let Some(inner) = cache.upgrade() else { return };
         if let Some(b) = &inner.backplane {
             b.known.set_trusted(false);
-            if b.trusted.swap(false, Ordering::AcqRel) {
+            if b.lost() {
                 inner.counters.store_errors.incr();
                 tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects");
             }
@@ -170,8 +224,8 @@ fn apply(inner: &Inner, payload: &[u8]) {
     }
     let with_versions = message.versions.len() == message.tags.len();
     for (i, tag) in message.tags.iter().enumerate() {
-        inner.tags.invalidate(tag);
         let version = with_versions.then(|| message.versions[i]);
+        inner.tags.heard(tag, version);
         backplane.known.heard(tag, version);
     }
 }

@@ -230,14 +230,24 @@ impl KnownVersions {
     pub(crate) fn heard(&self, tag: &str, version: Option<u64>) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         let mut shard = self.shard(tag).write();
-        match (version, shard.get_mut(tag)) {
-            (Some(version), Some(known)) if version > known.version => known.version = version,
-            (None, Some(_)) => {
+        let Some(known) = shard.get_mut(tag) else {
+            // Most messages name tags this process never read: threads'
+            // copies stay good.
+            return;
+        };
+        match version {
+            // A step no real invalidation takes (a forged or garbled
+            // message, a recreated key): forget, and ask Redis next time.
+            Some(version)
+                if version > known.version
+                    && version - known.version <= crate::tags::MAX_HEARD_STEP =>
+            {
+                known.version = version;
+            }
+            Some(version) if version <= known.version => return,
+            _ => {
                 shard.remove(tag);
             }
-            // Nothing changed (most messages name tags this process never
-            // read): threads' copies stay good.
-            _ => return,
         }
         self.changed();
     }
@@ -448,6 +458,22 @@ mod tests {
         known.set_trusted(true);
         assert_eq!(seen(&known, &t), None);
         assert_eq!(seen(&other, &t), Some(vec![7]));
+    }
+
+    #[test]
+    fn an_implausible_message_forgets_instead_of_raising() {
+        let known = trusted(100);
+        let t = tags(&["a"]);
+        known.learn(&t, &[5], known.ticket().unwrap());
+        known.heard("a", Some(u64::MAX - 1));
+        assert_eq!(seen(&known, &t), None);
+        known.learn(&t, &[6], known.ticket().unwrap());
+        known.heard("a", Some(3));
+        assert_eq!(
+            seen(&known, &t),
+            Some(vec![6]),
+            "an old message changes nothing"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod cbor_text;
+pub(crate) mod confirm;
 pub(crate) mod entry;
 pub(crate) mod known;
 pub(crate) mod lock;
