@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, Cache};
 use integration_tests::redis_harness::{RedisCluster, RedisServer};
-use integration_tests::{storage_only, write_through, Calls};
+use integration_tests::{command_calls, storage_only, write_through, Calls};
 
 /// Every load returns a number no other load returned: two calls gave the
 /// same number iff the second was served from the cache.
@@ -86,6 +86,20 @@ async fn a_deleted_tag_key_never_brings_back_an_invalidated_entry() {
     let s = strict(&server.url(), "gone-strict").await;
     invalidate_then_lose_the_tag(&s, &s, 1, delete("gone-strict", 1), "known_tag_versions(0)")
         .await;
+
+    // Once repaired, a hit is one MGET again: the script ran only for the
+    // missing key.
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    item(&s, 1).await;
+    let stats = server.cli(&["INFO", "commandstats"]);
+    assert_eq!(
+        (
+            command_calls(&stats, "mget"),
+            command_calls(&stats, "evalsha") + command_calls(&stats, "eval")
+        ),
+        (1, 0),
+        "{stats}"
+    );
 
     let w = write_through(server, "gone-wt").await;
     let fresh = write_through(server, "gone-wt").await;

@@ -31,7 +31,8 @@
 //! cluster each key is its own call (the keys sit in different slots, and a
 //! script may only touch its own slot), all concurrently. Scripts may call
 //! `TIME` before writing: Redis 5 and later replicate a script's effects, not
-//! the script (the only mode in Redis 7).
+//! the script (the only mode in Redis 7); the script asks for that mode
+//! itself on Redis 3.2 and 4 (`redis.replicate_commands`, a no-op since).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
@@ -54,6 +55,7 @@ pub(super) const MAX_VERSION: u64 = (1 << 53) - 1;
 static VERSIONS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if redis.replicate_commands then redis.replicate_commands() end
 local now = redis.call('TIME')
 local base = now[1] .. string.format('%06d', tonumber(now[2]))
 local out = {}
