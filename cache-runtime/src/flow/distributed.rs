@@ -3,7 +3,9 @@
 //! (another process may have written meanwhile) and loads; the others poll
 //! the remote tier with backoff until the value appears, or take the lock
 //! over when its holder died (the lock expires: holders extend it while they
-//! load). Waiting is bounded; past it the caller loads without the lock.
+//! load). A lock key that can never expire (no TTL, or another type) is taken
+//! over by the first poll (see `remote::lock`), so only a live holder is
+//! waited for. Waiting is bounded; past it the caller loads without the lock.
 
 use std::any::TypeId;
 use std::time::{Duration, Instant};

@@ -1,8 +1,12 @@
 //! Distributed locks: `SET key token NX PX ttl` to take, a compare-and-delete
 //! script to release (only the holder's token releases), a compare-and-pexpire
 //! script to extend. A holder that dies leaves the lock to expire, and a waiter
-//! takes over. Used by the read path for `lock = "distributed"` and offered to
-//! users as [`LockGuard`].
+//! takes over. A lock key that would never expire (a string without a TTL,
+//! which no holder of ours leaves, or a key of another type) has no live
+//! holder: the store's take attempt replaces it at once, logged and counted in
+//! `store_errors`, instead of making every waiter wait out its bound. Used by
+//! the read path for `lock = "distributed"` and offered to users as
+//! [`LockGuard`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

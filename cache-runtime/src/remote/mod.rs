@@ -56,6 +56,11 @@ impl Remote {
             Ok(outcome) => outcome,
             Err(_) => Err(StoreError::Timeout),
         };
+        // Keys the store found broken and replaced are faults too.
+        let repaired = self.store.take_repairs();
+        if repaired > 0 {
+            counters.store_errors.add(repaired);
+        }
         match &outcome {
             Ok(_) => self.breaker.success(permit),
             Err(error) => {

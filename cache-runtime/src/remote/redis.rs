@@ -4,8 +4,17 @@
 //! cluster an entry and its tags' version keys sit in different slots, so
 //! they are read with concurrent single-key GETs instead of one MGET: one
 //! round trip of latency, one command per key.
+//!
+//! What faults leave behind is repaired where it is found: tag version keys
+//! that are missing, of another type or not a version (see [`versions`]),
+//! and lock keys that would never expire, or are of another type (see
+//! [`TRY_LOCK`]). Each replacement of a broken key is logged at `warn` and
+//! counted in `store_errors` (through [`RemoteStore::take_repairs`]).
+
+mod versions;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -24,6 +33,8 @@ pub(crate) struct RedisStore<C> {
     cluster: bool,
     /// Clients for the backplane's pub/sub connection (a cluster's nodes).
     clients: Vec<Client>,
+    /// Broken keys replaced since the counters last took them.
+    repairs: AtomicU64,
 }
 
 /// `url` with any password replaced, for messages.
@@ -40,7 +51,7 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-fn backend(error: RedisError, secret: Option<&str>) -> StoreError {
+pub(super) fn backend(error: RedisError, secret: Option<&str>) -> StoreError {
     let mut text = error.to_string();
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
         text = text.replace(secret, "***");
@@ -165,6 +176,7 @@ impl<C: ConnectionLike + Send> RedisStore<C> {
                 conn,
                 cluster,
                 clients,
+                repairs: AtomicU64::new(0),
             }),
             Ok(Err(e)) => Err(backend(e, secret.as_deref())),
             Err(_) => Err(StoreError::Timeout),
@@ -208,6 +220,45 @@ impl<C: ConnectionLike + Clone + Send> RedisStore<C> {
     }
 }
 
+impl<C: ConnectionLike + Clone + Send + Sync> RedisStore<C> {
+    /// Tag versions from `values` (read for the tag keys `keys(i)`); the keys
+    /// that came back missing or broken are created or replaced by the
+    /// repair script: a second round trip, only for them.
+    async fn versions_of<K: ToRedisArgs + Sync>(
+        &self,
+        values: impl Iterator<Item = Value>,
+        keys: impl Fn(usize) -> K,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::with_capacity(values.size_hint().0);
+        // Empty on the hit path: no allocation.
+        let mut broken = Vec::new();
+        for (i, value) in values.enumerate() {
+            match versions::parse(&value) {
+                Some(version) => out.push(version),
+                None => {
+                    out.push(0);
+                    broken.push(i);
+                }
+            }
+        }
+        if !broken.is_empty() {
+            let names: Vec<K> = broken.iter().map(|&i| keys(i)).collect();
+            let repaired = versions::run(
+                &self.conn,
+                self.cluster,
+                &names,
+                versions::Mode::Read,
+                &self.repairs,
+            )
+            .await?;
+            for (i, version) in broken.into_iter().zip(repaired) {
+                out[i] = version;
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl<C> RedisStore<C> {
     /// Clients for the backplane's own pub/sub connection.
     pub(crate) fn clients(&self) -> Vec<Client> {
@@ -216,6 +267,7 @@ impl<C> RedisStore<C> {
 }
 
 /// GETs each key on its own, concurrently (keys in different cluster slots).
+/// A key of another type reads as nil.
 async fn get_each<C: ConnectionLike + Clone + Send, K: ToRedisArgs + Sync>(
     conn: &C,
     keys: &[K],
@@ -232,19 +284,22 @@ async fn get_each<C: ConnectionLike + Clone + Send, K: ToRedisArgs + Sync>(
     join_all(gets)
         .await
         .into_iter()
-        .map(|r| r.map_err(|e| backend(e, None)))
+        .map(|r| match r {
+            Ok(Value::ServerError(_)) => Ok(Value::Nil),
+            Ok(value) => Ok(value),
+            // A key of another type reads as nil, as in an MGET: an entry
+            // is a miss, a tag key is repaired.
+            Err(e) if e.code() == Some("WRONGTYPE") => Ok(Value::Nil),
+            Err(e) => Err(backend(e, None)),
+        })
         .collect()
 }
 
-/// An MGET's (or GETs') values as an entry and tag versions.
-fn fetched(mut values: impl Iterator<Item = Value>) -> Fetched {
-    let entry = match values.next() {
+/// The entry among an MGET's (or GETs') values: the first.
+fn entry_of(values: &mut impl Iterator<Item = Value>) -> Option<Vec<u8>> {
+    match values.next() {
         Some(Value::BulkString(bytes)) => Some(bytes),
         _ => None,
-    };
-    Fetched {
-        entry,
-        versions: values.map(|v| version_of(&v)).collect(),
     }
 }
 
@@ -254,6 +309,22 @@ impl ToRedisArgs for StoreKey<'_> {
         self.with_bytes(|bytes| out.write_arg(bytes));
     }
 }
+
+/// `SET key token NX PX ttl`, and when that fails because the key holds
+/// something that would never go away by itself (a string without an expiry:
+/// no holder of ours sets one; or another type), takes it over with our token
+/// and TTL at once instead of letting waiters wait out their bound. 1: taken;
+/// 0: held by someone; 2: taken over.
+static TRY_LOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('TYPE', KEYS[1]).ok == 'string' and redis.call('PTTL', KEYS[1]) >= 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2
+"#,
+    )
+});
 
 static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end")
@@ -328,19 +399,6 @@ async fn scan_cluster(clients: &[Client], pattern: &str) -> Result<u64, StoreErr
     Ok(removed)
 }
 
-fn version_of(value: &Value) -> u64 {
-    match value {
-        Value::Nil => 0,
-        Value::Int(n) => *n as u64,
-        Value::BulkString(bytes) => std::str::from_utf8(bytes)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            // A version that does not parse matches no recorded version.
-            .unwrap_or(u64::MAX),
-        _ => u64::MAX,
-    }
-}
-
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisStore<C> {
     fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched> {
         let conn = self.conn.clone();
@@ -349,12 +407,10 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 let names: Vec<StoreKey<'_>> = std::iter::once(keys.entry())
                     .chain(keys.tag_keys())
                     .collect();
-                // GET of a wrongly typed key is an error reply: a miss.
-                let values = get_each(&conn, &names).await?.into_iter().map(|v| match v {
-                    Value::ServerError(_) => Value::Nil,
-                    v => v,
-                });
-                Ok(fetched(values))
+                let mut values = get_each(&conn, &names).await?.into_iter();
+                let entry = entry_of(&mut values);
+                let versions = self.versions_of(values, |i| names[i + 1]).await?;
+                Ok(Fetched { entry, versions })
             });
         }
         if keys.tags.is_empty() {
@@ -377,7 +433,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
             });
         }
         // One MGET: the entry and its tag versions in one round trip. A key of
-        // another Redis type reads as nil, i.e. a miss. The names are written
+        // another Redis type reads as nil: an entry is a miss, a tag key is
+        // repaired (a second round trip, only then). The names are written
         // straight into the command, sized up front.
         let mut cmd = redis::Cmd::with_capacity(2 + keys.tags.len(), 64 * (2 + keys.tags.len()));
         cmd.arg("MGET").arg(keys.entry());
@@ -392,7 +449,16 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 .await
                 .map_err(|e| backend(e, None))?;
             match reply {
-                Value::Array(values) => Ok(fetched(values.into_iter())),
+                Value::Array(values) => {
+                    let mut values = values.into_iter();
+                    let entry = entry_of(&mut values);
+                    let tag_key = |i: usize| StoreKey::Tag {
+                        namespace: keys.namespace,
+                        tag: &keys.tags[i],
+                    };
+                    let versions = self.versions_of(values, tag_key).await?;
+                    Ok(Fetched { entry, versions })
+                }
                 other => Err(StoreError::Backend(format!(
                     "unexpected MGET reply: {other:?}"
                 ))),
@@ -407,7 +473,8 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 return Ok(Vec::new());
             }
             let values = self.values(&mut conn, tag_keys).await?;
-            Ok(values.iter().map(version_of).collect())
+            self.versions_of(values.into_iter(), |i| tag_keys[i].as_str())
+                .await
         })
     }
 
@@ -484,35 +551,17 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
     }
 
     fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
-        let mut conn = self.conn.clone();
         Box::pin(async move {
-            let incr = |key: &String| {
-                let mut incr = redis::cmd("INCR");
-                incr.arg(key);
-                incr
-            };
-            let versions: Vec<i64> = if self.cluster {
-                // Tag keys sit in different slots: one INCR each, concurrently.
-                let each = tag_keys.iter().map(|key| {
-                    let mut conn = conn.clone();
-                    let cmd = incr(key);
-                    async move { cmd.query_async::<i64>(&mut conn).await }
-                });
-                join_all(each)
-                    .await
-                    .into_iter()
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| backend(e, None))?
-            } else {
-                let mut pipe = redis::pipe();
-                for key in tag_keys {
-                    pipe.add_command(incr(key));
-                }
-                pipe.query_async(&mut conn)
-                    .await
-                    .map_err(|e| backend(e, None))?
-            };
-            Ok(versions.into_iter().map(|v| v as u64).collect())
+            // A script, not INCR: a missing key starts from a fresh base, not
+            // 0, and a broken one is replaced (see `versions`).
+            versions::run(
+                &self.conn,
+                self.cluster,
+                tag_keys,
+                versions::Mode::Bump,
+                &self.repairs,
+            )
+            .await
         })
     }
 
@@ -524,16 +573,21 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
     ) -> StoreFuture<'a, bool> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(key)
+            let taken: i64 = TRY_LOCK
+                .key(key)
                 .arg(token)
-                .arg("NX")
-                .arg("PX")
                 .arg(millis(ttl))
-                .query_async(&mut conn)
+                .invoke_async(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))?;
-            Ok(set.is_some())
+            if taken == 2 {
+                self.repairs.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    key,
+                    "a lock key without an expiry, or of another type, was taken over"
+                );
+            }
+            Ok(taken != 0)
         })
     }
 
@@ -582,6 +636,15 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         })
     }
 
+    fn take_repairs(&self) -> u64 {
+        // A plain load first: the counter is nearly always 0, and a swap on
+        // every call would write a cache line shared by every thread.
+        if self.repairs.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.repairs.swap(0, Ordering::Relaxed)
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         let mut conn = self.conn.clone();
         Box::pin(async move {
@@ -628,12 +691,5 @@ mod tests {
             "redis://app:***@host:1/0"
         );
         assert_eq!(redact("redis://127.0.0.1:7000"), "redis://127.0.0.1:7000");
-    }
-
-    #[test]
-    fn versions_parse_or_match_nothing() {
-        assert_eq!(version_of(&Value::Nil), 0);
-        assert_eq!(version_of(&Value::BulkString(b"42".to_vec())), 42);
-        assert_eq!(version_of(&Value::BulkString(b"x".to_vec())), u64::MAX);
     }
 }

@@ -63,10 +63,13 @@ impl<'a> FetchKeys<'a> {
 
 /// A remote tier.
 pub(crate) trait RemoteStore: Send + Sync + 'static {
-    /// The bytes under `key` and the versions of `tag_keys` (0 for a tag never
-    /// invalidated), in one round trip where the store can.
+    /// The bytes under `key` and the versions of `tag_keys`, in one round trip
+    /// where the store can. A version never repeats: a tag whose counter is
+    /// missing (never used, evicted or deleted) or broken reads as a version
+    /// newer than any it had before (the store creates it), so no entry
+    /// recorded earlier matches it.
     fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched>;
-    /// The versions of `tag_keys`.
+    /// The versions of `tag_keys`, created or repaired as by [`fetch`](Self::fetch).
     fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
     /// The bytes under each of `keys` (in a cluster: across slots).
     fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
@@ -82,9 +85,12 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     /// Removes `key`; whether it existed.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
     /// Increments the versions of `tag_keys` (invalidation); their new
-    /// versions, in order.
+    /// versions, in order. A missing or broken counter is created first, as
+    /// by [`fetch`](Self::fetch), so the new version exceeds every earlier one.
     fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
-    /// Takes `key` with `token` for `ttl` unless someone holds it.
+    /// Takes `key` with `token` for `ttl` unless someone holds it. A key that
+    /// would never expire by itself (no TTL, or another kind of value) is no
+    /// holder's: it is taken over.
     fn try_lock<'a>(&'a self, key: &'a str, token: &'a str, ttl: Duration)
         -> StoreFuture<'a, bool>;
     /// Extends `key` to `ttl` if `token` still holds it.
@@ -100,4 +106,10 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()>;
     /// A round trip that does nothing.
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// How many broken keys (tag counters, locks) the store replaced since
+    /// the last call; [`Remote::call`](super::Remote::call) counts them as
+    /// store errors.
+    fn take_repairs(&self) -> u64 {
+        0
+    }
 }
