@@ -13,6 +13,7 @@ use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
 use crate::remote::entry::{self, Header};
+use crate::remote::key_writes::{self, KeyWrite};
 use crate::remote::Remote;
 use crate::tags::Observed;
 use crate::{Cache, Policy, Result};
@@ -151,7 +152,9 @@ impl Cache {
         };
         let mut writes = Vec::new();
         let mut entries = Vec::new();
+        let mut names = Vec::new();
         for (key, value) in items {
+            names.push(key.as_ref().to_string());
             let key = Key::manual(key.as_ref());
             if inner.remote.is_some() {
                 match entry::encode(&header, &value) {
@@ -172,14 +175,18 @@ impl Cache {
             };
             entries.push((key, entry));
         }
+        let mut outcome = Ok(());
         if let Some(remote) = &inner.remote {
             if !writes.is_empty() {
-                remote.call(&inner.counters, |s| s.put_many(writes)).await?;
+                let seq = key_writes::reserve(self).await;
+                outcome = remote.call(&inner.counters, |s| s.put_many(writes)).await;
+                let keys = names.iter().map(String::as_str).collect();
+                key_writes::publish(self, seq, KeyWrite::Keys(keys)).await;
             }
         }
         for (key, entry) in entries {
             inner.memory.insert(key.repr, entry);
         }
-        Ok(())
+        Ok(outcome?)
     }
 }

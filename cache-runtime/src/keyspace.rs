@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
+use crate::cache::Inner;
 use crate::key::Key;
+use crate::remote::key_writes::{self, KeyWrite};
 use crate::{Cache, Result};
 
 /// Counters of a cache without a remote tier.
@@ -77,35 +79,50 @@ impl Cache {
     /// ```
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         let inner = &self.inner;
-        let ns = &inner.namespace;
-        let prefix = if ns.is_empty() {
-            String::new()
-        } else {
-            format!("{ns}:")
-        };
-        let mut removed_memory = 0;
-        for repr in inner.memory.keys() {
-            let full = Key { repr: repr.clone() }.full(ns);
-            if full
-                .strip_prefix(&prefix)
-                .is_some_and(|rest| glob_star(pattern, rest))
-                && inner.memory.remove(&repr)
-            {
-                removed_memory += 1;
-            }
-        }
+        let removed_memory = forget_matching(inner, pattern);
         let Some(remote) = &inner.remote else {
             return Ok(removed_memory);
         };
         let store_pattern = format!(
             "{}{}",
-            escape_glob(&prefix, false),
+            escape_glob(&namespace_prefix(&inner.namespace), false),
             escape_glob(pattern, true)
         );
-        Ok(remote
+        let seq = key_writes::reserve(self).await;
+        let removed = remote
             .call(&inner.counters, |s| s.delete_matching(&store_pattern))
-            .await?)
+            .await;
+        key_writes::publish(self, seq, KeyWrite::Pattern(pattern)).await;
+        Ok(removed?)
     }
+}
+
+/// What every key of `namespace` starts with.
+fn namespace_prefix(namespace: &str) -> String {
+    if namespace.is_empty() {
+        String::new()
+    } else {
+        format!("{namespace}:")
+    }
+}
+
+/// Removes from the memory tier every entry whose key matches `pattern` (as
+/// in [`Cache::delete_matching`]); how many.
+pub(crate) fn forget_matching(inner: &Inner, pattern: &str) -> u64 {
+    let ns = &inner.namespace;
+    let prefix = namespace_prefix(ns);
+    let mut removed = 0;
+    for repr in inner.memory.keys() {
+        let full = Key { repr: repr.clone() }.full(ns);
+        if full
+            .strip_prefix(&prefix)
+            .is_some_and(|rest| glob_star(pattern, rest))
+            && inner.memory.remove(&repr)
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn counter_key(cache: &Cache, key: &str) -> String {

@@ -13,6 +13,7 @@ use crate::flow::plan::Plan;
 use crate::flow::{begin_with, remote_versions, store_value, Begun, Step, Write};
 use crate::key::Key;
 use crate::outcome::{AsResult, Storable};
+use crate::remote::key_writes::{self, KeyWrite};
 use crate::{Cache, Policy, Result};
 
 impl Cache {
@@ -86,8 +87,10 @@ impl Cache {
     {
         let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let plan = Plan::from_policy(policy, self, true);
+        let seq = key_writes::reserve(self).await;
         self.store_typed(&Key::manual(key), value, &plan, &tags)
             .await;
+        key_writes::publish(self, seq, KeyWrite::Keys(vec![key])).await;
         Ok(())
     }
 
@@ -109,16 +112,18 @@ impl Cache {
 
     /// Removes the entry under `key` from every tier; whether there was one.
     pub async fn delete(&self, key: &str) -> Result<bool> {
+        let name = key;
         let key = Key::manual(key);
         let in_memory = self.inner.memory.remove(&key.repr);
         let Some(remote) = &self.inner.remote else {
             return Ok(in_memory);
         };
         let full = key.full(&self.inner.namespace);
-        let in_remote = remote
-            .call(&self.inner.counters, |s| s.delete(&full))
-            .await?;
-        Ok(in_memory || in_remote)
+        let seq = key_writes::reserve(self).await;
+        let in_remote = remote.call(&self.inner.counters, |s| s.delete(&full)).await;
+        // Told even when the delete failed: others drop a key they may hold.
+        key_writes::publish(self, seq, KeyWrite::Keys(vec![name])).await;
+        Ok(in_memory || in_remote?)
     }
 
     /// The value under `key`, or the one `load` returns, stored with `policy` and

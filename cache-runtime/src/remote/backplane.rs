@@ -22,28 +22,61 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{oneshot, Notify};
 
+use super::key_writes::{self, WriteLog};
 use super::known::{KnownVersions, MAX_AGE_MS};
 use crate::cache::Inner;
 
 /// One message: who sent it, the tags it invalidates and their new versions
 /// (in the same order; absent from messages of earlier builds, which makes
-/// receivers forget those tags' versions instead).
+/// receivers forget those tags' versions instead), and the manual-API keys
+/// (or the `delete_matching` pattern) a write changed, with the write's
+/// number (`remote::key_writes`).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Message {
     origin: u64,
+    #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
     versions: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    write: Option<u64>,
 }
 
 pub(crate) fn encode(origin: u64, tags: &[String], versions: &[u64]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let message = Message {
+    to_bytes(&Message {
         origin,
         tags: tags.to_vec(),
         versions: versions.to_vec(),
-    };
-    ciborium::into_writer(&message, &mut out).ok()?;
+        keys: Vec::new(),
+        pattern: None,
+        write: None,
+    })
+}
+
+/// A message for a write by key (see `remote::key_writes`).
+pub(crate) fn encode_writes(
+    origin: u64,
+    keys: Vec<String>,
+    pattern: Option<String>,
+    write: Option<u64>,
+) -> Option<Vec<u8>> {
+    to_bytes(&Message {
+        origin,
+        tags: Vec::new(),
+        versions: Vec::new(),
+        keys,
+        pattern,
+        write,
+    })
+}
+
+fn to_bytes(message: &Message) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    ciborium::into_writer(message, &mut out).ok()?;
     Some(out)
 }
 
@@ -70,6 +103,8 @@ pub(crate) struct Backplane {
     generation: AtomicU64,
     /// Wakes the confirmation task (a new subscription).
     pub(crate) confirm_now: Arc<Notify>,
+    /// The numbers of writes by key heard since the last confirmation.
+    pub(crate) writes: WriteLog,
     /// The tags' versions this process knows, trusted while subscribed.
     pub(crate) known: KnownVersions,
     shutdown: Arc<Notify>,
@@ -84,6 +119,7 @@ impl Backplane {
             memory_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             confirm_now: Arc::new(Notify::new()),
+            writes: WriteLog::default(),
             known: KnownVersions::new(known_tags),
             shutdown: Arc::new(Notify::new()),
         }
@@ -181,6 +217,7 @@ async fn subscriber(
                     inner.memory.clear();
                     if let Some(b) = &inner.backplane {
                         b.known.set_trusted(true);
+                        b.writes.reset();
                         b.subscribed.store(true, Ordering::Release);
                         // Memory is used again once versions are confirmed.
                         b.confirm_now.notify_one();
@@ -221,6 +258,12 @@ fn apply(inner: &Inner, payload: &[u8]) {
     };
     if backplane.origin == message.origin {
         return;
+    }
+    if let Some(write) = message.write {
+        backplane.writes.heard(write);
+    }
+    if !message.keys.is_empty() || message.pattern.is_some() {
+        key_writes::apply(inner, &message.keys, message.pattern.as_deref());
     }
     let with_versions = message.versions.len() == message.tags.len();
     for (i, tag) in message.tags.iter().enumerate() {

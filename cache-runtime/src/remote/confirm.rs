@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::key_writes;
 use super::Remote;
 use crate::cache::Inner;
 use crate::clock::now_millis;
@@ -70,6 +71,28 @@ async fn round(inner: &Inner) -> bool {
     }
     let generation = backplane.generation();
     let sent_at = now_millis();
+    // The write counter first: a number taken before this read and not
+    // heard by the next round was lost.
+    let counter = [key_writes::counter_key(&inner.namespace)];
+    // Read as bytes: a counter no write made yet is 0, and is not created.
+    match remote
+        .call(&inner.counters, |s| s.fetch_many(&counter))
+        .await
+    {
+        Ok(values) => {
+            let now = values
+                .first()
+                .and_then(|v| v.as_deref())
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if !backplane.writes.confirm(now) {
+                inner.memory.clear();
+                tracing::warn!(namespace = %inner.namespace, "a cache write message was lost; memory tier cleared");
+            }
+        }
+        Err(_) => return false,
+    }
     let slots = inner.tags.live();
     for chunk in slots.chunks(CHUNK) {
         let keys: Vec<String> = chunk

@@ -7,6 +7,7 @@ pub(crate) mod breaker;
 pub(crate) mod cbor_text;
 pub(crate) mod confirm;
 pub(crate) mod entry;
+pub(crate) mod key_writes;
 pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod redis;
