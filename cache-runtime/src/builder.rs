@@ -219,7 +219,16 @@ impl CacheBuilder {
     }
 
     /// Builds the cache; connects to the remote tier if there is one.
+    ///
+    /// A memory-only cache builds and runs under any executor. A remote tier
+    /// needs a tokio runtime (its connections, timeouts and backplane run on
+    /// it): without one, `build()` returns [`Error::Config`].
     pub async fn build(self) -> Result<Cache> {
+        if self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "a remote tier (.redis / .redis_cluster) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
+            ));
+        }
         if self.memory.is_none() && self.redis.is_none() {
             return Err(Error::Config(
                 "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
