@@ -13,10 +13,13 @@ use integration_tests::Calls;
 use tokio::time::sleep;
 
 async fn cache(cluster: &RedisCluster, ns: &str, memory: bool) -> Cache {
+    // Debug-build TLS handshakes on a loaded 2-core machine can take longer
+    // than the default 250 ms.
     let builder = Cache::builder()
         .namespace(ns)
         .redis_cluster(cluster.urls())
-        .redis_tls_root_ca(cluster.ca_pem());
+        .redis_tls_root_ca(cluster.ca_pem())
+        .remote_timeout(Duration::from_secs(2));
     let builder = if memory {
         builder.memory(1000)
     } else {
@@ -136,6 +139,7 @@ async fn a_tls_cluster_with_a_password_takes_it_from_the_urls() {
             .namespace("tlspw")
             .redis_cluster(urls)
             .redis_tls_root_ca(cluster.ca_pem())
+            .remote_timeout(Duration::from_secs(2))
             .build()
     };
     let a = connect(cluster.urls()).await.expect("the right password");

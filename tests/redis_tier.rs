@@ -438,6 +438,7 @@ async fn rediss_connections_work_with_the_servers_ca() {
             .memory(10)
             .redis(server.tls_url())
             .redis_tls_root_ca(server.ca_pem())
+            .remote_timeout(Duration::from_secs(2))
     };
     let a = connect().build().await.expect("TLS with the test CA");
     let b = connect().build().await.expect("TLS with the test CA");

@@ -20,6 +20,9 @@ use crate::stats::Counters;
 use crate::tags::TagRegistry;
 use crate::{Error, Policy, Result};
 
+/// The longest remote timeout used: about 100 years, no limit in practice.
+const MAX_REMOTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 enum RedisTarget {
     Standalone(String),
     Cluster(Vec<String>),
@@ -169,7 +172,8 @@ impl CacheBuilder {
     }
 
     /// The time limit of each remote operation (default 250 ms). Past it the
-    /// call goes on without the remote tier, and the fault is counted.
+    /// call goes on without the remote tier, and the fault is counted. A limit
+    /// above about 100 years (e.g. `Duration::MAX`) is taken as 100 years.
     pub fn remote_timeout(mut self, timeout: Duration) -> Self {
         self.remote_timeout = timeout;
         self
@@ -215,7 +219,16 @@ impl CacheBuilder {
     }
 
     /// Builds the cache; connects to the remote tier if there is one.
+    ///
+    /// A memory-only cache builds and runs under any executor. A remote tier
+    /// needs a tokio runtime (its connections, timeouts and backplane run on
+    /// it): without one, `build()` returns [`Error::Config`].
     pub async fn build(self) -> Result<Cache> {
+        if self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config(
+                "a remote tier (.redis / .redis_cluster) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
+            ));
+        }
         if self.memory.is_none() && self.redis.is_none() {
             return Err(Error::Config(
                 "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
@@ -227,7 +240,8 @@ impl CacheBuilder {
                 self.namespace
             )));
         }
-        let timeout = self.remote_timeout;
+        // Longer than any wait is meant to be, and `timeout * 4` stays far from overflow.
+        let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
         let connected = match &self.redis {
             None => None,
             Some(RedisTarget::Standalone(url)) => Some(
@@ -253,7 +267,7 @@ impl CacheBuilder {
             Some((clients, store)) => (Some(Remote::new(store, timeout, self.breaker)), clients),
             None => (None, Vec::new()),
         };
-        let wait = self.remote_timeout * 4;
+        let wait = timeout * 4;
         // The backplane keeps a memory tier current, and the tag versions
         // this process knows.
         let backplane = self.memory.is_some() || self.known_tags > 0;

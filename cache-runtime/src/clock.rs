@@ -36,18 +36,35 @@ fn coarse_millis() -> Option<u64> {
     Some(ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
 }
 
-/// Milliseconds of a duration, saturating.
+/// The longest duration [`millis`] gives: about 100 years. A longer TTL (up to
+/// `Duration::MAX`) means "forever" to a user, but Redis rejects a `PX` whose
+/// deadline passes `i64::MAX` ms, and deadlines are `now + ttl`: capped, both
+/// stay far from overflow.
+pub(crate) const MAX_MILLIS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Milliseconds of a duration, saturating at [`MAX_MILLIS`].
 #[inline]
 pub(crate) fn millis(d: std::time::Duration) -> u64 {
     // u64 arithmetic: `as_millis` goes through u128, which shows on the hit path.
     d.as_secs()
         .saturating_mul(1000)
         .saturating_add(u64::from(d.subsec_millis()))
+        .min(MAX_MILLIS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_capped() {
+        use std::time::Duration;
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(millis(Duration::MAX), MAX_MILLIS);
+        assert_eq!(millis(Duration::from_secs(u64::MAX / 999)), MAX_MILLIS);
+        // Redis takes `now + PX` up to i64::MAX ms.
+        assert!(now_millis() + MAX_MILLIS < i64::MAX as u64);
+    }
 
     #[test]
     fn coarse_clock_agrees_with_system_time() {

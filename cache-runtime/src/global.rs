@@ -17,7 +17,18 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 
 /// Sets the global cache, once, at start-up. Functions without `cache = ..`
 /// use it from then on; before, they use a memory cache of
-/// [`DEFAULT_CAPACITY`] entries.
+/// [`DEFAULT_CAPACITY`] entries (the fallback).
+///
+/// Installing after the fallback was used succeeds, and logs a warning:
+/// - every call that starts after `install` returns uses the installed cache;
+/// - the fallback's entries are not carried over and never served again (the
+///   installed cache starts empty, so those functions load once more);
+/// - a call already running keeps the fallback it started with, finishes
+///   there (its value is stored in the fallback, not in the installed cache)
+///   and returns normally: nothing in flight fails or waits because of
+///   `install`. The fallback itself stays alive, unused, for the process.
+///
+/// A second `install` returns [`Error::AlreadyInstalled`] and changes nothing.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -30,6 +41,13 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// ```
 pub fn install(cache: Cache) -> Result<()> {
     INSTALLED.set(cache).map_err(|_| Error::AlreadyInstalled)?;
+    if FALLBACK.get().is_some() {
+        tracing::warn!(
+            "cache_runtime::install after #[cached] functions already used the memory-only \
+             fallback cache: calls from now on use the installed cache; the fallback's \
+             entries are not carried over; call install at start-up, before the first call"
+        );
+    }
     if let Some(installed) = INSTALLED.get() {
         CURRENT.store(std::ptr::from_ref(installed).cast_mut(), Ordering::Release);
     }

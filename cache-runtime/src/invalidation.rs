@@ -205,7 +205,7 @@ async fn retry(cache: Weak<Inner>) {
                 }
                 Err(error) => {
                     // Once, then every 32nd failure: a long outage logs little.
-                    if failures % 32 == 0 {
+                    if failures.is_multiple_of(32) {
                         tracing::warn!(
                             namespace = %inner.namespace,
                             queued = inner.invalidations.pending(),

@@ -55,20 +55,26 @@ impl Weighter<Repr, Entry> for EntryWeigher {
     }
 }
 
+/// Counts the entries one insert drops. quick_cache 0.6 reports an entry
+/// replaced under its own key through the same hook as one pushed out for
+/// room (`Shard::insert_existing` calls `on_evict_*` with the old value, despite
+/// the trait's docs), so [`MemoryTier::insert`] subtracts the replaced one.
 #[derive(Clone)]
-pub(crate) struct EvictionCounter(Arc<Counters>);
+pub(crate) struct DropCounter;
 
-impl Lifecycle<Repr, Entry> for EvictionCounter {
-    type RequestState = ();
+impl Lifecycle<Repr, Entry> for DropCounter {
+    type RequestState = u64;
 
-    fn begin_request(&self) -> Self::RequestState {}
+    fn begin_request(&self) -> u64 {
+        0
+    }
 
-    fn on_evict(&self, _state: &mut (), _key: Repr, _entry: Entry) {
-        self.0.evictions.incr();
+    fn on_evict(&self, dropped: &mut u64, _key: Repr, _entry: Entry) {
+        *dropped += 1;
     }
 }
 
-type Shard = QuickCache<Repr, Entry, EntryWeigher, DefaultHashBuilder, EvictionCounter>;
+type Shard = QuickCache<Repr, Entry, EntryWeigher, DefaultHashBuilder, DropCounter>;
 
 /// One shard on its own cache lines, so readers of neighbouring shards do not
 /// contend on the lock word.
@@ -81,6 +87,8 @@ pub(crate) struct MemoryTier {
     shards: Box<[Padded]>,
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
+    /// Where evictions are counted; `None` when disabled.
+    counters: Option<Arc<Counters>>,
 }
 
 /// A key with its `hash64` computed, for a lookup: it hashes as the key
@@ -127,7 +135,6 @@ impl MemoryTier {
             shard_capacity
         };
         let weigher = EntryWeigher(weigher);
-        let lifecycle = EvictionCounter(counters);
         let shards = (0..count)
             .map(|_| {
                 Padded(RwLock::new(QuickCache::with(
@@ -135,13 +142,14 @@ impl MemoryTier {
                     shard_capacity as u64,
                     weigher.clone(),
                     DefaultHashBuilder::default(),
-                    lifecycle.clone(),
+                    DropCounter,
                 )))
             })
             .collect();
         Self {
             shards,
             mask: count - 1,
+            counters: Some(counters),
         }
     }
 
@@ -150,6 +158,7 @@ impl MemoryTier {
         Self {
             shards: Box::new([]),
             mask: 0,
+            counters: None,
         }
     }
 
@@ -182,9 +191,22 @@ impl MemoryTier {
         self.read(key, Entry::clone)
     }
 
+    /// Stores `entry`, counting as evictions only the entries dropped for room
+    /// (the new one included, when it does not fit), not the one it replaces.
     pub(crate) fn insert(&self, key: Repr, entry: Entry) {
-        if let Some(shard) = self.shard(key.hash64()) {
-            shard.write().insert(key, entry);
+        let hash = key.hash64();
+        let Some(shard) = self.shard(hash) else {
+            return;
+        };
+        let mut shard = shard.write();
+        // A resident entry under this key is reported dropped by this insert
+        // exactly once (replaced, or removed when the new one is overweight).
+        let replaces = shard.contains_key(&Query { hash, key: &key });
+        let dropped = shard.insert_with_lifecycle(key, entry);
+        drop(shard);
+        let evicted = dropped.saturating_sub(u64::from(replaces));
+        if let (Some(counters), true) = (&self.counters, evicted > 0) {
+            counters.evictions.add(evicted);
         }
     }
 
@@ -278,6 +300,50 @@ mod tests {
         assert!(memory.len() <= 1000, "{}", memory.len());
         assert!(memory.len() >= 500, "{}", memory.len());
         assert_eq!(counters.evictions.get() as usize, 5000 - memory.len());
+    }
+
+    #[test]
+    fn overwriting_a_key_is_not_an_eviction() {
+        let counters = Arc::new(Counters::default());
+        let memory = MemoryTier::new(100, None, counters.clone());
+        for i in 0..1000 {
+            memory.insert(hashed(1), entry(i));
+        }
+        assert_eq!(memory.len(), 1);
+        assert_eq!(counters.evictions.get(), 0);
+        // A full tier: overwriting its keys pushes nothing out either.
+        for round in 0..10 {
+            for i in 0..100 {
+                memory.insert(hashed(i), entry(round));
+            }
+        }
+        let held = memory.len() as u64;
+        assert_eq!(counters.evictions.get(), 100 - held);
+        for i in 1000..1500 {
+            memory.insert(hashed(i), entry(i));
+        }
+        assert_eq!(counters.evictions.get(), 600 - memory.len() as u64);
+    }
+
+    #[test]
+    fn an_entry_too_heavy_to_hold_counts_once() {
+        let counters = Arc::new(Counters::default());
+        // Values of 1000 and above weigh more than the whole tier.
+        let weigh: Arc<WeighFn> = Arc::new(|value: &dyn Any| {
+            value
+                .downcast_ref::<u64>()
+                .map_or(1, |v| if *v >= 1000 { 1 << 20 } else { 1 })
+        });
+        let memory = MemoryTier::new(100, Some(weigh), counters.clone());
+        memory.insert(hashed(1), entry(1));
+        memory.insert(hashed(1), entry(2));
+        assert_eq!(counters.evictions.get(), 0);
+        // Replacing a held entry with one that cannot be held drops the key once.
+        memory.insert(hashed(1), entry(1000));
+        assert!(memory.get(&hashed(1)).is_none());
+        assert_eq!(counters.evictions.get(), 1);
+        memory.insert(hashed(2), entry(1001));
+        assert_eq!(counters.evictions.get(), 2);
     }
 
     #[test]

@@ -183,7 +183,13 @@ pub(crate) async fn start(inner: &Arc<Inner>, clients: Vec<redis::Client>, wait:
         channel(&inner.namespace),
         ready,
     );
-    tokio::spawn(async move {
+    // `build()` checks for a runtime first; should there be none, the
+    // backplane stays down (never trusted) instead of panicking.
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no tokio runtime: the cache's backplane is not started");
+        return;
+    };
+    runtime.spawn(async move {
         tokio::select! {
             _ = task => {}
             _ = shutdown.notified() => {}

@@ -48,6 +48,12 @@ pub(crate) enum Permit {
     Probe,
 }
 
+/// Microseconds of `d`, saturating: `as u64` would wrap a huge `open_for`
+/// (e.g. 2^60 s wraps to 0: a breaker that never stays open).
+fn saturating_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl Breaker {
     pub(crate) fn new(config: BreakerConfig) -> Self {
         Self {
@@ -61,7 +67,7 @@ impl Breaker {
 
     fn now_micros(&self) -> u64 {
         // +1 keeps 0 free to mean "closed".
-        self.epoch.elapsed().as_micros() as u64 + 1
+        saturating_micros(self.epoch.elapsed()).saturating_add(1)
     }
 
     /// Whether a call may go to the remote tier now.
@@ -70,7 +76,7 @@ impl Breaker {
         if opened == 0 {
             return Some(Permit::Call);
         }
-        let open_for = self.config.open_for.as_micros() as u64;
+        let open_for = saturating_micros(self.config.open_for);
         if self.now_micros().saturating_sub(opened) < open_for {
             return None;
         }
@@ -165,6 +171,19 @@ mod tests {
         b.failure(probe);
         assert_eq!(b.state(), BreakerState::Open);
         assert!(b.permit().is_none());
+    }
+
+    #[test]
+    fn a_huge_open_period_keeps_it_open() {
+        for open_for in [Duration::MAX, Duration::from_secs(1 << 60)] {
+            let b = Breaker::new(BreakerConfig {
+                threshold: 1,
+                open_for,
+            });
+            b.failure(b.permit().unwrap());
+            assert_eq!(b.state(), BreakerState::Open);
+            assert!(b.permit().is_none(), "{open_for:?}: no probe yet");
+        }
     }
 
     #[test]

@@ -165,13 +165,14 @@ impl Cache {
     /// waiting up to `wait` for a holder to release it.
     pub async fn lock(&self, name: &str, ttl: Duration, wait: Duration) -> Result<LockGuard> {
         let key = Remote::lock_key(self.namespace(), name);
-        let deadline = Instant::now() + wait;
+        // A `wait` past what `Instant` holds (e.g. `Duration::MAX`) waits forever.
+        let deadline = Instant::now().checked_add(wait);
         let mut backoff = Duration::from_millis(5);
         loop {
             if let Some(guard) = LockGuard::try_take(self, key.clone(), ttl).await? {
                 return Ok(guard);
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return Err(Error::Store(StoreError::Backend(format!(
                     "lock `{name}` is held elsewhere"
                 ))));

@@ -49,6 +49,15 @@ impl Remote {
         counters: &Counters,
         op: impl FnOnce(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
     ) -> Result<T, StoreError> {
+        // The timeout (and the store's I/O) need tokio: polled by another
+        // executor, `timeout` would panic in the caller's thread. Before the
+        // breaker, which must not count this against the store.
+        if tokio::runtime::Handle::try_current().is_err() {
+            counters.store_errors.incr();
+            return Err(StoreError::Backend(
+                "no tokio runtime: the remote tier is skipped outside one".into(),
+            ));
+        }
         let Some(permit) = self.breaker.permit() else {
             counters.store_errors.incr();
             return Err(StoreError::Open);

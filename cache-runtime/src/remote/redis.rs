@@ -343,8 +343,10 @@ fn set_px(key: &str, bytes: Vec<u8>, ttl: Duration) -> redis::Cmd {
     set
 }
 
+/// A TTL in milliseconds for `PX`: at least 1, at most about 100 years
+/// (Redis refuses a `PX` that overflows its clock).
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    crate::clock::millis(d).max(1)
 }
 
 /// SCAN (never KEYS) for `pattern`, UNLINK what it finds, batch by batch.
