@@ -32,7 +32,7 @@ impl Cache {
         let inner = &self.inner;
         match &inner.remote {
             Some(remote) => {
-                let full = counter_key(self, key);
+                let full = counter_key(&inner.namespace, key);
                 Ok(remote
                     .call(&inner.counters, |s| s.increment(&full, delta))
                     .await?)
@@ -59,7 +59,10 @@ impl Cache {
     /// Deletes every entry whose key (inside this namespace) matches
     /// `pattern`, where `*` matches any run of characters and every other
     /// character stands for itself: other glob characters are escaped, and the
-    /// pattern is anchored to the namespace, so it never reaches outside it.
+    /// pattern is anchored to the namespace, so it never reaches outside it
+    /// (nor its tags' counters, locks or counters). The pattern is written like
+    /// a manual key (`%`, `#`, `~` escaped the same way); a `*` also matches
+    /// default, versioned and shortened keys (`"*"` deletes every entry).
     /// Uses `SCAN` and `UNLINK`, never `KEYS`. Returns how many were deleted
     /// from the remote tier (from memory without one).
     ///
@@ -78,17 +81,18 @@ impl Cache {
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         let inner = &self.inner;
         let ns = &inner.namespace;
-        let prefix = if ns.is_empty() {
-            String::new()
-        } else {
-            format!("{ns}:")
-        };
+        // The namespace is never empty and has no `:` (`build()` checks it),
+        // so `{ns}:` is where this namespace's entries, and only they, begin.
+        let prefix = format!("{ns}:");
+        // Written like a manual key: its reserved characters are escaped the
+        // same way, and `*` (not reserved) stays a wildcard.
+        let pattern = crate::key::reserved::escaped(pattern);
         let mut removed_memory = 0;
         for repr in inner.memory.keys() {
             let full = Key { repr: repr.clone() }.full(ns);
             if full
                 .strip_prefix(&prefix)
-                .is_some_and(|rest| glob_star(pattern, rest))
+                .is_some_and(|rest| glob_star(&pattern, rest))
                 && inner.memory.remove(&repr)
             {
                 removed_memory += 1;
@@ -100,7 +104,7 @@ impl Cache {
         let store_pattern = format!(
             "{}{}",
             escape_glob(&prefix, false),
-            escape_glob(pattern, true)
+            escape_glob(&pattern, true)
         );
         Ok(remote
             .call(&inner.counters, |s| s.delete_matching(&store_pattern))
@@ -108,8 +112,12 @@ impl Cache {
     }
 }
 
-fn counter_key(cache: &Cache, key: &str) -> String {
-    crate::key::shorten(format!("{}#counter:{key}", cache.namespace()))
+/// `{namespace}#counter:{key}`, the key's reserved characters escaped.
+pub(crate) fn counter_key(namespace: &str, key: &str) -> String {
+    crate::key::shorten(format!(
+        "{namespace}#counter:{}",
+        crate::key::reserved::escaped(key)
+    ))
 }
 
 /// Escapes Redis glob characters; keeps `*` as a wildcard when `star` is set.
