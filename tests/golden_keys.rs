@@ -1,6 +1,14 @@
 //! Freezes the key format. If one of these fails, keys changed: every process
 //! sharing a store with an older build would stop sharing entries. Change the
 //! expected strings only on purpose, with a note in the changelog.
+//!
+//! Changed on purpose once, to make the key space injective (the grammar is in
+//! `cache-runtime/src/key/mod.rs`): default keys were `{ns}:{name}[:v{N}]:{hash}`
+//! and versioned template keys `{ns}:v{N}:{text}`, both of which a template
+//! (`key = "v2:user:{id}"`, `key = "users.get:{h}"`) or a manual key could
+//! render; they are now `{ns}:{name}[#v{N}]#{hash}` and `{ns}:{text}#v{N}`, with
+//! `#` reserved. Unversioned template keys and shortened keys kept their
+//! strings: they were safe once `~`, `#` and `%` are never left raw in values.
 
 use cache_runtime::{cached, Cache};
 
@@ -62,20 +70,20 @@ async fn key_strings_are_frozen() {
     let c = &cache;
     assert_eq!(
         keys_after(c, named(c, 7)).await,
-        ["golden:users.get:8b8c62e3760c5dcfc47cb1ae35b2dcad"]
+        ["golden:users.get#8b8c62e3760c5dcfc47cb1ae35b2dcad"]
     );
     assert_eq!(
         keys_after(c, named_v3(c, 7)).await,
-        ["golden:users.get:v3:8b8c62e3760c5dcfc47cb1ae35b2dcad"]
+        ["golden:users.get#v3#8b8c62e3760c5dcfc47cb1ae35b2dcad"]
     );
     assert_eq!(
         keys_after(c, default_name(c, 7, "x")).await,
-        ["golden:golden_keys::default_name:63e4681be72a0f7a5adfc9949e6cef98"]
+        ["golden:golden_keys::default_name#63e4681be72a0f7a5adfc9949e6cef98"]
     );
     assert_eq!(keys_after(c, templated(c, 7)).await, ["golden:user:7"]);
     assert_eq!(
         keys_after(c, templated_v2(c, 7)).await,
-        ["golden:v2:user:7"]
+        ["golden:user:7#v2"]
     );
     assert_eq!(
         keys_after(c, pair(c, "a:b", "c%")).await,

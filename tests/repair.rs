@@ -203,7 +203,7 @@ async fn locked(cache: &Cache, id: u64) -> usize {
 
 /// The lock key of `locked(id)`'s load in `namespace`.
 fn lock_key(namespace: &str, id: u64) -> String {
-    format!("{namespace}#lock:{namespace}:locked:{id}")
+    format!("{namespace}#load:locked:{id}")
 }
 
 /// Calls `locked(id)` while its lock key is broken by `break_lock`: the call

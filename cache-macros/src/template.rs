@@ -1,9 +1,12 @@
 //! Templates of `key = ".."` and `tags = [..]`: literal text with `{param}` or
 //! `{param.field.0}` placeholders.
 //!
-//! Rules: no literal braces, no empty placeholders, and two placeholders always
-//! have literal text between them, so the runtime can escape the characters
-//! that end a value and different arguments never render the same string.
+//! Rules: no literal braces, no empty placeholders, two placeholders always
+//! have literal text between them, and no literal `%`, `#` or `~` (reserved by
+//! the key grammar: the escape, the mark of versions and default keys, the mark
+//! of shortened keys), so the runtime can escape the characters that end a
+//! value and different arguments never render the same string, nor a string of
+//! another kind of key.
 
 use syn::{Ident, Member};
 
@@ -77,7 +80,27 @@ pub fn parse(text: &str) -> Result<Template, String> {
     if !lit.is_empty() {
         segments.push(Segment::Lit(lit));
     }
+    for segment in &segments {
+        if let Segment::Lit(text) = segment {
+            reserved(text)?;
+        }
+    }
     Ok(Template { segments })
+}
+
+/// The characters the key grammar reserves (`cache-runtime`'s `key` module).
+const RESERVED: [char; 3] = ['%', '#', '~'];
+
+/// Rejects literal text with a reserved character.
+fn reserved(text: &str) -> Result<(), String> {
+    match text.chars().find(|c| RESERVED.contains(c)) {
+        Some(c) => Err(format!(
+            "`{c}` cannot be used in a key or tag template: `%`, `#` and `~` are reserved \
+             (`%` escapes values, `#` marks versions and default keys, `~` shortened keys); \
+             use another separator, e.g. `:`"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Parses the inside of `{..}`.
@@ -218,6 +241,14 @@ mod tests {
         ] {
             assert!(error(bad).contains("is not a placeholder"), "{bad}");
         }
+    }
+
+    #[test]
+    fn reserved_characters_in_text() {
+        for bad in ["{a}%{b}", "v2#user:{id}", "long~{x}", "100%", "#"] {
+            assert!(error(bad).contains("are reserved"), "{bad}");
+        }
+        assert!(parse("{r#type}:x").is_ok(), "a raw identifier is not text");
     }
 
     #[test]

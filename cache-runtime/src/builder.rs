@@ -80,6 +80,9 @@ impl CacheBuilder {
     }
 
     /// The prefix of every key (`{namespace}:{key}`); default `"cache"`.
+    /// 1 to 64 ASCII letters, digits, `-`, `_` or `.`; anything else (empty,
+    /// `:`, `#`, glob characters, ...) makes [`build`](Self::build) return
+    /// [`Error::Config`], so no namespace can read another's keys.
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = namespace.into();
         self
@@ -234,12 +237,7 @@ impl CacheBuilder {
                 "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
             ));
         }
-        if self.namespace.contains(['*', '?', '[', ']', '#']) {
-            return Err(Error::Config(format!(
-                "namespace `{}` contains a reserved character (* ? [ ] #)",
-                self.namespace
-            )));
-        }
+        crate::key::check_namespace(&self.namespace)?;
         // Longer than any wait is meant to be, and `timeout * 4` stays far from overflow.
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
         let connected = match &self.redis {
@@ -279,7 +277,14 @@ impl CacheBuilder {
         Ok(cache)
     }
 
-    pub(crate) fn build_now(self) -> Cache {
+    /// A memory-only cache, built at once. Only `Cache::memory` calls it, with
+    /// the default namespace; a namespace that fails the check would fall
+    /// back to that default rather than panic.
+    pub(crate) fn build_now(mut self) -> Cache {
+        if let Err(error) = crate::key::check_namespace(&self.namespace) {
+            tracing::warn!(%error, "using the default namespace");
+            self.namespace = DEFAULT_NAMESPACE.to_string();
+        }
         self.assemble(None, false)
     }
 

@@ -34,7 +34,7 @@ impl Cache {
         let inner = &self.inner;
         match &inner.remote {
             Some(remote) => {
-                let full = counter_key(self, key);
+                let full = counter_key(&inner.namespace, key);
                 Ok(remote
                     .call(&inner.counters, |s| s.increment(&full, delta))
                     .await?)
@@ -61,7 +61,10 @@ impl Cache {
     /// Deletes every entry whose key (inside this namespace) matches
     /// `pattern`, where `*` matches any run of characters and every other
     /// character stands for itself: other glob characters are escaped, and the
-    /// pattern is anchored to the namespace, so it never reaches outside it.
+    /// pattern is anchored to the namespace, so it never reaches outside it
+    /// (nor its tags' counters, locks or counters). The pattern is written like
+    /// a manual key (`%`, `#`, `~` escaped the same way); a `*` also matches
+    /// default, versioned and shortened keys (`"*"` deletes every entry).
     /// Uses `SCAN` and `UNLINK`, never `KEYS`. Returns how many were deleted
     /// from the remote tier (from memory without one).
     ///
@@ -85,8 +88,8 @@ impl Cache {
         };
         let store_pattern = format!(
             "{}{}",
-            escape_glob(&namespace_prefix(&inner.namespace), false),
-            escape_glob(pattern, true)
+            escape_glob(&format!("{}:", inner.namespace), false),
+            escape_glob(&crate::key::reserved::escaped(pattern), true)
         );
         let seq = key_writes::reserve(self).await;
         let removed = remote
@@ -97,26 +100,22 @@ impl Cache {
     }
 }
 
-/// What every key of `namespace` starts with.
-fn namespace_prefix(namespace: &str) -> String {
-    if namespace.is_empty() {
-        String::new()
-    } else {
-        format!("{namespace}:")
-    }
-}
-
 /// Removes from the memory tier every entry whose key matches `pattern` (as
 /// in [`Cache::delete_matching`]); how many.
 pub(crate) fn forget_matching(inner: &Inner, pattern: &str) -> u64 {
     let ns = &inner.namespace;
-    let prefix = namespace_prefix(ns);
+    // The namespace is never empty and has no `:` (`build()` checks it),
+    // so `{ns}:` is where this namespace's entries, and only they, begin.
+    let prefix = format!("{ns}:");
+    // Written like a manual key: its reserved characters are escaped the
+    // same way, and `*` (not reserved) stays a wildcard.
+    let pattern = crate::key::reserved::escaped(pattern);
     let mut removed = 0;
     for repr in inner.memory.keys() {
         let full = Key { repr: repr.clone() }.full(ns);
         if full
             .strip_prefix(&prefix)
-            .is_some_and(|rest| glob_star(pattern, rest))
+            .is_some_and(|rest| glob_star(&pattern, rest))
             && inner.memory.remove(&repr)
         {
             removed += 1;
@@ -125,8 +124,12 @@ pub(crate) fn forget_matching(inner: &Inner, pattern: &str) -> u64 {
     removed
 }
 
-fn counter_key(cache: &Cache, key: &str) -> String {
-    crate::key::shorten(format!("{}#counter:{key}", cache.namespace()))
+/// `{namespace}#counter:{key}`, the key's reserved characters escaped.
+pub(crate) fn counter_key(namespace: &str, key: &str) -> String {
+    crate::key::shorten(format!(
+        "{namespace}#counter:{}",
+        crate::key::reserved::escaped(key)
+    ))
 }
 
 /// Escapes Redis glob characters; keeps `*` as a wildcard when `star` is set.

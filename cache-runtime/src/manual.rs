@@ -1,6 +1,10 @@
 //! The manual API: get, set, delete and get-or-load by key, and their batch
-//! forms. Keys are the same as `#[cached(key = "..")]` templates render, so a
-//! function and the manual API see the same entries.
+//! forms. A key is stored as `{namespace}:{key}` with its reserved characters
+//! (`%`, `#`, `~`) escaped, so `get("user:7")` sees the entry
+//! `#[cached(key = "user:{id}")]` stored for 7, while no manual key can name a
+//! versioned or default entry, a shortened key, a tag counter, a lock or a
+//! counter, and two different manual keys never share an entry (see the
+//! grammar in the `key` module).
 
 use std::any::Any;
 use std::collections::HashMap;

@@ -26,7 +26,7 @@ pub(crate) async fn lead_across_processes(
     value_type: TypeId,
 ) -> Missed {
     let inner = &cache.inner;
-    let lock_key = Remote::lock_key(&inner.namespace, &lead.key.full(&inner.namespace));
+    let lock_key = Remote::load_lock_key(&inner.namespace, &lead.key);
     let deadline = Instant::now() + MAX_WAIT;
     let mut backoff = Duration::from_millis(5);
     loop {

@@ -1,17 +1,72 @@
-//! Cache keys: a rendered template, or a function's identity plus a stable hash
-//! of its arguments. In the memory tier a hashed key is kept as its 128-bit hash
-//! (no string is built on a hit); the readable string form
-//! `{namespace}:{name}:{hash}` or `{namespace}:{template}` is made only when
-//! needed (remote tier, listings, logs).
+//! Cache keys: a rendered template, a manual key, or a function's identity plus
+//! a stable hash of its arguments. In the memory tier a default key is kept as
+//! its 128-bit hash (no string is built on a hit); the string form a store
+//! sees is made only when needed (remote tier, listings, logs).
+//!
+//! # The grammar of store names
+//!
+//! ```text
+//! name      = ns ":" entry                  an entry
+//!           | ns "#tag:" esc(tag)           a tag's version counter
+//!           | ns "#load:" entry             the lock of a load (lock = "distributed")
+//!           | ns "#lock:" esc(lock name)    a lock taken through `Cache::lock`
+//!           | ns "#counter:" esc(counter)   a counter of `Cache::increment`
+//!           | short
+//! entry     = text                          a template key; a manual key
+//!           | text "#v" N                   a template key with `version = N`
+//!           | esc(fn name) "#" H            a default key
+//!           | esc(fn name) "#v" N "#" H     a default key with `version = N`
+//! short     = the first 200 bytes of a name longer than 250, "~", H'
+//! channel   = ns "#invalidations"           the backplane (a channel, not a key)
+//! ns        = 1*64 (ALPHA / DIGIT / "-" / "_" / ".")      checked by `build()`
+//! text      = a template's literal text with its values escaped, or esc(manual key)
+//! N         = 1*DIGIT;  H = 32 hex digits (XXH3-128 of the arguments)
+//! H'        = 32 hex digits (XXH3-128 of the whole long name)
+//! ```
+//!
+//! Why no two of them meet:
+//! - `%`, `#` and `~` are reserved ([`reserved`]): a template's literal text
+//!   may not contain them (the macro says so at compile time), every value
+//!   rendered into a template has them escaped (`%XX`, with `%` itself `%25`),
+//!   and so does every string a caller gives the runtime (manual keys, tags,
+//!   lock and counter names, function names). So `text` never contains `#` or
+//!   `~`, and no name contains `~` unless it was shortened: a short name can
+//!   never equal a name that was not shortened, whatever a caller writes.
+//! - `ns` contains none of `:`, `#`, `~`, so the first `:` or `#` of a name
+//!   ends its namespace, and what follows it (`:`, `#tag:`, `#load:`, `#lock:`,
+//!   `#counter:`) is the space.
+//! - Inside an entry the `#`s tell the forms apart: none (text), one followed
+//!   by `v` and digits (a versioned template key), one followed by 32 hex
+//!   digits (a default key; `v` is not a hex digit), or two.
+//! - Within one template, different arguments render different text: values
+//!   are escaped wherever they contain a character of the template's literal
+//!   text, placeholders are always separated by literal text whose first
+//!   character is escaped in the value before it, and `%` never occurs raw, so
+//!   every `%` begins a three-character escape. Reading left to right, each
+//!   value ends at the first raw occurrence of the next literal's first
+//!   character, and decodes to exactly one value.
+//! - A manual key is stored as `esc(key)`: `get("user:7")` reads what
+//!   `key = "user:{id}"` stored for 7 (the intended sharing of the manual API
+//!   and unversioned templates), but a manual key can never name a versioned,
+//!   default or shortened entry, a tag, a lock or a counter, and two different
+//!   manual keys never share an entry (`"a~b"` is `a%7Eb`, `"a%7Eb"` is `a%257Eb`).
+//!
+//! The remaining way for two keys to meet is a collision of XXH3-128 (default
+//! keys, shortened names), which is not a cryptographic hash.
 
 mod buf;
 mod canonical;
 mod hasher;
+#[cfg(test)]
+mod injective_tests;
+mod namespace;
 mod placeholder;
+pub(crate) mod reserved;
 mod store_key;
 mod template;
 
 pub use hasher::{KeyArg, KeyHasher};
+pub(crate) use namespace::check_namespace;
 pub use placeholder::{Placeholder, RenderDirect, RenderDisplay, TemplateValue};
 pub(crate) use store_key::StoreKey;
 pub use template::Template;
@@ -44,20 +99,23 @@ pub(crate) enum Repr {
 }
 
 impl Key {
-    pub(crate) fn text(version: Option<u64>, text: SmolStr) -> Key {
-        let text = match version {
-            Some(v) => smol_str::format_smolstr!("v{v}:{text}"),
-            None => text,
-        };
+    /// A rendered template (escaped, and with its `#v{N}` already appended).
+    pub(crate) fn rendered(text: SmolStr) -> Key {
         Key {
             repr: Repr::Text(text),
         }
     }
 
-    /// A key given by the user to the manual API.
+    /// A key given by the user to the manual API: its reserved characters
+    /// escaped (see the module docs), so it can only name an unversioned
+    /// template's entry or another manual key's.
     pub(crate) fn manual(text: &str) -> Key {
+        let text = match reserved::escaped(text) {
+            std::borrow::Cow::Borrowed(clean) => SmolStr::new(clean),
+            std::borrow::Cow::Owned(escaped) => SmolStr::from(escaped),
+        };
         Key {
-            repr: Repr::Text(text.into()),
+            repr: Repr::Text(text),
         }
     }
 
@@ -78,6 +136,8 @@ impl Key {
 
 /// Keeps a key of at most [`MAX_KEY_LEN`] bytes: a longer one keeps its first
 /// bytes (cut at a character boundary) and ends in `~` and the hash of the whole.
+/// `~` occurs in no name that was not shortened (see the module docs), so a
+/// shortened name never equals another name as it was written.
 pub(crate) fn shorten(key: String) -> String {
     if key.len() <= MAX_KEY_LEN {
         return key;
@@ -169,9 +229,10 @@ mod tests {
     }
 
     #[test]
-    fn versions_prefix_template_keys() {
-        let k = Key::text(Some(3), "user:7".into());
-        assert_eq!(k.full("app"), "app:v3:user:7");
-        assert_eq!(Key::text(None, "user:7".into()).full("app"), "app:user:7");
+    fn manual_keys_escape_the_reserved_characters() {
+        assert_eq!(Key::manual("user:7").full("app"), "app:user:7");
+        assert_eq!(Key::manual("b#tag:t").full("app"), "app:b%23tag:t");
+        assert_eq!(Key::manual("x~1%").full("app"), "app:x%7E1%25");
+        assert_ne!(Key::manual("a~b"), Key::manual("a%7Eb"));
     }
 }

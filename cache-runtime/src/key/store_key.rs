@@ -1,18 +1,22 @@
-//! The names a remote store knows an entry and a tag's version counter by.
+//! The names a remote store knows an entry, a tag's version counter and a
+//! load's lock by (the grammar is in the [`key`](super) module's docs).
 //!
 //! A name is described by its parts and written straight into whatever buffer
 //! needs it (a Redis command on the hit path), so a remote hit builds no
 //! intermediate `String` per key. [`StoreKey::name`] gives the same bytes
 //! as a `String`, shortened like every key.
 
+use super::reserved::write_escaped;
 use super::{shorten, Key, Repr, MAX_KEY_LEN};
 
-/// The store name of an entry (`{namespace}:{key}`) or of a tag's version
-/// counter (`{namespace}#tag:{tag}`; `#` keeps it apart from every entry).
+/// The store name of an entry (`{namespace}:{key}`), of a tag's version
+/// counter (`{namespace}#tag:{tag}`) or of the lock of an entry's load
+/// (`{namespace}#load:{key}`). `#` keeps the last two apart from every entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum StoreKey<'a> {
     Entry { namespace: &'a str, key: &'a Key },
     Tag { namespace: &'a str, tag: &'a str },
+    Load { namespace: &'a str, key: &'a Key },
 }
 
 impl StoreKey<'_> {
@@ -20,32 +24,22 @@ impl StoreKey<'_> {
     fn pieces(&self, mut out: impl FnMut(&[u8])) {
         match *self {
             StoreKey::Entry { namespace, key } => {
-                if !namespace.is_empty() {
-                    out(namespace.as_bytes());
-                    out(b":");
-                }
-                match &key.repr {
-                    Repr::Hashed { site, hash } => {
-                        out(site.name.as_bytes());
-                        if let Some(v) = site.version {
-                            out(b":v");
-                            out(decimal(v, &mut [0; 20]));
-                        }
-                        out(b":");
-                        out(&hex(*hash));
-                    }
-                    Repr::Text(text) => out(text.as_bytes()),
-                    Repr::Invalid => out(b"<invalid>"),
-                }
+                out(namespace.as_bytes());
+                out(b":");
+                entry_pieces(key, &mut out);
+            }
+            StoreKey::Load { namespace, key } => {
+                out(namespace.as_bytes());
+                out(b"#load:");
+                entry_pieces(key, &mut out);
             }
             StoreKey::Tag { namespace, tag } => {
                 out(namespace.as_bytes());
                 out(b"#tag:");
-                out(tag.as_bytes());
+                write_escaped(tag, &mut out);
             }
         }
     }
-
     /// The length of the unshortened name.
     fn raw_len(&self) -> usize {
         let mut len = 0;
@@ -85,17 +79,38 @@ impl StoreKey<'_> {
     }
 }
 
+/// The part of an entry's name after `{namespace}:`.
+fn entry_pieces(key: &Key, out: &mut impl FnMut(&[u8])) {
+    match &key.repr {
+        Repr::Hashed { site, hash } => {
+            write_escaped(site.name, out);
+            if let Some(v) = site.version {
+                out(b"#v");
+                out(decimal(v, &mut [0; 20]).as_bytes());
+            }
+            out(b"#");
+            out(&hex(*hash));
+        }
+        Repr::Text(text) => out(text.as_bytes()),
+        // Never stored (such a call runs uncached); named for logs only.
+        Repr::Invalid => out(b"#invalid"),
+    }
+}
+
 /// `n` in decimal, written into the end of `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+#[inline]
+pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut at = buf.len();
     loop {
         at -= 1;
         buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            return &buf[at..];
+            break;
         }
     }
+    // SAFETY: `buf[at..]` holds only ASCII digits, so it is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(&buf[at..]) }
 }
 
 /// `n` as 32 lowercase hex digits.
@@ -115,7 +130,7 @@ mod tests {
     #[test]
     fn numbers_are_written_like_format() {
         for n in [0, 7, 10, 99, 12_345, u64::MAX] {
-            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string());
         }
         for n in [
             0u128,
@@ -135,12 +150,50 @@ mod tests {
             tag: "user:7",
         };
         assert_eq!(tag.name(), "app#tag:user:7");
+        let odd = StoreKey::Tag {
+            namespace: "app",
+            tag: "a~b%#",
+        };
+        assert_eq!(odd.name(), "app#tag:a%7Eb%25%23");
+    }
+
+    #[test]
+    fn default_keys_and_load_locks_have_their_own_marks() {
+        static SITE: crate::private::Site = crate::private::Site {
+            name: "users.get",
+            version: Some(3),
+            ..crate::private::Site::DEFAULT
+        };
+        static ODD: crate::private::Site = crate::private::Site {
+            name: "a#v1~",
+            ..crate::private::Site::DEFAULT
+        };
+        let key = Key {
+            repr: Repr::Hashed {
+                site: &SITE,
+                hash: 0xab,
+            },
+        };
+        let hex = format!("{:032x}", 0xab);
+        assert_eq!(key.full("app"), format!("app:users.get#v3#{hex}"));
+        let odd = Key {
+            repr: Repr::Hashed {
+                site: &ODD,
+                hash: 0xab,
+            },
+        };
+        assert_eq!(odd.full("app"), format!("app:a%23v1%7E#{hex}"));
+        let load = StoreKey::Load {
+            namespace: "app",
+            key: &Key::manual("user:7"),
+        };
+        assert_eq!(load.name(), "app#load:user:7");
     }
 
     #[test]
     fn assembled_names_equal_their_strings_short_or_long() {
-        let short = Key::text(Some(2), "user:7".into());
-        let long = Key::text(None, "x".repeat(300).into());
+        let short = Key::rendered("user:7#v2".into());
+        let long = Key::rendered("x".repeat(300).into());
         for key in [&short, &long] {
             let name = StoreKey::Entry {
                 namespace: "app",
@@ -155,7 +208,7 @@ mod tests {
                 key: &short
             }
             .name(),
-            "app:v2:user:7"
+            "app:user:7#v2"
         );
     }
 }

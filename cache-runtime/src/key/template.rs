@@ -1,16 +1,18 @@
 //! Rendering of `key = ".."` and `tags = [..]` templates with escaped values.
 //!
-//! A value's `Display` output is percent-encoded wherever it contains `%` or a
-//! character that occurs in the template's literal text. Since placeholders are
-//! always separated by literal text (the macro enforces it), every value ends
-//! exactly where the next literal begins, so different arguments never render
-//! the same string: `"{a}:{b}"` with `("a:b", "c")` gives `a%3Ab:c`, with
-//! `("a", "b:c")` gives `a:b%3Ac`.
+//! A value's `Display` output is percent-encoded wherever it contains a reserved
+//! character (`%`, `#`, `~`, which literal text never contains) or a character
+//! that occurs in the template's literal text. Since placeholders are always
+//! separated by literal text (the macro enforces it), every value ends exactly
+//! where the next literal begins, so different arguments never render the same
+//! string: `"{a}:{b}"` with `("a:b", "c")` gives `a%3Ab:c`, with `("a", "b:c")`
+//! gives `a:b%3Ac`. See the grammar in the [`key`](super) module.
 
 use std::fmt::{self, Write};
 
 use smol_str::SmolStrBuilder;
 
+use super::reserved::{HEX, RESERVED};
 use super::Key;
 use crate::private::Site;
 
@@ -23,8 +25,8 @@ pub struct Template {
     escape: EscapeSet,
 }
 
-/// The characters a value must not contain unescaped: `%` and those of the
-/// template's literal text.
+/// The characters a value must not contain unescaped: the reserved ones and
+/// those of the template's literal text.
 #[derive(Clone, Copy)]
 struct EscapeSet {
     /// Bit `b` set: ASCII byte `b` is escaped. Checking a byte is a shift.
@@ -37,7 +39,7 @@ impl EscapeSet {
     /// Inlined with a literal `escape`, this folds to constants.
     #[inline(always)]
     fn new(escape: &'static str) -> EscapeSet {
-        let mut ascii = 1u128 << b'%';
+        let mut ascii = RESERVED;
         for b in escape.bytes() {
             if b.is_ascii() {
                 ascii |= 1u128 << b;
@@ -132,9 +134,17 @@ impl Template {
         let _ = w.write_str(text);
     }
 
-    /// The rendered text as a key of `site`.
-    pub fn key(self, site: &'static Site) -> Key {
-        Key::text(site.version, self.out.finish())
+    /// The rendered text as a key of `site`, ending in `#v{N}` with
+    /// `version = N` (no rendered text contains `#`).
+    #[inline]
+    pub fn key(mut self, site: &'static Site) -> Key {
+        if let Some(version) = site.version {
+            self.out.push_str("#v");
+            let mut digits = [0u8; 20];
+            self.out
+                .push_str(super::store_key::decimal(version, &mut digits));
+        }
+        Key::rendered(self.out.finish())
     }
 
     /// The rendered text as a tag.
@@ -142,8 +152,6 @@ impl Template {
         self.out.as_str().to_owned()
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 struct Escaper<'a> {
     out: &'a mut SmolStrBuilder,
@@ -224,6 +232,25 @@ mod tests {
     fn non_ascii_values_keep_their_characters_under_an_ascii_set() {
         assert_eq!(render(":", &[Err("é:ü")]), "é%3Aü");
         assert_eq!(render("", &[Err("日本%")]), "日本%25");
+    }
+
+    #[test]
+    fn reserved_characters_are_escaped_in_every_template() {
+        assert_eq!(render("", &[Err("a#v2~%")]), "a%23v2%7E%25");
+        assert_eq!(render(":", &[Ok("x:"), Err("#~")]), "x:%23%7E");
+    }
+
+    #[test]
+    fn versions_follow_the_text() {
+        static V2: Site = Site {
+            name: "t",
+            version: Some(2),
+            ..Site::DEFAULT
+        };
+        let mut t = Template::new(":");
+        t.lit("user:");
+        t.value(&7u8);
+        assert_eq!(t.key(&V2).full("app"), "app:user:7#v2");
     }
 
     #[test]

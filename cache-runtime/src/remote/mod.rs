@@ -18,7 +18,8 @@ use std::time::Duration;
 use breaker::{Breaker, BreakerConfig, BreakerState};
 use store::{RemoteStore, StoreError, StoreFuture};
 
-use crate::key::{shorten, StoreKey};
+use crate::key::reserved::escaped;
+use crate::key::{shorten, Key, StoreKey};
 use crate::stats::Counters;
 
 /// Default time limit of one remote operation.
@@ -86,9 +87,16 @@ impl Remote {
         self.breaker.state()
     }
 
-    /// The store key of a lock. `#` keeps it apart from entry keys.
+    /// The store key of a lock taken by name (`Cache::lock`):
+    /// `{namespace}#lock:{name}`, the name's reserved characters escaped, so
+    /// it is apart from entries and from the locks of loads.
     pub(crate) fn lock_key(namespace: &str, name: &str) -> String {
-        shorten(format!("{namespace}#lock:{name}"))
+        shorten(format!("{namespace}#lock:{}", escaped(name)))
+    }
+
+    /// The store key of the lock of `key`'s load: `{namespace}#load:{key}`.
+    pub(crate) fn load_lock_key(namespace: &str, key: &Key) -> String {
+        StoreKey::Load { namespace, key }.name()
     }
 
     /// The store key of a tag's version counter. `#` after the namespace keeps
