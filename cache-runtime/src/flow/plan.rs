@@ -1,5 +1,9 @@
 //! A call's effective options: the function's own over its profile's over the
-//! cache's defaults, in milliseconds.
+//! cache's defaults, in milliseconds; and each site's memo of them per cache.
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::clock::millis;
 use crate::private::{LockMode, Site};
@@ -49,7 +53,7 @@ impl Plan {
         }
         let plan = Self::resolve(site, cache)?;
         // Profiles and defaults are fixed once a cache is built, so the plan
-        // stays right for this cache; other caches resolve each time.
+        // stays right for this cache.
         site.plan.remember(cache.inner.id, plan);
         Ok(plan)
     }
@@ -84,5 +88,241 @@ impl Plan {
             fresh.saturating_add(self.stale),
             fresh.saturating_add(self.fail_safe),
         )
+    }
+}
+
+/// Caches a site memoizes plans for; a site used with more resolves its plan
+/// for the later ones on every call (one profile lookup, no allocation).
+pub(crate) const PLAN_SLOTS: usize = 8;
+
+/// A site's resolved options for each of the first [`PLAN_SLOTS`] caches it is
+/// used with (tenants, `cache = self.cache` over several instances, the
+/// default global cache before `install` and the installed one), so hits
+/// through any of them skip resolving them.
+///
+/// Lock-free: a read is one pointer load and a scan of the slots' ids, which
+/// stops at the first empty one (the first cache is in slot 0). Each slot is
+/// written once: its writer claims it, writes the plan, then publishes the
+/// cache's id with `Release`; a reader reads the plan only after it saw that
+/// id with `Acquire`, so it never sees a plan being written. Cache ids are
+/// never reused, so a dropped cache's slot is never wrong, only unused.
+///
+/// The slots are one allocation, made on the first call and never freed:
+/// sites are statics, so this is one block of about 400 bytes per cached
+/// function for the life of the program. (A `OnceLock` would need a
+/// destructor, which the `..Site::DEFAULT` of generated statics cannot have.)
+#[derive(Debug)]
+pub struct PlanCache {
+    slots: AtomicPtr<Slots>,
+}
+
+#[repr(C)] // slot 0 at the start of the block: the first cache's read
+struct Slots {
+    slots: [Slot; PLAN_SLOTS],
+    /// Slots claimed by writers so far (at most `PLAN_SLOTS`).
+    claimed: AtomicUsize,
+}
+
+struct Slot {
+    /// 0 (no cache has id 0) until `plan` is written; then the cache's id,
+    /// never changed again.
+    id: AtomicU64,
+    plan: UnsafeCell<MaybeUninit<Plan>>,
+}
+
+impl PlanCache {
+    /// Empty.
+    pub const fn new() -> Self {
+        Self {
+            slots: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// The slots, if any plan was remembered yet.
+    #[inline]
+    fn slots(&self) -> Option<&Slots> {
+        let ptr = self.slots.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `claim_slots`
+        // and is never freed, so it is valid for shared reads forever.
+        unsafe { ptr.as_ref() }
+    }
+
+    /// The plan remembered for `cache_id`.
+    #[inline]
+    pub(crate) fn get(&self, cache_id: u64) -> Option<Plan> {
+        for slot in &self.slots()?.slots {
+            let id = slot.id.load(Ordering::Acquire);
+            if id == cache_id {
+                // SAFETY: a non-zero id is stored (with `Release`) only after
+                // the plan was written, and the plan is never written again.
+                return Some(unsafe { (*slot.plan.get()).assume_init() });
+            }
+            if id == 0 {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Remembers `plan` for `cache_id`, unless it is already known or every
+    /// slot is taken. Two threads remembering the same new cache at once may
+    /// both take a slot: harmless, and bounded by `PLAN_SLOTS`.
+    pub(crate) fn remember(&self, cache_id: u64, plan: Plan) {
+        let slots = self.claim_slots();
+        if slots
+            .slots
+            .iter()
+            .any(|slot| slot.id.load(Ordering::Acquire) == cache_id)
+        {
+            return;
+        }
+        let claimed = slots
+            .claimed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < PLAN_SLOTS).then_some(n + 1)
+            });
+        let Some(slot) = claimed.ok().and_then(|index| slots.slots.get(index)) else {
+            return; // full: this cache's plan is resolved on each call
+        };
+        // SAFETY: the `claimed` counter handed this slot to this call alone,
+        // and no reader reads its plan before the id below is published.
+        unsafe { (*slot.plan.get()).write(plan) };
+        slot.id.store(cache_id, Ordering::Release);
+    }
+
+    /// The slots, allocated by the first caller.
+    fn claim_slots(&self) -> &Slots {
+        if let Some(slots) = self.slots() {
+            return slots;
+        }
+        let new = Box::into_raw(Box::new(Slots {
+            slots: std::array::from_fn(|_| Slot {
+                id: AtomicU64::new(0),
+                plan: UnsafeCell::new(MaybeUninit::uninit()),
+            }),
+            claimed: AtomicUsize::new(0),
+        }));
+        match self.slots.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: `new` is now shared and never freed (see `slots`).
+            Ok(_) => unsafe { &*new },
+            Err(existing) => {
+                // SAFETY: `new` was never shared: the exchange failed.
+                drop(unsafe { Box::from_raw(new) });
+                // SAFETY: another caller's block, never freed (see `slots`).
+                unsafe { &*existing }
+            }
+        }
+    }
+}
+
+impl Default for PlanCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A plan told apart by `n` in every word, so a torn read would show.
+    fn plan(n: u64) -> Plan {
+        Plan {
+            ttl: n,
+            stale: n * 2,
+            fail_safe: n * 3,
+            beta: n as f64,
+            single_flight: n % 2 == 0,
+            distributed: false,
+            cache_none: true,
+            refreshable: false,
+        }
+    }
+
+    fn is_plan(found: Option<Plan>, n: u64) -> bool {
+        found.is_some_and(|p| {
+            (p.ttl, p.stale, p.fail_safe, p.beta, p.single_flight)
+                == (n, n * 2, n * 3, n as f64, n % 2 == 0)
+        })
+    }
+
+    #[tokio::test]
+    async fn a_site_keeps_each_caches_own_plan() {
+        static SITE: Site = Site {
+            name: "plan::test",
+            ..Site::DEFAULT
+        };
+        let mut caches = Vec::new();
+        for secs in [10, 20, 30] {
+            let cache = Cache::builder()
+                .default_ttl(Duration::from_secs(secs))
+                .memory(10)
+                .build()
+                .await
+                .expect("memory cache");
+            caches.push((cache, secs * 1000));
+        }
+        for _ in 0..2 {
+            for (cache, ttl) in &caches {
+                let resolved = Plan::for_site(&SITE, cache).expect("no profile to miss");
+                assert_eq!(resolved.ttl, *ttl);
+            }
+        }
+        // Every cache's plan is memoized (hits take the fast path), each its own.
+        for (cache, ttl) in &caches {
+            let memo = SITE.plan.get(cache.inner.id).map(|p| p.ttl);
+            assert_eq!(memo, Some(*ttl), "cache {}", cache.inner.id);
+        }
+    }
+
+    #[test]
+    fn up_to_plan_slots_caches_are_remembered() {
+        let memo = PlanCache::new();
+        assert!(memo.get(1).is_none());
+        let last = PLAN_SLOTS as u64 + 2;
+        for id in 1..=last {
+            memo.remember(id, plan(id));
+            // Remembering a known cache again takes no slot.
+            memo.remember(id, plan(id));
+        }
+        for id in 1..=PLAN_SLOTS as u64 {
+            assert!(is_plan(memo.get(id), id), "cache {id}");
+        }
+        for id in PLAN_SLOTS as u64 + 1..=last {
+            assert!(memo.get(id).is_none(), "cache {id} past the slots");
+        }
+    }
+
+    #[test]
+    fn concurrent_readers_see_whole_plans() {
+        let memo = PlanCache::new();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let memo = &memo;
+                s.spawn(move || {
+                    for round in 0..1000 {
+                        if round == t * 10 {
+                            memo.remember(t + 1, plan(t + 1));
+                            memo.remember(t + 5, plan(t + 5));
+                        }
+                        for id in 1..=PLAN_SLOTS as u64 {
+                            if let Some(found) = memo.get(id) {
+                                assert!(is_plan(Some(found), id), "cache {id}: {found:?}");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        for id in 1..=PLAN_SLOTS as u64 {
+            assert!(is_plan(memo.get(id), id), "cache {id}");
+        }
     }
 }
