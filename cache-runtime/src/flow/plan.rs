@@ -49,7 +49,7 @@ impl Plan {
     #[inline]
     pub(crate) fn for_site(site: &'static Site, cache: &Cache) -> Result<Plan, Error> {
         if let Some(plan) = site.plan.get(cache.inner.id) {
-            return Ok(plan);
+            return Ok(*plan);
         }
         let plan = Self::resolve(site, cache)?;
         // Profiles and defaults are fixed once a cache is built, so the plan
@@ -100,26 +100,31 @@ pub(crate) const PLAN_SLOTS: usize = 8;
 /// default global cache before `install` and the installed one), so hits
 /// through any of them skip resolving them.
 ///
-/// Lock-free: a read is one pointer load and a scan of the slots' ids, which
-/// stops at the first empty one (the first cache is in slot 0). Each slot is
-/// written once: its writer claims it, writes the plan, then publishes the
-/// cache's id with `Release`; a reader reads the plan only after it saw that
-/// id with `Acquire`, so it never sees a plan being written. Cache ids are
-/// never reused, so a dropped cache's slot is never wrong, only unused.
+/// The first cache's plan has a box of its own, read with one pointer load
+/// and one comparison, as when it was the only one memoized: the common case
+/// of one cache per function pays nothing for the others (a shared block with
+/// the first plan in slot 0 measured slower at 1M entries). The others share
+/// a block of write-once slots, scanned out of line.
 ///
-/// The slots are one allocation, made on the first call and never freed:
-/// sites are statics, so this is one block of about 400 bytes per cached
-/// function for the life of the program. (A `OnceLock` would need a
-/// destructor, which the `..Site::DEFAULT` of generated statics cannot have.)
+/// Lock-free: each plan is written before the pointer or id that publishes it
+/// is stored with `Release`, and read only after that pointer or id was seen
+/// with `Acquire`, so no plan is read while it is written. Cache ids are never
+/// reused, so a dropped cache's slot is never wrong, only unused.
+///
+/// Nothing here is ever freed: sites are statics, so this is one 48-byte box
+/// per cached function, and a block of about 350 bytes more for a function
+/// used with a second cache. (A `OnceLock` would need a destructor, which the
+/// `..Site::DEFAULT` of generated statics cannot have.)
 #[derive(Debug)]
 pub struct PlanCache {
-    slots: AtomicPtr<Slots>,
+    first: AtomicPtr<(u64, Plan)>,
+    more: AtomicPtr<Slots>,
 }
 
-#[repr(C)] // slot 0 at the start of the block: the first cache's read
+/// Write-once slots for the caches after the first.
 struct Slots {
-    slots: [Slot; PLAN_SLOTS],
-    /// Slots claimed by writers so far (at most `PLAN_SLOTS`).
+    slots: [Slot; PLAN_SLOTS - 1],
+    /// Slots claimed by writers so far (at most `PLAN_SLOTS - 1`).
     claimed: AtomicUsize,
 }
 
@@ -134,54 +139,85 @@ impl PlanCache {
     /// Empty.
     pub const fn new() -> Self {
         Self {
-            slots: AtomicPtr::new(std::ptr::null_mut()),
+            first: AtomicPtr::new(std::ptr::null_mut()),
+            more: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
-    /// The slots, if any plan was remembered yet.
+    /// The plan remembered for `cache_id`: a reference (one register, the
+    /// same for both paths below), not a copy of the plan's five words.
     #[inline]
-    fn slots(&self) -> Option<&Slots> {
-        let ptr = self.slots.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Box::into_raw` in `claim_slots`
-        // and is never freed, so it is valid for shared reads forever.
-        unsafe { ptr.as_ref() }
+    pub(crate) fn get(&self, cache_id: u64) -> Option<&Plan> {
+        let ptr = self.first.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `remember`
+        // and is never freed or written again, so it is valid for shared
+        // reads forever.
+        let (id, plan) = unsafe { ptr.as_ref() }?;
+        if *id == cache_id {
+            return Some(plan);
+        }
+        self.get_more(cache_id)
     }
 
-    /// The plan remembered for `cache_id`.
-    #[inline]
-    pub(crate) fn get(&self, cache_id: u64) -> Option<Plan> {
-        for slot in &self.slots()?.slots {
+    /// The plan of a cache after the first, if remembered. Out of line, so
+    /// the first cache's inlined read stays as small as it was.
+    #[inline(never)]
+    fn get_more(&self, cache_id: u64) -> Option<&Plan> {
+        for slot in &self.more()?.slots {
             let id = slot.id.load(Ordering::Acquire);
             if id == cache_id {
                 // SAFETY: a non-zero id is stored (with `Release`) only after
                 // the plan was written, and the plan is never written again.
-                return Some(unsafe { (*slot.plan.get()).assume_init() });
+                return Some(unsafe { (*slot.plan.get()).assume_init_ref() });
             }
             if id == 0 {
+                // Slots are claimed in order: none after this one is set
+                // (bar a writer between its claim and its id store, whose
+                // cache resolves its plan meanwhile).
                 break;
             }
         }
         None
     }
 
+    /// The block of slots for the caches after the first, if made yet.
+    fn more(&self) -> Option<&Slots> {
+        let ptr = self.more.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `make_more`
+        // and is never freed, so it is valid for shared reads forever.
+        unsafe { ptr.as_ref() }
+    }
+
     /// Remembers `plan` for `cache_id`, unless it is already known or every
     /// slot is taken. Two threads remembering the same new cache at once may
     /// both take a slot: harmless, and bounded by `PLAN_SLOTS`.
     pub(crate) fn remember(&self, cache_id: u64, plan: Plan) {
-        let slots = self.claim_slots();
-        if slots
-            .slots
-            .iter()
-            .any(|slot| slot.id.load(Ordering::Acquire) == cache_id)
-        {
+        let first = self.first.load(Ordering::Acquire);
+        if first.is_null() {
+            let new = Box::into_raw(Box::new((cache_id, plan)));
+            match self.first.compare_exchange(
+                std::ptr::null_mut(),
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(_) => {
+                    // SAFETY: `new` was never shared: the exchange failed.
+                    drop(unsafe { Box::from_raw(new) });
+                }
+            }
+        }
+        if self.get(cache_id).is_some() {
             return;
         }
-        let claimed = slots
+        let more = self.make_more();
+        let claimed = more
             .claimed
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < PLAN_SLOTS).then_some(n + 1)
+                (n < more.slots.len()).then_some(n + 1)
             });
-        let Some(slot) = claimed.ok().and_then(|index| slots.slots.get(index)) else {
+        let Some(slot) = claimed.ok().and_then(|index| more.slots.get(index)) else {
             return; // full: this cache's plan is resolved on each call
         };
         // SAFETY: the `claimed` counter handed this slot to this call alone,
@@ -190,10 +226,11 @@ impl PlanCache {
         slot.id.store(cache_id, Ordering::Release);
     }
 
-    /// The slots, allocated by the first caller.
-    fn claim_slots(&self) -> &Slots {
-        if let Some(slots) = self.slots() {
-            return slots;
+    /// The block of slots for the caches after the first, made by the first
+    /// caller that needs it.
+    fn make_more(&self) -> &Slots {
+        if let Some(more) = self.more() {
+            return more;
         }
         let new = Box::into_raw(Box::new(Slots {
             slots: std::array::from_fn(|_| Slot {
@@ -202,18 +239,18 @@ impl PlanCache {
             }),
             claimed: AtomicUsize::new(0),
         }));
-        match self.slots.compare_exchange(
+        match self.more.compare_exchange(
             std::ptr::null_mut(),
             new,
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            // SAFETY: `new` is now shared and never freed (see `slots`).
+            // SAFETY: `new` is now shared and never freed (see `more`).
             Ok(_) => unsafe { &*new },
             Err(existing) => {
                 // SAFETY: `new` was never shared: the exchange failed.
                 drop(unsafe { Box::from_raw(new) });
-                // SAFETY: another caller's block, never freed (see `slots`).
+                // SAFETY: another caller's block, never freed (see `more`).
                 unsafe { &*existing }
             }
         }
@@ -246,7 +283,7 @@ mod tests {
         }
     }
 
-    fn is_plan(found: Option<Plan>, n: u64) -> bool {
+    fn is_plan(found: Option<&Plan>, n: u64) -> bool {
         found.is_some_and(|p| {
             (p.ttl, p.stale, p.fail_safe, p.beta, p.single_flight)
                 == (n, n * 2, n * 3, n as f64, n % 2 == 0)
