@@ -1,4 +1,5 @@
-//! Memory hits: `#[cached]` against the raw stores and the `cached` crate.
+//! Memory hits: `#[cached]` against the raw stores and the `cached` crate
+//! (4.x, whose `#[concurrent_cached]` is its fast form, and 0.56).
 //!
 //! The variants and the loop that drives them are in `memory_hits/`:
 //! criterion's `iter_custom` times `N` awaited calls of one variant. Criterion
@@ -130,6 +131,17 @@ fn hits(c: &mut Criterion) {
     one_thread(&mut g, &rt, "cached_macro", cached_default);
     one_thread(&mut g, &rt, "cached_macro_by_key", cached_by_key);
     one_thread(&mut g, &rt, "cached_macro_ttl_sized", cached_timed_sized);
+    one_thread(&mut g, &rt, "ours_tenant_first", ours_tenant_first);
+    one_thread(&mut g, &rt, "ours_tenant_second", ours_tenant_second);
+    one_thread(&mut g, &rt, "ours_tenant_fourth", ours_tenant_fourth);
+    one_thread(&mut g, &rt, "cached4_concurrent", cached4_concurrent);
+    one_thread(
+        &mut g,
+        &rt,
+        "cached4_concurrent_ttl_sized",
+        cached4_concurrent_ttl_sized,
+    );
+    one_thread(&mut g, &rt, "cached4_macro", cached4_default);
     g.finish();
 
     let workers = Workers::new(2);
@@ -147,6 +159,14 @@ fn hits(c: &mut Criterion) {
         "cached_macro_ttl_sized",
         cached_timed_sized,
     );
+    two_threads(&mut g, &workers, "cached4_concurrent", cached4_concurrent);
+    two_threads(
+        &mut g,
+        &workers,
+        "cached4_concurrent_ttl_sized",
+        cached4_concurrent_ttl_sized,
+    );
+    two_threads(&mut g, &workers, "cached4_macro", cached4_default);
     g.finish();
 }
 

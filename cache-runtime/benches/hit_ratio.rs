@@ -1,5 +1,7 @@
 //! Memory hits at 1 thread, measured in alternation: `#[cached]` against the
-//! `cached` crate's macros and raw `quick_cache`.
+//! `cached` crate's macros (4.x and 0.56) and raw `quick_cache`, and one
+//! function hit through each of several caches (`cache = c`), each against
+//! the first cache it met.
 //!
 //! On this small shared machine a variant's time drifts by a fifth between
 //! criterion runs (raw `quick_cache` measured 46 ns in one run and 65 ns in
@@ -23,15 +25,27 @@ use tokio::runtime::Runtime;
 /// Calls per variant per round (about 15 ms).
 const CALLS: u64 = 200_000;
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 13] = [
     "#[cached], global cache",
     "#[cached(cache = ..)]",
     "#[cached(key = \"item:{id}\")]",
-    "cached #[cached] (plain)",
-    "cached #[cached(time, size)]",
+    "cache = c: 1st cache of 4",
+    "cache = c: 2nd cache",
+    "cache = c: 4th cache",
+    "cached 4 #[concurrent_cached]",
+    "cached 4 #[concurrent_cached(ttl, size)]",
+    "cached 4 #[cached]",
+    "cached 0.56 #[cached] (plain)",
+    "cached 0.56 #[cached(time, size)]",
     "raw quick_cache",
     "control (clone only)",
 ];
+
+/// Indices of the anchors in [`NAMES`].
+const FIRST_TENANT: usize = 3;
+const CONCURRENT4: usize = 6;
+const PLAIN056: usize = 9;
+const QUICK: usize = 11;
 
 fn ns_per_call<F, Fut, T>(rt: &Runtime, f: F) -> f64
 where
@@ -47,9 +61,15 @@ fn side(rt: &Runtime, which: usize) -> f64 {
         0 => ns_per_call(rt, ours_global),
         1 => ns_per_call(rt, ours_explicit),
         2 => ns_per_call(rt, ours_template),
-        3 => ns_per_call(rt, cached_default),
-        4 => ns_per_call(rt, cached_timed_sized),
-        5 => ns_per_call(rt, quick_get),
+        3 => ns_per_call(rt, ours_tenant_first),
+        4 => ns_per_call(rt, ours_tenant_second),
+        5 => ns_per_call(rt, ours_tenant_fourth),
+        6 => ns_per_call(rt, cached4_concurrent),
+        7 => ns_per_call(rt, cached4_concurrent_ttl_sized),
+        8 => ns_per_call(rt, cached4_default),
+        9 => ns_per_call(rt, cached_default),
+        10 => ns_per_call(rt, cached_timed_sized),
+        11 => ns_per_call(rt, quick_get),
         _ => ns_per_call(rt, control_clone),
     }
 }
@@ -75,13 +95,21 @@ fn main() {
         })
         .collect();
     println!("hit_ratio: {wanted} rounds of {CALLS} calls per variant, 1 thread, {KEYS} keys");
+    let median = |f: &dyn Fn(&[f64]) -> f64| rounds::spread(rounds.iter().map(|r| f(r))).median;
     for (i, name) in NAMES.iter().enumerate() {
-        let times = rounds::spread(rounds.iter().map(|r| r[i])).median;
-        let vs_plain = rounds::spread(rounds.iter().map(|r| r[i] / r[3])).median;
-        let vs_quick = rounds::spread(rounds.iter().map(|r| r[i] / r[5])).median;
         println!(
-            "hit_ratio: {name:30} median {:6.1} ns/hit; / cached plain {:.3}; / raw quick_cache {:.3}",
-            times, vs_plain, vs_quick
+            "hit_ratio: {name:42} median {:6.1} ns/hit; / cached 4 concurrent {:.3}; / cached 0.56 plain {:.3}; / raw quick_cache {:.3}",
+            median(&|r| r[i]),
+            median(&|r| r[i] / r[CONCURRENT4]),
+            median(&|r| r[i] / r[PLAIN056]),
+            median(&|r| r[i] / r[QUICK]),
+        );
+    }
+    for (i, name) in NAMES.iter().enumerate().skip(FIRST_TENANT + 1).take(2) {
+        let ratio = rounds::spread(rounds.iter().map(|r| r[i] / r[FIRST_TENANT]));
+        println!(
+            "hit_ratio: {name} / 1st cache: median {:.3} (quartiles {:.3}-{:.3}; target at most 1.15)",
+            ratio.median, ratio.low_quartile, ratio.high_quartile
         );
     }
 }

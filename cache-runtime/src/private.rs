@@ -20,10 +20,9 @@
 
 use std::borrow::Borrow;
 use std::future::Future;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
-use crate::flow::plan::Plan;
+pub use crate::flow::plan::PlanCache;
 
 pub use crate::flow::{begin, hit, invalidate_after, Begin, Begun, Refresher, Step, Ticket};
 pub use crate::key::{
@@ -69,62 +68,9 @@ pub struct Site {
     pub cache_none: bool,
     /// Whether the generated code can build a background refresh (owned inputs).
     pub refreshable: bool,
-    /// The resolved options for the last cache used, so hits skip resolving them.
+    /// The resolved options for each cache used (up to eight), so hits skip
+    /// resolving them.
     pub plan: PlanCache,
-}
-
-/// A site's resolved options for one cache (the first one it is used with).
-///
-/// Set once, never freed: sites are statics, so this is one small allocation
-/// per cached function for the life of the program. (A `OnceLock` would need a
-/// destructor, which the `..Site::DEFAULT` of generated statics cannot have.)
-#[derive(Debug)]
-pub struct PlanCache {
-    cell: AtomicPtr<(u64, Plan)>,
-}
-
-impl PlanCache {
-    /// Empty.
-    pub const fn new() -> Self {
-        Self {
-            cell: AtomicPtr::new(std::ptr::null_mut()),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn get(&self, cache_id: u64) -> Option<Plan> {
-        let ptr = self.cell.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Box::leak` in `remember` and is
-        // never freed or written again, so it is valid for shared reads forever.
-        let (id, plan) = unsafe { ptr.as_ref() }?;
-        (*id == cache_id).then_some(*plan)
-    }
-
-    pub(crate) fn remember(&self, cache_id: u64, plan: Plan) {
-        if !self.cell.load(Ordering::Acquire).is_null() {
-            return;
-        }
-        let new = Box::into_raw(Box::new((cache_id, plan)));
-        if self
-            .cell
-            .compare_exchange(
-                std::ptr::null_mut(),
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
-            // SAFETY: `new` was never shared: the exchange failed.
-            drop(unsafe { Box::from_raw(new) });
-        }
-    }
-}
-
-impl Default for PlanCache {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 impl Site {

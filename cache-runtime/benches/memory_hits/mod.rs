@@ -54,15 +54,42 @@ pub async fn ours_explicit(id: u64) -> String {
     value_for(id)
 }
 
-/// The `cached` crate's plain macro: an `UnboundCache` behind one async mutex.
+/// Four caches one function is used with, as a multi-tenant service passes
+/// `cache = ..` per call: [`warm`] fills them in order, so `TENANTS[0]` is the
+/// first cache the function meets and `TENANTS[3]` the fourth.
+pub static TENANTS: LazyLock<[Cache; 4]> =
+    LazyLock::new(|| [(); 4].map(|()| Cache::memory(10_000)));
+
+/// `#[cached]` with the cache as an argument (left out of the key).
+#[cache_runtime::cached(ttl = "10m", cache = cache)]
+pub async fn ours_tenant(cache: &Cache, id: u64) -> String {
+    value_for(id)
+}
+
+/// [`ours_tenant`] through the first cache it was used with.
+pub async fn ours_tenant_first(id: u64) -> String {
+    ours_tenant(&TENANTS[0], id).await
+}
+
+/// [`ours_tenant`] through the second cache it was used with.
+pub async fn ours_tenant_second(id: u64) -> String {
+    ours_tenant(&TENANTS[1], id).await
+}
+
+/// [`ours_tenant`] through the fourth cache it was used with.
+pub async fn ours_tenant_fourth(id: u64) -> String {
+    ours_tenant(&TENANTS[3], id).await
+}
+
+/// cached 0.56's plain macro: an `UnboundCache` behind one async mutex.
 #[cached::proc_macro::cached]
 pub async fn cached_default(id: u64) -> String {
     value_for(id)
 }
 
-/// The `cached` crate's concurrency-oriented form (there is no
-/// `concurrent_cached` in cached 0.56): `sync_writes = "by_key"`, a map of
-/// per-key async mutexes so concurrent misses of one key run the body once.
+/// cached 0.56's concurrency-oriented form (0.56 has no `concurrent_cached`;
+/// 4.x does, below): `sync_writes = "by_key"`, a map of per-key async mutexes
+/// so concurrent misses of one key run the body once.
 #[cached::proc_macro::cached(sync_writes = "by_key")]
 pub async fn cached_by_key(id: u64) -> String {
     value_for(id)
@@ -73,6 +100,26 @@ pub async fn cached_by_key(id: u64) -> String {
 /// (`Cache::memory(10_000)`, the global default): a `TimedSizedCache`.
 #[cached::proc_macro::cached(time = 600, size = 10_000)]
 pub async fn cached_timed_sized(id: u64) -> String {
+    value_for(id)
+}
+
+/// cached 4.x's plain `#[cached]`: an unbounded store behind one async lock.
+#[cached4::macros::cached]
+pub async fn cached4_default(id: u64) -> String {
+    value_for(id)
+}
+
+/// cached 4.x's fast form, `#[concurrent_cached]`: a sharded store with a
+/// lock per shard, unbounded.
+#[cached4::macros::concurrent_cached]
+pub async fn cached4_concurrent(id: u64) -> String {
+    value_for(id)
+}
+
+/// cached 4.x's `#[concurrent_cached]` on the function equivalent to ours:
+/// 10-minute expiry in a store bounded at 10,000 entries.
+#[cached4::macros::concurrent_cached(ttl_secs = 600, max_size = 10_000)]
+pub async fn cached4_concurrent_ttl_sized(id: u64) -> String {
     value_for(id)
 }
 
@@ -136,6 +183,12 @@ pub fn warm(rt: &Runtime) {
             assert_eq!(cached_default(id).await, v);
             assert_eq!(cached_by_key(id).await, v);
             assert_eq!(cached_timed_sized(id).await, v);
+            assert_eq!(cached4_default(id).await, v);
+            assert_eq!(cached4_concurrent(id).await, v);
+            assert_eq!(cached4_concurrent_ttl_sized(id).await, v);
+            for tenant in TENANTS.iter() {
+                assert_eq!(ours_tenant(tenant, id).await, v);
+            }
             QUICK.insert(id, v.clone());
             MOKA.insert(id, v).await;
         }
@@ -148,5 +201,12 @@ pub fn warm(rt: &Runtime) {
             assert!(moka_get(id).await.is_some());
         }
         assert_eq!(cache_runtime::global().stats().hits - before, KEYS);
+        for tenant in TENANTS.iter() {
+            let before = tenant.stats().hits;
+            for id in 1..=KEYS {
+                assert_eq!(ours_tenant(tenant, id).await.len(), VALUE_LEN);
+            }
+            assert_eq!(tenant.stats().hits - before, KEYS);
+        }
     });
 }
