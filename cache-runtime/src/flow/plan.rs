@@ -276,7 +276,7 @@ mod tests {
             stale: n * 2,
             fail_safe: n * 3,
             beta: n as f64,
-            single_flight: n % 2 == 0,
+            single_flight: n.is_multiple_of(2),
             distributed: false,
             cache_none: true,
             refreshable: false,
@@ -286,7 +286,7 @@ mod tests {
     fn is_plan(found: Option<&Plan>, n: u64) -> bool {
         found.is_some_and(|p| {
             (p.ttl, p.stale, p.fail_safe, p.beta, p.single_flight)
-                == (n, n * 2, n * 3, n as f64, n % 2 == 0)
+                == (n, n * 2, n * 3, n as f64, n.is_multiple_of(2))
         })
     }
 
