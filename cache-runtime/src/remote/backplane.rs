@@ -19,7 +19,7 @@ use crate::cache::Inner;
 /// (in the same order; absent from messages of earlier builds, which makes
 /// receivers forget those tags' versions instead).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Message {
+pub(crate) struct Message {
     origin: u64,
     tags: Vec<String>,
     #[serde(default)]
@@ -37,7 +37,7 @@ pub(crate) fn encode(origin: u64, tags: &[String], versions: &[u64]) -> Option<V
     Some(out)
 }
 
-fn decode(bytes: &[u8]) -> Option<Message> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
     ciborium::from_reader(bytes).ok()
 }
 
