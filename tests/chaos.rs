@@ -235,7 +235,9 @@ fn ms(us: u64) -> String {
     format!("{:.1}ms", us as f64 / 1000.0)
 }
 
-fn excerpt(batch: &Batch, seed: u64, item: u32, headline: &str) -> String {
+/// The item's events from 300 ms before `from` to 100 ms after `to`.
+fn excerpt(batch: &Batch, seed: u64, item: u32, headline: &str, from: u64, to: u64) -> String {
+    let (lo, hi) = (from.saturating_sub(300_000), to + 100_000);
     let rel = |t: u64| ms(t.saturating_sub(batch.start_us));
     let mut out = format!(
         "{headline}\n  seed {seed} (mode {}, batch of seeds {}.., rerun: CHAOS_SEED={} CHAOS_SCHEDULES={} CHAOS_BATCH={})\n  faults:",
@@ -259,7 +261,12 @@ fn excerpt(batch: &Batch, seed: u64, item: u32, headline: &str) -> String {
             rel(f.end)
         );
     }
-    out.push_str("\n  events of the item (times from the batch start):");
+    let _ = write!(
+        out,
+        "\n  events of item {item}, {}..{} (times from the batch start):",
+        rel(lo),
+        rel(hi)
+    );
     let mut lines: Vec<(u64, String)> = batch
         .events
         .iter()
@@ -304,6 +311,7 @@ fn excerpt(batch: &Batch, seed: u64, item: u32, headline: &str) -> String {
             _ => None,
         })
         .collect();
+    lines.retain(|(t, _)| (lo..=hi).contains(t));
     lines.sort();
     for (_, line) in lines.iter().take(40) {
         let _ = write!(out, "\n    {line}");
@@ -414,7 +422,9 @@ fn check(batch: &Batch, tallies: &mut BTreeMap<Mode, Tally>) {
                         inv.version,
                         if inv.confirmed { "Ok" } else { "Err" }
                     );
-                    tally.excerpts.push(excerpt(batch, seed, item, &head));
+                    tally
+                        .excerpts
+                        .push(excerpt(batch, seed, item, &head, inv.end, start));
                 }
             } else if let Some((inv, late)) = worst_b {
                 tally.b += 1;
@@ -427,7 +437,9 @@ fn check(batch: &Batch, tallies: &mut BTreeMap<Mode, Tally>) {
                         if inv.external { "lost-message invalidation" } else { "invalidation" },
                         inv.version
                     );
-                    tally.excerpts.push(excerpt(batch, seed, item, &head));
+                    tally
+                        .excerpts
+                        .push(excerpt(batch, seed, item, &head, inv.end, start));
                 }
             } else if excused {
                 tally.b_excused += 1;
