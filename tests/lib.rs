@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 
+pub mod chaos_plan;
 pub mod cluster_scenario;
+pub mod fault_proxy;
 pub mod redis_harness;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -64,6 +64,11 @@ pub mod __private {
 }
 mod private;
 
+#[cfg(feature = "__fuzz")]
+#[doc(hidden)]
+#[path = "fuzz_api.rs"]
+pub mod __fuzz;
+
 pub use builder::CacheBuilder;
 pub use cache::{Cache, Health};
 pub use cache_macros::{cached, invalidate};
