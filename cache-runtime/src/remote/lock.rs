@@ -15,7 +15,7 @@ use crate::remote::Remote;
 use crate::{Cache, Error, Result, StoreError};
 
 /// How long a load's lock lives without extension; extended every third of it.
-pub(crate) const LOAD_LOCK_TTL: Duration = Duration::from_secs(5);
+pub(crate) const LOAD_LOCK_TTL: Duration = Duration::from_secs(2);
 
 /// A held distributed lock. Release it with [`release`](Self::release);
 /// dropping it releases it in the background (or it expires at its TTL).
