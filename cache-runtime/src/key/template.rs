@@ -10,7 +10,7 @@
 
 use std::fmt::{self, Write};
 
-use smol_str::SmolStrBuilder;
+use smol_str::SmolStr;
 
 use super::reserved::{HEX, RESERVED};
 use super::Key;
@@ -18,11 +18,136 @@ use crate::private::Site;
 
 /// A template being rendered; built by generated code.
 ///
-/// Renders into a small-string builder: a key of up to 23 bytes is built and
-/// kept without allocating (most keys, e.g. `user:42`).
+/// Renders into a buffer on the stack: a key of up to [`INLINE`] bytes is
+/// built and kept without allocating (most keys, e.g. `user:42`). A plain
+/// byte buffer, not `SmolStrBuilder`: its per-push bookkeeping was a fifth of
+/// a template-key hit (BENCHMARKS.md, run 9).
 pub struct Template {
-    out: SmolStrBuilder,
+    out: Out,
     escape: EscapeSet,
+}
+
+/// What `SmolStr` keeps inline.
+const INLINE: usize = 23;
+
+/// The rendered text: inline while it fits, then on the heap.
+struct Out {
+    len: usize,
+    inline: [u8; INLINE],
+    /// Used once the text outgrew `inline` (`String::new` does not allocate).
+    heap: String,
+}
+
+impl Out {
+    #[inline(always)]
+    fn new() -> Out {
+        Out {
+            len: 0,
+            inline: [0; INLINE],
+            heap: String::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push_str(&mut self, s: &str) {
+        let end = self.len + s.len();
+        match self.inline.get_mut(self.len..end) {
+            Some(room) if self.heap.is_empty() => {
+                room.copy_from_slice(s.as_bytes());
+                self.len = end;
+            }
+            _ => self.spill(s),
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self, s: &str) {
+        if self.heap.is_empty() {
+            self.heap.reserve(self.len + s.len() + 16);
+            let inline = std::mem::take(&mut self.len);
+            self.heap.push_str(as_str(&self.inline[..inline]));
+        }
+        self.heap.push_str(s);
+    }
+
+    /// Writes an integer's digits in place when they fit inline; whether
+    /// they did.
+    #[inline(always)]
+    fn push_integer(&mut self, negative: bool, magnitude: u64) -> bool {
+        let width = usize::from(negative) + decimal_width(magnitude);
+        let end = self.len + width;
+        match self.inline.get_mut(self.len..end) {
+            Some(room) if self.heap.is_empty() => {
+                write_integer(room, negative, magnitude);
+                self.len = end;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    #[inline(always)]
+    fn as_str(&self) -> &str {
+        if self.heap.is_empty() {
+            as_str(&self.inline[..self.len])
+        } else {
+            &self.heap
+        }
+    }
+
+    #[inline(always)]
+    fn finish(self) -> SmolStr {
+        if self.heap.is_empty() {
+            // `new_inline` copies the bytes, nothing else (`new` first looks
+            // for runs of whitespace to share): `len <= INLINE` here.
+            SmolStr::new_inline(as_str(&self.inline[..self.len]))
+        } else {
+            SmolStr::from(self.heap)
+        }
+    }
+}
+
+/// The number of decimal digits of `n`.
+#[inline(always)]
+fn decimal_width(mut n: u64) -> usize {
+    let mut width = 1;
+    while n >= 10 {
+        n /= 10;
+        width += 1;
+    }
+    width
+}
+
+/// Writes `n`'s decimal digits (and a leading '-') to the end of `out`,
+/// which must have room; where they start.
+#[inline(always)]
+fn write_integer(out: &mut [u8], negative: bool, mut n: u64) -> usize {
+    let mut at = out.len();
+    loop {
+        at -= 1;
+        out[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        out[at] = b'-';
+    }
+    at
+}
+
+/// The inline bytes as text.
+#[inline(always)]
+fn as_str(bytes: &[u8]) -> &str {
+    // SAFETY: only whole `&str`s are ever copied into the inline buffer, one
+    // after another, so its first `len` bytes are UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// The characters a value must not contain unescaped: the reserved ones and
@@ -78,7 +203,7 @@ impl Template {
     #[inline]
     pub fn new(escape: &'static str) -> Self {
         Self {
-            out: SmolStrBuilder::new(),
+            out: Out::new(),
             escape: EscapeSet::new(escape),
         }
     }
@@ -104,21 +229,14 @@ impl Template {
     /// Appends an integer's decimal digits, escaped (see `placeholder`).
     #[inline]
     pub(crate) fn integer(&mut self, negative: bool, magnitude: u64) {
+        // Folds to a constant with a literal template: most templates have
+        // no digit or '-' in their text, so digits need no escape check and
+        // are written straight into the key when they fit.
+        if self.escape.ascii & DIGITS_AND_MINUS == 0 && self.out.push_integer(negative, magnitude) {
+            return;
+        }
         let mut digits = [0u8; 21];
-        let mut at = digits.len();
-        let mut n = magnitude;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        if negative {
-            at -= 1;
-            digits[at] = b'-';
-        }
+        let at = write_integer(&mut digits, negative, magnitude);
         // SAFETY: `digits[at..]` holds only ASCII digits and '-', so it is UTF-8.
         let text = unsafe { std::str::from_utf8_unchecked(&digits[at..]) };
         self.text(text);
@@ -153,8 +271,11 @@ impl Template {
     }
 }
 
+/// Bits of `0`-`9` and `-` in an [`EscapeSet`]'s mask.
+const DIGITS_AND_MINUS: u128 = (0x3ff << b'0') | (1 << b'-');
+
 struct Escaper<'a> {
-    out: &'a mut SmolStrBuilder,
+    out: &'a mut Out,
     escape: EscapeSet,
 }
 
