@@ -16,6 +16,16 @@ use integration_tests::chaos_plan::{self, now_us, Event, Mode, Op, OpKind};
 use redis::aio::MultiplexedConnection;
 use tokio::task::JoinSet;
 
+/// A tag bump as the library makes it (never repeating a version), without
+/// its backplane message.
+const BUMP: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  redis.call('SET', KEYS[1], now[1] .. string.format('%06d', tonumber(now[2])))
+end
+return redis.call('INCR', KEYS[1])
+";
+
 /// A call that takes longer than this hangs: check (c) counts it.
 const HANG: Duration = Duration::from_secs(5);
 
@@ -146,12 +156,16 @@ async fn run_op(
             };
             // The tag's counter, as `invalidate_tags` would bump it, but with
             // no PUBLISH. Unconfirmed (Redis down): no event, nothing checked.
+            // Like the library's bump, a missing counter (Redis restarted
+            // empty) starts at the server's clock in microseconds, so that
+            // versions never repeat: a plain INCR would start again at 1,
+            // and an entry written with an old 1 would match it.
             let key = format!("{}#tag:item:{item}", cache.namespace());
             let bumped = tokio::time::timeout(Duration::from_millis(500), async {
                 let mut conn = direct.get_multiplexed_async_connection().await?;
-                redis::cmd("INCR")
-                    .arg(&key)
-                    .query_async::<u64>(&mut conn)
+                redis::Script::new(BUMP)
+                    .key(&key)
+                    .invoke_async::<u64>(&mut conn)
                     .await
             })
             .await;
