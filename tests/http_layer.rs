@@ -577,10 +577,35 @@ async fn concurrent_misses_reach_the_origin_once() {
     futures_util::future::join_all(requests).await;
     assert_eq!(origin.calls(), 6);
     assert!(
-        started.elapsed() < Duration::from_millis(350),
+        started.elapsed() < Duration::from_millis(450),
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_collapsed_request_never_gets_another_users_variant() {
+    let (cache, origin) = (Cache::memory(100), Origin::default());
+    let app = app(&cache, &origin, |l| l);
+    let vary = ("x-reply", "vary: cookie");
+    let requests = ["user=a", "user=b", "user=a", "user=c"].map(|cookie| {
+        let app = app.clone();
+        async move {
+            let r = req(
+                "GET",
+                "/vc",
+                &[FRESH, vary, ("cookie", cookie), ("x-delay-ms", "50")],
+            );
+            (cookie, send(&app, r).await)
+        }
+    });
+    for (cookie, got) in futures_util::future::join_all(requests).await {
+        assert!(
+            got.body.ends_with(&format!("cookie [{cookie}]")),
+            "{cookie}: {}",
+            got.body
+        );
+    }
 }
 
 #[tokio::test]
