@@ -44,6 +44,8 @@ mod error;
 mod flight;
 mod flow;
 mod global;
+#[cfg(feature = "http")]
+pub mod http;
 mod invalidation;
 mod key;
 mod keyspace;

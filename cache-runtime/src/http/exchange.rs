@@ -1,0 +1,820 @@
+//! One request through the layer: look up what is stored, serve it fresh (or
+//! stale where allowed), or go to the origin through the cache's single
+//! flight, store what may be stored, and invalidate on unsafe methods.
+
+use std::any::Any;
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, AGE, CONTENT_LOCATION, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
+    IF_UNMODIFIED_SINCE, LOCATION, RANGE,
+};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty, Full};
+use tower::Service;
+
+use super::cache_control::Directives;
+use super::conditional;
+use super::freshness::{self, age_seconds, now_millis, Fallback};
+use super::headers::{stored_fields, take_tags, CACHE_STATUS};
+use super::key;
+use super::storable;
+use super::stored::{HttpEntry, StaleRules, StoredResponse};
+use super::vary::{secondary, Vary};
+use super::{CacheBody, Config};
+use crate::flight::Join;
+use crate::key::Key;
+use crate::tags::TagSnapshot;
+use crate::Policy;
+
+type Out<E> = Response<CacheBody<E>>;
+
+/// What a load shares with the requests that waited for it.
+enum Shared {
+    /// A stored response (just stored, freshened, or stale on an error).
+    Serve(Arc<StoredResponse>),
+    /// Nothing the waiters can use: each goes to the origin itself.
+    Pass,
+}
+
+/// What a request is, for the cache.
+struct Target {
+    identity: String,
+    uri_tag: String,
+    /// Tags from the layer's tag function.
+    tags: Vec<String>,
+    cc: Directives,
+}
+
+pub(crate) async fn handle<S, B, R>(
+    config: Arc<Config>,
+    service: S,
+    request: Request<B>,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+    R::Error: Send + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    if method == Method::GET || method == Method::HEAD {
+        return read(config, service, parts, body).await;
+    }
+    let safe = method == Method::OPTIONS || method == Method::TRACE;
+    let authority = key::authority(&parts);
+    let uri = parts.uri.clone();
+    let response = call(service, Request::from_parts(parts, body)).await?;
+    let status = response.status();
+    // §4.4: a non-error response to an unsafe method invalidates its target
+    // and the same-origin URIs in Location and Content-Location, before the
+    // response leaves (so this process never serves them again).
+    if !safe && (status.is_success() || status.is_redirection()) {
+        let mut tags = vec![key::uri_tag(&authority, path_and_query(&uri))];
+        for name in [LOCATION, CONTENT_LOCATION] {
+            if let Some(target) = response.headers().get(name).and_then(|v| v.to_str().ok()) {
+                if let Some(pq) = same_origin(&authority, &uri, target) {
+                    tags.push(key::uri_tag(&authority, &pq));
+                }
+            }
+        }
+        if let Err(error) = config.cache.invalidate_tags(&tags).await {
+            tracing::warn!(%error, "http cache: the invalidation of an unsafe request's URIs is queued");
+        }
+    }
+    Ok(pass(&config, response, "fwd=method"))
+}
+
+async fn read<S, B, R>(
+    config: Arc<Config>,
+    service: S,
+    parts: Parts,
+    body: B,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+    R::Error: Send + 'static,
+{
+    let bypass = |detail: &str| format!("fwd=bypass; detail={detail}");
+    let Ok(cc) = Directives::of(&parts.headers) else {
+        let r = call(service, Request::from_parts(parts, body)).await?;
+        return Ok(pass(&config, r, &bypass("malformed-request")));
+    };
+    // Ranges and preconditions other than the two a cache answers go to the
+    // origin as they are.
+    if [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]
+        .iter()
+        .any(|h| parts.headers.contains_key(h))
+    {
+        let r = call(service, Request::from_parts(parts, body)).await?;
+        return Ok(pass(&config, r, &bypass("precondition")));
+    }
+    let authority = key::authority(&parts);
+    let identity = match &config.key {
+        None => key::identity(&authority, &parts.uri),
+        Some(f) => match f(&parts) {
+            Some(k) => key::custom_identity(&k),
+            None => {
+                let r = call(service, Request::from_parts(parts, body)).await?;
+                return Ok(pass(&config, r, &bypass("key")));
+            }
+        },
+    };
+    let target = Target {
+        uri_tag: key::uri_tag(&authority, path_and_query(&parts.uri)),
+        tags: config.tags.as_ref().map(|f| f(&parts)).unwrap_or_default(),
+        identity,
+        cc,
+    };
+    let now = now_millis();
+    let (stored, miss) = lookup(&config, &target.identity, &parts.headers).await;
+    let Some(stored) = stored else {
+        if target.cc.only_if_cached {
+            return Ok(gateway_timeout(&config));
+        }
+        return fetch(config, service, parts, body, target, None, miss).await;
+    };
+    let fresh_for = stored.fresh_for(now);
+    let honour = config.request_no_cache;
+    let client_wants_newer = honour
+        && (target.cc.no_cache
+            || target
+                .cc
+                .max_age
+                .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
+            || target
+                .cc
+                .min_fresh
+                .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))));
+    if fresh_for > 0 && !stored.stale.no_cache && !client_wants_newer {
+        return Ok(serve(&config, &stored, &parts, now, "hit"));
+    }
+    let stale_for = u64::try_from(-fresh_for).unwrap_or(0);
+    let may_serve_stale = fresh_for <= 0 && !stored.stale.never && !client_wants_newer;
+    let window = stored
+        .stale
+        .while_revalidate
+        .max(crate::clock::millis(config.stale));
+    if may_serve_stale && stale_for < window {
+        // The original request (its extensions too: axum's route parameters
+        // live there) goes to the origin; a copy is answered.
+        let client = parts.clone_without_extensions();
+        background_revalidation(&config, service, parts, body, &target, &stored);
+        let status = "hit; detail=stale-while-revalidate";
+        return Ok(serve(&config, &stored, &client, now, status));
+    }
+    if target.cc.only_if_cached {
+        return Ok(gateway_timeout(&config));
+    }
+    fetch(
+        config,
+        service,
+        parts,
+        body,
+        target,
+        Some(stored),
+        "fwd=stale",
+    )
+    .await
+}
+
+/// The stored response for a request: the URI's response, or the variant its
+/// `Vary` fields select. The second value is the `fwd` of a miss.
+async fn lookup(
+    config: &Config,
+    identity: &str,
+    request: &HeaderMap,
+) -> (Option<Arc<StoredResponse>>, &'static str) {
+    let cache = &config.cache;
+    // A fault of the store reads as a miss (the cache counted it).
+    match cache.get::<HttpEntry>(&key::primary(identity)).await {
+        Ok(Some(HttpEntry::Response(s))) if s.identity == identity && s.secondary.is_none() => {
+            (Some(s), "")
+        }
+        Ok(Some(HttpEntry::Variants(fields))) => {
+            let Some(sec) = secondary(&fields, request) else {
+                return (None, "fwd=vary-miss");
+            };
+            match cache.get::<HttpEntry>(&key::variant(identity, &sec)).await {
+                Ok(Some(HttpEntry::Response(s)))
+                    if s.identity == identity && s.secondary.as_deref() == Some(sec.as_str()) =>
+                {
+                    (Some(s), "")
+                }
+                _ => (None, "fwd=vary-miss"),
+            }
+        }
+        _ => (None, "fwd=uri-miss"),
+    }
+}
+
+/// Goes to the origin for a request, through the cache's single flight: one
+/// request per URI at a time reaches the origin; the others wait and share
+/// its response when it was stored (and fits their `Vary`).
+#[allow(clippy::too_many_arguments)]
+async fn fetch<S, B, R>(
+    config: Arc<Config>,
+    service: S,
+    parts: Parts,
+    body: B,
+    target: Target,
+    stored: Option<Arc<StoredResponse>>,
+    fwd: &'static str,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+    R::Error: Send + 'static,
+{
+    let flight = Key::manual(&key::flight(&target.identity));
+    let flights = config.cache.inner.flights.clone();
+    // A leader that fails or is cancelled releases its waiters to retry; a
+    // few retries, then each goes alone.
+    for _ in 0..3 {
+        match flights.join(&flight.repr, TagSnapshot::default()) {
+            Join::Lead(guard) => {
+                let (response, shared) =
+                    origin(&config, service, parts, body, &target, stored, fwd).await?;
+                guard.complete(Some(Arc::new(shared) as Arc<dyn Any + Send + Sync>));
+                return Ok(response);
+            }
+            Join::Alone => break,
+            Join::Wait(waiting) => {
+                let Some(shared) = waiting.wait().await else {
+                    continue;
+                };
+                if let Some(Shared::Serve(s)) = shared.downcast_ref::<Shared>() {
+                    if fits(s, &target.identity, &parts.headers) {
+                        let status = format!("{fwd}; collapsed");
+                        return Ok(serve(&config, s, &parts, now_millis(), &status));
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let (response, _) = origin(&config, service, parts, body, &target, stored, fwd).await?;
+    Ok(response)
+}
+
+/// Whether a response another request loaded answers this one.
+fn fits(s: &StoredResponse, identity: &str, request: &HeaderMap) -> bool {
+    if s.identity != identity {
+        return false;
+    }
+    match (&s.secondary, Vary::of(&s.headers)) {
+        (None, Ok(Vary::None)) => true,
+        (Some(sec), Ok(Vary::Fields(f))) => secondary(&f, request).as_deref() == Some(sec),
+        _ => false,
+    }
+}
+
+/// Starts one background revalidation of a stale stored response, unless
+/// one already runs (or there is no runtime to run it on).
+fn background_revalidation<S, B, R>(
+    config: &Arc<Config>,
+    service: S,
+    parts: Parts,
+    body: B,
+    target: &Target,
+    stored: &Arc<StoredResponse>,
+) where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+    R::Error: Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let flight = Key::manual(&key::flight(&target.identity));
+    let Some(guard) = config
+        .cache
+        .inner
+        .flights
+        .try_lead(&flight.repr, TagSnapshot::default())
+    else {
+        return; // A load of this URI is in progress already.
+    };
+    let config = config.clone();
+    let stored = stored.clone();
+    let target = Target {
+        identity: target.identity.clone(),
+        uri_tag: target.uri_tag.clone(),
+        tags: target.tags.clone(),
+        cc: target.cc.clone(),
+    };
+    runtime.spawn(async move {
+        // The client has its answer; nothing to send, only to store.
+        if let Ok((_, shared)) = origin(
+            &config,
+            service,
+            parts,
+            body,
+            &target,
+            Some(stored),
+            "fwd=stale",
+        )
+        .await
+        {
+            guard.complete(Some(Arc::new(shared) as Arc<dyn Any + Send + Sync>));
+        }
+    });
+}
+
+/// One request to the origin: conditional when a stored response has a
+/// validator; the answer stored, freshened or passed through.
+async fn origin<S, B, R>(
+    config: &Config,
+    service: S,
+    mut parts: Parts,
+    body: B,
+    target: &Target,
+    stored: Option<Arc<StoredResponse>>,
+    fwd: &'static str,
+) -> Result<(Out<R::Error>, Shared), S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+{
+    let client = parts.clone_without_extensions();
+    if parts.method == Method::HEAD {
+        // A HEAD that the stored GET response could not answer goes through.
+        let r = call(service, Request::from_parts(parts, body)).await?;
+        return Ok((pass(config, r, fwd), Shared::Pass));
+    }
+    let validated = stored;
+    match &validated {
+        Some(s) if conditional::has_validator(&s.headers) => {
+            conditional::make_conditional(&mut parts.headers, &s.headers)
+        }
+        // The origin's full answer is stored, and the client's own
+        // validators are then checked against it here.
+        _ => {
+            parts.headers.remove(IF_NONE_MATCH);
+            parts.headers.remove(IF_MODIFIED_SINCE);
+        }
+    }
+    let request_time = now_millis();
+    let result = call(service, Request::from_parts(parts, body)).await;
+    let response_time = now_millis();
+    let on_error = |s: &Arc<StoredResponse>| {
+        let stale_for = u64::try_from(-s.fresh_for(response_time)).unwrap_or(0);
+        let window = s.stale.if_error.max(crate::clock::millis(config.fail_safe));
+        !s.stale.never && stale_for < window
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(error) => {
+            return match validated {
+                Some(s) if on_error(&s) => {
+                    let status = format!("{fwd}; detail=stale-if-error");
+                    Ok((
+                        serve(config, &s, &client, response_time, &status),
+                        Shared::Serve(s),
+                    ))
+                }
+                _ => Err(error),
+            };
+        }
+    };
+    let status = response.status();
+    if let Some(s) = &validated {
+        let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
+        if server_error && on_error(s) {
+            let text = format!(
+                "{fwd}; fwd-status={}; detail=stale-if-error",
+                status.as_u16()
+            );
+            return Ok((
+                serve(config, s, &client, response_time, &text),
+                Shared::Serve(s.clone()),
+            ));
+        }
+        if status == StatusCode::NOT_MODIFIED
+            && conditional::selects(&s.headers, response.headers())
+        {
+            let fresh = freshen(config, s, response.headers(), request_time, response_time);
+            let text = format!("{fwd}; fwd-status=304");
+            return Ok(match fresh {
+                Some(fresh) => {
+                    let stored = store(config, target, fresh).await;
+                    let text = if stored.1 {
+                        format!("{text}; stored")
+                    } else {
+                        text
+                    };
+                    let response = serve(config, &stored.0, &client, response_time, &text);
+                    (response, Shared::Serve(stored.0))
+                }
+                None => (
+                    serve(config, s, &client, response_time, &text),
+                    Shared::Pass,
+                ),
+            });
+        }
+    }
+    let times = (request_time, response_time);
+    Ok(full_response(config, &client, target, response, times, fwd).await)
+}
+
+/// A full response from the origin: stored when it may be, and answered.
+async fn full_response<R>(
+    config: &Config,
+    client: &Parts,
+    target: &Target,
+    response: Response<R>,
+    (request_time, response_time): (u64, u64),
+    fwd: &'static str,
+) -> (Out<R::Error>, Shared)
+where
+    R: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut head, body) = response.into_parts();
+    let mut tags = take_tags(&mut head.headers);
+    let fallback = Fallback {
+        ttl: config.ttl,
+        heuristic: config.heuristic,
+    };
+    let lifetime = |cc: &Directives| {
+        freshness::lifetime(cc, &head.headers, head.status, response_time, fallback)
+    };
+    let checked = storable::check(
+        &client.headers,
+        &target.cc,
+        head.status,
+        &head.headers,
+        lifetime,
+    );
+    let not_stored = |head: http::response::Parts, body: R, reason: &str| {
+        let text = format!("{fwd}; detail={reason}");
+        (
+            pass(config, Response::from_parts(head, body), &text),
+            Shared::Pass,
+        )
+    };
+    let st = match checked {
+        Ok(st) => st,
+        Err(reason) => return not_stored(head, body, reason.detail()),
+    };
+    // Only a body whose length is known and within the limit is read here;
+    // any other streams through as it comes.
+    match body.size_hint().exact() {
+        Some(n) if n <= config.max_body as u64 => {}
+        Some(_) => return not_stored(head, body, "too-large"),
+        None => return not_stored(head, body, "streamed"),
+    }
+    let bytes = match collect(body, config.max_body).await {
+        Some(bytes) => bytes,
+        None => {
+            // The origin's body failed midway (or outgrew its length).
+            let mut bad = Response::new(empty::<R::Error>());
+            *bad.status_mut() = StatusCode::BAD_GATEWAY;
+            return (
+                finish(config, bad, &format!("{fwd}; detail=body-error")),
+                Shared::Pass,
+            );
+        }
+    };
+    let secondary_key = match &st.vary {
+        Vary::Fields(fields) => match secondary(fields, &client.headers) {
+            Some(k) => Some(k),
+            None => {
+                let r = Response::from_parts(head, full::<R::Error>(bytes));
+                return (
+                    finish(config, r, &format!("{fwd}; detail=vary-too-large")),
+                    Shared::Pass,
+                );
+            }
+        },
+        _ => None,
+    };
+    tags.extend(target.tags.iter().cloned());
+    let lifetime = lifetime(&st.cc).unwrap_or(0);
+    let response = StoredResponse {
+        identity: target.identity.clone(),
+        secondary: secondary_key,
+        status: head.status.as_u16(),
+        initial_age: freshness::initial_age(&head.headers, request_time, response_time),
+        headers: stored_fields(&head.headers),
+        body: bytes,
+        response_time,
+        lifetime,
+        stale: StaleRules::of(&st.cc),
+        tags,
+    };
+    let (stored, kept) = store(config, target, response).await;
+    let text = if kept {
+        format!("{fwd}; stored")
+    } else {
+        fwd.to_string()
+    };
+    (
+        serve(config, &stored, client, response_time, &text),
+        Shared::Serve(stored),
+    )
+}
+
+/// The stored response freshened by a 304 (§4.3.4); `None` when the new
+/// header fields cannot be used (then the old response is served as it is).
+fn freshen(
+    config: &Config,
+    s: &StoredResponse,
+    not_modified: &HeaderMap,
+    request_time: u64,
+    response_time: u64,
+) -> Option<StoredResponse> {
+    let mut incoming = not_modified.clone();
+    let new_tags = take_tags(&mut incoming);
+    let headers = conditional::freshen(&s.headers, &incoming);
+    let cc = Directives::of(&headers).ok()?;
+    let status = s.status();
+    let fallback = Fallback {
+        ttl: config.ttl,
+        heuristic: config.heuristic,
+    };
+    let lifetime = freshness::lifetime(&cc, &headers, status, response_time, fallback).unwrap_or(0);
+    Some(StoredResponse {
+        identity: s.identity.clone(),
+        secondary: s.secondary.clone(),
+        status: s.status,
+        initial_age: freshness::initial_age(&incoming, request_time, response_time),
+        headers,
+        body: s.body.clone(),
+        response_time,
+        lifetime,
+        stale: StaleRules::of(&cc),
+        tags: if new_tags.is_empty() {
+            s.tags.clone()
+        } else {
+            new_tags
+        },
+    })
+}
+
+/// Writes a response (and, for a variant, its URI's index) through the
+/// cache's tiers, tagged with its URI and its own tags. The entries live as
+/// long as the response may still be used: fresh, stale within its windows,
+/// or kept to be revalidated. Whether it was written.
+async fn store(
+    config: &Config,
+    target: &Target,
+    response: StoredResponse,
+) -> (Arc<StoredResponse>, bool) {
+    let now = now_millis();
+    let fresh = u64::try_from(response.fresh_for(now).max(0)).unwrap_or(0);
+    let windows = response
+        .stale
+        .while_revalidate
+        .max(response.stale.if_error)
+        .max(crate::clock::millis(config.stale))
+        .max(crate::clock::millis(config.fail_safe));
+    let windows = if response.stale.never { 0 } else { windows };
+    let keep = if conditional::has_validator(&response.headers) {
+        crate::clock::millis(config.keep)
+    } else {
+        0
+    };
+    let retention = fresh.saturating_add(windows.max(keep));
+    let response = Arc::new(response);
+    if retention == 0 {
+        return (response, false);
+    }
+    let policy = Policy::ttl(std::time::Duration::from_millis(retention))
+        .stale(std::time::Duration::ZERO)
+        .fail_safe(std::time::Duration::ZERO);
+    let mut tags = Vec::with_capacity(response.tags.len() + 1);
+    tags.push(target.uri_tag.clone());
+    tags.extend(response.tags.iter().cloned());
+    let cache = &config.cache;
+    let primary = key::primary(&target.identity);
+    // `set_with` reports no error: a failed remote write is counted by the cache.
+    match (&response.secondary, Vary::of(&response.headers)) {
+        (Some(sec), Ok(Vary::Fields(fields))) => {
+            let index = HttpEntry::Variants(Arc::new(fields));
+            let index_policy = Policy::ttl(std::time::Duration::from_millis(
+                retention.max(crate::clock::millis(config.keep)),
+            ))
+            .stale(std::time::Duration::ZERO)
+            .fail_safe(std::time::Duration::ZERO);
+            let _ = cache
+                .set_with(&primary, index, &index_policy, [target.uri_tag.as_str()])
+                .await;
+            let variant = key::variant(&target.identity, sec);
+            let entry = HttpEntry::Response(response.clone());
+            let _ = cache.set_with(&variant, entry, &policy, &tags).await;
+        }
+        _ => {
+            let entry = HttpEntry::Response(response.clone());
+            let _ = cache.set_with(&primary, entry, &policy, &tags).await;
+        }
+    }
+    (response, true)
+}
+
+/// A stored response as the answer to `client`: 304 when the client's
+/// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.
+fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
+    let age = HeaderValue::from(age_seconds(s.age(now)));
+    let ttl = s.fresh_for(now) / 1000;
+    let text = format!("{status}; ttl={ttl}");
+    let mut response =
+        if conditional::not_modified(&client.headers, &s.headers) && s.status().is_success() {
+            let mut r = Response::new(empty::<E>());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = conditional::not_modified_headers(&s.headers);
+            r
+        } else {
+            let body = if client.method == Method::HEAD {
+                empty::<E>()
+            } else {
+                full::<E>(s.body.clone())
+            };
+            let mut r = Response::new(body);
+            *r.status_mut() = s.status();
+            *r.headers_mut() = s.headers.clone();
+            r
+        };
+    response.headers_mut().insert(AGE, age);
+    status_header(config, response.headers_mut(), &text);
+    response
+}
+
+/// An origin response sent on as it is, less its `Cache-Tag`.
+fn pass<R>(config: &Config, response: Response<R>, status: &str) -> Out<R::Error>
+where
+    R: Body<Data = Bytes> + Send + 'static,
+{
+    let (mut head, body) = response.into_parts();
+    head.headers.remove(super::headers::CACHE_TAG);
+    finish(
+        config,
+        Response::from_parts(head, body.boxed_unsync()),
+        status,
+    )
+}
+
+fn finish<E>(config: &Config, mut response: Out<E>, status: &str) -> Out<E> {
+    response.headers_mut().remove(super::headers::CACHE_TAG);
+    status_header(config, response.headers_mut(), status);
+    response
+}
+
+/// RFC 9111 §5.2.1.7: `only-if-cached` with nothing to serve.
+fn gateway_timeout<E>(config: &Config) -> Out<E> {
+    let mut r = Response::new(empty::<E>());
+    *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    status_header(config, r.headers_mut(), "fwd=miss; detail=only-if-cached");
+    r
+}
+
+/// Appends this cache's member to `Cache-Status` (RFC 9211: the cache
+/// nearest the client comes last).
+fn status_header(config: &Config, headers: &mut HeaderMap, status: &str) {
+    if let Some(name) = &config.status_name {
+        let text = if status.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}; {status}")
+        };
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            headers.append(CACHE_STATUS, v);
+        }
+    }
+}
+
+/// The body's data, at most `limit` bytes; `None` when it fails or is longer.
+/// (Trailers, rare on a body of known length, are not kept.)
+async fn collect<R: Body<Data = Bytes>>(body: R, limit: usize) -> Option<Bytes> {
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut copied = false;
+    while let Some(frame) = body.as_mut().frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        let len = first.as_ref().map_or(0, Bytes::len) + rest.len() + data.len();
+        if len > limit {
+            return None;
+        }
+        // One frame (the usual case) is kept as it is, without a copy.
+        match &first {
+            None => first = Some(data),
+            Some(f) => {
+                if !copied {
+                    rest.extend_from_slice(f);
+                    copied = true;
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+    }
+    Some(if copied {
+        rest.into()
+    } else {
+        first.unwrap_or_default()
+    })
+}
+
+fn full<E>(bytes: Bytes) -> CacheBody<E> {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty<E>() -> CacheBody<E> {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Calls a service that may not have been polled ready (the one handed to
+/// `call` was; a clone for a background revalidation was not).
+async fn call<S, B, R>(mut service: S, request: Request<B>) -> Result<Response<R>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    poll_fn(|cx| service.poll_ready(cx)).await?;
+    service.call(request).await
+}
+
+fn path_and_query(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or("/", |p| p.as_str())
+}
+
+/// The path and query of `target` (a `Location` or `Content-Location`) when it
+/// names the same origin as the request: an absolute URI with the same
+/// authority, an absolute path, or a relative path resolved against the
+/// request's path.
+fn same_origin(authority: &str, base: &http::Uri, target: &str) -> Option<String> {
+    let target = target.trim();
+    if target.is_empty() || target.starts_with("//") {
+        return None;
+    }
+    if let Ok(uri) = target.parse::<http::Uri>() {
+        if let Some(a) = uri.authority() {
+            return a
+                .as_str()
+                .eq_ignore_ascii_case(authority)
+                .then(|| path_and_query(&uri).to_string());
+        }
+    }
+    if target.starts_with('/') {
+        return Some(target.to_string());
+    }
+    if target.contains(':') {
+        return None; // Another scheme.
+    }
+    let path = base.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    Some(format!("{dir}{target}"))
+}
+
+/// `Parts` has no `Clone` (its extensions may not be): the fields a stored
+/// response is chosen and answered by.
+trait CloneParts {
+    fn clone_without_extensions(&self) -> Parts;
+}
+
+impl CloneParts for Parts {
+    fn clone_without_extensions(&self) -> Parts {
+        let mut request = Request::new(());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request.into_parts().0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_origin_locations_resolve_and_others_do_not() {
+        let base: http::Uri = "/a/b?x".parse().unwrap();
+        assert_eq!(same_origin("h", &base, "/c"), Some("/c".into()));
+        assert_eq!(same_origin("h", &base, "c?d"), Some("/a/c?d".into()));
+        assert_eq!(same_origin("h", &base, "http://H/c"), Some("/c".into()));
+        assert_eq!(same_origin("h", &base, "http://other/c"), None);
+        assert_eq!(same_origin("h", &base, "//other/c"), None);
+        assert_eq!(same_origin("h", &base, "mailto:x"), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! Header fields a shared cache never stores (RFC 9111 §3.1: hop-by-hop
+//! fields and those `Connection` names), and the layer's own: `Cache-Tag`
+//! (turned into tags, and removed from every response that leaves) and
+//! `Cache-Status` (RFC 9211).
+
+use http::header::{HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::HeaderMap;
+
+/// The response header that tags a stored response.
+pub(crate) const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+/// RFC 9211's header.
+pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+/// The most tags taken from one `Cache-Tag`.
+pub(crate) const MAX_TAGS: usize = 64;
+/// The longest tag taken.
+pub(crate) const MAX_TAG_LEN: usize = 256;
+
+/// Whether `name` is never stored: hop-by-hop, named by `Connection` in
+/// `headers`, or the layer's own.
+pub(crate) fn is_unstored(name: &HeaderName, headers: &HeaderMap) -> bool {
+    const HOP: [&str; 4] = [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ];
+    if [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE].contains(name)
+        || HOP.contains(&name.as_str())
+        || *name == CACHE_TAG
+        || *name == CACHE_STATUS
+        || *name == http::header::AGE
+    {
+        return true;
+    }
+    headers.get_all(CONNECTION).iter().any(|v| {
+        v.as_bytes().split(|c| *c == b',').any(|item| {
+            item.trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
+    })
+}
+
+/// The header fields of a response as stored.
+pub(crate) fn stored_fields(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !is_unstored(name, headers) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// The tags of a `Cache-Tag` (comma-separated; bounded in count and length,
+/// an over-long tag is skipped) and removes the header.
+pub(crate) fn take_tags(headers: &mut HeaderMap) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    for value in headers.get_all(CACHE_TAG) {
+        for item in value.as_bytes().split(|c| *c == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > MAX_TAG_LEN || tags.len() >= MAX_TAGS {
+                continue;
+            }
+            let tag = String::from_utf8_lossy(item).into_owned();
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+    }
+    headers.remove(CACHE_TAG);
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_are_not_stored() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-private-hop"),
+        );
+        h.insert("x-private-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert("cache-tag", HeaderValue::from_static("a"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let s = stored_fields(&h);
+        assert_eq!(s.len(), 1);
+        assert!(s.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn tags_are_taken_and_the_header_removed() {
+        let mut h = HeaderMap::new();
+        h.append("cache-tag", HeaderValue::from_static("user:7, users,,"));
+        h.append("cache-tag", HeaderValue::from_static("users, x"));
+        assert_eq!(take_tags(&mut h), vec!["user:7", "users", "x"]);
+        assert!(!h.contains_key("cache-tag"));
+        let long = "a".repeat(MAX_TAG_LEN + 1);
+        let many = (0..100)
+            .map(|i| format!("t{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        h.append(
+            "cache-tag",
+            HeaderValue::from_str(&format!("{long},{many}")).unwrap(),
+        );
+        let tags = take_tags(&mut h);
+        assert_eq!(tags.len(), MAX_TAGS);
+        assert!(!tags.contains(&long));
+    }
+}

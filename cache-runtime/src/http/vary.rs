@@ -1,0 +1,184 @@
+//! `Vary` (RFC 9111 §4.1): the request header fields a stored response was
+//! selected by, kept as a secondary key. Bounded like `Cache-Control`: a
+//! malformed or huge `Vary`, or selected request fields too long to key on,
+//! make the exchange pass through uncached.
+
+use http::header::VARY;
+use http::HeaderMap;
+
+use super::cache_control::is_tchar;
+
+/// The longest `Vary` that is parsed.
+pub(crate) const MAX_LEN: usize = 1024;
+/// The most field names a `Vary` may list.
+pub(crate) const MAX_FIELDS: usize = 16;
+/// The longest secondary key (the selected request fields together).
+pub(crate) const MAX_SECONDARY: usize = 8192;
+
+/// A response's `Vary`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Vary {
+    /// No `Vary`: one response for every request of the URI.
+    None,
+    /// The listed fields, lower-cased, sorted, without repeats.
+    Fields(Vec<String>),
+    /// `Vary: *`: never served from the cache.
+    Any,
+}
+
+/// Why a `Vary` is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+impl Vary {
+    /// The `Vary` of every line of `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Result<Vary, Malformed> {
+        let mut fields: Vec<String> = Vec::new();
+        let mut len = 0usize;
+        for value in headers.get_all(VARY) {
+            len = len.saturating_add(value.len() + 1);
+            if len > MAX_LEN {
+                return Err(Malformed);
+            }
+            for item in value.as_bytes().split(|c| *c == b',') {
+                let item = item.trim_ascii();
+                if item.is_empty() {
+                    continue;
+                }
+                if item == b"*" {
+                    return Ok(Vary::Any);
+                }
+                if !item.iter().all(|c| is_tchar(*c)) {
+                    return Err(Malformed);
+                }
+                // Only tchars: ASCII, so this cannot fail.
+                let name = String::from_utf8_lossy(item).to_ascii_lowercase();
+                if !fields.contains(&name) {
+                    fields.push(name);
+                }
+                if fields.len() > MAX_FIELDS {
+                    return Err(Malformed);
+                }
+            }
+        }
+        if fields.is_empty() {
+            return Ok(Vary::None);
+        }
+        fields.sort();
+        Ok(Vary::Fields(fields))
+    }
+}
+
+/// The secondary key of a request for `fields`: each field's combined value
+/// (lines joined by `,`, whitespace around items dropped, §4.1's
+/// normalisation), length-prefixed, or `-` when absent, so that an absent
+/// field and an empty one differ. `None` when longer than [`MAX_SECONDARY`].
+pub(crate) fn secondary(fields: &[String], request: &HeaderMap) -> Option<String> {
+    let mut out = String::new();
+    for name in fields {
+        out.push_str(name);
+        let mut values = request.get_all(name.as_str()).iter().peekable();
+        if values.peek().is_none() {
+            out.push_str("=-;");
+            continue;
+        }
+        let mut combined: Vec<u8> = Vec::new();
+        for v in values {
+            for item in v.as_bytes().split(|c| *c == b',') {
+                if !combined.is_empty() {
+                    combined.push(b',');
+                }
+                combined.extend_from_slice(item.trim_ascii());
+            }
+            if combined.len() > MAX_SECONDARY {
+                return None;
+            }
+        }
+        let text = String::from_utf8_lossy(&combined);
+        out.push_str(&format!("={}:{};", text.len(), text));
+        if out.len() > MAX_SECONDARY {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn fields_are_normalised_and_star_wins() {
+        let v = Vary::of(&map(&[
+            ("vary", b"Accept-Language, cookie"),
+            ("vary", b"accept-language"),
+        ]));
+        assert_eq!(
+            v,
+            Ok(Vary::Fields(vec![
+                "accept-language".into(),
+                "cookie".into()
+            ]))
+        );
+        assert_eq!(Vary::of(&map(&[("vary", b"a, *")])), Ok(Vary::Any));
+        assert_eq!(Vary::of(&map(&[])), Ok(Vary::None));
+        assert_eq!(Vary::of(&map(&[("vary", b"a b")])), Err(Malformed));
+        let many = (0..=MAX_FIELDS)
+            .map(|i| format!("f{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(Vary::of(&map(&[("vary", many.as_bytes())])), Err(Malformed));
+    }
+
+    #[test]
+    fn secondary_keys_tell_values_apart() {
+        let f = vec!["cookie".to_string()];
+        let a = secondary(&f, &map(&[("cookie", b"user=a")]));
+        let b = secondary(&f, &map(&[("cookie", b"user=b")]));
+        let none = secondary(&f, &map(&[]));
+        let empty = secondary(&f, &map(&[("cookie", b"")]));
+        assert_ne!(a, b);
+        assert_ne!(none, empty);
+        // Whitespace and line splits do not change the meaning.
+        let f = vec!["accept".to_string()];
+        assert_eq!(
+            secondary(&f, &map(&[("accept", b"a, b")])),
+            secondary(&f, &map(&[("accept", b"a"), ("accept", b"b")]))
+        );
+        let huge = vec![b'x'; MAX_SECONDARY + 1];
+        assert_eq!(secondary(&f, &map(&[("accept", &huge)])), None);
+    }
+
+    #[test]
+    fn random_vary_headers_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(0x4_1);
+        let alphabet = b"ab*, \t-\x7f\xffCookie";
+        for _ in 0..20_000 {
+            let len = rng.usize(0..100);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(0..alphabet.len())])
+                .collect();
+            let Ok(value) = HeaderValue::from_bytes(&bytes) else {
+                continue;
+            };
+            let mut h = HeaderMap::new();
+            h.insert(VARY, value);
+            if let Ok(Vary::Fields(f)) = Vary::of(&h) {
+                assert!(f.len() <= MAX_FIELDS);
+                let _ = secondary(&f, &h);
+            }
+        }
+    }
+}
