@@ -60,6 +60,7 @@ pub struct CacheBuilder {
     remote_timeout: Duration,
     breaker: BreakerConfig,
     known_tags: usize,
+    remote_retries: u32,
 }
 
 impl CacheBuilder {
@@ -76,6 +77,7 @@ impl CacheBuilder {
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
             known_tags: remote::known::DEFAULT_CAPACITY,
+            remote_retries: remote::DEFAULT_RETRIES,
         }
     }
 
@@ -218,6 +220,17 @@ impl CacheBuilder {
         self
     }
 
+    /// How many times a remote operation is tried again after a connection
+    /// fault (a dropped or refused connection, not an error reply, a timeout
+    /// or an open breaker), after 5 ms, then 10 ms, 20 ms, ...; default 1.
+    /// The retries fit within the operation's
+    /// [`remote_timeout`](Self::remote_timeout), which bounds the whole call.
+    /// Operations that must not run twice (counters) are never retried.
+    pub fn remote_retries(mut self, retries: u32) -> Self {
+        self.remote_retries = retries;
+        self
+    }
+
     /// Builds the cache; connects to the remote tier if there is one.
     ///
     /// A memory-only cache builds and runs under any executor. A remote tier
@@ -264,7 +277,10 @@ impl CacheBuilder {
             ),
         };
         let (remote, clients) = match connected {
-            Some((clients, store)) => (Some(Remote::new(store, timeout, self.breaker)), clients),
+            Some((clients, store)) => (
+                Some(Remote::new(store, timeout, self.breaker).retries(self.remote_retries)),
+                clients,
+            ),
             None => (None, Vec::new()),
         };
         let wait = timeout * 4;
