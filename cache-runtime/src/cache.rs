@@ -49,6 +49,8 @@ pub struct Cache {
 pub(crate) struct Inner {
     /// Unique per cache built in this process (never reused, unlike an address).
     pub(crate) id: u64,
+    /// `false`: every call runs its function (the cache has no tier either).
+    pub(crate) enabled: bool,
     pub(crate) namespace: String,
     pub(crate) defaults: Policy,
     pub(crate) profiles: HashMap<String, Policy>,
