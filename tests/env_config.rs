@@ -149,7 +149,7 @@ async fn cache_disabled_runs_every_call_and_stores_nothing() {
     assert_eq!(server.dbsize(), 0, "nothing reached Redis");
     assert!(cache.health().await.is_none(), "no remote tier was built");
     let stats = cache.stats();
-    assert_eq!(stats.hits, 0);
+    assert_eq!((stats.hits, stats.hit_ratio()), (0, 0.0));
     assert!(stats.misses >= 5 && stats.loads >= 3, "{stats:?}");
 
     // The same settings, enabled: the function runs once.
@@ -288,6 +288,49 @@ async fn a_redis_password_never_shows_in_an_error() {
         .expect_err("the server is gone");
     let text = format!("{error} {error:?}");
     assert!(!text.contains(SECRET), "{text}");
+}
+
+#[tokio::test]
+async fn stats_and_health_serialize_to_json() {
+    let cache = Cache::memory(10);
+    cache.set("k", 1u32).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+    assert_eq!(cache.get::<u32>("absent").await.unwrap(), None);
+    let json = serde_json::to_value(cache.stats()).unwrap();
+    assert_eq!(json["hits"], 1);
+    assert_eq!(json["misses"], 1);
+    assert_eq!(json["hit_ratio"], 0.5);
+    for field in [
+        "remote_hits",
+        "stale_hits",
+        "loads",
+        "load_errors",
+        "store_errors",
+        "refreshes",
+        "early_refreshes",
+        "fail_safe_serves",
+        "coalesced",
+        "evictions",
+        "invalidations",
+        "decode_errors",
+        "invalidation_failures",
+        "pending_invalidations",
+    ] {
+        assert!(json[field].is_u64(), "{field} in {json}");
+    }
+
+    let server = RedisServer::start();
+    let remote = integration_tests::write_through(&server, "json").await;
+    let health = remote.health().await.expect("a remote tier");
+    let json = serde_json::to_value(health).unwrap();
+    assert_eq!(json["connected"], true);
+    assert!(
+        json["ping_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{json}"
+    );
+    assert_eq!(json["breaker"], "closed");
+    assert!(json["backplane"].is_boolean(), "{json}");
+    assert_eq!(json["pending_invalidations"], 0);
 }
 
 /// A storage-only cache on `server` with `retries`, and no background task
