@@ -179,7 +179,9 @@ impl Cache {
         if let Some(remote) = &inner.remote {
             if !writes.is_empty() {
                 let seq = key_writes::reserve(self).await;
-                outcome = remote.call(&inner.counters, |s| s.put_many(writes)).await;
+                outcome = remote
+                    .call(&inner.counters, |s| s.put_many(writes.clone()))
+                    .await;
                 let keys = names.iter().map(String::as_str).collect();
                 key_writes::publish(self, seq, KeyWrite::Keys(keys)).await;
             }

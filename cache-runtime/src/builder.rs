@@ -1,5 +1,7 @@
 //! Start-up configuration of a [`Cache`].
 
+mod env;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,8 @@ pub struct CacheBuilder {
     remote_timeout: Duration,
     breaker: BreakerConfig,
     known_tags: usize,
+    enabled: bool,
+    remote_retries: u32,
 }
 
 impl CacheBuilder {
@@ -76,6 +80,8 @@ impl CacheBuilder {
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
             known_tags: remote::known::DEFAULT_CAPACITY,
+            enabled: true,
+            remote_retries: remote::DEFAULT_RETRIES,
         }
     }
 
@@ -221,23 +227,47 @@ impl CacheBuilder {
         self
     }
 
+    /// `false` turns the cache off: every call runs its function, nothing is
+    /// stored or served, and no server is reached (`build()` builds neither
+    /// tier). Invalidations are no-ops; counters and locks stay within the
+    /// process. For tests and incidents (`CACHE_DISABLED=true`); default `true`.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// How many times a remote operation is tried again after a connection
+    /// fault (a dropped or refused connection, not an error reply, a timeout
+    /// or an open breaker), after 5 ms, then 10 ms, 20 ms, ...; default 1.
+    /// The retries fit within the operation's
+    /// [`remote_timeout`](Self::remote_timeout), which bounds the whole call.
+    /// Operations that must not run twice (counters) are never retried.
+    pub fn remote_retries(mut self, retries: u32) -> Self {
+        self.remote_retries = retries;
+        self
+    }
+
     /// Builds the cache; connects to the remote tier if there is one.
     ///
     /// A memory-only cache builds and runs under any executor. A remote tier
     /// needs a tokio runtime (its connections, timeouts and backplane run on
     /// it): without one, `build()` returns [`Error::Config`].
     pub async fn build(self) -> Result<Cache> {
-        if self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
+        if self.enabled && self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(
                 "a remote tier (.redis / .redis_cluster) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
             ));
         }
-        if self.memory.is_none() && self.redis.is_none() {
+        if self.enabled && self.memory.is_none() && self.redis.is_none() {
             return Err(Error::Config(
                 "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
             ));
         }
         crate::key::check_namespace(&self.namespace)?;
+        if !self.enabled {
+            // Nothing is stored: no tier to build, no server to reach.
+            return Ok(self.assemble(None, false));
+        }
         // Longer than any wait is meant to be, and `timeout * 4` stays far from overflow.
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
         let connected = match &self.redis {
@@ -262,7 +292,10 @@ impl CacheBuilder {
             ),
         };
         let (remote, clients) = match connected {
-            Some((clients, store)) => (Some(Remote::new(store, timeout, self.breaker)), clients),
+            Some((clients, store)) => (
+                Some(Remote::new(store, timeout, self.breaker).retries(self.remote_retries)),
+                clients,
+            ),
             None => (None, Vec::new()),
         };
         let wait = timeout * 4;
@@ -292,12 +325,15 @@ impl CacheBuilder {
         let known_tags = self.known_tags;
         let counters = Arc::new(Counters::default());
         let memory = match self.memory {
-            Some(capacity) => MemoryTier::new(capacity, self.weigher, counters.clone()),
-            None => MemoryTier::disabled(),
+            Some(capacity) if self.enabled => {
+                MemoryTier::new(capacity, self.weigher, counters.clone())
+            }
+            _ => MemoryTier::disabled(),
         };
         Cache {
             inner: Arc::new(Inner {
                 id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+                enabled: self.enabled,
                 namespace: self.namespace,
                 defaults: self.defaults.with_ttl(self.default_ttl),
                 profiles: self.profiles,

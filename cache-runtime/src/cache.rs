@@ -49,6 +49,8 @@ pub struct Cache {
 pub(crate) struct Inner {
     /// Unique per cache built in this process (never reused, unlike an address).
     pub(crate) id: u64,
+    /// `false`: every call runs its function (the cache has no tier either).
+    pub(crate) enabled: bool,
     pub(crate) namespace: String,
     pub(crate) defaults: Policy,
     pub(crate) profiles: HashMap<String, Policy>,
@@ -220,12 +222,17 @@ impl Cache {
 }
 
 /// The remote tier's state, from [`Cache::health`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// [`serde::Serialize`], for a health endpoint: `ping` is written as
+/// `ping_ms`, a number of milliseconds (fractional) or `null`, and `breaker`
+/// as `"closed"`, `"open"` or `"half_open"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Health {
     /// Whether a PING was answered just now.
     pub connected: bool,
     /// How long that PING took.
+    #[serde(rename = "ping_ms", serialize_with = "millis")]
     pub ping: Option<Duration>,
     /// The circuit breaker's state.
     pub breaker: BreakerState,
@@ -240,6 +247,14 @@ pub struct Health {
     /// are invalid in this process, and retried in the background (see
     /// [`Cache::invalidate_tags`]).
     pub pending_invalidations: usize,
+}
+
+/// A duration as fractional milliseconds, for JSON.
+fn millis<S: serde::Serializer>(
+    ping: &Option<Duration>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&ping.map(|d| d.as_secs_f64() * 1_000.0), serializer)
 }
 
 impl Drop for Cache {

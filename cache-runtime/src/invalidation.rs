@@ -143,7 +143,7 @@ async fn send(
         // Redis has the invalidation: a lost message costs other processes
         // at most the confirmation bound (1 s), so this is counted, not returned.
         let _ = remote
-            .call(&inner.counters, |s| s.publish(&channel, message))
+            .call(&inner.counters, |s| s.publish(&channel, message.clone()))
             .await;
     }
     Ok(())

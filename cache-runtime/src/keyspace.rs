@@ -36,7 +36,7 @@ impl Cache {
             Some(remote) => {
                 let full = counter_key(&inner.namespace, key);
                 Ok(remote
-                    .call(&inner.counters, |s| s.increment(&full, delta))
+                    .call_once(&inner.counters, |s| s.increment(&full, delta))
                     .await?)
             }
             None => {

@@ -40,6 +40,7 @@ mod batch;
 mod builder;
 mod cache;
 mod clock;
+mod duration;
 mod error;
 mod flight;
 mod flow;

@@ -120,8 +120,12 @@ pub(crate) struct Counters {
 /// cache.set("k", 1u32).await.unwrap();
 /// let _ = cache.get::<u32>("k").await.unwrap();
 /// assert_eq!(cache.stats().hits, 1);
+/// assert_eq!(cache.stats().hit_ratio(), 1.0);
 /// # }
 /// ```
+///
+/// `Stats` is [`serde::Serialize`], so an endpoint can return it as JSON: an
+/// object with one number per field, and `hit_ratio`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -161,6 +165,71 @@ pub struct Stats {
     pub pending_invalidations: u64,
 }
 
+impl Stats {
+    /// The share of calls answered from the cache: `(hits + stale_hits) /
+    /// (hits + stale_hits + misses)`, from 0.0 to 1.0; 0.0 before any call.
+    pub fn hit_ratio(&self) -> f64 {
+        let served = self.hits.saturating_add(self.stale_hits);
+        let calls = served.saturating_add(self.misses);
+        if calls == 0 {
+            0.0
+        } else {
+            served as f64 / calls as f64
+        }
+    }
+}
+
+/// The fields, and `hit_ratio`: written out, not derived, so that the JSON
+/// carries the ratio.
+impl serde::Serialize for Stats {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Destructured so that a new field is a compile error here.
+        let Stats {
+            hits,
+            remote_hits,
+            misses,
+            stale_hits,
+            loads,
+            load_errors,
+            store_errors,
+            refreshes,
+            early_refreshes,
+            fail_safe_serves,
+            coalesced,
+            evictions,
+            invalidations,
+            decode_errors,
+            invalidation_failures,
+            pending_invalidations,
+        } = *self;
+        let fields = [
+            ("hits", hits),
+            ("remote_hits", remote_hits),
+            ("misses", misses),
+            ("stale_hits", stale_hits),
+            ("loads", loads),
+            ("load_errors", load_errors),
+            ("store_errors", store_errors),
+            ("refreshes", refreshes),
+            ("early_refreshes", early_refreshes),
+            ("fail_safe_serves", fail_safe_serves),
+            ("coalesced", coalesced),
+            ("evictions", evictions),
+            ("invalidations", invalidations),
+            ("decode_errors", decode_errors),
+            ("invalidation_failures", invalidation_failures),
+            ("pending_invalidations", pending_invalidations),
+        ];
+        let mut out = serializer.serialize_struct("Stats", fields.len() + 1)?;
+        for (name, value) in fields {
+            out.serialize_field(name, &value)?;
+        }
+        out.serialize_field("hit_ratio", &self.hit_ratio())?;
+        out.end()
+    }
+}
+
 impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
@@ -187,6 +256,24 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hit_ratio_counts_stale_hits_as_served() {
+        assert_eq!(Stats::default().hit_ratio(), 0.0);
+        let stats = Stats {
+            hits: 6,
+            stale_hits: 2,
+            misses: 2,
+            ..Stats::default()
+        };
+        assert_eq!(stats.hit_ratio(), 0.8);
+        let all = Stats {
+            hits: u64::MAX,
+            misses: u64::MAX,
+            ..Stats::default()
+        };
+        assert!(all.hit_ratio() > 0.99, "saturates, never overflows");
+    }
 
     // One test, so the two parts never run at once and starve each other of slots.
     #[test]

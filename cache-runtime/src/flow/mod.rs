@@ -128,6 +128,9 @@ where
     T: FnOnce() -> Vec<String>,
 {
     let inner = &cache.inner;
+    if !inner.enabled {
+        return disabled(cache, plan, key);
+    }
     if !key.is_valid() {
         inner.counters.store_errors.incr();
         tracing::warn!("cache key arguments failed to serialize; call runs uncached");
@@ -203,6 +206,23 @@ where
         future: Box::pin(miss(cache, call)),
         _kind: Default::default(),
     })
+}
+
+/// A call of a disabled cache: a miss, and a load that stores nothing (the
+/// cache has no tier) and joins no other caller's load.
+#[cold]
+fn disabled<M: ReturnKind<R>, R>(cache: &Cache, plan: Plan, key: Key) -> Begun<'_, M, R> {
+    cache.inner.counters.misses.incr();
+    let lead = Lead {
+        key,
+        plan,
+        tags: Vec::new(),
+        guard: None,
+        fail_safe: None,
+        remote_versions: None,
+        lock: None,
+    };
+    Begun::Ready(Step::Load(Ticket::new(cache, lead)))
 }
 
 /// Logs a call's outcome when debug logging was on at its start.

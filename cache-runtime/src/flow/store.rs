@@ -60,7 +60,7 @@ pub(crate) async fn store<V: Storable>(
                 );
                 // A failed write is counted by `call`; the caller still gets its value.
                 let _ = remote
-                    .call(&inner.counters, |s| s.put(&full, bytes, ttl))
+                    .call(&inner.counters, |s| s.put(&full, bytes.clone(), ttl))
                     .await;
             }
             Err(error) => {

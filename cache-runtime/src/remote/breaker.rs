@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The state of a cache's circuit breaker, as reported by stats and health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serialized as `"closed"`, `"open"` or `"half_open"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     /// Calls go to the remote tier.
     Closed,

@@ -42,7 +42,7 @@ pub(crate) async fn reserve(cache: &Cache) -> Option<u64> {
     let remote = inner.remote.as_ref()?;
     let key = counter_key(&inner.namespace);
     let seq = remote
-        .call(&inner.counters, |s| s.increment(&key, 1))
+        .call_once(&inner.counters, |s| s.increment(&key, 1))
         .await
         .ok()
         .and_then(|n| u64::try_from(n).ok())?;
@@ -67,7 +67,7 @@ pub(crate) async fn publish(cache: &Cache, seq: Option<u64>, write: KeyWrite<'_>
     let channel = backplane::channel(&inner.namespace);
     // Counted by `call`; a lost message is caught by the confirmation.
     let _ = remote
-        .call(&inner.counters, |s| s.publish(&channel, message))
+        .call(&inner.counters, |s| s.publish(&channel, message.clone()))
         .await;
 }
 

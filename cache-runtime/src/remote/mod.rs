@@ -15,7 +15,7 @@ pub(crate) mod store;
 
 use std::time::Duration;
 
-use breaker::{Breaker, BreakerConfig, BreakerState};
+use breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 use store::{RemoteStore, StoreError, StoreFuture};
 
 use crate::key::reserved::escaped;
@@ -24,11 +24,18 @@ use crate::stats::Counters;
 
 /// Default time limit of one remote operation.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default number of retries of an operation after a connection fault.
+pub(crate) const DEFAULT_RETRIES: u32 = 1;
+/// The wait before the first retry; it doubles for each next one, up to
+/// [`MAX_BACKOFF`]. Long enough for the client to reconnect on loopback.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(160);
 
 pub(crate) struct Remote {
     store: Box<dyn RemoteStore>,
     breaker: Breaker,
     timeout: Duration,
+    retries: u32,
 }
 
 impl Remote {
@@ -41,15 +48,70 @@ impl Remote {
             store,
             breaker: Breaker::new(breaker),
             timeout,
+            retries: DEFAULT_RETRIES,
         }
     }
 
-    /// Runs one store operation under the breaker and the timeout.
+    /// Retries of [`call`](Self::call) after a connection fault.
+    pub(crate) fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Runs one store operation under the breaker and the timeout; after a
+    /// connection fault ([`StoreError::Connection`]) it runs `op` again, up
+    /// to the configured number of retries, all within the one timeout. For
+    /// operations that may safely run twice (reads, `SET`s, tag bumps).
     pub(crate) async fn call<'a, T>(
+        &'a self,
+        counters: &Counters,
+        op: impl Fn(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+    ) -> Result<T, StoreError> {
+        // `call` and `call_once` repeat these three steps rather than share an
+        // async fn taking the future: that made every caller's future larger.
+        let permit = self.admit(counters)?;
+        // Milliseconds, not an `Instant`: half the size in every caller's future.
+        let started = crate::clock::now_millis();
+        // In a block, so the first outcome is gone before the retries' await
+        // (a value alive across it would enlarge every caller's future).
+        let error = {
+            let first = tokio::time::timeout(self.timeout, op(&*self.store)).await;
+            match first {
+                Ok(Err(StoreError::Connection(error))) if self.retries > 0 => error,
+                other => {
+                    return self.settle(counters, permit, other.unwrap_or(Err(StoreError::Timeout)))
+                }
+            }
+        };
+        // The retries get what is left of the one time limit. Boxed: their
+        // state (a timer) would enlarge every caller's future too.
+        let spent = crate::clock::now_millis().saturating_sub(started);
+        let left = self.timeout.saturating_sub(Duration::from_millis(spent));
+        let outcome = Box::pin(tokio::time::timeout(left, self.retry(op, error))).await;
+        self.settle(
+            counters,
+            permit,
+            outcome.unwrap_or(Err(StoreError::Timeout)),
+        )
+    }
+
+    /// Like [`call`](Self::call), tried once: for operations that must not
+    /// run twice (a counter's `INCR`).
+    pub(crate) async fn call_once<'a, T>(
         &'a self,
         counters: &Counters,
         op: impl FnOnce(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
     ) -> Result<T, StoreError> {
+        let permit = self.admit(counters)?;
+        let outcome = tokio::time::timeout(self.timeout, op(&*self.store))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        self.settle(counters, permit, outcome)
+    }
+
+    /// Whether a call may go to the store now: a breaker's permit, or the
+    /// (counted) fault that stops it.
+    fn admit(&self, counters: &Counters) -> Result<Permit, StoreError> {
         // The timeout (and the store's I/O) need tokio: polled by another
         // executor, `timeout` would panic in the caller's thread. Before the
         // breaker, which must not count this against the store.
@@ -59,14 +121,19 @@ impl Remote {
                 "no tokio runtime: the remote tier is skipped outside one".into(),
             ));
         }
-        let Some(permit) = self.breaker.permit() else {
+        self.breaker.permit().ok_or_else(|| {
             counters.store_errors.incr();
-            return Err(StoreError::Open);
-        };
-        let outcome = match tokio::time::timeout(self.timeout, op(&*self.store)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(StoreError::Timeout),
-        };
+            StoreError::Open
+        })
+    }
+
+    /// Tells the breaker and the counters how a call ended.
+    fn settle<T>(
+        &self,
+        counters: &Counters,
+        permit: Permit,
+        outcome: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // Keys the store found broken and replaced are faults too.
         let repaired = self.store.take_repairs();
         if repaired > 0 {
@@ -81,6 +148,26 @@ impl Remote {
             }
         }
         outcome
+    }
+
+    /// The retries after a first attempt failed with a connection fault.
+    #[cold]
+    async fn retry<'a, T>(
+        &'a self,
+        op: impl Fn(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+        mut error: String,
+    ) -> Result<T, StoreError> {
+        let mut backoff = FIRST_BACKOFF;
+        for left in (0..self.retries).rev() {
+            tracing::debug!(%error, "remote cache connection fault; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            match op(&*self.store).await {
+                Err(StoreError::Connection(again)) if left > 0 => error = again,
+                outcome => return outcome,
+            }
+        }
+        Err(StoreError::Connection(error))
     }
 
     pub(crate) fn breaker_state(&self) -> BreakerState {

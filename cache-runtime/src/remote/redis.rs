@@ -56,7 +56,17 @@ pub(super) fn backend(error: RedisError, secret: Option<&str>) -> StoreError {
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
         text = text.replace(secret, "***");
     }
-    StoreError::Backend(text)
+    // A broken connection (not an error reply, not an I/O timeout): the
+    // connection manager reconnects, so the operation may be tried again.
+    let connection = (error.is_io_error() && !error.is_timeout())
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.kind() == redis::ErrorKind::ClusterConnectionNotFound;
+    if connection {
+        StoreError::Connection(text)
+    } else {
+        StoreError::Backend(text)
+    }
 }
 
 /// A client for `url`; with the `tls` feature, `root_ca` (PEM) is trusted for

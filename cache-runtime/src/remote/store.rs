@@ -22,9 +22,14 @@ pub enum StoreError {
     /// The circuit breaker is open: the store failed repeatedly and is skipped.
     #[error("the remote store is skipped: its circuit breaker is open")]
     Open,
-    /// The store answered with an error, or the connection failed.
+    /// The store answered with an error (or an unexpected reply).
     #[error("remote store error: {0}")]
     Backend(String),
+    /// The connection to the store failed (dropped, refused, reset): the
+    /// client reconnects, and the operation may be retried
+    /// ([`CacheBuilder::remote_retries`](crate::CacheBuilder::remote_retries)).
+    #[error("remote store connection failed: {0}")]
+    Connection(String),
 }
 
 /// An entry and the current versions of the tags asked for.

@@ -1,0 +1,688 @@
+//! Configuration from environment variables: [`CacheBuilder::env`],
+//! [`CacheBuilder::env_from`] and [`Cache::from_env`]. The README's table
+//! lists every variable.
+//!
+//! A variable that is set applies over what earlier builder calls said;
+//! builder calls after `env()` win over it. A malformed value is an
+//! [`Error::Config`] naming the variable and its value, with a URL's password
+//! redacted.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use super::{CacheBuilder, RedisTarget};
+use crate::duration;
+use crate::remote::redis::{client, redact};
+use crate::{Cache, Error, Policy, Result};
+
+/// Remote tier on a standalone Redis.
+const REDIS_URL: &str = "REDIS_URL";
+/// Remote tier on a Redis Cluster: seed URLs, comma-separated.
+const REDIS_CLUSTER_URLS: &str = "REDIS_CLUSTER_URLS";
+/// Prefix of every key.
+const NAMESPACE: &str = "CACHE_NAMESPACE";
+/// Default TTL.
+const DEFAULT_TTL: &str = "CACHE_DEFAULT_TTL";
+/// Entries in the memory tier; 0 for none.
+const MEMORY_CAPACITY: &str = "CACHE_MEMORY_CAPACITY";
+/// Time limit of each remote operation.
+const REMOTE_TIMEOUT: &str = "CACHE_REMOTE_TIMEOUT";
+/// Retries of a remote operation after a connection fault.
+const REMOTE_RETRIES: &str = "CACHE_REMOTE_RETRIES";
+/// `true`: nothing is cached.
+const DISABLED: &str = "CACHE_DISABLED";
+/// `CACHE_PROFILE_<NAME>`: a named policy.
+const PROFILE_PREFIX: &str = "CACHE_PROFILE_";
+
+/// Every fixed name, to pick ours out of the process environment.
+const NAMES: [&str; 8] = [
+    REDIS_URL,
+    REDIS_CLUSTER_URLS,
+    NAMESPACE,
+    DEFAULT_TTL,
+    MEMORY_CAPACITY,
+    REMOTE_TIMEOUT,
+    REMOTE_RETRIES,
+    DISABLED,
+];
+
+/// Longest value quoted in an error message, in characters.
+const MAX_QUOTED: usize = 120;
+
+impl Cache {
+    /// A cache configured by the environment alone: a memory cache of
+    /// [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (10,000) entries, with
+    /// the variables that are set applied over it (see
+    /// [`CacheBuilder::env`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::from_env().await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a malformed variable (the message names it and
+    /// its value, never a password), and whatever
+    /// [`build`](CacheBuilder::build) returns.
+    pub async fn from_env() -> Result<Cache> {
+        from_env_base().env()?.build().await
+    }
+}
+
+/// What [`Cache::from_env`] starts from: the contract's defaults.
+fn from_env_base() -> CacheBuilder {
+    Cache::builder().memory(crate::DEFAULT_CAPACITY)
+}
+
+impl CacheBuilder {
+    /// Applies the process's environment variables that are set (an empty
+    /// value counts as unset; surrounding whitespace is ignored) over what
+    /// earlier calls said; later calls win over them:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `REDIS_URL` | remote tier on a standalone Redis, as [`redis`](Self::redis) |
+    /// | `REDIS_CLUSTER_URLS` | remote tier on a Redis Cluster, seed URLs comma-separated, as [`redis_cluster`](Self::redis_cluster) |
+    /// | `CACHE_NAMESPACE` | [`namespace`](Self::namespace) |
+    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds) |
+    /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
+    /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
+    /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
+    /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
+    /// | `CACHE_PROFILE_<NAME>` | [`profile`](Self::profile) `<name>` (lower case, `_` as `-`), as `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset |
+    ///
+    /// Other variables, `CACHE_*` ones included, are ignored.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cache_runtime::Error> {
+    /// let builder = cache_runtime::Cache::builder()
+    ///     .namespace("myapp")
+    ///     .memory(10_000)
+    ///     .env()?; // CACHE_NAMESPACE, when set, replaces "myapp"
+    /// # let _ = builder;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable and its value (a URL's password
+    /// redacted) when a value is malformed, when both `REDIS_URL` and
+    /// `REDIS_CLUSTER_URLS` are set, or when `CACHE_MEMORY_CAPACITY=0` leaves
+    /// the cache with no tier at all.
+    pub fn env(self) -> Result<Self> {
+        self.env_from(std::env::vars_os())
+    }
+
+    /// Like [`env`](Self::env), from `vars` (name, value pairs) instead of
+    /// the process environment: for tests, or settings read from a file.
+    /// When a name repeats, its last value counts.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory(100)
+    ///     .env_from([("CACHE_NAMESPACE", "myapp"), ("CACHE_DEFAULT_TTL", "10m")])?
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(cache.namespace(), "myapp");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`env`](Self::env); also a variable of ours whose value is not
+    /// UTF-8.
+    pub fn env_from<I, K, V>(self, vars: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        let mut ours = BTreeMap::new();
+        for (name, value) in vars {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            // Only our names matter; a foreign variable may hold anything.
+            let Some(name) = name.to_str().filter(|n| is_ours(n)) else {
+                if is_ours(&name.to_string_lossy()) {
+                    return Err(Error::Config(format!(
+                        "environment variable {:?}: its name is not UTF-8",
+                        name.to_string_lossy()
+                    )));
+                }
+                continue;
+            };
+            let Some(value) = value.to_str() else {
+                return Err(invalid(name, "<not UTF-8>", "the value is not UTF-8"));
+            };
+            ours.insert(name.to_string(), value.trim().to_string());
+        }
+        // Empty counts as unset (e.g. `REDIS_URL=` in a compose file).
+        ours.retain(|_, value| !value.is_empty());
+        self.apply(&ours)
+    }
+
+    /// Applies the set variables, in a fixed order whatever the order given.
+    fn apply(mut self, vars: &BTreeMap<String, String>) -> Result<Self> {
+        let get = |name: &str| vars.get(name).map(String::as_str);
+        match (get(REDIS_URL), get(REDIS_CLUSTER_URLS)) {
+            (Some(url), Some(_)) => {
+                return Err(invalid(
+                    REDIS_URL,
+                    &redact(url),
+                    "REDIS_CLUSTER_URLS is set too: set one of them",
+                ))
+            }
+            (Some(url), None) => {
+                check_url(REDIS_URL, url)?;
+                self.redis = Some(RedisTarget::Standalone(url.to_string()));
+            }
+            (None, Some(list)) => self.redis = Some(RedisTarget::Cluster(cluster_urls(list)?)),
+            (None, None) => {}
+        }
+        if let Some(namespace) = get(NAMESPACE) {
+            if namespace.contains(['*', '?', '[', ']', '#']) {
+                return Err(invalid(
+                    NAMESPACE,
+                    namespace,
+                    "contains a reserved character (* ? [ ] #)",
+                ));
+            }
+            self.namespace = namespace.to_string();
+        }
+        if let Some(ttl) = get(DEFAULT_TTL) {
+            self.default_ttl = parse_duration(DEFAULT_TTL, ttl)?;
+        }
+        if let Some(capacity) = get(MEMORY_CAPACITY) {
+            let entries: usize = capacity.parse().map_err(|_| {
+                invalid(
+                    MEMORY_CAPACITY,
+                    capacity,
+                    "not a whole number of entries (0 for no memory tier)",
+                )
+            })?;
+            self.memory = (entries > 0).then_some(entries);
+            // The variable counts entries, not the weight of an earlier `memory_weighted`.
+            self.weigher = None;
+        }
+        if let Some(timeout) = get(REMOTE_TIMEOUT) {
+            let raw = timeout;
+            let timeout = parse_duration(REMOTE_TIMEOUT, raw)?;
+            if timeout.is_zero() {
+                return Err(invalid(
+                    REMOTE_TIMEOUT,
+                    raw,
+                    "a time limit of 0 fails every remote operation; give a positive duration",
+                ));
+            }
+            self.remote_timeout = timeout;
+        }
+        if let Some(retries) = get(REMOTE_RETRIES) {
+            self.remote_retries = retries.parse().map_err(|_| {
+                invalid(
+                    REMOTE_RETRIES,
+                    retries,
+                    "not a whole number of retries (0 for none)",
+                )
+            })?;
+        }
+        if let Some(disabled) = get(DISABLED) {
+            self.enabled = !parse_bool(DISABLED, disabled)?;
+        }
+        for (name, value) in vars.range(PROFILE_PREFIX.to_string()..) {
+            let Some(suffix) = name.strip_prefix(PROFILE_PREFIX) else {
+                break;
+            };
+            let profile = profile_name(name, suffix)?;
+            self.profiles.insert(profile, parse_profile(name, value)?);
+        }
+        if get(MEMORY_CAPACITY).is_some()
+            && self.memory.is_none()
+            && self.redis.is_none()
+            && self.enabled
+        {
+            return Err(invalid(
+                MEMORY_CAPACITY,
+                "0",
+                "no memory tier and no remote tier: set REDIS_URL or REDIS_CLUSTER_URLS for storage only, or a capacity above 0",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+fn is_ours(name: &str) -> bool {
+    NAMES.contains(&name) || name.starts_with(PROFILE_PREFIX)
+}
+
+/// The error for `name` set to `shown` (already redacted where it must be).
+fn invalid(name: &str, shown: &str, why: &str) -> Error {
+    let mut quoted: String = shown.chars().take(MAX_QUOTED).collect();
+    if quoted.len() < shown.len() {
+        quoted.push_str("...");
+    }
+    Error::Config(format!("environment variable {name}={quoted:?}: {why}"))
+}
+
+fn parse_duration(name: &str, value: &str) -> Result<Duration> {
+    duration::parse(value).map_err(|e| invalid(name, value, &e.to_string()))
+}
+
+fn parse_bool(name: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(name, value, "write true or false")),
+    }
+}
+
+/// Checks that `url` is a Redis URL the client accepts (no connection yet).
+fn check_url(name: &str, url: &str) -> Result<()> {
+    client(url, None).map(drop).map_err(|error| {
+        // The client's message may quote the URL: never show its password.
+        let mut why = error.to_string();
+        if let Some(password) = password_of(url) {
+            why = why.replace(password, "***");
+        }
+        invalid(
+            name,
+            &redact(url),
+            &format!("not a Redis URL (redis://[user:password@]host:port[/db]): {why}"),
+        )
+    })
+}
+
+/// The password part of `scheme://user:password@host`, if any.
+fn password_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty()).then_some(password)
+}
+
+fn cluster_urls(list: &str) -> Result<Vec<String>> {
+    let urls: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_string)
+        .collect();
+    if urls.is_empty() {
+        return Err(invalid(
+            REDIS_CLUSTER_URLS,
+            list,
+            "no URL: write seed URLs separated by commas",
+        ));
+    }
+    for url in &urls {
+        check_url(REDIS_CLUSTER_URLS, url)?;
+    }
+    Ok(urls)
+}
+
+/// `CACHE_PROFILE_USER_PROFILE` names `user-profile`.
+fn profile_name(var: &str, suffix: &str) -> Result<String> {
+    if suffix.is_empty() {
+        return Err(invalid(
+            var,
+            "",
+            "the profile has no name: write CACHE_PROFILE_<NAME>",
+        ));
+    }
+    Ok(suffix.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset, each at most once.
+fn parse_profile(var: &str, value: &str) -> Result<Policy> {
+    const OPTIONS: &str = "ttl, stale, fail_safe, refresh_ahead";
+    let mut policy = Policy::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for item in value.split(',').map(str::trim) {
+        let Some((option, setting)) = item.split_once('=') else {
+            return Err(invalid(
+                var,
+                value,
+                &format!("`{item}` is not option=value (options: {OPTIONS})"),
+            ));
+        };
+        let (option, setting) = (option.trim(), setting.trim());
+        if seen.contains(&option) {
+            return Err(invalid(var, value, &format!("`{option}` is given twice")));
+        }
+        seen.push(option);
+        let when = |e: duration::DurationError| invalid(var, value, &format!("`{option}`: {e}"));
+        match option {
+            "ttl" => policy.ttl = Some(duration::parse(setting).map_err(when)?),
+            "stale" => policy.stale = Some(duration::parse(setting).map_err(when)?),
+            "fail_safe" => policy.fail_safe = Some(duration::parse(setting).map_err(when)?),
+            "refresh_ahead" => {
+                let beta: f64 = setting
+                    .parse()
+                    .ok()
+                    .filter(|b: &f64| b.is_finite() && *b > 0.0)
+                    .ok_or_else(|| {
+                        invalid(
+                            var,
+                            value,
+                            "`refresh_ahead` is a number above 0 (1.0 is usual)",
+                        )
+                    })?;
+                policy.refresh_ahead = Some(beta);
+            }
+            _ => {
+                return Err(invalid(
+                    var,
+                    value,
+                    &format!("unknown option `{option}` (options: {OPTIONS})"),
+                ))
+            }
+        }
+    }
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(vars: &[(&str, &str)]) -> Result<CacheBuilder> {
+        from_env_base().env_from(vars.iter().copied())
+    }
+
+    fn err(vars: &[(&str, &str)]) -> String {
+        match from(vars) {
+            Ok(_) => panic!("{vars:?} should be rejected"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn nothing_set_is_a_memory_cache_of_10000_with_the_defaults() {
+        let b = from(&[("PATH", "/bin"), ("CACHE_DIR", "/tmp"), ("REDIS_URL", "")]).unwrap();
+        assert_eq!(b.memory, Some(10_000));
+        assert!(b.redis.is_none());
+        assert_eq!(b.namespace, "cache");
+        assert_eq!(b.default_ttl, Duration::from_secs(300));
+        assert_eq!(b.remote_timeout, Duration::from_millis(250));
+        assert_eq!(b.remote_retries, 1);
+        assert!(b.enabled);
+        assert!(b.profiles.is_empty());
+    }
+
+    #[test]
+    fn every_variable_sets_its_option() {
+        let b = from(&[
+            ("REDIS_URL", " redis://:pw@127.0.0.1:7000/2 "),
+            ("CACHE_NAMESPACE", "myapp"),
+            ("CACHE_DEFAULT_TTL", "10m"),
+            ("CACHE_MEMORY_CAPACITY", "500"),
+            ("CACHE_REMOTE_TIMEOUT", "1s"),
+            ("CACHE_REMOTE_RETRIES", "3"),
+            ("CACHE_DISABLED", "TRUE"),
+            ("CACHE_PROFILE_USER_PROFILE", "ttl=30m,stale=1m"),
+            ("CACHE_PROFILE_X", "fail_safe=2h"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(&b.redis, Some(RedisTarget::Standalone(u)) if u == "redis://:pw@127.0.0.1:7000/2")
+        );
+        assert_eq!(b.namespace, "myapp");
+        assert_eq!(b.default_ttl, Duration::from_secs(600));
+        assert_eq!(b.memory, Some(500));
+        assert_eq!(b.remote_timeout, Duration::from_secs(1));
+        assert_eq!(b.remote_retries, 3);
+        assert!(!b.enabled);
+        assert_eq!(
+            b.profiles.get("user-profile"),
+            Some(&Policy::ttl(Duration::from_secs(1800)).stale(Duration::from_secs(60)))
+        );
+        assert_eq!(
+            b.profiles.get("x"),
+            Some(&Policy::new().fail_safe(Duration::from_secs(7200)))
+        );
+        for (value, enabled) in [("false", true), ("0", true), ("off", true), ("1", false)] {
+            assert_eq!(
+                from(&[(DISABLED, value)]).unwrap().enabled,
+                enabled,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_urls_are_split_on_commas() {
+        let b = from(&[(
+            "REDIS_CLUSTER_URLS",
+            "redis://127.0.0.1:7000, redis://127.0.0.1:7001,",
+        )])
+        .unwrap();
+        let Some(RedisTarget::Cluster(urls)) = &b.redis else {
+            panic!("a cluster target");
+        };
+        assert_eq!(urls, &["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]);
+        let e = err(&[("REDIS_CLUSTER_URLS", " , ")]);
+        assert!(
+            e.contains("REDIS_CLUSTER_URLS") && e.contains("no URL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn set_variables_win_over_earlier_calls() {
+        let b = Cache::builder()
+            .namespace("code")
+            .default_ttl(Duration::from_secs(1))
+            .memory_weighted(1 << 20, |_| 1)
+            .redis("redis://127.0.0.1:1")
+            .profile("p", Policy::ttl(Duration::from_secs(1)))
+            .remote_retries(5)
+            .enabled(false)
+            .env_from([
+                ("CACHE_NAMESPACE", "env"),
+                ("CACHE_DEFAULT_TTL", "2h"),
+                ("CACHE_MEMORY_CAPACITY", "7"),
+                ("REDIS_CLUSTER_URLS", "redis://127.0.0.1:2"),
+                ("CACHE_PROFILE_P", "ttl=3s"),
+                ("CACHE_REMOTE_RETRIES", "0"),
+                ("CACHE_DISABLED", "false"),
+            ])
+            .unwrap();
+        assert_eq!(b.namespace, "env");
+        assert_eq!(b.default_ttl, Duration::from_secs(7200));
+        assert_eq!((b.memory, b.weigher.is_none()), (Some(7), true));
+        assert!(matches!(&b.redis, Some(RedisTarget::Cluster(u)) if u.len() == 1));
+        assert_eq!(b.profiles["p"], Policy::ttl(Duration::from_secs(3)));
+        assert_eq!(b.remote_retries, 0);
+        assert!(b.enabled);
+    }
+
+    #[test]
+    fn unset_variables_keep_earlier_calls_and_later_calls_win() {
+        let kept = Cache::builder()
+            .namespace("code")
+            .remote_timeout(Duration::from_secs(9))
+            .env_from([("CACHE_DEFAULT_TTL", "1m")])
+            .unwrap();
+        assert_eq!(kept.namespace, "code");
+        assert_eq!(kept.remote_timeout, Duration::from_secs(9));
+        let later = kept
+            .default_ttl(Duration::from_secs(5))
+            .memory(3)
+            .env_from([("CACHE_NAMESPACE", "env")])
+            .unwrap()
+            .namespace("later");
+        assert_eq!(later.namespace, "later");
+        assert_eq!(later.default_ttl, Duration::from_secs(5));
+        assert_eq!(later.memory, Some(3));
+    }
+
+    #[test]
+    fn storage_only_needs_a_remote_tier() {
+        let b = from(&[
+            ("CACHE_MEMORY_CAPACITY", "0"),
+            ("REDIS_URL", "redis://127.0.0.1:7000"),
+        ])
+        .unwrap();
+        assert_eq!(b.memory, None);
+        let e = err(&[("CACHE_MEMORY_CAPACITY", "0")]);
+        assert!(
+            e.contains("CACHE_MEMORY_CAPACITY=\"0\"") && e.contains("REDIS_URL"),
+            "{e}"
+        );
+        // A remote tier from an earlier call counts; so does turning the cache off.
+        let b = Cache::builder()
+            .redis("redis://127.0.0.1:7000")
+            .env_from([("CACHE_MEMORY_CAPACITY", "0")]);
+        assert!(b.is_ok());
+        assert!(from(&[("CACHE_MEMORY_CAPACITY", "0"), ("CACHE_DISABLED", "1")]).is_ok());
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable_and_the_value() {
+        for (name, value, says) in [
+            ("CACHE_DEFAULT_TTL", "soon", "malformed duration"),
+            ("CACHE_DEFAULT_TTL", "1.5s", "malformed duration"),
+            ("CACHE_DEFAULT_TTL", "99999999999999999999", "too long"),
+            ("CACHE_REMOTE_TIMEOUT", "30 s", "malformed duration"),
+            ("CACHE_REMOTE_TIMEOUT", "0ms", "time limit of 0"),
+            ("CACHE_MEMORY_CAPACITY", "-1", "whole number of entries"),
+            ("CACHE_MEMORY_CAPACITY", "10k", "whole number of entries"),
+            ("CACHE_REMOTE_RETRIES", "many", "whole number of retries"),
+            ("CACHE_DISABLED", "maybe", "true or false"),
+            ("CACHE_NAMESPACE", "a*b", "reserved character"),
+            ("CACHE_PROFILE_P", "ttl=1x", "`ttl`: malformed duration"),
+            ("REDIS_URL", "http://127.0.0.1:7000", "not a Redis URL"),
+            (
+                "REDIS_CLUSTER_URLS",
+                "redis://127.0.0.1:7000,nope",
+                "not a Redis URL",
+            ),
+        ] {
+            let e = err(&[(name, value)]);
+            assert!(e.contains(&format!("{name}=")), "{name}: {e}");
+            assert!(e.contains(says), "{name}={value}: {e}");
+            if !name.starts_with("REDIS") {
+                assert!(e.contains(&format!("{value:?}")), "{name}={value}: {e}");
+            }
+        }
+        let e = err(&[("CACHE_PROFILE_", "ttl=1s")]);
+        assert!(e.contains("CACHE_PROFILE_") && e.contains("no name"), "{e}");
+    }
+
+    #[test]
+    fn both_remote_variables_are_an_error() {
+        let e = err(&[
+            ("REDIS_URL", "redis://:s3cr3t@127.0.0.1:7000"),
+            ("REDIS_CLUSTER_URLS", "redis://127.0.0.1:7001"),
+        ]);
+        assert!(
+            e.contains("REDIS_URL") && e.contains("REDIS_CLUSTER_URLS"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        for (name, value) in [
+            ("REDIS_URL", "redis://admin:s3cr3t@127.0.0.1:notaport"),
+            ("REDIS_URL", "http://admin:s3cr3t@127.0.0.1:7000"),
+            ("REDIS_URL", "redis//admin:s3cr3t@127.0.0.1:7000"),
+            ("REDIS_URL", "redis://:s3cr3t@[::1"),
+            (
+                "REDIS_CLUSTER_URLS",
+                "redis://127.0.0.1:7000,redis://u:s3cr3t@h:x",
+            ),
+        ] {
+            let e = err(&[(name, value)]);
+            assert!(e.contains(name), "{e}");
+            assert!(!e.contains("s3cr3t"), "{name}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_last_of_repeated_names_counts_whatever_the_order() {
+        let b = from(&[
+            ("CACHE_PROFILE_B", "ttl=1s"),
+            ("CACHE_NAMESPACE", "first"),
+            ("CACHE_PROFILE_A", "ttl=2s"),
+            ("CACHE_NAMESPACE", "second"),
+        ])
+        .unwrap();
+        assert_eq!(b.namespace, "second");
+        assert_eq!(b.profiles.len(), 2);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn values_that_are_not_utf8_are_errors_for_ours_only() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt;
+        let bad = OsString::from_vec(vec![b'1', 0xff]);
+        let foreign = from_env_base().env_from([(OsString::from("OTHER"), bad.clone())]);
+        assert!(foreign.is_ok());
+        let e = from_env_base()
+            .env_from([(OsString::from("CACHE_DEFAULT_TTL"), bad)])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("CACHE_DEFAULT_TTL") && e.contains("not UTF-8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn profiles_parse_any_subset() {
+        let p = parse_profile("V", "ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0").unwrap();
+        assert_eq!(p.ttl, Some(Duration::from_secs(1800)));
+        assert_eq!(p.stale, Some(Duration::from_secs(60)));
+        assert_eq!(p.fail_safe, Some(Duration::from_secs(3600)));
+        assert_eq!(p.refresh_ahead, Some(1.0));
+        let p = parse_profile("V", " stale = 5s , ttl=90 ").unwrap();
+        assert_eq!(p.ttl, Some(Duration::from_secs(90)));
+        assert_eq!(p.stale, Some(Duration::from_secs(5)));
+        assert_eq!(p.fail_safe, None);
+    }
+
+    #[test]
+    fn profiles_reject_mistakes() {
+        for (bad, says) in [
+            ("ttl=soon", "`ttl`: malformed duration"),
+            ("ttl", "not option=value"),
+            ("ttl=1s,,stale=1s", "`` is not option=value"),
+            ("ttl=1s,ttl=2s", "given twice"),
+            ("tll=1s", "unknown option `tll`"),
+            ("refresh_ahead=0", "above 0"),
+            ("refresh_ahead=NaN", "above 0"),
+            ("refresh_ahead=inf", "above 0"),
+            ("fail_safe=99999999999999999999", "too long"),
+        ] {
+            let err = parse_profile("CACHE_PROFILE_X", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("CACHE_PROFILE_X"), "{bad}: {err}");
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_found_and_long_values_cut() {
+        assert_eq!(password_of("redis://u:p4ss@h:1"), Some("p4ss"));
+        assert_eq!(password_of("redis://:p4ss@h:1"), Some("p4ss"));
+        assert_eq!(password_of("redis://u@h:1"), None);
+        assert_eq!(password_of("redis://h:1"), None);
+        let long = "x".repeat(1000);
+        let err = invalid("V", &long, "why").to_string();
+        assert!(err.len() < 300 && err.contains("..."), "{err}");
+    }
+}
