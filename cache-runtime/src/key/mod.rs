@@ -166,6 +166,7 @@ impl Repr {
 }
 
 /// The per-process seed of text keys' hashes.
+#[inline]
 fn text_seed() -> u64 {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *SEED.get_or_init(|| std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u64))
