@@ -42,6 +42,8 @@ const NAMES: [&str; 13] = [
 ];
 
 /// Indices of the anchors in [`NAMES`].
+const EXPLICIT: usize = 1;
+const TEMPLATE: usize = 2;
 const FIRST_TENANT: usize = 3;
 const CONCURRENT4: usize = 6;
 const PLAIN056: usize = 9;
@@ -105,6 +107,13 @@ fn main() {
             median(&|r| r[i] / r[QUICK]),
         );
     }
+    // The template variant names its cache with `cache = ..` too, so its
+    // default-key counterpart is that variant.
+    let template = rounds::spread(rounds.iter().map(|r| r[TEMPLATE] / r[EXPLICIT]));
+    println!(
+        "hit_ratio: template key / default key (both cache = ..): median {:.3} (quartiles {:.3}-{:.3}; target at most 1.3)",
+        template.median, template.low_quartile, template.high_quartile
+    );
     for (i, name) in NAMES.iter().enumerate().skip(FIRST_TENANT + 1).take(2) {
         let ratio = rounds::spread(rounds.iter().map(|r| r[i] / r[FIRST_TENANT]));
         println!(

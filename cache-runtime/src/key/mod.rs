@@ -64,6 +64,7 @@ mod placeholder;
 pub(crate) mod reserved;
 mod store_key;
 mod template;
+mod text;
 
 pub use hasher::{KeyArg, KeyHasher};
 pub(crate) use namespace::check_namespace;
@@ -73,7 +74,7 @@ pub use template::Template;
 
 use std::hash::{Hash, Hasher};
 
-use smol_str::SmolStr;
+pub(crate) use text::KeyText;
 
 use crate::private::Site;
 
@@ -93,14 +94,14 @@ pub(crate) enum Repr {
     Hashed { site: &'static Site, hash: u128 },
     /// A rendered template or a key given to the manual API. Up to 23 bytes
     /// are kept inline: no allocation to build, clone or drop.
-    Text(SmolStr),
+    Text(KeyText),
     /// The arguments could not be encoded; the call runs uncached.
     Invalid,
 }
 
 impl Key {
     /// A rendered template (escaped, and with its `#v{N}` already appended).
-    pub(crate) fn rendered(text: SmolStr) -> Key {
+    pub(crate) fn rendered(text: KeyText) -> Key {
         Key {
             repr: Repr::Text(text),
         }
@@ -111,8 +112,8 @@ impl Key {
     /// template's entry or another manual key's.
     pub(crate) fn manual(text: &str) -> Key {
         let text = match reserved::escaped(text) {
-            std::borrow::Cow::Borrowed(clean) => SmolStr::new(clean),
-            std::borrow::Cow::Owned(escaped) => SmolStr::from(escaped),
+            std::borrow::Cow::Borrowed(clean) => KeyText::new(clean),
+            std::borrow::Cow::Owned(escaped) => KeyText::from_string(escaped),
         };
         Key {
             repr: Repr::Text(text),
@@ -159,7 +160,7 @@ impl Repr {
     pub(crate) fn hash64(&self) -> u64 {
         match self {
             Repr::Hashed { hash, .. } => *hash as u64,
-            Repr::Text(text) => xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), text_seed()),
+            Repr::Text(text) => text.hash64(text_seed()),
             Repr::Invalid => 0,
         }
     }

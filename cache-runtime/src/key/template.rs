@@ -10,7 +10,7 @@
 
 use std::fmt::{self, Write};
 
-use smol_str::SmolStr;
+use super::text::{KeyText, INLINE};
 
 use super::reserved::{HEX, RESERVED};
 use super::Key;
@@ -26,9 +26,6 @@ pub struct Template {
     out: Out,
     escape: EscapeSet,
 }
-
-/// What `SmolStr` keeps inline.
-const INLINE: usize = 23;
 
 /// The rendered text: inline while it fits, then on the heap.
 struct Out {
@@ -100,13 +97,12 @@ impl Out {
     }
 
     #[inline(always)]
-    fn finish(self) -> SmolStr {
+    fn finish(self) -> KeyText {
         if self.heap.is_empty() {
-            // `new_inline` copies the bytes, nothing else (`new` first looks
-            // for runs of whitespace to share): `len <= INLINE` here.
-            SmolStr::new_inline(as_str(&self.inline[..self.len]))
+            // The buffer is zeroed past `len`, as `KeyText` needs.
+            KeyText::inline(self.inline, self.len)
         } else {
-            SmolStr::from(self.heap)
+            KeyText::from_string(self.heap)
         }
     }
 }
