@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, invalidate, Cache, Error};
 use integration_tests::redis_harness::RedisServer;
+use integration_tests::within;
 
 /// The "database": one version per test (each test has its own static).
 struct Db(AtomicU64);
@@ -37,23 +38,6 @@ async fn build(server: &RedisServer, ns: &str, memory: bool, timeout: Duration) 
         builder
     };
     builder.build().await.expect("connect to the test server")
-}
-
-/// Polls `done` (an expression that may `.await`) every 10 ms for up to
-/// `limit`; how long it took to hold, if it did.
-macro_rules! within {
-    ($limit:expr, $done:expr) => {{
-        let start = Instant::now();
-        let mut took = None;
-        while start.elapsed() < $limit {
-            if $done {
-                took = Some(start.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        took
-    }};
 }
 
 static SLOW_REDIS: Db = Db::new();

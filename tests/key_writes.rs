@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, Policy};
 use integration_tests::redis_harness::RedisServer;
+use integration_tests::within;
 
 async fn through(url: String, ns: &str) -> Cache {
     Cache::builder()
@@ -15,22 +16,6 @@ async fn through(url: String, ns: &str) -> Cache {
         .build()
         .await
         .expect("connect to the test server")
-}
-
-/// Polls `$done` every 5 ms for up to `$limit`; how long it took to hold.
-macro_rules! within {
-    ($limit:expr, $done:expr) => {{
-        let start = Instant::now();
-        let mut took = None;
-        while start.elapsed() < $limit {
-            if $done {
-                took = Some(start.elapsed());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        took
-    }};
 }
 
 async fn held(cache: &Cache, key: &str) -> Option<u32> {

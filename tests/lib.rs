@@ -7,6 +7,24 @@ pub mod redis_harness;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Polls `$done` (an expression that may `.await`) every 5 ms for up to
+/// `$limit`, inside an async test; how long it took to hold, if it did.
+#[macro_export]
+macro_rules! within {
+    ($limit:expr, $done:expr) => {{
+        let start = ::std::time::Instant::now();
+        let mut took = None;
+        while start.elapsed() < $limit {
+            if $done {
+                took = Some(start.elapsed());
+                break;
+            }
+            ::tokio::time::sleep(::std::time::Duration::from_millis(5)).await;
+        }
+        took
+    }};
+}
+
 /// Counts how many times a function body ran.
 #[derive(Default)]
 pub struct Calls(AtomicUsize);
