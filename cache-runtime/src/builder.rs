@@ -345,6 +345,7 @@ impl CacheBuilder {
                 invalidations: Default::default(),
                 flights: Flights::new(),
                 counters,
+                warming: Default::default(),
             }),
         }
     }

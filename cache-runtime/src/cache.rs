@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) invalidations: Invalidations,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<Counters>,
+    /// Warm runs in progress (their calls are not counted as hits or misses).
+    pub(crate) warming: crate::warm::Warming,
 }
 
 impl Inner {

@@ -59,6 +59,7 @@ mod remote;
 mod stats;
 mod tags;
 mod value;
+mod warm;
 
 #[doc(hidden)]
 pub mod __private {
@@ -84,3 +85,4 @@ pub use remote::breaker::BreakerState;
 pub use remote::lock::LockGuard;
 pub use remote::store::StoreError;
 pub use stats::Stats;
+pub use warm::WarmSummary;
