@@ -294,3 +294,45 @@ async fn remote_fields_serialize_as_health_does() {
     );
     assert_eq!(json["remote"]["breaker"], "closed");
 }
+
+/// The README's endpoint: the report as JSON, `503` when unhealthy.
+async fn health_endpoint(
+    axum::extract::State(cache): axum::extract::State<Cache>,
+) -> impl axum::response::IntoResponse {
+    use axum::http::{header, StatusCode};
+    let report = cache.health_report().await;
+    let code = if report.status.is_unhealthy() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = serde_json::to_string(&report).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+#[tokio::test]
+async fn an_axum_endpoint_answers_503_when_unhealthy() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let cache = memory_cache(Duration::from_secs(60)).await;
+    let app = axum::Router::new()
+        .route("/health/cache", axum::routing::get(health_endpoint))
+        .with_state(cache.clone());
+    let ask = || {
+        let request = http::Request::get("/health/cache")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.clone().oneshot(request)
+    };
+    let response = ask().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    traffic(&cache, 0, 100).await;
+    let response = ask().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["status"], "unhealthy");
+    assert_eq!(json["calls"], 100);
+}
