@@ -24,6 +24,8 @@ pub struct Args {
     pub max_body: Option<usize>,
     /// Whether a request's `no-cache` / `max-age` / `min-fresh` revalidates.
     pub request_no_cache: bool,
+    /// Whether `CDN-Cache-Control` (RFC 9213) is obeyed.
+    pub cdn_cache_control: bool,
 }
 
 /// The usage text, printed by `--help` and after a bad argument.
@@ -37,6 +39,7 @@ usage: http_proxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000 [opti
   --memory N             entries in the memory tier (or CACHE_MEMORY_CAPACITY)
   --max-body BYTES       largest body stored (default 1 MiB)
   --request-no-cache     honour a request's no-cache / max-age / min-fresh
+  --no-cdn-cache-control ignore CDN-Cache-Control (obeyed by default, RFC 9213)
 
 Strict mode: only responses with explicit freshness (or no-cache with a
 validator) are stored; no default TTL, no heuristic freshness.";
@@ -55,6 +58,7 @@ impl Args {
             memory: None,
             max_body: None,
             request_no_cache: false,
+            cdn_cache_control: true,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -72,6 +76,7 @@ impl Args {
                 "--memory" => out.memory = Some(number(&flag, &value()?)?),
                 "--max-body" => out.max_body = Some(number(&flag, &value()?)?),
                 "--request-no-cache" => out.request_no_cache = true,
+                "--no-cdn-cache-control" => out.cdn_cache_control = false,
                 "-h" | "--help" => return Err(String::new()),
                 other => return Err(format!("unknown argument {other}")),
             }
@@ -115,6 +120,12 @@ mod tests {
         assert_eq!(a.authority.as_str(), "127.0.0.1:2");
         assert_eq!(a.memory, Some(5));
         assert!(a.request_no_cache);
+        assert!(a.cdn_cache_control);
+        assert!(
+            !parse("--upstream http://x --no-cdn-cache-control")
+                .unwrap()
+                .cdn_cache_control
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ async fn cache(args: &Args) -> Result<Cache, String> {
 
 async fn run(args: Args) -> Result<(), String> {
     let cache = cache(&args).await?;
-    let mut layer = CacheLayer::new(cache).request_no_cache(args.request_no_cache);
+    let mut layer = CacheLayer::new(cache)
+        .request_no_cache(args.request_no_cache)
+        .cdn_cache_control(args.cdn_cache_control);
     if let Some(n) = args.max_body {
         layer = layer.max_body(n);
     }
