@@ -9,7 +9,8 @@
 //! variant's median, the medians of the per-round differences and ratios.
 //!
 //! `CARGO_TARGET_DIR=target/bench cargo bench -p cache-runtime --features http --bench http_layer`
-//! (about 20 s; `RATIO_ROUNDS` for more or fewer rounds).
+//! (about 20 s; `RATIO_ROUNDS` for more or fewer rounds; `HTTP_LAYER_ONLY=1`
+//! runs only variant (b), for a profiler).
 
 mod rounds;
 
@@ -101,6 +102,16 @@ fn main() {
         let status = hit.headers()["cache-status"].to_str().unwrap_or("");
         assert!(status.contains("hit"), "not a hit: {status}");
     });
+    // For a profiler (callgrind): only one variant, a few rounds.
+    if let Some(only) = std::env::var("HTTP_LAYER_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let app: &Router = &apps[only];
+        let ns: Vec<f64> = (0..wanted).map(|_| ns_per_call(&rt, app)).collect();
+        println!("http_layer: {} only: {ns:.1?} ns/request", NAMES[only]);
+        return;
+    }
     for app in &apps {
         ns_per_call(&rt, app); // warm-up round
     }

@@ -3,7 +3,8 @@
 //! flight, store what may be stored, and invalidate on unsafe methods.
 
 use std::any::Any;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,11 +51,14 @@ struct Target {
     cc: Directives,
 }
 
-pub(crate) async fn handle<S, B, R>(
+/// The future of one request. Reads and writes are boxed apart, and a read
+/// boxes its rarer paths (to the origin, bypassed), so a hit moves only a
+/// small future onto the heap.
+pub(crate) fn handle<S, B, R>(
     config: Arc<Config>,
     service: S,
     request: Request<B>,
-) -> Result<Out<R::Error>, S::Error>
+) -> Pin<Box<dyn Future<Output = Result<Out<R::Error>, S::Error>> + Send>>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -64,12 +68,32 @@ where
     R::Error: Send + 'static,
 {
     let (parts, body) = request.into_parts();
-    let method = parts.method.clone();
-    if method == Method::GET || method == Method::HEAD {
-        return read(config, service, parts, body).await;
+    if parts.method == Method::GET || parts.method == Method::HEAD {
+        Box::pin(read(config, service, parts, body))
+    } else {
+        Box::pin(write(config, service, parts, body))
     }
+}
+
+/// A request with another method: sent on, and, when unsafe and
+/// successful, its URIs invalidated.
+async fn write<S, B, R>(
+    config: Arc<Config>,
+    service: S,
+    parts: Parts,
+    body: B,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+    R::Error: Send + 'static,
+{
+    let method = parts.method.clone();
     let safe = method == Method::OPTIONS || method == Method::TRACE;
-    let authority = key::authority(&parts);
+    let authority = key::authority(&parts).into_owned();
     let uri = parts.uri.clone();
     let response = call(service, Request::from_parts(parts, body)).await?;
     let status = response.status();
@@ -106,10 +130,8 @@ where
     R: Body<Data = Bytes> + Send + 'static,
     R::Error: Send + 'static,
 {
-    let bypass = |detail: &str| format!("fwd=bypass; detail={detail}");
     let Ok(cc) = Directives::of(&parts.headers) else {
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok(pass(&config, r, &bypass("malformed-request")));
+        return Box::pin(bypass(&config, service, parts, body, "malformed-request")).await;
     };
     // Ranges and preconditions other than the two a cache answers go to the
     // origin as they are.
@@ -117,49 +139,50 @@ where
         .iter()
         .any(|h| parts.headers.contains_key(h))
     {
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok(pass(&config, r, &bypass("precondition")));
+        return Box::pin(bypass(&config, service, parts, body, "precondition")).await;
     }
     let authority = key::authority(&parts);
     let identity = match &config.key {
         None => key::identity(&authority, &parts.uri),
         Some(f) => match f(&parts) {
             Some(k) => key::custom_identity(&k),
-            None => {
-                let r = call(service, Request::from_parts(parts, body)).await?;
-                return Ok(pass(&config, r, &bypass("key")));
-            }
+            None => return Box::pin(bypass(&config, service, parts, body, "key")).await,
         },
     };
+    let now = now_millis();
+    let (stored, miss) = lookup(&config, &identity, &parts.headers).await;
+    let wants_newer = |cc: &Directives, stored: &StoredResponse, fresh_for: i128| {
+        config.request_no_cache
+            && (cc.no_cache
+                || cc
+                    .max_age
+                    .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
+                || cc
+                    .min_fresh
+                    .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))))
+    };
+    // A fresh hit is answered before the URI's tag and the layer's tags,
+    // needed only to store, are computed.
+    if let Some(stored) = &stored {
+        let fresh_for = stored.fresh_for(now);
+        if fresh_for > 0 && !stored.stale.no_cache && !wants_newer(&cc, stored, fresh_for) {
+            return Ok(serve(&config, stored, &parts, now, "hit"));
+        }
+    }
     let target = Target {
         uri_tag: key::uri_tag(&authority, path_and_query(&parts.uri)),
         tags: config.tags.as_ref().map(|f| f(&parts)).unwrap_or_default(),
         identity,
         cc,
     };
-    let now = now_millis();
-    let (stored, miss) = lookup(&config, &target.identity, &parts.headers).await;
     let Some(stored) = stored else {
         if target.cc.only_if_cached {
             return Ok(gateway_timeout(&config));
         }
-        return fetch(config, service, parts, body, target, None, miss).await;
+        return Box::pin(fetch(config, service, parts, body, target, None, miss)).await;
     };
     let fresh_for = stored.fresh_for(now);
-    let honour = config.request_no_cache;
-    let client_wants_newer = honour
-        && (target.cc.no_cache
-            || target
-                .cc
-                .max_age
-                .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
-            || target
-                .cc
-                .min_fresh
-                .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))));
-    if fresh_for > 0 && !stored.stale.no_cache && !client_wants_newer {
-        return Ok(serve(&config, &stored, &parts, now, "hit"));
-    }
+    let client_wants_newer = wants_newer(&target.cc, &stored, fresh_for);
     let stale_for = u64::try_from(-fresh_for).unwrap_or(0);
     let may_serve_stale = fresh_for <= 0 && !stored.stale.never && !client_wants_newer;
     let window = stored
@@ -177,16 +200,33 @@ where
     if target.cc.only_if_cached {
         return Ok(gateway_timeout(&config));
     }
-    fetch(
+    let stale = Some(stored);
+    Box::pin(fetch(
         config,
         service,
         parts,
         body,
         target,
-        Some(stored),
+        stale,
         "fwd=stale",
-    )
+    ))
     .await
+}
+
+/// A request the cache does not take part in, sent on as it is.
+async fn bypass<S, B, R>(
+    config: &Config,
+    service: S,
+    parts: Parts,
+    body: B,
+    detail: &str,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    R: Body<Data = Bytes> + Send + 'static,
+{
+    let r = call(service, Request::from_parts(parts, body)).await?;
+    Ok(pass(config, r, &format!("fwd=bypass; detail={detail}")))
 }
 
 /// The stored response for a request: the URI's response, or the variant its
@@ -519,6 +559,7 @@ where
         lifetime,
         stale: StaleRules::of(&st.cc),
         tags,
+        hit_headers: Default::default(),
     };
     let (stored, kept) = store(config, target, response).await;
     let text = if kept {
@@ -566,6 +607,7 @@ fn freshen(
         } else {
             new_tags
         },
+        hit_headers: Default::default(),
     })
 }
 
@@ -632,29 +674,33 @@ async fn store(
 /// A stored response as the answer to `client`: 304 when the client's
 /// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.
 fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
-    let age = HeaderValue::from(age_seconds(s.age(now)));
+    let age = age_seconds(s.age(now));
     let ttl = s.fresh_for(now) / 1000;
-    let text = format!("{status}; ttl={ttl}");
-    let mut response =
-        if conditional::not_modified(&client.headers, &s.headers) && s.status().is_success() {
-            let mut r = Response::new(empty::<E>());
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            *r.headers_mut() = conditional::not_modified_headers(&s.headers);
-            r
-        } else {
-            let body = if client.method == Method::HEAD {
-                empty::<E>()
-            } else {
-                full::<E>(s.body.clone())
-            };
-            let mut r = Response::new(body);
-            *r.status_mut() = s.status();
-            *r.headers_mut() = s.headers.clone();
-            r
-        };
-    response.headers_mut().insert(AGE, age);
-    status_header(config, response.headers_mut(), &text);
-    response
+    if conditional::not_modified(&client.headers, &s.headers) && s.status().is_success() {
+        let mut r = Response::new(empty::<E>());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        *r.headers_mut() = conditional::not_modified_headers(&s.headers);
+        r.headers_mut().insert(AGE, HeaderValue::from(age));
+        status_header(config, r.headers_mut(), &format!("{status}; ttl={ttl}"));
+        return r;
+    }
+    let body = if client.method == Method::HEAD {
+        empty::<E>()
+    } else {
+        full::<E>(s.body.clone())
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = s.status();
+    if status == "hit" {
+        // The common case: the same headers for every hit within a second.
+        let name = config.status_name.as_deref();
+        *r.headers_mut() = s.hit_headers.get(&s.headers, age, ttl, name);
+    } else {
+        *r.headers_mut() = s.headers.clone();
+        r.headers_mut().insert(AGE, HeaderValue::from(age));
+        status_header(config, r.headers_mut(), &format!("{status}; ttl={ttl}"));
+    }
+    r
 }
 
 /// An origin response sent on as it is, less its `Cache-Tag`.

@@ -4,28 +4,49 @@
 //! response also records its identity, checked on every hit, so even a remote
 //! key shortened to a hash cannot serve another URI's response.
 
-use std::fmt::Write;
+use std::borrow::Cow;
 
 use http::header::HOST;
 use http::request::Parts;
 use http::Uri;
 
-/// Appends `part` as `{len}:{part}`.
+/// Appends `part` as `{len}:{part}` (by hand: this runs on every request,
+/// and the formatting machinery costs more than the rest of the key).
 fn push(out: &mut String, part: &str) {
-    let _ = write!(out, "{}:{}", part.len(), part);
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = part.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+    out.push(':');
+    out.push_str(part);
 }
 
-/// The request's authority: the URI's, else its `Host` header, lower-cased.
-pub(crate) fn authority(parts: &Parts) -> String {
-    if let Some(a) = parts.uri.authority() {
-        return a.as_str().to_ascii_lowercase();
+/// The request's authority: the URI's, else its `Host` header, lower-cased
+/// (borrowed when it already is: no allocation on the usual request).
+pub(crate) fn authority(parts: &Parts) -> Cow<'_, str> {
+    let text = match parts.uri.authority() {
+        Some(a) => a.as_str(),
+        None => parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map_or("", str::trim),
+    };
+    if text.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
     }
-    parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| h.trim().to_ascii_lowercase())
-        .unwrap_or_default()
 }
 
 /// The default identity of a request: authority, path and query (the method
@@ -49,7 +70,10 @@ pub(crate) fn custom_identity(key: &str) -> String {
 
 /// The cache key of the primary entry of an identity.
 pub(crate) fn primary(identity: &str) -> String {
-    format!("http:{identity}")
+    let mut out = String::with_capacity(identity.len() + 5);
+    out.push_str("http:");
+    out.push_str(identity);
+    out
 }
 
 /// The cache key of one variant (§4.1) of an identity.
@@ -100,6 +124,13 @@ mod tests {
         );
         assert_ne!(uri_tag("ab", "/c"), uri_tag("a", "b/c"));
         assert_ne!(variant("x", "1:a"), primary("x"));
+        assert_eq!(identity("h", &"/a".parse().unwrap()), "GET 1:h2:/a");
+        let long = format!("/{}", "p".repeat(1233));
+        assert_eq!(
+            identity("", &long.parse().unwrap()),
+            format!("GET 0:1234:{long}")
+        );
+        assert_eq!(primary("GET 1:h1:/"), "http:GET 1:h1:/");
     }
 
     #[test]

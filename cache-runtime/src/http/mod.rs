@@ -44,6 +44,7 @@ mod exchange;
 mod freshness;
 mod headers;
 mod key;
+mod rendered;
 mod storable;
 mod stored;
 mod vary;
@@ -313,6 +314,6 @@ where
         // The ready service handles this request; the clone waits for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(exchange::handle(self.config.clone(), inner, request))
+        exchange::handle(self.config.clone(), inner, request)
     }
 }
