@@ -86,12 +86,16 @@ fn main() {
         .build()
         .expect("runtime");
     let cache = rt.block_on(async { Cache::memory(10_000) });
-    let apps = [
-        routes(),
-        routes().layer(CacheLayer::new(cache)),
-        routes().layer(axum_response_cache::CacheLayer::with_lifespan(
-            Duration::from_secs(60),
-        )),
+    // `with_state` turns the handlers into services once, as `axum::serve`
+    // does; without it the Router rebuilds them (and their layers) per call.
+    let apps: [Router; 3] = [
+        routes().with_state(()),
+        routes().layer(CacheLayer::new(cache)).with_state(()),
+        routes()
+            .layer(axum_response_cache::CacheLayer::with_lifespan(
+                Duration::from_secs(60),
+            ))
+            .with_state(()),
     ];
     // The first call stores; every later one of (b) and (c) is a hit.
     rt.block_on(async {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, AGE, CONTENT_LOCATION, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, LOCATION, RANGE,
+    HeaderValue, AGE, CACHE_CONTROL, CONTENT_LOCATION, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -21,7 +21,7 @@ use tower::Service;
 use super::cache_control::Directives;
 use super::conditional;
 use super::freshness::{self, age_seconds, now_millis, Fallback};
-use super::headers::{stored_fields, take_tags, CACHE_STATUS};
+use super::headers::{has_any, stored_fields, take_tags, CACHE_STATUS};
 use super::key;
 use super::storable;
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
@@ -130,19 +130,24 @@ where
     R: Body<Data = Bytes> + Send + 'static,
     R::Error: Send + 'static,
 {
-    let Ok(cc) = Directives::of(&parts.headers) else {
-        return Box::pin(bypass(&config, service, parts, body, "malformed-request")).await;
+    let cc = if has_any(&parts.headers, &[CACHE_CONTROL]) {
+        let Ok(cc) = Directives::of(&parts.headers) else {
+            return Box::pin(bypass(&config, service, parts, body, "malformed-request")).await;
+        };
+        cc
+    } else {
+        Directives::default()
     };
     // Ranges and preconditions other than the two a cache answers go to the
     // origin as they are.
-    if [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]
-        .iter()
-        .any(|h| parts.headers.contains_key(h))
-    {
+    if has_any(
+        &parts.headers,
+        &[RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE],
+    ) {
         return Box::pin(bypass(&config, service, parts, body, "precondition")).await;
     }
     let authority = key::authority(&parts);
-    let identity = match &config.key {
+    let keyed = match &config.key {
         None => key::identity(&authority, &parts.uri),
         Some(f) => match f(&parts) {
             Some(k) => key::custom_identity(&k),
@@ -150,7 +155,7 @@ where
         },
     };
     let now = now_millis();
-    let (stored, miss) = lookup(&config, &identity, &parts.headers).await;
+    let (stored, miss) = lookup(&config, &keyed, &parts.headers).await;
     let wants_newer = |cc: &Directives, stored: &StoredResponse, fresh_for: i128| {
         config.request_no_cache
             && (cc.no_cache
@@ -172,7 +177,7 @@ where
     let target = Target {
         uri_tag: key::uri_tag(&authority, path_and_query(&parts.uri)),
         tags: config.tags.as_ref().map(|f| f(&parts)).unwrap_or_default(),
-        identity,
+        identity: keyed.identity().to_string(),
         cc,
     };
     let Some(stored) = stored else {
@@ -233,12 +238,13 @@ where
 /// `Vary` fields select. The second value is the `fwd` of a miss.
 async fn lookup(
     config: &Config,
-    identity: &str,
+    keyed: &key::Keyed,
     request: &HeaderMap,
 ) -> (Option<Arc<StoredResponse>>, &'static str) {
     let cache = &config.cache;
+    let identity = keyed.identity();
     // A fault of the store reads as a miss (the cache counted it).
-    match cache.get::<HttpEntry>(&key::primary(identity)).await {
+    match get(cache, keyed.key()).await {
         Ok(Some(HttpEntry::Response(s))) if s.identity == identity && s.secondary.is_none() => {
             (Some(s), "")
         }
@@ -246,7 +252,7 @@ async fn lookup(
             let Some(sec) = secondary(&fields, request) else {
                 return (None, "fwd=vary-miss");
             };
-            match cache.get::<HttpEntry>(&key::variant(identity, &sec)).await {
+            match get(cache, &key::variant(identity, &sec)).await {
                 Ok(Some(HttpEntry::Response(s)))
                     if s.identity == identity && s.secondary.as_deref() == Some(sec.as_str()) =>
                 {
@@ -257,6 +263,18 @@ async fn lookup(
         }
         _ => (None, "fwd=uri-miss"),
     }
+}
+
+/// `Cache::get` for the layer's entries: the memory tier first, and only
+/// when it misses the remote tier's future, boxed apart, so that a hit
+/// neither builds nor moves it.
+async fn get(cache: &crate::Cache, key: &str) -> crate::Result<Option<HttpEntry>> {
+    let key = Key::manual(key);
+    if let Some(entry) = cache.get_now::<HttpEntry>(&key) {
+        return Ok(Some(entry));
+    }
+    let found = Box::pin(cache.remote_many::<HttpEntry>(std::slice::from_ref(&key))).await?;
+    Ok(found.into_iter().next().flatten())
 }
 
 /// Goes to the origin for a request, through the cache's single flight: one
@@ -676,7 +694,11 @@ async fn store(
 fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
     let age = age_seconds(s.age(now));
     let ttl = s.fresh_for(now) / 1000;
-    if conditional::not_modified(&client.headers, &s.headers) && s.status().is_success() {
+    let validators = has_any(&client.headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]);
+    if validators
+        && conditional::not_modified(&client.headers, &s.headers)
+        && s.status().is_success()
+    {
         let mut r = Response::new(empty::<E>());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         *r.headers_mut() = conditional::not_modified_headers(&s.headers);
