@@ -33,6 +33,8 @@ use crate::tags::TagSnapshot;
 use crate::Policy;
 
 type Out<E> = Response<CacheBody<E>>;
+/// The future of one request through the layer.
+type Handled<E, SE> = Pin<Box<dyn Future<Output = Result<Out<E>, SE>> + Send>>;
 
 /// What a load shares with the requests that waited for it.
 enum Shared {
@@ -58,7 +60,7 @@ pub(crate) fn handle<S, B, R>(
     config: Arc<Config>,
     service: S,
     request: Request<B>,
-) -> Pin<Box<dyn Future<Output = Result<Out<R::Error>, S::Error>> + Send>>
+) -> Handled<R::Error, S::Error>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
