@@ -13,20 +13,7 @@ use http::Uri;
 /// Appends `part` as `{len}:{part}` (by hand: this runs on every request,
 /// and the formatting machinery costs more than the rest of the key).
 fn push(out: &mut String, part: &str) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut n = part.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    out.push_str(crate::key::decimal(part.len() as u64, &mut [0; 20]));
     out.push(':');
     out.push_str(part);
 }
