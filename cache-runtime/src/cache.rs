@@ -65,9 +65,22 @@ pub(crate) struct Inner {
     pub(crate) invalidations: Invalidations,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<Counters>,
+    /// The listeners (also in `counters`, for the tiers); `None` without any.
+    pub(crate) events: Option<Arc<crate::events::Events>>,
+    /// Whether a listener wants get events: the hit path's one branch for
+    /// events (a bool here, not a pointer to follow).
+    pub(crate) get_events: bool,
 }
 
 impl Inner {
+    /// Tells the listeners, if any.
+    #[inline(always)]
+    pub(crate) fn tell(&self, event: impl FnOnce(&crate::events::Events)) {
+        if let Some(events) = &self.events {
+            event(events);
+        }
+    }
+
     /// The memory tier's entry, unless memory is not trusted at `now` (the
     /// backplane is down, or tag versions were not confirmed within the
     /// last second: memory may have missed invalidations, and reads go to

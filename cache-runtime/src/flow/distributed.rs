@@ -45,11 +45,13 @@ pub(crate) async fn lead_across_processes(
                 if let Some(lock) = lock {
                     let _ = lock.release().await;
                 }
-                inner.counters.remote_hits.incr();
+                inner
+                    .counters
+                    .count_get(lead.plan.counts, crate::stats::Got::RemoteHit);
                 if let Some(guard) = lead.guard.take() {
                     guard.complete(Some(value.to_shared()));
                 }
-                return Missed::Value(value);
+                return Missed::Value(value, crate::events::GetResult::Hit);
             }
             RemoteRead::Miss { versions: None, .. } => return Missed::Lead(lead),
             RemoteRead::Miss {
