@@ -326,6 +326,21 @@ impl Listener for Journal {
     }
 }
 
+/// A listener of loads alone: it declines gets.
+struct LoadsOnly(Journal);
+
+impl Listener for LoadsOnly {
+    fn wants_gets(&self) -> bool {
+        false
+    }
+    fn on_get(&self, e: &Get<'_>) {
+        self.0.on_get(e);
+    }
+    fn on_load(&self, e: &Load<'_>) {
+        self.0.on_load(e);
+    }
+}
+
 static FAIL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cached(name = "events::item", cache = cache, key = "item:{n}", ttl = "100ms", stale = "150ms", fail_safe = "1h")]
@@ -430,12 +445,14 @@ async fn a_listener_is_told_every_kind_of_event_and_keys_only_when_asked() {
         "two at first, the failed load: {lines:#?}"
     );
 
-    // Without `event_keys`, no keys.
+    // Without `event_keys`, no keys; a listener that declines gets has none.
     let plain = Journal::default();
+    let loads = Journal::default();
     let quiet = Cache::builder()
         .namespace("ev_plain")
         .memory(10)
         .listener(plain.clone())
+        .listener(LoadsOnly(loads.clone()))
         .build()
         .await
         .unwrap();

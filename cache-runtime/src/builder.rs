@@ -367,12 +367,12 @@ impl CacheBuilder {
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
         let known_tags = self.known_tags;
         #[allow(unused_mut)] // pushed to by optional features
-        let mut internal: Vec<Arc<dyn Listener>> = Vec::new();
+        let mut listeners = self.listeners;
         #[cfg(feature = "metrics")]
         if self.metrics {
-            internal.push(Arc::new(crate::metrics::MetricsListener));
+            listeners.push(Arc::new(crate::metrics::MetricsListener));
         }
-        let events = Events::new(&self.namespace, self.listeners, internal, self.event_keys);
+        let events = Events::new(&self.namespace, listeners, self.event_keys);
         let counters = Arc::new(Counters {
             events: events.clone(),
             ..Counters::default()

@@ -67,8 +67,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Arc<Counters>,
     /// The listeners (also in `counters`, for the tiers); `None` without any.
     pub(crate) events: Option<Arc<crate::events::Events>>,
-    /// Whether a listener wants get events: the hit path's one branch for
-    /// events (a bool here, not a pointer to follow).
+    /// Whether a listener wants get events; memoized plans copy it into
+    /// `Plan::fast_hit`, so the hit path tests no extra flag for events.
     pub(crate) get_events: bool,
 }
 

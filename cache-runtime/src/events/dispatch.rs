@@ -13,8 +13,8 @@ pub(crate) struct Events {
     namespace: String,
     /// Every listener.
     all: Box<[Arc<dyn Listener>]>,
-    /// The listeners told of gets: the users'. Metrics count gets from the
-    /// per-function counters instead, so that a hit calls nothing.
+    /// The listeners told of gets (those that want them: not the metrics
+    /// listener, which counts gets from the per-function counters).
     gets: Box<[Arc<dyn Listener>]>,
     /// Whether events carry keys (`CacheBuilder::event_keys`).
     keys: bool,
@@ -40,15 +40,18 @@ impl Events {
     /// `None` when there is no listener at all.
     pub(crate) fn new(
         namespace: &str,
-        users: Vec<Arc<dyn Listener>>,
-        internal: Vec<Arc<dyn Listener>>,
+        listeners: Vec<Arc<dyn Listener>>,
         keys: bool,
     ) -> Option<Arc<Events>> {
-        if users.is_empty() && internal.is_empty() {
+        if listeners.is_empty() {
             return None;
         }
-        let gets: Box<[_]> = users.iter().cloned().collect();
-        let all = users.into_iter().chain(internal).collect();
+        let gets = listeners
+            .iter()
+            .filter(|l| l.wants_gets())
+            .cloned()
+            .collect();
+        let all = listeners.into_boxed_slice();
         Some(Arc::new(Events {
             namespace: namespace.to_string(),
             all,

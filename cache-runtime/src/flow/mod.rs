@@ -63,7 +63,7 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
         return None;
     }
     let plan = site.plan.get(inner.id)?;
-    if plan.beta > 0.0 || inner.get_events || tracing::enabled!(tracing::Level::DEBUG) {
+    if !plan.fast_hit || tracing::enabled!(tracing::Level::DEBUG) {
         return None;
     }
     let now = now_millis();

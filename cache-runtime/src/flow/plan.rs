@@ -23,6 +23,11 @@ pub(crate) struct Plan {
     pub(crate) cache_none: bool,
     /// Whether a background refresh can be made (stale / refresh-ahead apply).
     pub(crate) refreshable: bool,
+    /// Whether [`hit`](super::hit) may decide a fresh hit alone: no
+    /// refresh-ahead to roll for, and no listener of get events (both
+    /// fixed once the cache is built, so the memoized plan keeps it and the
+    /// hit path tests one flag for both).
+    pub(crate) fast_hit: bool,
     /// The `#[cached]` site's name; `None` for the manual API.
     pub(crate) function: Option<&'static str>,
     /// Where this call's gets are counted: the memo's own counters, or
@@ -49,6 +54,7 @@ impl Plan {
             distributed: false,
             cache_none: true,
             refreshable,
+            fast_hit: false,
             function: None,
             counts: None,
         }
@@ -88,6 +94,7 @@ impl Plan {
             && matches!(site.lock, LockMode::Default | LockMode::Distributed);
         plan.cache_none = site.cache_none;
         plan.function = Some(site.name);
+        plan.fast_hit = plan.beta == 0.0 && !cache.inner.get_events;
         Ok(plan)
     }
 
@@ -311,6 +318,7 @@ mod tests {
             distributed: false,
             cache_none: true,
             refreshable: false,
+            fast_hit: false,
             function: None,
             counts: None,
         }

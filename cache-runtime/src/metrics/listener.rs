@@ -13,6 +13,10 @@ use crate::events::{
 pub(crate) struct MetricsListener;
 
 impl Listener for MetricsListener {
+    fn wants_gets(&self) -> bool {
+        false
+    }
+
     fn on_load(&self, event: &Load<'_>) {
         let labels = labels(event.cache, event.function);
         histogram!(names::LOAD_DURATION, labels.clone()).record(event.duration.as_secs_f64());
