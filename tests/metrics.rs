@@ -179,6 +179,24 @@ async fn gets_loads_and_invalidations_count_exactly_per_function() {
 }
 
 #[tokio::test]
+async fn gets_of_a_dropped_cache_are_still_reported() {
+    recorder();
+    let ns = "m_dropped";
+    let cache = memory_cache(ns, 100).await;
+    assert_eq!(square(&cache, 5).await, Ok(25));
+    assert_eq!(square(&cache, 5).await, Ok(25));
+    assert_eq!(square(&cache, 5).await, Ok(25));
+    // Dropped before its drain ever ran: the drain's last round reports it.
+    drop(cache);
+    let hits = [
+        ("cache", ns),
+        ("function", "metrics::square"),
+        ("result", "hit"),
+    ];
+    assert_eq!(settles("cache_gets_total", &hits, 2.0).await, 2.0);
+}
+
+#[tokio::test]
 async fn evictions_count_as_the_stats_do() {
     recorder();
     let ns = "m_evict";
