@@ -19,6 +19,10 @@
 //! struct SlowLoads;
 //!
 //! impl Listener for SlowLoads {
+//!     fn wants_gets(&self) -> bool {
+//!         false // loads only: hits stay on the fast path
+//!     }
+//!
 //!     fn on_load(&self, load: &Load<'_>) {
 //!         if load.duration > Duration::from_millis(100) {
 //!             eprintln!(
