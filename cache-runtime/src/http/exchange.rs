@@ -741,7 +741,7 @@ async fn store(
 /// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.
 fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
     let age = age_seconds(s.age(now));
-    let ttl = s.fresh_for(now) / 1000;
+    let ttl = whole_seconds(s.fresh_for(now));
     let validators = has_any(&client.headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]);
     let answered = if validators
         && conditional::not_modified(&client.headers, &s.headers)
@@ -769,13 +769,25 @@ fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, statu
     if status == "hit" {
         // The common case: the same headers for every hit within a second.
         let name = config.status_name.as_deref();
-        *r.headers_mut() = s.hit_headers.get(&s.headers, age, ttl, name);
+        // A stored body is whole: its length is known (RFC 9110 §8.6), but
+        // a 204 or a 1xx never has one.
+        let status = s.status();
+        let length = (!status.is_informational() && status != StatusCode::NO_CONTENT)
+            .then_some(s.body.len());
+        *r.headers_mut() = s.hit_headers.get(&s.headers, age, ttl, name, length);
     } else {
         *r.headers_mut() = s.headers.clone();
         r.headers_mut().insert(AGE, HeaderValue::from(age));
         status_header(config, r.headers_mut(), &format!("{status}; ttl={ttl}"));
     }
     r
+}
+
+/// Whole seconds of milliseconds, toward zero, in 64 bits (an `i128`
+/// division is a call to a slow helper, and every hit makes one).
+fn whole_seconds(millis: i128) -> i128 {
+    let clamped = i64::try_from(millis).unwrap_or(if millis < 0 { i64::MIN } else { i64::MAX });
+    i128::from(clamped / 1000)
 }
 
 /// The answer to a `Range` GET from a stored 200 (RFC 9110 §14): a 206 with
