@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MATCH,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE,
+    HeaderValue, AGE, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LOCATION, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -21,7 +21,7 @@ use super::cache_control::Directives;
 use super::conditional;
 use super::freshness::{self, age_seconds, now_millis, Fallback};
 use super::future::ResponseFuture;
-use super::headers::{has_any, stored_fields, take_tags, CACHE_STATUS};
+use super::headers::{stored_fields, take_tags, Asks, CACHE_STATUS};
 use super::key;
 use super::range::{self, Ranged};
 use super::storable;
@@ -117,7 +117,8 @@ fn ready<S: Clone>(inner: &mut S) -> S {
 /// The directives, preconditions and key of a GET or HEAD, and its memory
 /// lookup: all a fresh hit needs, and nothing awaited.
 fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
-    let cc = if has_any(&parts.headers, &[CACHE_CONTROL]) {
+    let asks = Asks::of(&parts.headers);
+    let cc = if asks.cache_control {
         let Ok(cc) = Directives::of(&parts.headers) else {
             return Early::Bypass("malformed-request");
         };
@@ -127,11 +128,11 @@ fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
     };
     // Preconditions other than the two a cache answers go to the origin as
     // they are; a `Range` is answered from a fresh stored response only.
-    if has_any(&parts.headers, &[IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]) {
+    if asks.precondition {
         return Early::Bypass("precondition");
     }
     let keyed = match &config.key {
-        None => key::identity(&key::authority(parts), &parts.uri),
+        None => key::identity(&key::authority_of(&parts.uri, asks.host), &parts.uri),
         Some(f) => match f(parts) {
             Some(k) => key::custom_identity(&k),
             None => return Early::Bypass("key"),
@@ -142,7 +143,7 @@ fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
         if stored.identity == keyed.identity() && stored.secondary.is_none() {
             let now = now_millis();
             if fresh_enough(config, &cc, stored, now) {
-                return Early::Hit(serve(config, stored, parts, now, "hit"));
+                return Early::Hit(serve_asked(config, stored, parts, asks, now, "hit"));
             }
         }
     }
@@ -816,10 +817,21 @@ async fn store(
 /// A stored response as the answer to `client`: 304 when the client's
 /// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.
 fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
+    serve_asked(config, s, client, Asks::of(&client.headers), now, status)
+}
+
+/// [`serve`], with the request's fields already looked at.
+fn serve_asked<E>(
+    config: &Config,
+    s: &StoredResponse,
+    client: &Parts,
+    asks: Asks<'_>,
+    now: u64,
+    status: &str,
+) -> Out<E> {
     let age = age_seconds(s.age(now));
     let ttl = whole_seconds(s.fresh_for(now));
-    let validators = has_any(&client.headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]);
-    let answered = if validators
+    let answered = if asks.validator
         && conditional::not_modified(&client.headers, &s.headers)
         && s.status().is_success()
     {
@@ -827,8 +839,10 @@ fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, statu
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         *r.headers_mut() = conditional::not_modified_headers(&s.headers);
         Some(r)
-    } else {
+    } else if asks.range {
         ranged(s, client)
+    } else {
+        None
     };
     if let Some(mut r) = answered {
         r.headers_mut().insert(AGE, HeaderValue::from(age));

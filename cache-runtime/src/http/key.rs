@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::Uri;
 
@@ -21,13 +21,15 @@ fn push(out: &mut String, part: &str) {
 /// The request's authority: the URI's, else its `Host` header, lower-cased
 /// (borrowed when it already is: no allocation on the usual request).
 pub(crate) fn authority(parts: &Parts) -> Cow<'_, str> {
-    let text = match parts.uri.authority() {
+    authority_of(&parts.uri, parts.headers.get(HOST))
+}
+
+/// [`authority`] from the URI and the request's first `Host`, when the
+/// caller found that already.
+pub(crate) fn authority_of<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Cow<'a, str> {
+    let text = match uri.authority() {
         Some(a) => a.as_str(),
-        None => parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map_or("", str::trim),
+        None => host.and_then(|h| h.to_str().ok()).map_or("", str::trim),
     };
     if text.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(text.to_ascii_lowercase())
