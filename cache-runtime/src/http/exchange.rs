@@ -138,7 +138,12 @@ fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
             None => return Early::Bypass("key"),
         },
     };
-    let memory = config.cache.get_now::<HttpEntry>(&Key::manual(keyed.key()));
+    let memory = match Key::manual_borrowed(keyed.key()) {
+        Some(key) => config.cache.get_now::<HttpEntry, _>(&key),
+        None => config
+            .cache
+            .get_now::<HttpEntry, _>(&Key::manual(keyed.key())),
+    };
     if let Some(HttpEntry::Response(stored)) = &memory {
         if stored.identity == keyed.identity() && stored.secondary.is_none() {
             let now = now_millis();
@@ -352,7 +357,7 @@ async fn lookup(
 /// neither builds nor moves it.
 async fn get(cache: &crate::Cache, key: &str) -> crate::Result<Option<HttpEntry>> {
     let key = Key::manual(key);
-    if let Some(entry) = cache.get_now::<HttpEntry>(&key) {
+    if let Some(entry) = cache.get_now::<HttpEntry, _>(&key) {
         return Ok(Some(entry));
     }
     remote(cache, &key).await
