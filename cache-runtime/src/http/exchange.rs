@@ -24,6 +24,7 @@ use super::future::ResponseFuture;
 use super::headers::{stored_fields, take_tags, Asks, CACHE_STATUS};
 use super::key;
 use super::range::{self, Ranged};
+use super::rendered::Hit;
 use super::storable;
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
 use super::tee::Tee;
@@ -869,7 +870,13 @@ fn serve_asked<E>(
         let status = s.status();
         let length = (!status.is_informational() && status != StatusCode::NO_CONTENT)
             .then_some(s.body.len());
-        *r.headers_mut() = s.hit_headers.get(&s.headers, age, ttl, name, length);
+        let hit = Hit {
+            age,
+            ttl,
+            name,
+            length,
+        };
+        *r.headers_mut() = s.hit_headers.get(&s.headers, hit);
     } else {
         *r.headers_mut() = s.headers.clone();
         r.headers_mut().insert(AGE, HeaderValue::from(age));
