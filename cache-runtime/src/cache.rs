@@ -109,9 +109,9 @@ impl Inner {
     /// Like [`Inner::memory_get`] at `now`, but runs `read` on the entry by
     /// reference.
     #[inline]
-    pub(crate) fn memory_read<T>(
+    pub(crate) fn memory_read<T, K: crate::key::Lookup + ?Sized>(
         &self,
-        key: &crate::key::Repr,
+        key: &K,
         now: u64,
         read: impl FnOnce(&crate::memory::Entry) -> T,
     ) -> Option<T> {

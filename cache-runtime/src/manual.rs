@@ -47,11 +47,14 @@ impl Cache {
         Ok(found.into_iter().next().flatten())
     }
 
-    pub(crate) fn get_now<T: Storable>(&self, key: &Key) -> Option<T> {
+    pub(crate) fn get_now<T: Storable, K: crate::key::Lookup + ?Sized>(
+        &self,
+        key: &K,
+    ) -> Option<T> {
         let inner = &self.inner;
         let now = now_millis();
         let value = inner
-            .memory_read(&key.repr, now, |entry| {
+            .memory_read(key, now, |entry| {
                 let fresh = now < entry.fresh_until && entry.tags.is_current();
                 match entry.value.downcast_ref::<T>() {
                     Some(v) if fresh => Some(v.clone()),

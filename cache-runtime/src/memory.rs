@@ -17,7 +17,7 @@ use parking_lot::RwLock;
 use quick_cache::unsync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Equivalent, Lifecycle, Weighter};
 
-use crate::key::Repr;
+use crate::key::{Lookup, Repr};
 use crate::stats::Counters;
 use crate::tags::TagSnapshot;
 pub(crate) use crate::value::Value;
@@ -93,20 +93,20 @@ pub(crate) struct MemoryTier {
 
 /// A key with its `hash64` computed, for a lookup: it hashes as the key
 /// does (one `write_u64` of that word) without computing it again.
-struct Query<'a> {
+struct Query<'a, K: ?Sized> {
     hash: u64,
-    key: &'a Repr,
+    key: &'a K,
 }
 
-impl Hash for Query<'_> {
+impl<K: ?Sized> Hash for Query<'_, K> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
 }
 
-impl Equivalent<Repr> for Query<'_> {
+impl<K: Lookup + ?Sized> Equivalent<Repr> for Query<'_, K> {
     fn equivalent(&self, key: &Repr) -> bool {
-        self.key == key
+        self.key.matches(key)
     }
 }
 
@@ -181,7 +181,11 @@ impl MemoryTier {
     /// path clones only what it returns. The key is hashed once, for both
     /// the shard and its table.
     #[inline]
-    pub(crate) fn read<T>(&self, key: &Repr, read: impl FnOnce(&Entry) -> T) -> Option<T> {
+    pub(crate) fn read<T, K: Lookup + ?Sized>(
+        &self,
+        key: &K,
+        read: impl FnOnce(&Entry) -> T,
+    ) -> Option<T> {
         let hash = key.hash64();
         let shard = self.shard(hash)?.read();
         shard.get(&Query { hash, key }).map(read)

@@ -3,14 +3,13 @@
 //! flight, store what may be stored, and invalidate on unsafe methods.
 
 use std::any::Any;
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MATCH,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE,
+    HeaderValue, AGE, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, LOCATION, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -21,9 +20,11 @@ use tower::Service;
 use super::cache_control::Directives;
 use super::conditional;
 use super::freshness::{self, age_seconds, now_millis, Fallback};
-use super::headers::{has_any, stored_fields, take_tags, CACHE_STATUS};
+use super::future::ResponseFuture;
+use super::headers::{stored_fields, take_tags, Asks, CACHE_STATUS};
 use super::key;
 use super::range::{self, Ranged};
+use super::rendered::Hit;
 use super::storable;
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
 use super::tee::Tee;
@@ -35,8 +36,6 @@ use crate::tags::TagSnapshot;
 use crate::Policy;
 
 type Out<E> = Response<CacheBody<E>>;
-/// The future of one request through the layer.
-type Handled<E, SE> = Pin<Box<dyn Future<Output = Result<Out<E>, SE>> + Send>>;
 
 /// What a load shares with the requests that waited for it.
 enum Shared {
@@ -56,14 +55,33 @@ struct Target {
     cc: Directives,
 }
 
-/// The future of one request. Reads and writes are boxed apart, and a read
-/// boxes its rarer paths (to the origin, bypassed), so a hit moves only a
-/// small future onto the heap.
+/// What a GET or HEAD was found to be before anything is awaited.
+enum Early<E> {
+    /// A fresh hit from memory, answered.
+    Hit(Out<E>),
+    /// Sent on as it is, for this reason.
+    Bypass(&'static str),
+    /// Looked up in memory; the rest needs the remote tier or the origin.
+    Read(Looked),
+}
+
+/// A request's directives and key, and what the memory tier holds under it
+/// (`None`: nothing, so only the remote tier is asked next).
+struct Looked {
+    cc: Directives,
+    keyed: key::Keyed,
+    memory: Option<HttpEntry>,
+}
+
+/// The future of one request. A fresh hit from memory is answered here,
+/// without a future to box or a clone of the inner service; other requests
+/// box their work, reads and writes apart, and a read boxes its rarer paths
+/// (to the origin, bypassed).
 pub(crate) fn handle<S, B, R>(
-    config: Arc<Config>,
-    service: S,
+    config: &Arc<Config>,
+    inner: &mut S,
     request: Request<B>,
-) -> Handled<R::Error, S::Error>
+) -> ResponseFuture<Out<R::Error>, S::Error>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -73,11 +91,95 @@ where
     R::Error: Send + 'static,
 {
     let (parts, body) = request.into_parts();
-    if parts.method == Method::GET || parts.method == Method::HEAD {
-        Box::pin(read(config, service, parts, body))
-    } else {
-        Box::pin(write(config, service, parts, body))
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return ResponseFuture::boxed(write(config.clone(), ready(inner), parts, body));
     }
+    match early(config, &parts) {
+        Early::Hit(response) => ResponseFuture::ready(Ok(response)),
+        Early::Bypass(detail) => {
+            let (config, service) = (config.clone(), ready(inner));
+            ResponseFuture::boxed(
+                async move { bypass(&config, service, parts, body, detail).await },
+            )
+        }
+        Early::Read(looked) => {
+            ResponseFuture::boxed(read(config.clone(), ready(inner), parts, body, looked))
+        }
+    }
+}
+
+/// The inner service polled ready, for this request; its clone waits for
+/// the next (a hit uses neither, and leaves the ready one in place).
+fn ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+/// The directives, preconditions and key of a GET or HEAD, and its memory
+/// lookup: all a fresh hit needs, and nothing awaited.
+fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
+    let asks = Asks::of(&parts.headers);
+    let cc = if asks.cache_control {
+        let Ok(cc) = Directives::of(&parts.headers) else {
+            return Early::Bypass("malformed-request");
+        };
+        cc
+    } else {
+        Directives::default()
+    };
+    // Preconditions other than the two a cache answers go to the origin as
+    // they are; a `Range` is answered from a fresh stored response only.
+    if asks.precondition {
+        return Early::Bypass("precondition");
+    }
+    let keyed = match &config.key {
+        None => key::identity(&key::authority_of(&parts.uri, asks.host), &parts.uri),
+        Some(f) => match f(parts) {
+            Some(k) => key::custom_identity(&k),
+            None => return Early::Bypass("key"),
+        },
+    };
+    let memory = match Key::manual_borrowed(keyed.key()) {
+        Some(key) => config.cache.get_now::<HttpEntry, _>(&key),
+        None => config
+            .cache
+            .get_now::<HttpEntry, _>(&Key::manual(keyed.key())),
+    };
+    if let Some(HttpEntry::Response(stored)) = &memory {
+        if stored.identity == keyed.identity() && stored.secondary.is_none() {
+            let now = now_millis();
+            if fresh_enough(config, &cc, stored, now) {
+                return Early::Hit(serve_asked(config, stored, parts, asks, now, "hit"));
+            }
+        }
+    }
+    Early::Read(Looked { cc, keyed, memory })
+}
+
+/// Whether `stored` is fresh and answers the request as it is: no
+/// `no-cache` of its own, and (when the layer obeys them) none of the
+/// request's `no-cache`, `max-age` or `min-fresh` asks for a newer one.
+fn fresh_enough(config: &Config, cc: &Directives, stored: &StoredResponse, now: u64) -> bool {
+    let fresh_for = stored.fresh_for(now);
+    fresh_for > 0 && !stored.stale.no_cache && !wants_newer(config, cc, stored, now, fresh_for)
+}
+
+/// Whether the request's directives ask for a newer response than `stored`.
+fn wants_newer(
+    config: &Config,
+    cc: &Directives,
+    stored: &StoredResponse,
+    now: u64,
+    fresh_for: i128,
+) -> bool {
+    config.request_no_cache
+        && (cc.no_cache
+            || cc
+                .max_age
+                .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
+            || cc
+                .min_fresh
+                .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))))
 }
 
 /// A request with another method: sent on, and, when unsafe and
@@ -126,6 +228,7 @@ async fn read<S, B, R>(
     service: S,
     parts: Parts,
     body: B,
+    looked: Looked,
 ) -> Result<Out<R::Error>, S::Error>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
@@ -135,47 +238,17 @@ where
     R: Body<Data = Bytes> + Send + 'static,
     R::Error: Send + 'static,
 {
-    let cc = if has_any(&parts.headers, &[CACHE_CONTROL]) {
-        let Ok(cc) = Directives::of(&parts.headers) else {
-            return Box::pin(bypass(&config, service, parts, body, "malformed-request")).await;
-        };
-        cc
-    } else {
-        Directives::default()
-    };
-    // Preconditions other than the two a cache answers go to the origin as
-    // they are; a `Range` is answered from a fresh stored response only.
-    if has_any(&parts.headers, &[IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]) {
-        return Box::pin(bypass(&config, service, parts, body, "precondition")).await;
-    }
-    let authority = key::authority(&parts);
-    let keyed = match &config.key {
-        None => key::identity(&authority, &parts.uri),
-        Some(f) => match f(&parts) {
-            Some(k) => key::custom_identity(&k),
-            None => return Box::pin(bypass(&config, service, parts, body, "key")).await,
-        },
-    };
+    let Looked { cc, keyed, memory } = looked;
     let now = now_millis();
-    let (stored, miss) = lookup(&config, &keyed, &parts.headers).await;
-    let wants_newer = |cc: &Directives, stored: &StoredResponse, fresh_for: i128| {
-        config.request_no_cache
-            && (cc.no_cache
-                || cc
-                    .max_age
-                    .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
-                || cc
-                    .min_fresh
-                    .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))))
-    };
-    // A fresh hit is answered before the URI's tag and the layer's tags,
-    // needed only to store, are computed.
+    let (stored, miss) = lookup(&config, &keyed, &parts.headers, memory).await;
+    // A fresh hit (from the remote tier, or a variant) is answered before
+    // the URI's tag and the layer's tags, needed only to store, are computed.
     if let Some(stored) = &stored {
-        let fresh_for = stored.fresh_for(now);
-        if fresh_for > 0 && !stored.stale.no_cache && !wants_newer(&cc, stored, fresh_for) {
+        if fresh_enough(&config, &cc, stored, now) {
             return Ok(serve(&config, stored, &parts, now, "hit"));
         }
     }
+    let authority = key::authority(&parts);
     let target = Target {
         uri_tag: key::uri_tag(&authority, path_and_query(&parts.uri)),
         tags: config.tags.as_ref().map(|f| f(&parts)).unwrap_or_default(),
@@ -194,7 +267,7 @@ where
         return Box::pin(fetch(config, service, parts, body, target, None, miss)).await;
     };
     let fresh_for = stored.fresh_for(now);
-    let client_wants_newer = wants_newer(&target.cc, &stored, fresh_for);
+    let client_wants_newer = wants_newer(&config, &target.cc, &stored, now, fresh_for);
     if ranged {
         return Box::pin(bypass(&config, service, parts, body, "range")).await;
     }
@@ -250,11 +323,16 @@ async fn lookup(
     config: &Config,
     keyed: &key::Keyed,
     request: &HeaderMap,
+    memory: Option<HttpEntry>,
 ) -> (Option<Arc<StoredResponse>>, &'static str) {
     let cache = &config.cache;
     let identity = keyed.identity();
+    let primary = match memory {
+        Some(entry) => Ok(Some(entry)),
+        None => remote(cache, &Key::manual(keyed.key())).await,
+    };
     // A fault of the store reads as a miss (the cache counted it).
-    match get(cache, keyed.key()).await {
+    match primary {
         Ok(Some(HttpEntry::Response(s))) if s.identity == identity && s.secondary.is_none() => {
             (Some(s), "")
         }
@@ -280,10 +358,15 @@ async fn lookup(
 /// neither builds nor moves it.
 async fn get(cache: &crate::Cache, key: &str) -> crate::Result<Option<HttpEntry>> {
     let key = Key::manual(key);
-    if let Some(entry) = cache.get_now::<HttpEntry>(&key) {
+    if let Some(entry) = cache.get_now::<HttpEntry, _>(&key) {
         return Ok(Some(entry));
     }
-    let found = Box::pin(cache.remote_many::<HttpEntry>(std::slice::from_ref(&key))).await?;
+    remote(cache, &key).await
+}
+
+/// The remote tier's entry under `key` (after the memory tier missed).
+async fn remote(cache: &crate::Cache, key: &Key) -> crate::Result<Option<HttpEntry>> {
+    let found = Box::pin(cache.remote_many::<HttpEntry>(std::slice::from_ref(key))).await?;
     Ok(found.into_iter().next().flatten())
 }
 
@@ -740,10 +823,21 @@ async fn store(
 /// A stored response as the answer to `client`: 304 when the client's
 /// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.
 fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
+    serve_asked(config, s, client, Asks::of(&client.headers), now, status)
+}
+
+/// [`serve`], with the request's fields already looked at.
+fn serve_asked<E>(
+    config: &Config,
+    s: &StoredResponse,
+    client: &Parts,
+    asks: Asks<'_>,
+    now: u64,
+    status: &str,
+) -> Out<E> {
     let age = age_seconds(s.age(now));
-    let ttl = s.fresh_for(now) / 1000;
-    let validators = has_any(&client.headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]);
-    let answered = if validators
+    let ttl = whole_seconds(s.fresh_for(now));
+    let answered = if asks.validator
         && conditional::not_modified(&client.headers, &s.headers)
         && s.status().is_success()
     {
@@ -751,8 +845,10 @@ fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, statu
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         *r.headers_mut() = conditional::not_modified_headers(&s.headers);
         Some(r)
-    } else {
+    } else if asks.range {
         ranged(s, client)
+    } else {
+        None
     };
     if let Some(mut r) = answered {
         r.headers_mut().insert(AGE, HeaderValue::from(age));
@@ -769,13 +865,31 @@ fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, statu
     if status == "hit" {
         // The common case: the same headers for every hit within a second.
         let name = config.status_name.as_deref();
-        *r.headers_mut() = s.hit_headers.get(&s.headers, age, ttl, name);
+        // A stored body is whole: its length is known (RFC 9110 §8.6), but
+        // a 204 or a 1xx never has one.
+        let status = s.status();
+        let length = (!status.is_informational() && status != StatusCode::NO_CONTENT)
+            .then_some(s.body.len());
+        let hit = Hit {
+            age,
+            ttl,
+            name,
+            length,
+        };
+        *r.headers_mut() = s.hit_headers.get(&s.headers, hit);
     } else {
         *r.headers_mut() = s.headers.clone();
         r.headers_mut().insert(AGE, HeaderValue::from(age));
         status_header(config, r.headers_mut(), &format!("{status}; ttl={ttl}"));
     }
     r
+}
+
+/// Whole seconds of milliseconds, toward zero, in 64 bits (an `i128`
+/// division is a call to a slow helper, and every hit makes one).
+fn whole_seconds(millis: i128) -> i128 {
+    let clamped = i64::try_from(millis).unwrap_or(if millis < 0 { i64::MIN } else { i64::MAX });
+    i128::from(clamped / 1000)
 }
 
 /// The answer to a `Range` GET from a stored 200 (RFC 9110 §14): a 206 with

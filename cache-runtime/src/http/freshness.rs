@@ -36,7 +36,12 @@ pub(crate) fn format_date(millis: u64) -> String {
 pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        // In u64: `as_millis` goes through u128, and every hit asks.
+        .map_or(0, |d| {
+            d.as_secs()
+                .saturating_mul(1000)
+                .saturating_add(u64::from(d.subsec_millis()))
+        })
 }
 
 /// Status codes that are heuristically cacheable (RFC 9110 §15.1).

@@ -3,8 +3,11 @@
 //! (turned into tags, and removed from every response that leaves) and
 //! `Cache-Status` (RFC 9211).
 
-use http::header::{HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-use http::HeaderMap;
+use http::header::{
+    HeaderName, CACHE_CONTROL, CONNECTION, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderValue};
 
 /// The response header that tags a stored response.
 pub(crate) const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -48,6 +51,51 @@ pub(crate) fn has_any(headers: &HeaderMap, names: &[HeaderName]) -> bool {
         headers.keys().any(|k| names.contains(k))
     } else {
         names.iter().any(|n| headers.contains_key(n))
+    }
+}
+
+/// The request fields a GET or HEAD branches on, found in one pass: most
+/// requests have a few fields and, of these, only `Host`, so comparing a
+/// small map's names costs less than hashing each name for a lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Asks<'a> {
+    /// The first `Host`.
+    pub(crate) host: Option<&'a HeaderValue>,
+    pub(crate) cache_control: bool,
+    /// `If-Match`, `If-Unmodified-Since` or `If-Range`: sent to the origin.
+    pub(crate) precondition: bool,
+    /// `If-None-Match` or `If-Modified-Since`: answered from what is stored.
+    pub(crate) validator: bool,
+    pub(crate) range: bool,
+}
+
+impl<'a> Asks<'a> {
+    pub(crate) fn of(headers: &'a HeaderMap) -> Asks<'a> {
+        // Bounded by values, not names: the pass visits every value.
+        if headers.len() > 8 {
+            return Asks {
+                host: headers.get(HOST),
+                cache_control: headers.contains_key(CACHE_CONTROL),
+                precondition: has_any(headers, &[IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]),
+                validator: has_any(headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]),
+                range: headers.contains_key(RANGE),
+            };
+        }
+        let mut asks = Asks::default();
+        for (name, value) in headers {
+            if *name == HOST {
+                asks.host = asks.host.or(Some(value));
+            } else if *name == CACHE_CONTROL {
+                asks.cache_control = true;
+            } else if *name == IF_MATCH || *name == IF_UNMODIFIED_SINCE || *name == IF_RANGE {
+                asks.precondition = true;
+            } else if *name == IF_NONE_MATCH || *name == IF_MODIFIED_SINCE {
+                asks.validator = true;
+            } else if *name == RANGE {
+                asks.range = true;
+            }
+        }
+        asks
     }
 }
 
@@ -118,6 +166,44 @@ mod tests {
         assert!(has_any(&h, &[http::header::RANGE]));
         assert!(!has_any(&h, &[http::header::IF_MATCH]));
         assert!(!has_any(&HeaderMap::new(), &[http::header::RANGE]));
+    }
+
+    #[test]
+    fn asks_finds_the_same_fields_in_small_and_large_maps() {
+        let mut h = HeaderMap::new();
+        h.append("host", HeaderValue::from_static("a"));
+        h.append("host", HeaderValue::from_static("b"));
+        let small = Asks::of(&h);
+        assert_eq!(small.host.map(HeaderValue::as_bytes), Some(&b"a"[..]));
+        assert!(!small.cache_control && !small.precondition && !small.validator && !small.range);
+        for (name, value) in [
+            ("cache-control", "no-cache"),
+            ("if-range", "\"x\""),
+            ("if-modified-since", "x"),
+            ("range", "bytes=0-1"),
+        ] {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let flags = |a: Asks<'_>| {
+            let host = a.host.map(|v| v.as_bytes().to_vec());
+            (host, a.cache_control, a.precondition, a.validator, a.range)
+        };
+        let small = flags(Asks::of(&h));
+        assert_eq!(small, (Some(b"a".to_vec()), true, true, true, true));
+        for i in 0..20 {
+            h.insert(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        assert_eq!(flags(Asks::of(&h)), small);
+        assert_eq!(
+            flags(Asks::of(&HeaderMap::new())),
+            (None, false, false, false, false)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::Uri;
 
@@ -21,13 +21,15 @@ fn push(out: &mut String, part: &str) {
 /// The request's authority: the URI's, else its `Host` header, lower-cased
 /// (borrowed when it already is: no allocation on the usual request).
 pub(crate) fn authority(parts: &Parts) -> Cow<'_, str> {
-    let text = match parts.uri.authority() {
+    authority_of(&parts.uri, parts.headers.get(HOST))
+}
+
+/// [`authority`] from the URI and the request's first `Host`, when the
+/// caller found that already.
+pub(crate) fn authority_of<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Cow<'a, str> {
+    let text = match uri.authority() {
         Some(a) => a.as_str(),
-        None => parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map_or("", str::trim),
+        None => host.and_then(|h| h.to_str().ok()).map_or("", str::trim),
     };
     if text.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(text.to_ascii_lowercase())
@@ -39,26 +41,91 @@ pub(crate) fn authority(parts: &Parts) -> Cow<'_, str> {
 /// What every primary key starts with.
 const PRIMARY: &str = "http:";
 
+/// Bytes of a key kept on the stack: a usual request's key fits, and a hit
+/// then allocates none for it.
+const INLINE: usize = 160;
+
 /// A request's identity with its primary key's prefix before it, in one
-/// allocation (a hit needs both, and nothing else).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Keyed(String);
+/// buffer (a hit needs both, and nothing else): on the stack when it fits.
+pub(crate) struct Keyed {
+    len: usize,
+    /// The key while `len <= INLINE`: whole `&str`s copied in, nothing else.
+    inline: [u8; INLINE],
+    /// The key once `len > INLINE`.
+    long: String,
+}
 
 impl Keyed {
-    fn with_capacity(identity_len: usize) -> Keyed {
-        let mut out = String::with_capacity(PRIMARY.len() + identity_len);
-        out.push_str(PRIMARY);
-        Keyed(out)
+    /// `PRIMARY`, `kind`, then each of `parts` as `{len}:{part}`.
+    fn new(kind: &str, parts: &[&str]) -> Keyed {
+        let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let len = PRIMARY.len()
+            + kind.len()
+            + parts
+                .iter()
+                .map(|p| digits(p.len()) + 1 + p.len())
+                .sum::<usize>();
+        let mut out = Keyed {
+            len: 0,
+            inline: [0; INLINE],
+            long: if len > INLINE {
+                String::with_capacity(len)
+            } else {
+                String::new()
+            },
+        };
+        let inline = len <= INLINE;
+        out.put(PRIMARY, inline);
+        out.put(kind, inline);
+        for part in parts {
+            out.put(crate::key::decimal(part.len() as u64, &mut [0; 20]), inline);
+            out.put(":", inline);
+            out.put(part, inline);
+        }
+        out
+    }
+
+    fn put(&mut self, s: &str, inline: bool) {
+        let end = self.len + s.len();
+        match self.inline.get_mut(self.len..end) {
+            Some(room) if inline => room.copy_from_slice(s.as_bytes()),
+            _ => self.long.push_str(s),
+        }
+        self.len = end;
+    }
+
+    fn as_str(&self) -> &str {
+        if self.len > INLINE {
+            return &self.long;
+        }
+        // SAFETY: `put` is the only writer of `inline` and copies whole
+        // `&str`s, one after another from 0 to `len`, into it while the key
+        // fits (`new` decides that before the first write).
+        unsafe { std::str::from_utf8_unchecked(&self.inline[..self.len]) }
     }
 
     /// The primary key: [`primary`] of [`identity`](Keyed::identity).
     pub(crate) fn key(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 
     /// The identity: what a stored response records and is checked by.
     pub(crate) fn identity(&self) -> &str {
-        &self.0[PRIMARY.len()..]
+        &self.as_str()[PRIMARY.len()..]
+    }
+}
+
+impl PartialEq for Keyed {
+    fn eq(&self, other: &Keyed) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Keyed {}
+
+impl std::fmt::Debug for Keyed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Keyed").field(&self.as_str()).finish()
     }
 }
 
@@ -66,19 +133,12 @@ impl Keyed {
 /// is always GET: HEAD is answered from GET's response).
 pub(crate) fn identity(authority: &str, uri: &Uri) -> Keyed {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = Keyed::with_capacity(authority.len() + path.len() + 16);
-    out.0.push_str("GET ");
-    push(&mut out.0, authority);
-    push(&mut out.0, path);
-    out
+    Keyed::new("GET ", &[authority, path])
 }
 
 /// The identity of a request keyed by the user's key function.
 pub(crate) fn custom_identity(key: &str) -> Keyed {
-    let mut out = Keyed::with_capacity(key.len() + 10);
-    out.0.push_str("custom ");
-    push(&mut out.0, key);
-    out
+    Keyed::new("custom ", &[key])
 }
 
 /// The cache key of the primary entry of an identity.
@@ -146,6 +206,13 @@ mod tests {
         assert_eq!(l.identity(), format!("GET 0:1234:{long}"));
         let c = custom_identity("k");
         assert_eq!((c.identity(), c.key()), ("custom 1:k", "http:custom 1:k"));
+        // Around the inline size, and lengths of every digit count.
+        for n in [0, 9, 10, 99, 100, 130, 140, 150, 151, 152, 160, 161, 1000] {
+            let path = format!("/{}", "q".repeat(n));
+            let k = identity("host", &path.parse().unwrap());
+            let want = format!("http:GET 4:host{}:{path}", path.len());
+            assert_eq!((k.key(), k.identity()), (want.as_str(), &want[5..]));
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod conditional;
 mod date;
 mod exchange;
 mod freshness;
+mod future;
 mod headers;
 mod key;
 mod range;
@@ -52,8 +53,6 @@ mod stored;
 mod tee;
 mod vary;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -65,6 +64,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use tower::{Layer, Service};
 
 use crate::Cache;
+
+pub use future::ResponseFuture;
 
 /// The body of the responses a [`CacheService`] returns: the stored bytes, or
 /// the inner service's body streamed through.
@@ -319,16 +320,13 @@ where
 {
     type Response = Response<CacheBody<ResBody::Error>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<Self::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The ready service handles this request; the clone waits for the next.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        exchange::handle(self.config.clone(), inner, request)
+        exchange::handle(&self.config, &mut self.inner, request)
     }
 }

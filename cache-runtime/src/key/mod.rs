@@ -123,6 +123,19 @@ impl Key {
         }
     }
 
+    /// What [`Key::manual`] of `text` would be, borrowed, when `text` has
+    /// no reserved character (then escaping leaves it as it is); `None`
+    /// when it has one. A lookup by it builds and frees no key. (Used by the
+    /// HTTP layer's hits.)
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn manual_borrowed(text: &str) -> Option<Borrowed<'_>> {
+        reserved::is_clean(text).then(|| Borrowed {
+            text,
+            hash: KeyText::hash_str(text, text_seed()),
+        })
+    }
+
     pub(crate) fn is_valid(&self) -> bool {
         !matches!(self.repr, Repr::Invalid)
     }
@@ -135,6 +148,63 @@ impl Key {
             key: self,
         }
         .name()
+    }
+}
+
+/// A manual key's text, borrowed (see [`Key::manual_borrowed`]), with its
+/// `hash64` computed.
+#[cfg(feature = "http")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Borrowed<'a> {
+    text: &'a str,
+    hash: u64,
+}
+
+/// What an in-process map of keys can be asked by: a key, or a borrowed
+/// manual key's text. Both hash as the key they name would (one word, its
+/// `hash64`), so a lookup finds the same entry either way.
+pub(crate) trait Lookup {
+    /// The [`Repr::hash64`] of the key it names.
+    fn hash64(&self) -> u64;
+    /// Whether `stored` is the key it names.
+    fn matches(&self, stored: &Repr) -> bool;
+}
+
+impl Lookup for Repr {
+    #[inline]
+    fn hash64(&self) -> u64 {
+        Repr::hash64(self)
+    }
+
+    #[inline]
+    fn matches(&self, stored: &Repr) -> bool {
+        self == stored
+    }
+}
+
+impl Lookup for Key {
+    #[inline]
+    fn hash64(&self) -> u64 {
+        self.repr.hash64()
+    }
+
+    #[inline]
+    fn matches(&self, stored: &Repr) -> bool {
+        self.repr == *stored
+    }
+}
+
+#[cfg(feature = "http")]
+impl Lookup for Borrowed<'_> {
+    #[inline]
+    fn hash64(&self) -> u64 {
+        self.hash
+    }
+
+    /// Equal texts are equal keys whichever form they are kept in.
+    #[inline]
+    fn matches(&self, stored: &Repr) -> bool {
+        matches!(stored, Repr::Text(text) if text.as_bytes() == self.text.as_bytes())
     }
 }
 
@@ -239,5 +309,27 @@ mod tests {
         assert_eq!(Key::manual("b#tag:t").full("app"), "app:b%23tag:t");
         assert_eq!(Key::manual("x~1%").full("app"), "app:x%7E1%25");
         assert_ne!(Key::manual("a~b"), Key::manual("a%7Eb"));
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_borrowed_manual_key_names_the_key_it_borrows() {
+        let long = "http:GET 10:bench.test5:/item".to_string();
+        for text in [
+            "",
+            "user:7",
+            "x".repeat(23).as_str(),
+            long.as_str(),
+            "é日本",
+        ] {
+            let key = Key::manual(text);
+            let borrowed = Key::manual_borrowed(text).expect("clean");
+            assert_eq!(Lookup::hash64(&borrowed), key.repr.hash64(), "{text:?}");
+            assert!(borrowed.matches(&key.repr), "{text:?}");
+            assert!(!borrowed.matches(&Key::manual(&format!("{text}.")).repr));
+            assert!(!borrowed.matches(&Repr::Invalid));
+        }
+        assert!(Key::manual_borrowed("a%20b").is_none());
+        assert!(Key::manual_borrowed("a~b").is_none());
     }
 }

@@ -153,6 +153,18 @@ impl KeyText {
         unsafe { std::str::from_utf8_unchecked(self.as_bytes()) }
     }
 
+    /// [`hash64`](KeyText::hash64) of the text `s` would be kept as,
+    /// without keeping it.
+    #[cfg(feature = "http")]
+    #[inline]
+    pub(crate) fn hash_str(s: &str, seed: u64) -> u64 {
+        if s.len() <= INLINE {
+            KeyText::new(s).hash64(seed)
+        } else {
+            xxhash_rust::xxh3::xxh3_64_with_seed(s.as_bytes(), seed)
+        }
+    }
+
     /// A 64-bit hash under `seed`: three multiply-folds for inline text (a
     /// keyed mix in the manner of foldhash), XXH3 for longer text.
     #[inline]
