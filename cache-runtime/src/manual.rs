@@ -73,13 +73,20 @@ impl Cache {
             }
         }
         // Final unless the remote tier may still hit (`remote_many` tells).
-        if (value.is_some() || inner.remote.is_none()) && crate::warm::counted(inner) {
+        // (No listener of gets, the common case: nothing to build.)
+        if inner.get_events
+            && (value.is_some() || inner.remote.is_none())
+            && crate::warm::counted(inner)
+        {
             let result = if value.is_some() {
                 GetResult::Hit
             } else {
                 GetResult::Miss
             };
-            inner.tell(|events| events.get(Call::new(None, key), result));
+            inner.tell(|events| {
+                let key = key.to_key();
+                events.get(Call::new(None, &key), result);
+            });
         }
         value
     }

@@ -168,6 +168,8 @@ pub(crate) trait Lookup {
     fn hash64(&self) -> u64;
     /// Whether `stored` is the key it names.
     fn matches(&self, stored: &Repr) -> bool;
+    /// The key it names, owned (for an event that carries it).
+    fn to_key(&self) -> Key;
 }
 
 impl Lookup for Repr {
@@ -180,6 +182,10 @@ impl Lookup for Repr {
     fn matches(&self, stored: &Repr) -> bool {
         self == stored
     }
+
+    fn to_key(&self) -> Key {
+        Key { repr: self.clone() }
+    }
 }
 
 impl Lookup for Key {
@@ -191,6 +197,10 @@ impl Lookup for Key {
     #[inline]
     fn matches(&self, stored: &Repr) -> bool {
         self.repr == *stored
+    }
+
+    fn to_key(&self) -> Key {
+        self.clone()
     }
 }
 
@@ -205,6 +215,12 @@ impl Lookup for Borrowed<'_> {
     #[inline]
     fn matches(&self, stored: &Repr) -> bool {
         matches!(stored, Repr::Text(text) if text.as_bytes() == self.text.as_bytes())
+    }
+
+    /// The text has no reserved character (see [`Key::manual_borrowed`]), so
+    /// `Key::manual` names the same key.
+    fn to_key(&self) -> Key {
+        Key::manual(self.text)
     }
 }
 
