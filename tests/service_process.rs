@@ -219,45 +219,12 @@ impl ServiceProcess {
     /// of `labels` (`name="value"` pairs); 0 when there is none.
     pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self.get("/metrics").await.body;
-        counter_in(&text, name, labels)
+        client::counter_sum(&text, name, labels)
     }
-}
-
-/// The sum of the samples of `name` in Prometheus text whose labels include
-/// every pair of `labels`.
-pub fn counter_in(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = match series.split_once('{') {
-                Some((metric, rest)) => (metric, rest),
-                None => (series, ""),
-            };
-            let matches = metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            matches.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::counter_in;
-
-    #[test]
-    fn counters_are_summed_over_matching_labels() {
-        let text = "# TYPE q counter\nq{query=\"user\"} 3\nq{query=\"team\"} 2\nqq 7\nq 1\n";
-        assert_eq!(counter_in(text, "q", &[]), 6.0);
-        assert_eq!(counter_in(text, "q", &[("query", "user")]), 3.0);
-        assert_eq!(counter_in(text, "q", &[("query", "none")]), 0.0);
     }
 }

@@ -6,7 +6,8 @@
 # service once per cache mode and drives it with the load generator
 # (src/bin/loadgen.rs: CONNECTIONS keep-alive connections, GET /users/{id}
 # with random ids 1..=1000, WARMUP s not counted, then DURATION s counted).
-# Prints one markdown table: mode, requests/s, p50, p99, errors.
+# Prints one markdown table: mode, requests/s, p50, p99, SQL queries per
+# request (the service's own counter), errors.
 #
 #   CONNECTIONS=16 DURATION=10 WARMUP=2 bash examples/service/bench.sh
 #
@@ -134,8 +135,8 @@ run_mode() {
     service_pid=""
 }
 
-echo "| mode | requests/s | p50 | p99 | errors |"
-echo "|---|---:|---:|---:|---:|"
+echo "| mode | requests/s | p50 | p99 | SQL queries per request | errors |"
+echo "|---|---:|---:|---:|---:|---:|"
 run_mode "no cache (CACHE_DISABLED=true)" CACHE_DISABLED=true
 run_mode "memory only" CACHE_MEMORY_CAPACITY=10000
 run_mode "write-through (memory + Redis)" REDIS_URL="$REDIS_URL"

@@ -205,3 +205,45 @@ pub async fn send(
         .request(method, path, body)
         .await
 }
+
+/// The sum of the samples of `name` in Prometheus text whose labels include
+/// every pair of `labels` (`name="value"`); 0 when there is none.
+///
+/// ```
+/// let text = "# TYPE q counter\nq{query=\"user\"} 3\nq{query=\"team\"} 2\n";
+/// assert_eq!(service::client::counter_sum(text, "q", &[("query", "user")]), 3.0);
+/// ```
+pub fn counter_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((metric, rest)) => (metric, rest),
+                None => (series, ""),
+            };
+            let matches = metric == name
+                && labels.iter().all(|(k, v)| {
+                    // A whole label: first, or after a comma.
+                    let pair = format!("{k}=\"{v}\"");
+                    rest.starts_with(&pair) || rest.contains(&format!(",{pair}"))
+                });
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_sum;
+
+    #[test]
+    fn counters_are_summed_over_matching_labels() {
+        let text = "# TYPE q counter\nq{query=\"user\"} 3\nq{query=\"team\"} 2\nqq 7\nq 1\n";
+        assert_eq!(counter_sum(text, "q", &[]), 6.0);
+        assert_eq!(counter_sum(text, "q", &[("query", "user")]), 3.0);
+        assert_eq!(counter_sum(text, "q", &[("query", "none")]), 0.0);
+        let text = "q{subquery=\"user\"} 3\nq{a=\"b\",query=\"user\"} 2\n";
+        assert_eq!(counter_sum(text, "q", &[("query", "user")]), 2.0);
+    }
+}

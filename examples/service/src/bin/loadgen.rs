@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use service::client::Connection;
+use service::client::{self, Connection};
+use service::db::QUERIES_TOTAL;
 
 const MAX_CONNECTIONS: usize = 1024;
 const MAX_SECONDS: u64 = 600;
@@ -104,6 +105,15 @@ async fn drive(args: &Args, measure_from: Instant, until: Instant) -> Result<Tal
     Ok(tally)
 }
 
+/// The service's query counter, read from `/metrics` at `at`.
+async fn queries_at(addr: SocketAddr, at: Instant) -> Result<f64, String> {
+    tokio::time::sleep_until(at.into()).await;
+    let metrics = client::send(addr, "GET", "/metrics", None)
+        .await
+        .map_err(|e| format!("/metrics: {e}"))?;
+    Ok(client::counter_sum(&metrics.body, QUERIES_TOTAL, &[]))
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -125,6 +135,12 @@ async fn main() -> ExitCode {
     let args = std::sync::Arc::new(args);
     let measure_from = Instant::now() + args.warmup;
     let until = measure_from + args.duration;
+    let addr = args.addr;
+    let queries = tokio::spawn(async move {
+        let before = queries_at(addr, measure_from).await?;
+        let after = queries_at(addr, until).await?;
+        Ok::<f64, String>(after - before)
+    });
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| {
             let args = args.clone();
@@ -149,14 +165,26 @@ async fn main() -> ExitCode {
             }
         }
     }
+    let queries = match queries.await {
+        Ok(Ok(queries)) => queries,
+        Ok(Err(e)) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("loadgen: the metrics task failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     all.sort_unstable();
     let rps = all.len() as f64 / args.duration.as_secs_f64();
     println!(
-        "| {} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+        "| {} | {:.0} | {:.2} ms | {:.2} ms | {:.3} | {} |",
         args.label,
         rps,
         percentile(&all, 50.0),
         percentile(&all, 99.0),
+        queries / all.len().max(1) as f64,
         errors
     );
     if errors > 0 {
