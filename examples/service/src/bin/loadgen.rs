@@ -123,6 +123,11 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
 }
 
+/// A task's result, or what went wrong in it.
+async fn joined<T>(task: tokio::task::JoinHandle<Result<T, String>>) -> Result<T, String> {
+    task.await.map_err(|e| format!("a task failed: {e}"))?
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse_args() {
@@ -132,6 +137,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
     let args = std::sync::Arc::new(args);
     let measure_from = Instant::now() + args.warmup;
     let until = measure_from + args.duration;
@@ -139,7 +154,7 @@ async fn main() -> ExitCode {
     let queries = tokio::spawn(async move {
         let before = queries_at(addr, measure_from).await?;
         let after = queries_at(addr, until).await?;
-        Ok::<f64, String>(after - before)
+        Ok(after - before)
     });
     let tasks: Vec<_> = (0..args.connections)
         .map(|_| {
@@ -150,32 +165,11 @@ async fn main() -> ExitCode {
     let mut all = Vec::new();
     let mut errors = 0;
     for task in tasks {
-        match task.await {
-            Ok(Ok(tally)) => {
-                all.extend(tally.latencies_us);
-                errors += tally.errors;
-            }
-            Ok(Err(e)) => {
-                eprintln!("loadgen: {e}");
-                return ExitCode::FAILURE;
-            }
-            Err(e) => {
-                eprintln!("loadgen: a connection's task failed: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let tally = joined(task).await?;
+        all.extend(tally.latencies_us);
+        errors += tally.errors;
     }
-    let queries = match queries.await {
-        Ok(Ok(queries)) => queries,
-        Ok(Err(e)) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("loadgen: the metrics task failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let queries: f64 = joined(queries).await?;
     all.sort_unstable();
     let rps = all.len() as f64 / args.duration.as_secs_f64();
     println!(
@@ -188,8 +182,7 @@ async fn main() -> ExitCode {
         errors
     );
     if errors > 0 {
-        eprintln!("loadgen: {errors} responses were not 200");
-        return ExitCode::FAILURE;
+        return Err(format!("{errors} responses were not 200"));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }
