@@ -9,7 +9,7 @@
 # Prints one markdown table: mode, requests/s, p50, p99, SQL queries per
 # request (the service's own counter), errors.
 #
-#   CONNECTIONS=16 DURATION=10 WARMUP=2 bash examples/service/bench.sh
+#   CONNECTIONS=16 DURATION=10 WARMUP=2 ROUNDS=1 bash examples/service/bench.sh
 #
 # Needs PostgreSQL's binaries (initdb, pg_ctl, postgres; Debian's
 # /usr/lib/postgresql/<version>/bin is searched) and redis-server. Everything
@@ -20,6 +20,9 @@ cd "$(dirname "$0")/../.."
 CONNECTIONS="${CONNECTIONS:-16}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-2}"
+# Rounds of all the modes, interleaved: on a shared machine, the spread of
+# a mode's rows shows how much the numbers move.
+ROUNDS="${ROUNDS:-1}"
 
 die() {
     echo "bench.sh: $*" >&2
@@ -112,19 +115,23 @@ REDIS_URL="redis://127.0.0.1:$redis_port"
 run_mode() {
     local label="$1"
     shift
-    local out="$work/service-$label.out"
+    local slug
+    slug="$(tr -c 'a-z0-9' '-' <<<"$label")"
+    local out="$work/service-$slug.out" err="$work/service-$slug.err"
+    # Created before the service starts, so that polling it never fails.
+    : >"$out"
     redis-cli -p "$redis_port" flushall >/dev/null
     env -u REDIS_URL -u CACHE_DISABLED -u CACHE_MEMORY_CAPACITY \
         DATABASE_URL="$DATABASE_URL" LISTEN_ADDR=127.0.0.1:0 \
         DATABASE_POOL_SIZE="$CONNECTIONS" RUST_LOG=warn "$@" \
-        "$SERVICE" >"$out" 2>"$work/service-$label.err" &
+        "$SERVICE" >"$out" 2>"$err" &
     local pid="$!"
     service_pid="$pid"
     local addr=""
     for _ in $(seq 300); do
         addr="$(sed -n 's/^listening on //p' "$out")"
         [ -n "$addr" ] && break
-        kill -0 "$pid" 2>/dev/null || die "the service ($label) exited: $(tail -5 "$work/service-$label.err")"
+        kill -0 "$pid" 2>/dev/null || die "the service ($label) exited: $(tail -5 "$err")"
         sleep 0.1
     done
     [ -n "$addr" ] || die "the service ($label) did not start"
@@ -137,10 +144,15 @@ run_mode() {
 
 echo "| mode | requests/s | p50 | p99 | SQL queries per request | errors |"
 echo "|---|---:|---:|---:|---:|---:|"
-run_mode "no cache (CACHE_DISABLED=true)" CACHE_DISABLED=true
-run_mode "memory only" CACHE_MEMORY_CAPACITY=10000
-run_mode "write-through (memory + Redis)" REDIS_URL="$REDIS_URL"
-run_mode "storage only (Redis, CACHE_MEMORY_CAPACITY=0)" REDIS_URL="$REDIS_URL" CACHE_MEMORY_CAPACITY=0
+for round in $(seq "$ROUNDS"); do
+    suffix=""
+    [ "$ROUNDS" -gt 1 ] && suffix=", round $round"
+    run_mode "no cache (CACHE_DISABLED=true)$suffix" CACHE_DISABLED=true
+    run_mode "memory only$suffix" CACHE_MEMORY_CAPACITY=10000
+    run_mode "write-through (memory + Redis)$suffix" REDIS_URL="$REDIS_URL"
+    run_mode "storage only (Redis, CACHE_MEMORY_CAPACITY=0)$suffix" REDIS_URL="$REDIS_URL" \
+        CACHE_MEMORY_CAPACITY=0
+done
 echo
 echo "$CONNECTIONS connections, ${DURATION} s per mode after ${WARMUP} s of warm-up, ids 1..=1000;" \
     "service, load generator, PostgreSQL and Redis on the same machine ($(nproc) cores)."
