@@ -243,3 +243,38 @@ async fn database_errors_are_json_500s() {
     assert_eq!(user_queries(&service).await, before + 1.0);
     assert_eq!(service.get("/health").await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_redis() {
+    let db = PgDatabase::start();
+    let mut redis = RedisServer::start();
+    let service = ServiceProcess::start(&db.url(), &[("REDIS_URL", &redis.url())]);
+    let status = || async { service.get("/health").await };
+
+    let healthy = status().await;
+    assert_eq!(healthy.status, 200, "{}", healthy.body);
+    let body = healthy.json().unwrap();
+    assert_eq!(body["status"], "healthy", "{body}");
+    assert_eq!(body["remote"]["connected"], true, "{body}");
+    assert!(body["stats"]["hits"].is_u64(), "{body}");
+
+    redis.kill();
+    let down = within!(Duration::from_secs(5), status().await.status == 503);
+    assert!(
+        down.is_some(),
+        "still {} with Redis killed",
+        status().await.body
+    );
+    let body = status().await.json().unwrap();
+    assert_eq!(body["status"], "unhealthy", "{body}");
+    // The service still answers from PostgreSQL meanwhile.
+    assert_eq!(service.get("/users/3").await.status, 200);
+
+    redis.restart();
+    let up = within!(Duration::from_secs(10), status().await.status == 200);
+    assert!(
+        up.is_some(),
+        "still {} with Redis back",
+        status().await.body
+    );
+}
