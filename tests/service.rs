@@ -183,9 +183,12 @@ async fn bad_requests_get_json_errors() {
         .await;
     assert_eq!(put_absent.status, 404, "{}", put_absent.body);
 
+    let long_team = format!("/users?team={}", "x".repeat(201));
     let cases = [
         ("GET", "/users/abc", None),
         ("GET", "/users", None),
+        ("GET", "/users?team=", None),
+        ("GET", &long_team, None),
         ("PUT", "/users/7", Some(r#"{"name":"#)),
         ("PUT", "/users/7", Some(r#"{"name":"x"}"#)),
         (

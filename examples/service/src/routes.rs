@@ -69,6 +69,8 @@ async fn list_team(
     query: Result<Query<TeamQuery>, QueryRejection>,
 ) -> Result<Json<Vec<User>>, ApiError> {
     let Query(TeamQuery { team }) = query.map_err(|e| rejected(e.status(), e.body_text()))?;
+    // The team is part of a cache key: bounded like a PUT's fields.
+    check_field("team", &team, StatusCode::BAD_REQUEST)?;
     Ok(Json(state.users.team(&team).await?))
 }
 
@@ -84,16 +86,20 @@ pub struct UserUpdate {
 
 impl UserUpdate {
     fn validate(&self) -> Result<(), ApiError> {
-        for (field, value) in [("name", &self.name), ("team", &self.team)] {
-            if value.trim().is_empty() || value.len() > MAX_FIELD_LEN {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("{field} must be 1 to {MAX_FIELD_LEN} bytes, not blank"),
-                ));
-            }
-        }
-        Ok(())
+        check_field("name", &self.name, StatusCode::UNPROCESSABLE_ENTITY)?;
+        check_field("team", &self.team, StatusCode::UNPROCESSABLE_ENTITY)
     }
+}
+
+/// A name or team: not blank, at most [`MAX_FIELD_LEN`] bytes; else `status`.
+fn check_field(field: &str, value: &str, status: StatusCode) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.len() > MAX_FIELD_LEN {
+        return Err(ApiError::new(
+            status,
+            format!("{field} must be 1 to {MAX_FIELD_LEN} bytes, not blank"),
+        ));
+    }
+    Ok(())
 }
 
 async fn update_user(
