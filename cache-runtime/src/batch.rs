@@ -122,7 +122,9 @@ impl Cache {
             let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
             let promoted = entry_from(&header, Value::new(value.clone()), local.only(&tag_names));
             inner.memory.insert(keys[slot].repr.clone(), promoted);
-            inner.counters.remote_hits.incr();
+            if crate::warm::counted(inner) {
+                inner.counters.remote_hits.incr();
+            }
             out[slot] = Some(value);
         }
         Ok(out)

@@ -64,6 +64,7 @@ pub struct CacheBuilder {
     known_tags: usize,
     enabled: bool,
     remote_retries: u32,
+    health: crate::HealthThresholds,
 }
 
 impl CacheBuilder {
@@ -82,6 +83,7 @@ impl CacheBuilder {
             known_tags: remote::known::DEFAULT_CAPACITY,
             enabled: true,
             remote_retries: remote::DEFAULT_RETRIES,
+            health: crate::HealthThresholds::default(),
         }
     }
 
@@ -247,6 +249,29 @@ impl CacheBuilder {
         self
     }
 
+    /// The limits [`Cache::health_report`] judges against; default
+    /// [`HealthThresholds::default`](crate::HealthThresholds::default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::{Cache, HealthThresholds};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = Cache::builder()
+    ///     .memory(10_000)
+    ///     .health_thresholds(HealthThresholds::default().window(Duration::from_secs(300)))
+    ///     .build()
+    ///     .await?;
+    /// assert!(cache.health_report().await.status.is_healthy());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health_thresholds(mut self, thresholds: crate::HealthThresholds) -> Self {
+        self.health = thresholds;
+        self
+    }
+
     /// Builds the cache; connects to the remote tier if there is one.
     ///
     /// A memory-only cache builds and runs under any executor. A remote tier
@@ -330,7 +355,7 @@ impl CacheBuilder {
             }
             _ => MemoryTier::disabled(),
         };
-        Cache {
+        let cache = Cache {
             inner: Arc::new(Inner {
                 id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
                 enabled: self.enabled,
@@ -345,7 +370,13 @@ impl CacheBuilder {
                 invalidations: Default::default(),
                 flights: Flights::new(),
                 counters,
+                health: crate::health::Monitor::new(self.health),
+                warming: Default::default(),
             }),
-        }
+        };
+        // The health report's window, sampled in the background when built
+        // inside a tokio runtime (else from the first report made in one).
+        crate::health::start(&cache.inner);
+        cache
     }
 }

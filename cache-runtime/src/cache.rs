@@ -65,9 +65,20 @@ pub(crate) struct Inner {
     pub(crate) invalidations: Invalidations,
     pub(crate) flights: Arc<Flights>,
     pub(crate) counters: Arc<Counters>,
+    /// Thresholds and the window of health reports.
+    pub(crate) health: crate::health::Monitor,
+    /// Warm runs in progress (their calls are not counted as hits or misses).
+    pub(crate) warming: crate::warm::Warming,
 }
 
 impl Inner {
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.counters.snapshot();
+        stats.pending_invalidations = self.invalidations.pending() as u64;
+        stats
+    }
+
     /// The memory tier's entry, unless memory is not trusted at `now` (the
     /// backplane is down, or tag versions were not confirmed within the
     /// last second: memory may have missed invalidations, and reads go to
@@ -124,9 +135,7 @@ impl Cache {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.inner.counters.snapshot();
-        stats.pending_invalidations = self.inner.invalidations.pending() as u64;
-        stats
+        self.inner.stats()
     }
 
     /// Invalidates tags: every entry that carries one of them is a miss from now

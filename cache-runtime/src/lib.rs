@@ -45,6 +45,7 @@ mod error;
 mod flight;
 mod flow;
 mod global;
+mod health;
 #[cfg(feature = "http")]
 pub mod http;
 mod invalidation;
@@ -59,6 +60,7 @@ mod remote;
 mod stats;
 mod tags;
 mod value;
+mod warm;
 
 #[doc(hidden)]
 pub mod __private {
@@ -77,6 +79,7 @@ pub use cache::{Cache, Health};
 pub use cache_macros::{cached, invalidate};
 pub use error::{Error, Result};
 pub use global::{global, install, DEFAULT_CAPACITY};
+pub use health::{HealthReport, HealthStatus, HealthThresholds};
 pub use memory::WeighFn;
 pub use outcome::Storable;
 pub use policy::Policy;
@@ -84,3 +87,4 @@ pub use remote::breaker::BreakerState;
 pub use remote::lock::LockGuard;
 pub use remote::store::StoreError;
 pub use stats::Stats;
+pub use warm::WarmSummary;

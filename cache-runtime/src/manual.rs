@@ -62,9 +62,11 @@ impl Cache {
                 }
             })
             .flatten();
-        match value {
-            Some(_) => inner.counters.hits.incr(),
-            None => inner.counters.misses.incr(),
+        if crate::warm::counted(inner) {
+            match value {
+                Some(_) => inner.counters.hits.incr(),
+                None => inner.counters.misses.incr(),
+            }
         }
         value
     }
@@ -238,9 +240,11 @@ impl Cache {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     inner.counters.load_errors.incr();
+                    crate::warm::record(inner, crate::warm::Outcome::Failed);
                     return Err(e);
                 }
             };
+            crate::warm::record(inner, crate::warm::Outcome::Loaded);
             for (i, guard) in led {
                 let name = keys[i].as_ref();
                 match loaded.remove(name) {

@@ -109,6 +109,7 @@ pub(crate) struct Counters {
     pub(crate) decode_errors: Counter,
     pub(crate) config_errors: Counter,
     pub(crate) invalidation_failures: Counter,
+    pub(crate) warmed: Counter,
 }
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
@@ -163,6 +164,10 @@ pub struct Stats {
     pub invalidation_failures: u64,
     /// Tags whose invalidation waits for the remote tier now.
     pub pending_invalidations: u64,
+    /// Inputs [`Cache::warm`](crate::Cache::warm) went through. Their calls
+    /// are not in `hits`, `misses` or `stale_hits` (nor the hit ratio);
+    /// their loads are in `loads` and `load_errors`.
+    pub warmed: u64,
 }
 
 impl Stats {
@@ -202,6 +207,7 @@ impl serde::Serialize for Stats {
             decode_errors,
             invalidation_failures,
             pending_invalidations,
+            warmed,
         } = *self;
         let fields = [
             ("hits", hits),
@@ -220,6 +226,7 @@ impl serde::Serialize for Stats {
             ("decode_errors", decode_errors),
             ("invalidation_failures", invalidation_failures),
             ("pending_invalidations", pending_invalidations),
+            ("warmed", warmed),
         ];
         let mut out = serializer.serialize_struct("Stats", fields.len() + 1)?;
         for (name, value) in fields {
@@ -249,6 +256,7 @@ impl Counters {
             decode_errors: self.decode_errors.get(),
             invalidation_failures: self.invalidation_failures.get(),
             pending_invalidations: 0,
+            warmed: self.warmed.get(),
         }
     }
 }

@@ -45,7 +45,9 @@ pub(crate) async fn lead_across_processes(
                 if let Some(lock) = lock {
                     let _ = lock.release().await;
                 }
-                inner.counters.remote_hits.incr();
+                if crate::warm::counted(inner) {
+                    inner.counters.remote_hits.incr();
+                }
                 if let Some(guard) = lead.guard.take() {
                     guard.complete(Some(value.to_shared()));
                 }

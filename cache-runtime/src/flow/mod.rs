@@ -67,7 +67,9 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
     let now = now_millis();
     let value =
         inner.memory_read(&key.repr, now, |entry| fresh_value::<M::Value>(entry, now))??;
-    inner.counters.hits.incr();
+    if crate::warm::counted(inner) {
+        inner.counters.hits.incr();
+    }
     Some(M::join(value))
 }
 
@@ -150,7 +152,9 @@ where
     }
     let fail_safe = match found {
         Found::Fresh { value, early } => {
-            inner.counters.hits.incr();
+            if crate::warm::counted(inner) {
+                inner.counters.hits.incr();
+            }
             if let Some(tags) = early {
                 if let Some(guard) = inner.flights.try_lead(&key.repr, tags) {
                     inner.counters.early_refreshes.incr();
@@ -163,7 +167,9 @@ where
             return Begun::Ready(Step::Hit(M::join(value)));
         }
         Found::Stale { value, tags_entry } => {
-            inner.counters.stale_hits.incr();
+            if crate::warm::counted(inner) {
+                inner.counters.stale_hits.incr();
+            }
             trace(cache, &key, "stale hit", started);
             let tags = tags_entry.tags.renewed();
             return Begun::Ready(match inner.flights.try_lead(&key.repr, tags) {
@@ -177,7 +183,9 @@ where
         }
         Found::Miss { fail_safe } => fail_safe,
     };
-    inner.counters.misses.incr();
+    if crate::warm::counted(inner) {
+        inner.counters.misses.incr();
+    }
     let tags = tags();
     if !plan.single_flight && inner.remote.is_none() {
         trace(cache, &key, "miss, load", started);
@@ -212,7 +220,9 @@ where
 /// cache has no tier) and joins no other caller's load.
 #[cold]
 fn disabled<M: ReturnKind<R>, R>(cache: &Cache, plan: Plan, key: Key) -> Begun<'_, M, R> {
-    cache.inner.counters.misses.incr();
+    if crate::warm::counted(&cache.inner) {
+        cache.inner.counters.misses.incr();
+    }
     let lead = Lead {
         key,
         plan,

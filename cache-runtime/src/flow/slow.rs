@@ -216,7 +216,9 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
     } = call;
     match read {
         RemoteRead::Fresh(value) if value.type_id() == value_type => {
-            inner.counters.remote_hits.incr();
+            if crate::warm::counted(inner) {
+                inner.counters.remote_hits.incr();
+            }
             trace(cache, &key, "remote hit", started);
             if let Some(guard) = guard {
                 guard.complete(Some(value.to_shared()));
@@ -226,7 +228,9 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             Settled::Done(Missed::Value(value))
         }
         RemoteRead::Stale(entry) if entry.value.type_id() == value_type => {
-            inner.counters.stale_hits.incr();
+            if crate::warm::counted(inner) {
+                inner.counters.stale_hits.incr();
+            }
             trace(cache, &key, "remote stale hit", started);
             // Waiters get the stale value now; the refresh leads a new flight.
             if let Some(guard) = guard {

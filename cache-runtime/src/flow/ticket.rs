@@ -93,6 +93,8 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             lock,
         } = this;
         let (Some(key), Some(plan)) = (key, plan) else {
+            // Nothing is stored: not a warmed entry.
+            crate::warm::record(&cache.inner, crate::warm::Outcome::Failed);
             return load.await;
         };
         let inner = &cache.inner;
@@ -126,6 +128,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
                     if let Some(guard) = guard {
                         guard.complete(Some(shared));
                     }
+                    crate::warm::record(inner, crate::warm::Outcome::Loaded);
                     return M::join(value);
                 }
                 Err(r) => Ok(r),
@@ -133,6 +136,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             Err(panic) => Err(panic),
         };
         inner.counters.load_errors.incr();
+        crate::warm::record(inner, crate::warm::Outcome::Failed);
         release(lock).await;
         if let Some(old) = fail_safe {
             if let Some(value) = old.downcast_ref::<M::Value>() {
