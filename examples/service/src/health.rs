@@ -1,25 +1,19 @@
-//! `GET /health`: the cache's state as JSON.
+//! `GET /health`: the cache's health report as JSON.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use cache_runtime::HealthReport;
 
 use crate::routes::AppState;
 
-/// `{"remote": ..., "stats": ...}`: the remote tier's health (`null` without
-/// one) and the cache's counters; 503 while the remote tier does not answer.
-pub async fn show(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let cache = &state.users.cache;
-    let remote = cache.health().await;
-    let status = match &remote {
-        Some(health) if !health.connected => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::OK,
-    };
-    let body = json!({
-        "status": if status.is_success() { "healthy" } else { "unhealthy" },
-        "remote": remote,
-        "stats": cache.stats(),
-    });
-    (status, Json(body))
+/// `Cache::health_report()` as JSON: `status` (`healthy`, `degraded` or
+/// `unhealthy`), `reasons`, the window's figures, the remote tier's state and
+/// the lifetime stats. 503 when unhealthy (a load balancer then stops sending
+/// traffic here), 200 otherwise: a degraded cache still serves.
+pub async fn show(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let report = state.users.cache.health_report().await;
+    let status = StatusCode::from_u16(report.status.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(report))
 }
