@@ -746,3 +746,188 @@ async fn two_caches_share_responses_and_invalidations_through_redis() {
     }
     assert!(seen);
 }
+
+// Conformance fixes found by the cache-tests suite (scripts/cache-tests.sh).
+
+#[tokio::test]
+async fn cdn_cache_control_replaces_cache_control_when_obeyed() {
+    let (cache, origin) = (Cache::memory(100), Origin::default());
+    let targeted = [
+        ("x-reply", "cache-control: no-store"),
+        ("x-reply", "cdn-cache-control: max-age=60"),
+    ];
+    // RFC 9213 §2.2: a valid targeted field replaces Cache-Control.
+    let obeyed = app(&cache, &origin, |l| l.cdn_cache_control(true));
+    send(&obeyed, req("GET", "/cdn", &targeted)).await;
+    assert!(send(&obeyed, req("GET", "/cdn", &targeted)).await.hit());
+    let short = [
+        ("x-reply", "cache-control: max-age=3600"),
+        ("x-reply", "cdn-cache-control: private"),
+    ];
+    send(&obeyed, req("GET", "/cdn-private", &short)).await;
+    assert!(!send(&obeyed, req("GET", "/cdn-private", &short))
+        .await
+        .hit());
+    // An invalid one (a string where seconds go) is ignored.
+    let invalid = [
+        ("x-reply", "cache-control: no-store"),
+        ("x-reply", "cdn-cache-control: max-age=\"60\""),
+    ];
+    send(&obeyed, req("GET", "/cdn-invalid", &invalid)).await;
+    assert!(!send(&obeyed, req("GET", "/cdn-invalid", &invalid))
+        .await
+        .hit());
+    // Off by default: the field means nothing.
+    let plain = app(&Cache::memory(100), &origin, |l| l);
+    send(&plain, req("GET", "/cdn", &targeted)).await;
+    assert!(!send(&plain, req("GET", "/cdn", &targeted)).await.hit());
+}
+
+#[tokio::test]
+async fn ranges_are_served_from_a_stored_complete_response() {
+    let (cache, origin) = (Cache::memory(100), Origin::default());
+    let app = app(&cache, &origin, |l| l);
+    // Nothing stored: the range goes to the origin, and is not stored.
+    let first = send(&app, req("GET", "/r", &[FRESH, ("range", "bytes=0-3")])).await;
+    assert!(first.cache_status().contains("detail=range"));
+    send(&app, req("GET", "/r", &[FRESH])).await; // "call 2 cookie []", stored
+    let part = send(&app, req("GET", "/r", &[FRESH, ("range", "bytes=0-3")])).await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.body, "call");
+    assert_eq!(part.headers["content-range"], "bytes 0-3/16");
+    assert_eq!(part.headers["content-length"], "4");
+    let suffix = send(&app, req("GET", "/r", &[("range", "bytes=-2")])).await;
+    assert_eq!(suffix.body, "[]");
+    let beyond = send(&app, req("GET", "/r", &[("range", "bytes=99-")])).await;
+    assert_eq!(beyond.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(beyond.headers["content-range"], "bytes */16");
+    // Several ranges are ignored (RFC 9110 §14.2): the whole 200.
+    let many = send(&app, req("GET", "/r", &[("range", "bytes=0-1,4-5")])).await;
+    assert_eq!(
+        (many.status, many.body.as_str()),
+        (StatusCode::OK, "call 2 cookie []")
+    );
+    assert_eq!(origin.calls(), 2);
+}
+
+async fn chunked(State(origin): State<Origin>) -> Response<Body> {
+    let n = origin.calls.fetch_add(1, Ordering::SeqCst) + 1;
+    let parts: Vec<Result<String, std::io::Error>> =
+        vec![Ok(format!("call {n}, ")), Ok("in parts".to_string())];
+    Response::builder()
+        .header("cache-control", "max-age=60")
+        .body(Body::from_stream(futures_util::stream::iter(parts)))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_streams_and_is_stored_once_it_ended() {
+    let (cache, origin) = (Cache::memory(100), Origin::default());
+    let layer = |max| CacheLayer::new(cache.clone()).max_body(max);
+    let router = |max| {
+        Router::new()
+            .route("/{*path}", get(chunked))
+            .with_state(origin.clone())
+            .layer(layer(max))
+    };
+    let app = router(1024);
+    let first = send(&app, req("GET", "/chunked", &[])).await;
+    assert_eq!(first.body, "call 1, in parts");
+    assert!(first.cache_status().contains("detail=streamed"));
+    // Stored by a task once the body ended: soon after, a hit.
+    let stored = integration_tests::within!(Duration::from_secs(5), {
+        send(&app, req("GET", "/chunked", &[])).await.hit()
+    });
+    assert!(stored.is_some(), "the streamed body was stored");
+    // (A request made before the first copy was stored streamed and stored
+    // its own: the origin may have been called more than once meanwhile.)
+    let calls = origin.calls();
+    let hit = send(&app, req("GET", "/chunked", &[])).await;
+    assert!(hit.hit());
+    let stored_from = (1..=calls).map(|n| format!("call {n}, in parts"));
+    assert!(
+        stored_from.into_iter().any(|b| b == hit.body),
+        "{}",
+        hit.body
+    );
+    assert_eq!(hit.headers["content-length"], "16");
+    assert_eq!(send(&app, req("GET", "/chunked", &[])).await.body, hit.body);
+    assert_eq!(origin.calls(), calls);
+    // Over max_body: streamed whole, never stored.
+    let small = router(10);
+    let a = send(&small, req("GET", "/chunked-big", &[])).await;
+    assert_eq!(a.body.len(), 16);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!send(&small, req("GET", "/chunked-big", &[])).await.hit());
+}
+
+#[tokio::test]
+async fn header_forms_other_caches_read_are_read() {
+    let (cache, origin) = (Cache::memory(100), Origin::default());
+    let app = app(&cache, &origin, |l| l);
+    let twice = |path: &'static str, headers: Vec<(&'static str, &'static str)>| {
+        let app = app.clone();
+        async move {
+            send(&app, req("GET", path, &headers)).await;
+            send(&app, req("GET", path, &headers)).await.hit()
+        }
+    };
+    // `Age: 7200, 0`: the first member counts, so max-age=3600 is stale.
+    let age = vec![
+        ("x-reply", "cache-control: max-age=3600"),
+        ("x-reply", "age: 7200, 0"),
+    ];
+    assert!(!twice("/age", age).await);
+    // An Expires right but for its weekday and case.
+    let expires = vec![("x-reply", "expires: MON, 18 AUG 2050 02:01:18 gmt")];
+    assert!(twice("/expires", expires).await);
+    // Not one with another defect (a two-digit year).
+    let bad = vec![("x-reply", "expires: Thu, 18 Aug 50 02:01:18 GMT")];
+    assert!(!twice("/expires-bad", bad).await);
+    // must-understand with a status the cache knows overrides no-store.
+    let mu = vec![(
+        "x-reply",
+        "cache-control: max-age=60, must-understand, no-store",
+    )];
+    assert!(twice("/must-understand", mu).await);
+    // Language tags are case-insensitive for Vary.
+    let vary = [FRESH, ("x-reply", "vary: accept-language")];
+    send(
+        &app,
+        req(
+            "GET",
+            "/lang",
+            &[vary[0], vary[1], ("accept-language", "en, de")],
+        ),
+    )
+    .await;
+    let other_case = send(&app, req("GET", "/lang", &[("accept-language", "eN, De")])).await;
+    assert!(other_case.hit(), "{}", other_case.cache_status());
+}
+
+#[tokio::test]
+async fn a_304_naming_another_representation_serves_the_stored_one_unchanged() {
+    let (cache, origin) = (Cache::memory(100), Origin::default());
+    let app = app(&cache, &origin, |l| l);
+    let stale = [
+        ("x-reply", "cache-control: max-age=10"),
+        ("x-reply", "age: 10"),
+        ("x-reply", "etag: \"e1\""),
+        ("x-answer-304", "1"),
+        ("x-reply-304", "etag: \"other\""),
+        ("x-reply-304", "cache-control: max-age=60"),
+    ];
+    send(&app, req("GET", "/other", &stale)).await;
+    let second = send(&app, req("GET", "/other", &stale)).await;
+    // Never a 304 to a request that was not conditional.
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.body, "call 1 cookie []");
+    assert_eq!(
+        second.headers["etag"], "\"e1\"",
+        "not updated from that 304"
+    );
+    assert!(second.cache_status().contains("detail=other-validator"));
+    // Nor freshened: the next request revalidates again.
+    send(&app, req("GET", "/other", &stale)).await;
+    assert_eq!(origin.calls(), 3);
+}

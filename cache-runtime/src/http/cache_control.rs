@@ -3,8 +3,12 @@
 //! [`MAX_DIRECTIVES`] directives, or that is not well formed is an error, and
 //! the layer then passes the exchange through uncached.
 
-use http::header::CACHE_CONTROL;
+use http::header::{HeaderName, CACHE_CONTROL};
 use http::HeaderMap;
+
+/// RFC 9213's targeted field for CDN caches: when valid, a cache that obeys
+/// it uses its directives instead of `Cache-Control`'s.
+pub(crate) const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
 
 /// The longest `Cache-Control` (all its lines together) that is parsed.
 pub(crate) const MAX_LEN: usize = 4096;
@@ -33,6 +37,8 @@ pub(crate) struct Directives {
     pub(crate) must_revalidate: bool,
     pub(crate) proxy_revalidate: bool,
     pub(crate) only_if_cached: bool,
+    /// `must-understand` (§5.2.2.3).
+    pub(crate) must_understand: bool,
     /// Seconds; an invalid value is 0 (stale at once, §4.2.1).
     pub(crate) max_age: Option<u64>,
     pub(crate) s_maxage: Option<u64>,
@@ -44,15 +50,40 @@ pub(crate) struct Directives {
 impl Directives {
     /// The directives of every `Cache-Control` line of `headers`.
     pub(crate) fn of(headers: &HeaderMap) -> Result<Directives, Malformed> {
+        Directives::of_field(headers, &CACHE_CONTROL, false)
+    }
+
+    /// The directives a response gives this cache: with `targeted`, those of
+    /// a valid `CDN-Cache-Control` (RFC 9213 §2.2: `Cache-Control` is then
+    /// ignored; an invalid one is itself ignored), else `Cache-Control`'s.
+    pub(crate) fn of_response(
+        headers: &HeaderMap,
+        targeted: bool,
+    ) -> Result<Directives, Malformed> {
+        if targeted && headers.contains_key(CDN_CACHE_CONTROL) {
+            if let Ok(d) = Directives::of_field(headers, &CDN_CACHE_CONTROL, true) {
+                return Ok(d);
+            }
+        }
+        Directives::of(headers)
+    }
+
+    /// `strict`: a Structured Fields dictionary (RFC 9651 §3.2, as RFC 9213
+    /// defines targeted fields), so no whitespace around `=`.
+    fn of_field(
+        headers: &HeaderMap,
+        name: &HeaderName,
+        strict: bool,
+    ) -> Result<Directives, Malformed> {
         let mut out = Directives::default();
         let mut len = 0usize;
         let mut count = 0usize;
-        for value in headers.get_all(CACHE_CONTROL) {
+        for value in headers.get_all(name) {
             len = len.saturating_add(value.len() + 1);
             if len > MAX_LEN {
                 return Err(Malformed::TooLarge);
             }
-            parse_into(value.as_bytes(), &mut out, &mut count)?;
+            parse_into(value.as_bytes(), &mut out, &mut count, strict)?;
         }
         Ok(out)
     }
@@ -65,7 +96,12 @@ impl Directives {
     }
 }
 
-fn parse_into(bytes: &[u8], out: &mut Directives, count: &mut usize) -> Result<(), Malformed> {
+fn parse_into(
+    bytes: &[u8],
+    out: &mut Directives,
+    count: &mut usize,
+    strict: bool,
+) -> Result<(), Malformed> {
     let mut rest = bytes;
     loop {
         rest = skip_ows(rest);
@@ -78,19 +114,26 @@ fn parse_into(bytes: &[u8], out: &mut Directives, count: &mut usize) -> Result<(
             return Ok(());
         }
         let (name, r) = token(rest);
-        if name.is_empty() {
+        if name.is_empty() || (strict && !sf_key(name)) {
             return Err(Malformed::Syntax);
         }
-        rest = skip_ows(r);
+        rest = if strict { r } else { skip_ows(r) };
         let mut value: Option<Vec<u8>> = None;
         if let Some(r) = rest.strip_prefix(b"=") {
+            if strict && r.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
+                return Err(Malformed::Syntax);
+            }
             let r = skip_ows(r);
-            let (v, r) = if r.first() == Some(&b'"') {
+            let is_quoted = r.first() == Some(&b'"');
+            let (v, r) = if is_quoted {
                 quoted(r)?
             } else {
                 let (v, r) = token(r);
                 (v.to_vec(), r)
             };
+            if strict && !sf_value(name, &v, is_quoted) {
+                return Err(Malformed::Syntax);
+            }
             value = Some(v);
             rest = skip_ows(r);
         }
@@ -123,6 +166,7 @@ fn apply(name: &[u8], value: Option<&[u8]>, out: &mut Directives) {
         b"must-revalidate" => out.must_revalidate = true,
         b"proxy-revalidate" => out.proxy_revalidate = true,
         b"only-if-cached" => out.only_if_cached = true,
+        b"must-understand" => out.must_understand = true,
         b"max-age" => seconds(&mut out.max_age),
         b"s-maxage" => seconds(&mut out.s_maxage),
         b"min-fresh" => seconds(&mut out.min_fresh),
@@ -147,6 +191,32 @@ pub(crate) fn delta_seconds(v: &[u8]) -> u64 {
         }
     }
     n
+}
+
+/// A Structured Fields key (RFC 9651 §3.1.2): lower case only.
+fn sf_key(name: &[u8]) -> bool {
+    let ok_first = |c: u8| c.is_ascii_lowercase() || c == b'*';
+    let ok_rest = |c: u8| ok_first(c) || c.is_ascii_digit() || b"_-.".contains(&c);
+    name.first().is_some_and(|c| ok_first(*c)) && name[1..].iter().all(|c| ok_rest(*c))
+}
+
+/// A dictionary member's value as RFC 9213 §2.1 wants it: an Integer for
+/// the directives that take seconds; else an Integer, a String or a Token.
+fn sf_value(name: &[u8], v: &[u8], quoted: bool) -> bool {
+    let integer = !v.is_empty() && v.len() <= 15 && v.iter().all(u8::is_ascii_digit);
+    let seconds = [
+        &b"max-age"[..],
+        b"s-maxage",
+        b"stale-while-revalidate",
+        b"stale-if-error",
+    ];
+    if seconds.contains(&name) {
+        return !quoted && integer;
+    }
+    let token = v
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'*');
+    quoted || integer || token
 }
 
 fn skip_ows(b: &[u8]) -> &[u8] {
@@ -242,6 +312,35 @@ mod tests {
         assert!(parse(&[b" , ,no-store,"]).unwrap().no_store);
     }
 
+    #[test]
+    fn a_valid_cdn_cache_control_replaces_cache_control() {
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(
+            CDN_CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60, foo"),
+        );
+        let d = Directives::of_response(&h, true).unwrap();
+        assert_eq!(d.max_age, Some(60));
+        assert!(!d.no_store);
+        // Not targeted: the field means nothing to this cache.
+        assert!(Directives::of_response(&h, false).unwrap().no_store);
+        // Invalid as a dictionary (whitespace around `=`, a bad key, a
+        // string or an over-long integer for seconds): ignored.
+        for bad in [
+            "max-age =60",
+            "max-age= 60",
+            "max-age=60 x",
+            "max-age=10000, &&&&&",
+            "max-age=\"10000\"",
+            "Max-Age=60",
+            "max-age=99999999999999999",
+        ] {
+            h.insert(CDN_CACHE_CONTROL, HeaderValue::from_static(bad));
+            assert!(Directives::of_response(&h, true).unwrap().no_store, "{bad}");
+        }
+    }
+
     /// Seeded random bytes: the parser never panics, and what it accepts
     /// stays within its bounds.
     #[test]
@@ -255,7 +354,7 @@ mod tests {
                 .collect();
             let mut out = Directives::default();
             let mut count = 0;
-            let _ = parse_into(&bytes, &mut out, &mut count);
+            let _ = parse_into(&bytes, &mut out, &mut count, false);
             assert!(count <= MAX_DIRECTIVES + 1);
             assert!(out.max_age.unwrap_or(0) <= DELTA_MAX);
         }

@@ -5,8 +5,8 @@
 //! origin freshens its header fields (§4.3.4, §3.2).
 
 use http::header::{
-    HeaderName, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, DATE, ETAG, EXPIRES,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, VARY,
+    HeaderName, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE,
+    DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, VARY,
 };
 use http::HeaderMap;
 
@@ -143,13 +143,18 @@ pub(crate) fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
 }
 
 /// The stored header fields updated from a 304 (§3.2): each field the 304
-/// carries replaces the stored one, except `Content-Length` and what is
-/// never stored.
+/// carries replaces the stored one, except `Content-Length`, what is never
+/// stored, and the fields that describe the stored bytes themselves
+/// (`Content-Encoding`, `Content-Range`, `Content-MD5`): §3.2 lets a cache
+/// keep those "to assure integrity of the stored response", since the body
+/// it serves is the one they were sent with.
 pub(crate) fn freshen(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut out = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in not_modified {
-        if *name == CONTENT_LENGTH || is_unstored(name, not_modified) {
+        let describes_body =
+            *name == CONTENT_ENCODING || *name == CONTENT_RANGE || name.as_str() == "content-md5";
+        if *name == CONTENT_LENGTH || describes_body || is_unstored(name, not_modified) {
             continue;
         }
         if !replaced.contains(&name) {
@@ -261,6 +266,26 @@ mod tests {
         assert!(selects(&stored, &nm));
         assert!(selects(&stored, &map(&[("etag", "\"s\"")])));
         assert!(!selects(&stored, &map(&[("etag", "\"other\"")])));
+    }
+
+    #[test]
+    fn a_304_leaves_the_fields_that_describe_the_stored_bytes() {
+        let stored = map(&[
+            ("etag", "\"s\""),
+            ("content-encoding", "gzip"),
+            ("content-md5", "a"),
+        ]);
+        let nm = map(&[
+            ("content-encoding", "br"),
+            ("content-md5", "b"),
+            ("content-range", "bytes 0-1/2"),
+            ("content-type", "text/html"),
+        ]);
+        let h = freshen(&stored, &nm);
+        assert_eq!(h["content-encoding"], "gzip");
+        assert_eq!(h["content-md5"], "a");
+        assert!(h.get("content-range").is_none());
+        assert_eq!(h["content-type"], "text/html");
     }
 
     #[test]

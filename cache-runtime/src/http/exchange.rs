@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, AGE, CONTENT_LOCATION, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE,
-    IF_UNMODIFIED_SINCE, LOCATION, RANGE,
+    HeaderValue, AGE, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -22,8 +22,10 @@ use super::conditional;
 use super::freshness::{self, age_seconds, now_millis, Fallback};
 use super::headers::{stored_fields, take_tags, CACHE_STATUS};
 use super::key;
+use super::range::{self, Ranged};
 use super::storable;
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
+use super::tee::Tee;
 use super::vary::{secondary, Vary};
 use super::{CacheBody, Config};
 use crate::flight::Join;
@@ -42,6 +44,7 @@ enum Shared {
 }
 
 /// What a request is, for the cache.
+#[derive(Clone)]
 struct Target {
     identity: String,
     uri_tag: String,
@@ -111,9 +114,9 @@ where
         let r = call(service, Request::from_parts(parts, body)).await?;
         return Ok(pass(&config, r, &bypass("malformed-request")));
     };
-    // Ranges and preconditions other than the two a cache answers go to the
-    // origin as they are.
-    if [RANGE, IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]
+    // Preconditions other than the two a cache answers go to the origin as
+    // they are; a `Range` is answered from a fresh stored response only.
+    if [IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]
         .iter()
         .any(|h| parts.headers.contains_key(h))
     {
@@ -139,9 +142,15 @@ where
     };
     let now = now_millis();
     let (stored, miss) = lookup(&config, &target.identity, &parts.headers).await;
+    let ranged = parts.headers.contains_key(RANGE);
     let Some(stored) = stored else {
         if target.cc.only_if_cached {
             return Ok(gateway_timeout(&config));
+        }
+        if ranged {
+            // The origin's 206 is not stored (nothing to combine it with).
+            let r = call(service, Request::from_parts(parts, body)).await?;
+            return Ok(pass(&config, r, &bypass("range")));
         }
         return fetch(config, service, parts, body, target, None, miss).await;
     };
@@ -159,6 +168,10 @@ where
                 .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))));
     if fresh_for > 0 && !stored.stale.no_cache && !client_wants_newer {
         return Ok(serve(&config, &stored, &parts, now, "hit"));
+    }
+    if ranged {
+        let r = call(service, Request::from_parts(parts, body)).await?;
+        return Ok(pass(&config, r, &bypass("range")));
     }
     let stale_for = u64::try_from(-fresh_for).unwrap_or(0);
     let may_serve_stale = fresh_for <= 0 && !stored.stale.never && !client_wants_newer;
@@ -314,12 +327,7 @@ fn background_revalidation<S, B, R>(
     };
     let config = config.clone();
     let stored = stored.clone();
-    let target = Target {
-        identity: target.identity.clone(),
-        uri_tag: target.uri_tag.clone(),
-        tags: target.tags.clone(),
-        cc: target.cc.clone(),
-    };
+    let target = target.clone();
     runtime.spawn(async move {
         // The client has its answer; nothing to send, only to store.
         if let Ok((_, shared)) = origin(
@@ -341,7 +349,7 @@ fn background_revalidation<S, B, R>(
 /// One request to the origin: conditional when a stored response has a
 /// validator; the answer stored, freshened or passed through.
 async fn origin<S, B, R>(
-    config: &Config,
+    config: &Arc<Config>,
     service: S,
     mut parts: Parts,
     body: B,
@@ -430,6 +438,18 @@ where
                 ),
             });
         }
+        if status == StatusCode::NOT_MODIFIED && conditional::has_validator(&s.headers) {
+            // A 304 whose validators name another representation updates
+            // nothing (RFC 9111 §4.3.4). Yet the request named only the
+            // stored response's validators, so the origin holds that one
+            // current (RFC 9110 §13.1.2): it is served as stored, unchanged,
+            // and a 304 never reaches a client that did not ask for one.
+            let text = format!("{fwd}; fwd-status=304; detail=other-validator");
+            return Ok((
+                serve(config, s, &client, response_time, &text),
+                Shared::Pass,
+            ));
+        }
     }
     let times = (request_time, response_time);
     Ok(full_response(config, &client, target, response, times, fwd).await)
@@ -437,7 +457,7 @@ where
 
 /// A full response from the origin: stored when it may be, and answered.
 async fn full_response<R>(
-    config: &Config,
+    config: &Arc<Config>,
     client: &Parts,
     target: &Target,
     response: Response<R>,
@@ -461,6 +481,7 @@ where
         &target.cc,
         head.status,
         &head.headers,
+        config.targeted,
         lifetime,
     );
     let not_stored = |head: http::response::Parts, body: R, reason: &str| {
@@ -474,12 +495,40 @@ where
         Ok(st) => st,
         Err(reason) => return not_stored(head, body, reason.detail()),
     };
-    // Only a body whose length is known and within the limit is read here;
-    // any other streams through as it comes.
+    let secondary_key = match &st.vary {
+        Vary::Fields(fields) => match secondary(fields, &client.headers) {
+            Some(k) => Some(k),
+            None => return not_stored(head, body, "vary-too-large"),
+        },
+        _ => None,
+    };
+    tags.extend(target.tags.iter().cloned());
+    let template = StoredResponse {
+        identity: target.identity.clone(),
+        secondary: secondary_key,
+        status: head.status.as_u16(),
+        initial_age: freshness::initial_age(&head.headers, request_time, response_time),
+        headers: stored_fields(&head.headers),
+        body: Bytes::new(),
+        response_time,
+        lifetime: lifetime(&st.cc).unwrap_or(0),
+        stale: StaleRules::of(&st.cc),
+        tags,
+    };
+    // A body whose length is known and within the limit is read here; one
+    // of unknown length (chunked) streams to the client as it comes, a copy
+    // is kept, and it is stored once it ended within the limit.
     match body.size_hint().exact() {
         Some(n) if n <= config.max_body as u64 => {}
         Some(_) => return not_stored(head, body, "too-large"),
-        None => return not_stored(head, body, "streamed"),
+        None => {
+            let text = format!("{fwd}; detail=streamed");
+            let body = tee(config, target, template, body);
+            return (
+                pass(config, Response::from_parts(head, body), &text),
+                Shared::Pass,
+            );
+        }
     }
     let bytes = match collect(body, config.max_body).await {
         Some(bytes) => bytes,
@@ -493,32 +542,9 @@ where
             );
         }
     };
-    let secondary_key = match &st.vary {
-        Vary::Fields(fields) => match secondary(fields, &client.headers) {
-            Some(k) => Some(k),
-            None => {
-                let r = Response::from_parts(head, full::<R::Error>(bytes));
-                return (
-                    finish(config, r, &format!("{fwd}; detail=vary-too-large")),
-                    Shared::Pass,
-                );
-            }
-        },
-        _ => None,
-    };
-    tags.extend(target.tags.iter().cloned());
-    let lifetime = lifetime(&st.cc).unwrap_or(0);
     let response = StoredResponse {
-        identity: target.identity.clone(),
-        secondary: secondary_key,
-        status: head.status.as_u16(),
-        initial_age: freshness::initial_age(&head.headers, request_time, response_time),
-        headers: stored_fields(&head.headers),
         body: bytes,
-        response_time,
-        lifetime,
-        stale: StaleRules::of(&st.cc),
-        tags,
+        ..template
     };
     let (stored, kept) = store(config, target, response).await;
     let text = if kept {
@@ -530,6 +556,31 @@ where
         serve(config, &stored, client, response_time, &text),
         Shared::Serve(stored),
     )
+}
+
+/// A streamed body that is stored, as `template` with it, once it ended
+/// within the layer's `max_body` (without a runtime to store on, it only
+/// streams).
+fn tee<R>(config: &Arc<Config>, target: &Target, template: StoredResponse, body: R) -> Tee<R>
+where
+    R: Body<Data = Bytes> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let limit = config.max_body;
+    let config = config.clone();
+    let target = target.clone();
+    let done = runtime.map(|runtime| {
+        Box::new(move |bytes: Bytes| {
+            let response = StoredResponse {
+                body: bytes,
+                ..template
+            };
+            runtime.spawn(async move {
+                store(&config, &target, response).await;
+            });
+        }) as Box<dyn FnOnce(Bytes) + Send>
+    });
+    Tee::new(body, limit, done)
 }
 
 /// The stored response freshened by a 304 (§4.3.4); `None` when the new
@@ -544,7 +595,7 @@ fn freshen(
     let mut incoming = not_modified.clone();
     let new_tags = take_tags(&mut incoming);
     let headers = conditional::freshen(&s.headers, &incoming);
-    let cc = Directives::of(&headers).ok()?;
+    let cc = Directives::of_response(&headers, config.targeted).ok()?;
     let status = s.status();
     let fallback = Fallback {
         ttl: config.ttl,
@@ -641,6 +692,8 @@ fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, statu
             *r.status_mut() = StatusCode::NOT_MODIFIED;
             *r.headers_mut() = conditional::not_modified_headers(&s.headers);
             r
+        } else if let Some(r) = ranged(s, client) {
+            r
         } else {
             let body = if client.method == Method::HEAD {
                 empty::<E>()
@@ -655,6 +708,39 @@ fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, statu
     response.headers_mut().insert(AGE, age);
     status_header(config, response.headers_mut(), &text);
     response
+}
+
+/// The answer to a `Range` GET from a stored 200 (RFC 9110 §14): a 206 with
+/// `Content-Range`, or a 416; `None` when the request has no range this
+/// serves (then the whole response is sent).
+fn ranged<E>(s: &StoredResponse, client: &Parts) -> Option<Out<E>> {
+    let header = client.headers.get(RANGE)?;
+    if client.method != Method::GET || s.status != 200 {
+        return None;
+    }
+    let len = s.body.len() as u64;
+    let mut headers = s.headers.clone();
+    let (status, body, content_range) = match range::select(header.as_bytes(), len) {
+        Ranged::Whole => return None,
+        Ranged::Part(start, end) => {
+            // Within the body: select keeps start <= end < len.
+            let part = s.body.slice(start as usize..=end as usize);
+            let text = format!("bytes {start}-{end}/{len}");
+            (StatusCode::PARTIAL_CONTENT, part, text)
+        }
+        Ranged::Unsatisfiable => (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            Bytes::new(),
+            format!("bytes */{len}"),
+        ),
+    };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    // Made of digits, `-`, `/` and a space: a valid header value.
+    headers.insert(CONTENT_RANGE, HeaderValue::from_str(&content_range).ok()?);
+    let mut r = Response::new(full::<E>(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    Some(r)
 }
 
 /// An origin response sent on as it is, less its `Cache-Tag`.

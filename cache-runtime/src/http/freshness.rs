@@ -9,16 +9,20 @@ use http::{HeaderMap, StatusCode};
 
 use super::cache_control::{delta_seconds, Directives, DELTA_MAX};
 
-/// An HTTP-date (RFC 9110 §5.6.7, all three formats) as Unix milliseconds.
+/// An HTTP-date (RFC 9110 §5.6.7, all three formats) as Unix milliseconds;
+/// also, leniently, one that is right but for a wrong weekday or the case
+/// of its names (see [`super::date`]).
 pub(crate) fn http_date(headers: &HeaderMap, name: http::header::HeaderName) -> Option<u64> {
     let mut values = headers.get_all(name).iter();
     let first = values.next()?;
-    let text = first.to_str().ok()?;
-    let time = httpdate::parse_http_date(text.trim()).ok()?;
-    Some(
-        time.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    )
+    let text = first.to_str().ok()?.trim();
+    match httpdate::parse_http_date(text) {
+        Ok(time) => Some(
+            time.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        ),
+        Err(_) => super::date::lenient(text),
+    }
 }
 
 /// Unix milliseconds as an IMF-fixdate.
@@ -87,9 +91,15 @@ pub(crate) fn lifetime(
 pub(crate) fn initial_age(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
     let date = http_date(headers, DATE).unwrap_or(response_time);
     let apparent = response_time.saturating_sub(date);
+    // `Age: 7200, 0` (a list where one value is allowed): the first member,
+    // as with repeated lines (RFC 9110 §5.3), so a response is never
+    // younger than its first cache said.
     let age_value = headers
         .get(AGE)
-        .map_or(0, |v| delta_seconds(v.as_bytes().trim_ascii()))
+        .map_or(0, |v| {
+            let first = v.as_bytes().split(|c| *c == b',').next().unwrap_or(b"");
+            delta_seconds(first.trim_ascii())
+        })
         .saturating_mul(1000);
     let delay = response_time.saturating_sub(request_time);
     apparent.max(age_value.saturating_add(delay))
@@ -176,6 +186,14 @@ mod tests {
         assert_eq!(current_age(32_000, T, T + 5_000), 37_000);
         assert_eq!(age_seconds(37_999), 37);
         assert_eq!(age_seconds(u64::MAX), DELTA_MAX);
+    }
+
+    #[test]
+    fn the_first_member_of_a_listed_age_counts() {
+        let h = headers(&[("date", &format_date(T)), ("age", "7200, 0")]);
+        assert_eq!(initial_age(&h, T, T), 7_200_000);
+        let h = headers(&[("date", &format_date(T)), ("age", "0, 7200")]);
+        assert_eq!(initial_age(&h, T, T), 0);
     }
 
     #[test]

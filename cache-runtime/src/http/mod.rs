@@ -40,12 +40,15 @@
 
 mod cache_control;
 mod conditional;
+mod date;
 mod exchange;
 mod freshness;
 mod headers;
 mod key;
+mod range;
 mod storable;
 mod stored;
+mod tee;
 mod vary;
 
 use std::future::Future;
@@ -117,6 +120,7 @@ pub(crate) struct Config {
     pub(crate) tags: Option<Arc<TagsFn>>,
     pub(crate) request_no_cache: bool,
     pub(crate) status_name: Option<String>,
+    pub(crate) targeted: bool,
 }
 
 impl CacheLayer {
@@ -137,6 +141,7 @@ impl CacheLayer {
                 tags: None,
                 request_no_cache: false,
                 status_name: Some("cache-runtime".to_string()),
+                targeted: false,
             }),
         }
     }
@@ -229,6 +234,15 @@ impl CacheLayer {
         self.with(|c| c.request_no_cache = honour)
     }
 
+    /// Whether a response's `CDN-Cache-Control` (RFC 9213) is obeyed: when
+    /// present and valid, its directives replace those of `Cache-Control`
+    /// for this cache (`CDN-Cache-Control: max-age=3600` with
+    /// `Cache-Control: no-store` is stored for an hour). Off by default; on
+    /// for a cache that acts as a CDN (the `http_proxy` example).
+    pub fn cdn_cache_control(self, obey: bool) -> CacheLayer {
+        self.with(|c| c.targeted = obey)
+    }
+
     /// The cache's name in the `Cache-Status` header (RFC 9211) of every
     /// response, `None` for no header (default `cache-runtime`).
     pub fn cache_status(self, name: Option<&str>) -> CacheLayer {
@@ -251,6 +265,7 @@ impl Config {
             tags: self.tags.clone(),
             request_no_cache: self.request_no_cache,
             status_name: self.status_name.clone(),
+            targeted: self.targeted,
         }
     }
 }

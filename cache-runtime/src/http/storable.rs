@@ -45,12 +45,14 @@ pub(crate) struct Storable {
 }
 
 /// Whether the response to a GET with `request` headers and `request_cc` may
-/// be stored; `lifetime` is its freshness lifetime, if it has one.
+/// be stored; `lifetime` is its freshness lifetime, if it has one;
+/// `targeted`: `CDN-Cache-Control` is obeyed (RFC 9213).
 pub(crate) fn check(
     request: &HeaderMap,
     request_cc: &Directives,
     status: StatusCode,
     response: &HeaderMap,
+    targeted: bool,
     lifetime: impl FnOnce(&Directives) -> Option<u64>,
 ) -> Result<Storable, NotStored> {
     // Final statuses only; 206 and 304 need a stored response to combine with.
@@ -60,8 +62,14 @@ pub(crate) fn check(
     {
         return Err(NotStored::Status);
     }
-    let cc = Directives::of(response).map_err(|_| NotStored::Malformed)?;
-    if cc.no_store || request_cc.no_store {
+    let cc = Directives::of_response(response, targeted).map_err(|_| NotStored::Malformed)?;
+    // §5.2.2.3: `must-understand` stores a response only for a status whose
+    // caching rules the cache implements, and then overrides `no-store`
+    // (which is there for caches that do not know the status).
+    if cc.must_understand && !understood(status) {
+        return Err(NotStored::Status);
+    }
+    if (cc.no_store && !cc.must_understand) || request_cc.no_store {
         return Err(NotStored::NoStore);
     }
     if cc.private {
@@ -92,6 +100,12 @@ pub(crate) fn check(
     Ok(Storable { cc, vary })
 }
 
+/// The statuses whose caching this layer implements (§5.2.2.3): the final
+/// ones it stores without combining (not 206).
+fn understood(status: StatusCode) -> bool {
+    status != StatusCode::PARTIAL_CONTENT && super::freshness::heuristically_cacheable(status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,7 +126,7 @@ mod tests {
         let req = map(req);
         let rcc = Directives::of(&req).unwrap();
         let lifetime = |cc: &Directives| cc.s_maxage.or(cc.max_age).map(|s| s * 1000);
-        check(&req, &rcc, StatusCode::OK, &map(res), lifetime).map(|_| ())
+        check(&req, &rcc, StatusCode::OK, &map(res), false, lifetime).map(|_| ())
     }
 
     #[test]
@@ -158,6 +172,18 @@ mod tests {
     }
 
     #[test]
+    fn must_understand_overrides_no_store_for_understood_statuses_only() {
+        let res = map(&[("cache-control", "max-age=60, must-understand, no-store")]);
+        let (req, d) = (HeaderMap::new(), Directives::default());
+        let check_status = |s| check(&req, &d, s, &res, false, |_| Some(1)).map(|_| ());
+        assert_eq!(check_status(StatusCode::OK), Ok(()));
+        assert_eq!(
+            check_status(StatusCode::from_u16(299).unwrap()),
+            Err(NotStored::Status)
+        );
+    }
+
+    #[test]
     fn authorization_needs_the_response_to_allow_sharing() {
         let auth = ("authorization", "Bearer x");
         assert_eq!(
@@ -184,7 +210,7 @@ mod tests {
             StatusCode::NOT_MODIFIED,
             StatusCode::CONTINUE,
         ] {
-            let r = check(&req, &d, status, &res, |_| Some(1));
+            let r = check(&req, &d, status, &res, false, |_| Some(1));
             assert!(matches!(r, Err(NotStored::Status)));
         }
     }

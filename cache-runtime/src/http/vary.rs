@@ -82,13 +82,23 @@ pub(crate) fn secondary(fields: &[String], request: &HeaderMap) -> Option<String
             out.push_str("=-;");
             continue;
         }
+        // Language tags, codings and charsets are case-insensitive (RFC 9110
+        // §12.5.3-4, RFC 5646 §2.1.1): `eN, De` selects what `en, de` does.
+        let fold = matches!(
+            name.as_str(),
+            "accept-language" | "accept-encoding" | "accept-charset"
+        );
         let mut combined: Vec<u8> = Vec::new();
         for v in values {
             for item in v.as_bytes().split(|c| *c == b',') {
                 if !combined.is_empty() {
                     combined.push(b',');
                 }
+                let start = combined.len();
                 combined.extend_from_slice(item.trim_ascii());
+                if fold {
+                    combined[start..].make_ascii_lowercase();
+                }
             }
             if combined.len() > MAX_SECONDARY {
                 return None;
@@ -117,6 +127,25 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn case_insensitive_negotiation_values_are_folded() {
+        let fields = vec!["accept-language".to_string(), "x-case".to_string()];
+        let a = secondary(
+            &fields,
+            &map(&[("accept-language", b"en, de"), ("x-case", b"A")]),
+        );
+        let b = secondary(
+            &fields,
+            &map(&[("accept-language", b"eN,De"), ("x-case", b"A")]),
+        );
+        let c = secondary(
+            &fields,
+            &map(&[("accept-language", b"en, de"), ("x-case", b"a")]),
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c, "other fields keep their case");
     }
 
     #[test]
