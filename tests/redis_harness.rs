@@ -229,6 +229,13 @@ pub fn spawn_child(cmd: Command) -> io::Result<Child> {
         .map_err(|_| io::Error::other("redis-harness spawner thread is gone"))?
 }
 
+/// Spawns `cmd` (another program a test runs beside its servers) as a child
+/// that gets SIGKILL if the test process dies first (Linux), as the servers do.
+pub fn spawn_owned(mut cmd: Command) -> io::Result<Child> {
+    die_with_parent(&mut cmd);
+    spawn_child(cmd)
+}
+
 /// Kills the child with SIGKILL if the test process dies first (Linux).
 pub fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]

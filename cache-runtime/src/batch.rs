@@ -80,7 +80,7 @@ impl Cache {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    inner.counters.decode_errors.incr();
+                    inner.counters.fault(crate::events::FaultKind::Decode);
                     tracing::warn!(key = %full[slot], %error, "undecodable remote cache entry treated as a miss");
                 }
             }
@@ -127,6 +127,21 @@ impl Cache {
             }
             out[slot] = Some(value);
         }
+        // Each key's one get event: memory missed (`get_now` left it untold).
+        // A warm run's gets are not traffic.
+        let counted = crate::warm::counted(inner);
+        inner.tell(|events| {
+            if !counted {
+                return;
+            }
+            for (key, value) in keys.iter().zip(&out) {
+                let result = match value {
+                    Some(_) => crate::events::GetResult::Hit,
+                    None => crate::events::GetResult::Miss,
+                };
+                events.get(crate::events::Call::new(None, key), result);
+            }
+        });
         Ok(out)
     }
 
@@ -162,7 +177,7 @@ impl Cache {
                 match entry::encode(&header, &value) {
                     Ok(bytes) => writes.push((key.full(&inner.namespace), bytes, ttl)),
                     Err(error) => {
-                        inner.counters.store_errors.incr();
+                        inner.counters.fault(crate::events::FaultKind::Other);
                         tracing::warn!(%error, "cache value could not be encoded for the remote tier");
                     }
                 }

@@ -11,6 +11,7 @@ static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 use std::time::Duration;
 
 use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
+use crate::events::{Events, Listener};
 use crate::flight::Flights;
 use crate::memory::{MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
@@ -65,6 +66,9 @@ pub struct CacheBuilder {
     enabled: bool,
     remote_retries: u32,
     health: crate::HealthThresholds,
+    listeners: Vec<Arc<dyn Listener>>,
+    event_keys: bool,
+    metrics: bool,
 }
 
 impl CacheBuilder {
@@ -84,6 +88,9 @@ impl CacheBuilder {
             enabled: true,
             remote_retries: remote::DEFAULT_RETRIES,
             health: crate::HealthThresholds::default(),
+            listeners: Vec::new(),
+            event_keys: false,
+            metrics: true,
         }
     }
 
@@ -272,6 +279,42 @@ impl CacheBuilder {
         self
     }
 
+    /// Tells `listener` of this cache's events (see [`crate::events`]); may
+    /// be called several times, each listener is told of every event.
+    ///
+    /// ```
+    /// use cache_runtime::events::{Listener, StoreFault};
+    ///
+    /// struct Faults;
+    /// impl Listener for Faults {
+    ///     fn on_store_fault(&self, fault: &StoreFault<'_>) {
+    ///         eprintln!("{}: remote fault {:?}", fault.cache, fault.kind);
+    ///     }
+    /// }
+    /// let builder = cache_runtime::Cache::builder().memory(100).listener(Faults);
+    /// # let _ = builder;
+    /// ```
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Whether events carry the call's full key (`key: Some(..)`); default
+    /// `false`, since rendering the key costs on every event.
+    pub fn event_keys(mut self, keys: bool) -> Self {
+        self.event_keys = keys;
+        self
+    }
+
+    /// With the `metrics` feature, whether this cache reports metrics
+    /// (default `true`: every cache does); `false` turns them off for this
+    /// one, whose hits then cost what they cost without the feature. Without
+    /// the feature, this does nothing.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
     /// Builds the cache; connects to the remote tier if there is one.
     ///
     /// A memory-only cache builds and runs under any executor. A remote tier
@@ -348,7 +391,17 @@ impl CacheBuilder {
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
         let known_tags = self.known_tags;
-        let counters = Arc::new(Counters::default());
+        #[allow(unused_mut)] // pushed to by optional features
+        let mut listeners = self.listeners;
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            listeners.push(Arc::new(crate::metrics::MetricsListener));
+        }
+        let events = Events::new(&self.namespace, listeners, self.event_keys);
+        let counters = Arc::new(Counters {
+            events: events.clone(),
+            ..Counters::default()
+        });
         let memory = match self.memory {
             Some(capacity) if self.enabled => {
                 MemoryTier::new(capacity, self.weigher, counters.clone())
@@ -372,11 +425,17 @@ impl CacheBuilder {
                 counters,
                 health: crate::health::Monitor::new(self.health),
                 warming: Default::default(),
+                get_events: events.as_ref().is_some_and(|e| e.wants_gets()),
+                events,
             }),
         };
         // The health report's window, sampled in the background when built
         // inside a tokio runtime (else from the first report made in one).
         crate::health::start(&cache.inner);
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            crate::metrics::start(&cache);
+        }
         cache
     }
 }

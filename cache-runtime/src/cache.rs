@@ -69,6 +69,11 @@ pub(crate) struct Inner {
     pub(crate) health: crate::health::Monitor,
     /// Warm runs in progress (their calls are not counted as hits or misses).
     pub(crate) warming: crate::warm::Warming,
+    /// The listeners (also in `counters`, for the tiers); `None` without any.
+    pub(crate) events: Option<Arc<crate::events::Events>>,
+    /// Whether a listener wants get events; memoized plans copy it into
+    /// `Plan::fast_hit`, so the hit path tests no extra flag for events.
+    pub(crate) get_events: bool,
 }
 
 impl Inner {
@@ -77,6 +82,14 @@ impl Inner {
         let mut stats = self.counters.snapshot();
         stats.pending_invalidations = self.invalidations.pending() as u64;
         stats
+    }
+
+    /// Tells the listeners, if any.
+    #[inline(always)]
+    pub(crate) fn tell(&self, event: impl FnOnce(&crate::events::Events)) {
+        if let Some(events) = &self.events {
+            event(events);
+        }
     }
 
     /// The memory tier's entry, unless memory is not trusted at `now` (the

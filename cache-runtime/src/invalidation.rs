@@ -80,6 +80,7 @@ pub(crate) async fn invalidate(cache: &Cache, names: Vec<String>) -> Result<(), 
         inner.counters.invalidations.incr();
         tracing::debug!(namespace = %inner.namespace, tag = %name, "cache tag invalidated");
     }
+    inner.tell(|events| events.invalidate(&names));
     let Some(remote) = &inner.remote else {
         for name in &names {
             inner.tags.invalidate(name);
@@ -161,7 +162,7 @@ fn start_retrying(inner: &Inner, cache: Weak<Inner>) {
         }
         Err(_) => {
             inner.invalidations.retrying.store(false, Ordering::SeqCst);
-            inner.counters.store_errors.incr();
+            inner.counters.fault(crate::events::FaultKind::Other);
             tracing::warn!("no tokio runtime to retry queued cache invalidations in");
         }
     }

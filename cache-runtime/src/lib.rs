@@ -42,6 +42,7 @@ mod cache;
 mod clock;
 mod duration;
 mod error;
+pub mod events;
 mod flight;
 mod flow;
 mod global;
@@ -53,6 +54,8 @@ mod key;
 mod keyspace;
 mod manual;
 mod memory;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod outcome;
 mod owned;
 mod policy;

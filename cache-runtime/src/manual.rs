@@ -12,6 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::clock::now_millis;
+use crate::events::{Call, FaultKind, GetResult, LoadOutcome};
 use crate::flight::{Join, LeadGuard};
 use crate::flow::plan::Plan;
 use crate::flow::{begin_with, remote_versions, store_value, Begun, Step, Write};
@@ -56,7 +57,7 @@ impl Cache {
                     Some(v) if fresh => Some(v.clone()),
                     Some(_) => None,
                     None => {
-                        inner.counters.decode_errors.incr();
+                        inner.counters.fault(FaultKind::Decode);
                         None
                     }
                 }
@@ -67,6 +68,15 @@ impl Cache {
                 Some(_) => inner.counters.hits.incr(),
                 None => inner.counters.misses.incr(),
             }
+        }
+        // Final unless the remote tier may still hit (`remote_many` tells).
+        if (value.is_some() || inner.remote.is_none()) && crate::warm::counted(inner) {
+            let result = if value.is_some() {
+                GetResult::Hit
+            } else {
+                GetResult::Miss
+            };
+            inner.tell(|events| events.get(Call::new(None, key), result));
         }
         value
     }
@@ -236,7 +246,18 @@ impl Cache {
                 .map(|(i, _)| keys[*i].as_ref().to_string())
                 .collect();
             inner.counters.loads.incr();
-            let mut loaded = match load(missing).await {
+            let started = std::time::Instant::now();
+            let loaded = load(missing).await;
+            let outcome = match &loaded {
+                Ok(_) => LoadOutcome::Ok,
+                Err(_) => LoadOutcome::Error,
+            };
+            let batch = Call {
+                function: None,
+                key: None,
+            };
+            inner.tell(|events| events.load(batch, started.elapsed(), outcome, false));
+            let mut loaded = match loaded {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     inner.counters.load_errors.incr();
@@ -262,6 +283,8 @@ impl Cache {
         }
         for (i, flight) in waiting {
             inner.counters.coalesced.incr();
+            let key = Key::manual(keys[i].as_ref());
+            inner.tell(|events| events.coalesced(Call::new(None, &key)));
             let shared = flight.wait().await;
             out[i] = match shared.as_ref().and_then(|s| s.downcast_ref::<T>()) {
                 Some(v) => Some(v.clone()),

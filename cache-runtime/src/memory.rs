@@ -206,7 +206,7 @@ impl MemoryTier {
         drop(shard);
         let evicted = dropped.saturating_sub(u64::from(replaces));
         if let (Some(counters), true) = (&self.counters, evicted > 0) {
-            counters.evictions.add(evicted);
+            counters.evicted(evicted);
         }
     }
 

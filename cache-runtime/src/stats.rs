@@ -4,20 +4,46 @@
 //! writer (a plain load and store); a thread gives its slot back when it
 //! exits; threads beyond that share one atomic slot. Reading sums the slots.
 
+mod gets;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub(crate) use gets::{GetTotals, Got, SiteCounts, Sites};
+
+use crate::events::{Events, FaultKind};
 
 const SLOTS: usize = 16;
 
+/// One thread's slot of `N` counters, on cache lines of its own.
 #[repr(align(128))]
-#[derive(Default)]
-struct Slot(AtomicU64);
+struct Slot<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Slot<N> {
+    fn default() -> Self {
+        Slot(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// `N` counters with one slot per thread (see the module docs): the counters
+/// a call touches together share its thread's slot.
+pub(crate) struct Lanes<const N: usize> {
+    slots: [Slot<N>; SLOTS],
+    shared: Slot<N>,
+}
+
+impl<const N: usize> Default for Lanes<N> {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| Slot::default()),
+            shared: Slot::default(),
+        }
+    }
+}
 
 /// A counter with one slot per thread (see the module docs).
 #[derive(Default)]
-pub(crate) struct Counter {
-    slots: [Slot; SLOTS],
-    shared: Slot,
-}
+pub(crate) struct Counter(Lanes<1>);
 
 /// A thread's claim on a slot index, given back when the thread exits so that
 /// servers whose threads come and go keep using their own slots.
@@ -58,35 +84,48 @@ fn own_slot() -> Option<usize> {
         .filter(|index| *index < SLOTS)
 }
 
-impl Counter {
+impl<const N: usize> Lanes<N> {
+    /// Adds `n` to counter `lane` (below `N`).
     #[inline(always)]
-    pub(crate) fn incr(&self) {
-        self.add(1);
-    }
-
-    #[inline(always)]
-    pub(crate) fn add(&self, n: u64) {
+    pub(crate) fn add(&self, lane: usize, n: u64) {
         match own_slot() {
             Some(i) => {
-                let slot = &self.slots[i].0;
+                let cell = &self.slots[i].0[lane];
                 // Single writer: no read-modify-write needed.
-                slot.store(
-                    slot.load(Ordering::Relaxed).wrapping_add(n),
+                cell.store(
+                    cell.load(Ordering::Relaxed).wrapping_add(n),
                     Ordering::Relaxed,
                 );
             }
             None => {
-                self.shared.0.fetch_add(n, Ordering::Relaxed);
+                self.shared.0[lane].fetch_add(n, Ordering::Relaxed);
             }
         }
     }
 
-    pub(crate) fn get(&self) -> u64 {
+    /// The sum of counter `lane` over every slot.
+    pub(crate) fn get(&self, lane: usize) -> u64 {
         self.slots
             .iter()
             .chain(std::iter::once(&self.shared))
-            .map(|s| s.0.load(Ordering::Relaxed))
+            .map(|s| s.0[lane].load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
+    }
+}
+
+impl Counter {
+    #[inline(always)]
+    pub(crate) fn incr(&self) {
+        self.0.add(0, 1);
+    }
+
+    #[inline(always)]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.add(0, n);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.get(0)
     }
 }
 
@@ -110,6 +149,11 @@ pub(crate) struct Counters {
     pub(crate) config_errors: Counter,
     pub(crate) invalidation_failures: Counter,
     pub(crate) warmed: Counter,
+    /// The gets of each memoized `#[cached]` function (not in the counters above).
+    pub(crate) sites: Sites,
+    /// The cache's listeners, for the parts that hold counters but not the
+    /// cache (the memory tier's evictions, the remote tier's faults).
+    pub(crate) events: Option<Arc<Events>>,
 }
 
 /// A snapshot of a cache's counters, from [`Cache::stats`](crate::Cache::stats).
@@ -238,12 +282,69 @@ impl serde::Serialize for Stats {
 }
 
 impl Counters {
+    /// Counts a get: in its function's counters when it has them (a
+    /// memoized `#[cached]` site), else in the cache-wide ones.
+    #[inline(always)]
+    pub(crate) fn count_get(&self, site: Option<&SiteCounts>, got: Got) {
+        match site {
+            Some(site) => site.count(got),
+            None => match got {
+                Got::Hit => self.hits.incr(),
+                Got::RemoteHit => self.remote_hits.incr(),
+                Got::Stale => self.stale_hits.incr(),
+                Got::Miss => self.misses.incr(),
+            },
+        }
+    }
+
+    /// Counts a fault of the remote tier (`Decode`: of its bytes) and tells
+    /// the listeners.
+    pub(crate) fn fault(&self, kind: FaultKind) {
+        self.faults(kind, 1);
+    }
+
+    /// Counts `n` faults of one kind.
+    pub(crate) fn faults(&self, kind: FaultKind, n: u64) {
+        match kind {
+            FaultKind::Decode => self.decode_errors.add(n),
+            _ => self.store_errors.add(n),
+        }
+        if let Some(events) = &self.events {
+            for _ in 0..n {
+                events.fault(kind);
+            }
+        }
+    }
+
+    /// Counts entries the memory tier dropped for room.
+    pub(crate) fn evicted(&self, n: u64) {
+        self.evictions.add(n);
+        if let Some(events) = &self.events {
+            events.evict(n);
+        }
+    }
+
+    /// The gets counted cache-wide: the manual API's, and those of calls
+    /// whose plan is not memoized.
+    pub(crate) fn wide_gets(&self) -> GetTotals {
+        // Remote hits first: see `SiteCounts::totals`.
+        let remote_hits = self.remote_hits.get();
+        GetTotals {
+            hits: self.hits.get(),
+            remote_hits,
+            stale: self.stale_hits.get(),
+            misses: self.misses.get(),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
+        let mut gets = self.wide_gets();
+        gets.add(self.sites.totals());
         Stats {
-            hits: self.hits.get() + self.remote_hits.get(),
-            remote_hits: self.remote_hits.get(),
-            misses: self.misses.get().saturating_sub(self.remote_hits.get()),
-            stale_hits: self.stale_hits.get(),
+            hits: gets.served(),
+            remote_hits: gets.remote_hits,
+            misses: gets.missed(),
+            stale_hits: gets.stale,
             loads: self.loads.get(),
             load_errors: self.load_errors.get(),
             store_errors: self.store_errors.get() + self.config_errors.get(),

@@ -46,12 +46,14 @@ pub(crate) async fn lead_across_processes(
                     let _ = lock.release().await;
                 }
                 if crate::warm::counted(inner) {
-                    inner.counters.remote_hits.incr();
+                    inner
+                        .counters
+                        .count_get(lead.plan.counts, crate::stats::Got::RemoteHit);
                 }
                 if let Some(guard) = lead.guard.take() {
                     guard.complete(Some(value.to_shared()));
                 }
-                return Missed::Value(value);
+                return Missed::Value(value, crate::events::GetResult::Hit);
             }
             RemoteRead::Miss { versions: None, .. } => return Missed::Lead(lead),
             RemoteRead::Miss {

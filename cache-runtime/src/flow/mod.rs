@@ -29,9 +29,11 @@ pub(crate) use store::{load_snapshot, remote_versions, store as store_value, Wri
 pub use ticket::Ticket;
 
 use crate::clock::now_millis;
+use crate::events::{Call, FaultKind, GetResult};
 use crate::key::Key;
 use crate::outcome::ReturnKind;
 use crate::private::Site;
+use crate::stats::Got;
 use crate::Cache;
 use lookup::{fresh_value, judge, Found};
 use plan::Plan;
@@ -61,14 +63,15 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
         return None;
     }
     let plan = site.plan.get(inner.id)?;
-    if plan.beta > 0.0 || tracing::enabled!(tracing::Level::DEBUG) {
+    if !plan.fast_hit || tracing::enabled!(tracing::Level::DEBUG) {
         return None;
     }
     let now = now_millis();
     let value =
         inner.memory_read(&key.repr, now, |entry| fresh_value::<M::Value>(entry, now))??;
     if crate::warm::counted(inner) {
-        inner.counters.hits.incr();
+        // The function's own counter (memoized plans have one), not the cache's.
+        inner.counters.count_get(plan.counts, Got::Hit);
     }
     Some(M::join(value))
 }
@@ -134,7 +137,7 @@ where
         return disabled(cache, plan, key);
     }
     if !key.is_valid() {
-        inner.counters.store_errors.incr();
+        inner.counters.fault(FaultKind::Other);
         tracing::warn!("cache key arguments failed to serialize; call runs uncached");
         return Begun::Ready(Step::Load(Ticket::uncached(cache)));
     }
@@ -148,12 +151,14 @@ where
         Found::absent()
     };
     if wrong_type {
-        inner.counters.decode_errors.incr();
+        inner.counters.fault(FaultKind::Decode);
     }
+    let call = Call::new(plan.function, &key);
     let fail_safe = match found {
         Found::Fresh { value, early } => {
             if crate::warm::counted(inner) {
-                inner.counters.hits.incr();
+                inner.counters.count_get(plan.counts, Got::Hit);
+                inner.tell(|events| events.get(call, GetResult::Hit));
             }
             if let Some(tags) = early {
                 if let Some(guard) = inner.flights.try_lead(&key.repr, tags) {
@@ -168,7 +173,8 @@ where
         }
         Found::Stale { value, tags_entry } => {
             if crate::warm::counted(inner) {
-                inner.counters.stale_hits.incr();
+                inner.counters.count_get(plan.counts, Got::Stale);
+                inner.tell(|events| events.get(call, GetResult::Stale));
             }
             trace(cache, &key, "stale hit", started);
             let tags = tags_entry.tags.renewed();
@@ -184,7 +190,11 @@ where
         Found::Miss { fail_safe } => fail_safe,
     };
     if crate::warm::counted(inner) {
-        inner.counters.misses.incr();
+        inner.counters.count_get(plan.counts, Got::Miss);
+        if inner.remote.is_none() {
+            // Final: no remote tier to hit (with one, `miss` tells what it found).
+            inner.tell(|events| events.get(call, GetResult::Miss));
+        }
     }
     let tags = tags();
     if !plan.single_flight && inner.remote.is_none() {
@@ -220,8 +230,10 @@ where
 /// cache has no tier) and joins no other caller's load.
 #[cold]
 fn disabled<M: ReturnKind<R>, R>(cache: &Cache, plan: Plan, key: Key) -> Begun<'_, M, R> {
-    if crate::warm::counted(&cache.inner) {
-        cache.inner.counters.misses.incr();
+    let inner = &cache.inner;
+    if crate::warm::counted(inner) {
+        inner.counters.count_get(plan.counts, Got::Miss);
+        inner.tell(|events| events.get(Call::new(plan.function, &key), GetResult::Miss));
     }
     let lead = Lead {
         key,

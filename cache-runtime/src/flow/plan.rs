@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::clock::millis;
 use crate::private::{LockMode, Site};
+use crate::stats::SiteCounts;
 use crate::{Cache, Error, Policy};
 
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,16 @@ pub(crate) struct Plan {
     pub(crate) cache_none: bool,
     /// Whether a background refresh can be made (stale / refresh-ahead apply).
     pub(crate) refreshable: bool,
+    /// Whether [`hit`](super::hit) may decide a fresh hit alone: no
+    /// refresh-ahead to roll for, and no listener of get events (both
+    /// fixed once the cache is built, so the memoized plan keeps it and the
+    /// hit path tests one flag for both).
+    pub(crate) fast_hit: bool,
+    /// The `#[cached]` site's name; `None` for the manual API.
+    pub(crate) function: Option<&'static str>,
+    /// Where this call's gets are counted: the memo's own counters, or
+    /// (`None`: the manual API, a plan not memoized) the cache-wide ones.
+    pub(crate) counts: Option<&'static SiteCounts>,
 }
 
 impl Plan {
@@ -43,6 +54,9 @@ impl Plan {
             distributed: false,
             cache_none: true,
             refreshable,
+            fast_hit: false,
+            function: None,
+            counts: None,
         }
     }
 
@@ -51,10 +65,12 @@ impl Plan {
         if let Some(plan) = site.plan.get(cache.inner.id) {
             return Ok(*plan);
         }
-        let plan = Self::resolve(site, cache)?;
+        let mut plan = Self::resolve(site, cache)?;
         // Profiles and defaults are fixed once a cache is built, so the plan
         // stays right for this cache.
-        site.plan.remember(cache.inner.id, plan);
+        if let Some(counts) = site.plan.remember(cache.inner.id, &mut plan) {
+            cache.inner.counters.sites.register(counts);
+        }
         Ok(plan)
     }
 
@@ -77,6 +93,8 @@ impl Plan {
         plan.distributed = cache.inner.remote.is_some()
             && matches!(site.lock, LockMode::Default | LockMode::Distributed);
         plan.cache_none = site.cache_none;
+        plan.function = Some(site.name);
+        plan.fast_hit = plan.beta == 0.0 && !cache.inner.get_events;
         Ok(plan)
     }
 
@@ -111,10 +129,16 @@ pub(crate) const PLAN_SLOTS: usize = 8;
 /// with `Acquire`, so no plan is read while it is written. Cache ids are never
 /// reused, so a dropped cache's slot is never wrong, only unused.
 ///
-/// Nothing here is ever freed: sites are statics, so this is one 48-byte box
-/// per cached function, and a block of about 350 bytes more for a function
-/// used with a second cache. (A `OnceLock` would need a destructor, which the
-/// `..Site::DEFAULT` of generated statics cannot have.)
+/// Each remembered plan has get counters of its own (`SiteCounts`: one
+/// 128-byte line per thread slot, about 2 KiB), so that a hit counts for its
+/// function without touching anything shared; the cache sums them into its
+/// `Stats`, and the `metrics` feature labels them with the function.
+///
+/// Nothing here is ever freed: sites are statics, so this is one 80-byte box
+/// and 2 KiB of counters per cached function and cache it is used with, and a
+/// block of about 570 bytes for a function used with a second cache. (A
+/// `OnceLock` would need a destructor, which the `..Site::DEFAULT` of
+/// generated statics cannot have.)
 #[derive(Debug)]
 pub struct PlanCache {
     first: AtomicPtr<(u64, Plan)>,
@@ -191,25 +215,36 @@ impl PlanCache {
     /// Remembers `plan` for `cache_id`, unless it is already known or every
     /// slot is taken. Two threads remembering the same new cache at once may
     /// both take a slot: harmless, and bounded by `PLAN_SLOTS`.
-    pub(crate) fn remember(&self, cache_id: u64, plan: Plan) {
+    ///
+    /// A remembered plan gets counters of its own (`plan.counts`), made only
+    /// once its slot is secured and never freed, like the slot; they are
+    /// returned, for the cache to sum into its `Stats`.
+    pub(crate) fn remember(&self, cache_id: u64, plan: &mut Plan) -> Option<&'static SiteCounts> {
         let first = self.first.load(Ordering::Acquire);
         if first.is_null() {
-            let new = Box::into_raw(Box::new((cache_id, plan)));
+            let counts = Box::into_raw(Box::new(SiteCounts::new(plan.function.unwrap_or(""))));
+            // SAFETY: just allocated; freed below only if never shared.
+            plan.counts = Some(unsafe { &*counts });
+            let new = Box::into_raw(Box::new((cache_id, *plan)));
             match self.first.compare_exchange(
                 std::ptr::null_mut(),
                 new,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return,
+                // SAFETY: published with the plan, which is never freed.
+                Ok(_) => return Some(unsafe { &*counts }),
                 Err(_) => {
-                    // SAFETY: `new` was never shared: the exchange failed.
+                    plan.counts = None;
+                    // SAFETY: `new` and `counts` were never shared: the
+                    // exchange failed, and `plan` no longer points to them.
                     drop(unsafe { Box::from_raw(new) });
+                    drop(unsafe { Box::from_raw(counts) });
                 }
             }
         }
         if self.get(cache_id).is_some() {
-            return;
+            return None;
         }
         let more = self.make_more();
         let claimed = more
@@ -217,13 +252,16 @@ impl PlanCache {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < more.slots.len()).then_some(n + 1)
             });
-        let Some(slot) = claimed.ok().and_then(|index| more.slots.get(index)) else {
-            return; // full: this cache's plan is resolved on each call
-        };
+        // Full: this cache's plan is resolved on each call, and counted cache-wide.
+        let slot = claimed.ok().and_then(|index| more.slots.get(index))?;
+        let counts: &'static SiteCounts =
+            Box::leak(Box::new(SiteCounts::new(plan.function.unwrap_or(""))));
+        plan.counts = Some(counts);
         // SAFETY: the `claimed` counter handed this slot to this call alone,
         // and no reader reads its plan before the id below is published.
-        unsafe { (*slot.plan.get()).write(plan) };
+        unsafe { (*slot.plan.get()).write(*plan) };
         slot.id.store(cache_id, Ordering::Release);
+        Some(counts)
     }
 
     /// The block of slots for the caches after the first, made by the first
@@ -280,6 +318,9 @@ mod tests {
             distributed: false,
             cache_none: true,
             refreshable: false,
+            fast_hit: false,
+            function: None,
+            counts: None,
         }
     }
 
@@ -325,9 +366,9 @@ mod tests {
         assert!(memo.get(1).is_none());
         let last = PLAN_SLOTS as u64 + 2;
         for id in 1..=last {
-            memo.remember(id, plan(id));
+            assert!(memo.remember(id, &mut plan(id)).is_some() == (id <= PLAN_SLOTS as u64));
             // Remembering a known cache again takes no slot.
-            memo.remember(id, plan(id));
+            assert!(memo.remember(id, &mut plan(id)).is_none());
         }
         for id in 1..=PLAN_SLOTS as u64 {
             assert!(is_plan(memo.get(id), id), "cache {id}");
@@ -346,8 +387,8 @@ mod tests {
                 s.spawn(move || {
                     for round in 0..1000 {
                         if round == t * 10 {
-                            memo.remember(t + 1, plan(t + 1));
-                            memo.remember(t + 5, plan(t + 5));
+                            memo.remember(t + 1, &mut plan(t + 1));
+                            memo.remember(t + 5, &mut plan(t + 5));
                         }
                         for id in 1..=PLAN_SLOTS as u64 {
                             if let Some(found) = memo.get(id) {

@@ -12,6 +12,7 @@ use futures_util::FutureExt;
 
 use super::plan::Plan;
 use super::store::{load_snapshot, remote_versions, store, Write};
+use crate::events::{Call, LoadOutcome};
 use crate::flight::LeadGuard;
 use crate::key::Key;
 use crate::memory::Entry;
@@ -62,11 +63,16 @@ impl Refresher {
     {
         let state = *self.state;
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            state.cache.inner.counters.store_errors.incr();
+            let inner = &state.cache.inner;
+            inner.counters.fault(crate::events::FaultKind::Other);
             tracing::warn!("no tokio runtime to refresh a cache entry in the background");
             return;
         };
-        state.cache.inner.counters.refreshes.incr();
+        let inner = &state.cache.inner;
+        inner.counters.refreshes.incr();
+        let call = Call::new(state.plan.function, &state.key);
+        // Early (refresh-ahead) refreshes start from a fresh hit, with no entry.
+        inner.tell(|events| events.refresh(call, state.entry.is_none()));
         handle.spawn(state.run::<M, R, F>(load));
     }
 }
@@ -87,8 +93,16 @@ impl RefreshState {
         inner.counters.loads.incr();
         let started = Instant::now();
         let outcome = AssertUnwindSafe(load).catch_unwind().await;
-        let load_millis = started.elapsed().as_millis() as u64;
-        match outcome.map(M::split) {
+        let took = started.elapsed();
+        let load_millis = took.as_millis() as u64;
+        let outcome = outcome.map(M::split);
+        let result = match &outcome {
+            Ok(Ok(_)) => LoadOutcome::Ok,
+            _ => LoadOutcome::Error,
+        };
+        let call = Call::new(self.plan.function, &self.key);
+        inner.tell(|events| events.load(call, took, result, true));
+        match outcome {
             Ok(Ok(value)) => {
                 let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
                 if M::storable(&value, self.plan.cache_none) {

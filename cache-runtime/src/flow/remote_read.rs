@@ -255,7 +255,7 @@ fn judge(
 #[cold]
 fn undecodable(cache: &Cache, key: &Key, error: EntryError, versions: &[u64]) -> Judged {
     let inner = &cache.inner;
-    inner.counters.decode_errors.incr();
+    inner.counters.fault(crate::events::FaultKind::Decode);
     tracing::warn!(key = %key.full(&inner.namespace), %error, "undecodable remote cache entry treated as a miss");
     Judged::Read(RemoteRead::Miss {
         fail_safe: None,

@@ -14,20 +14,23 @@ use super::plan::Plan;
 use super::remote_read::{read, DecodeFn, RemoteRead, Shared};
 use super::{trace, Refresher, Step, Ticket};
 use crate::clock::now_millis;
+use crate::events::{Call, FaultKind, GetResult};
 use crate::flight::{Join, LeadGuard};
 use crate::key::Key;
 use crate::memory::Entry;
 use crate::outcome::ReturnKind;
 use crate::remote::lock::LockGuard;
+use crate::stats::Got;
 use crate::tags::TagSnapshot;
 use crate::value::Value;
 use crate::Cache;
 
 /// How a miss ended.
 pub(crate) enum Missed {
-    /// A value of the caller's type: another caller's load, an entry stored
-    /// meanwhile, or a fresh remote entry.
-    Value(Value),
+    /// A value of the caller's type: another caller's load or an entry
+    /// stored meanwhile (`Miss`: the call missed), or a fresh remote entry
+    /// (`Hit`).
+    Value(Value, GetResult),
     /// A stale remote entry: served, refreshed in the background by whoever
     /// holds `guard`.
     Stale {
@@ -55,7 +58,7 @@ impl Missed {
     pub(crate) fn into_step<M: ReturnKind<R>, R>(self, cache: &Cache) -> Step<M, R> {
         match self {
             // Moved out when nobody else holds it (a storage-only hit).
-            Missed::Value(value) => match value.take::<M::Value>() {
+            Missed::Value(value, _) => match value.take::<M::Value>() {
                 Ok(value) => Step::Hit(M::join(value)),
                 // `miss` checked the type; unreachable, but degrade rather than panic.
                 Err(_) => Step::Load(Ticket::uncached(cache)),
@@ -92,6 +95,16 @@ pub(crate) struct MissCall {
     pub(crate) value_type: TypeId,
     pub(crate) decode: DecodeFn,
     pub(crate) started: Option<Instant>,
+}
+
+/// Tells the listeners what a call on the miss path found (its one get
+/// event: a remote hit is a hit), where it is decided.
+/// Tells the listeners of a get, unless it is a warm run's (not traffic).
+pub(crate) fn told(cache: &Cache, plan: &Plan, key: &Key, result: GetResult) {
+    let inner = &cache.inner;
+    if crate::warm::counted(inner) {
+        inner.tell(|events| events.get(Call::new(plan.function, key), result));
+    }
 }
 
 pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
@@ -152,7 +165,8 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
         if usable {
             drop(guard);
             trace(cache, &call.key, "hit after miss", call.started);
-            return Missed::Value(entry.value);
+            told(cache, &call.plan, &call.key, GetResult::Miss);
+            return Missed::Value(entry.value, GetResult::Miss);
         }
     }
     let read = match earlier {
@@ -184,14 +198,30 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     }
 }
 
-/// Boxed: a rare path, kept out of every remote hit's future.
+/// Boxed: a rare path, kept out of every remote hit's future. Tells the
+/// call's get event once the lock's re-read decided it.
 fn lead_distributed<'a>(
     cache: &'a Cache,
     lead: Lead,
     decode: DecodeFn,
     value_type: TypeId,
 ) -> Pin<Box<dyn Future<Output = Missed> + Send + 'a>> {
-    Box::pin(lead_across_processes(cache, lead, decode, value_type))
+    Box::pin(async move {
+        let call = cache
+            .inner
+            .get_events
+            .then(|| (lead.plan, lead.key.clone()));
+        let missed = lead_across_processes(cache, lead, decode, value_type).await;
+        if let Some((plan, key)) = call {
+            let result = match &missed {
+                Missed::Value(_, result) => *result,
+                Missed::Stale { .. } => GetResult::Stale,
+                Missed::Lead(_) => GetResult::Miss,
+            };
+            told(cache, &plan, &key, result);
+        }
+        missed
+    })
 }
 
 /// What [`settle`] decided.
@@ -217,7 +247,8 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
     match read {
         RemoteRead::Fresh(value) if value.type_id() == value_type => {
             if crate::warm::counted(inner) {
-                inner.counters.remote_hits.incr();
+                inner.counters.count_get(plan.counts, Got::RemoteHit);
+                told(cache, &plan, &key, GetResult::Hit);
             }
             trace(cache, &key, "remote hit", started);
             if let Some(guard) = guard {
@@ -225,11 +256,12 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             }
             // Completing the flight dropped its copy unless someone waits, so
             // the value can usually be moved out instead of cloned.
-            Settled::Done(Missed::Value(value))
+            Settled::Done(Missed::Value(value, GetResult::Hit))
         }
         RemoteRead::Stale(entry) if entry.value.type_id() == value_type => {
             if crate::warm::counted(inner) {
-                inner.counters.stale_hits.incr();
+                inner.counters.count_get(plan.counts, Got::Stale);
+                told(cache, &plan, &key, GetResult::Stale);
             }
             trace(cache, &key, "remote stale hit", started);
             // Waiters get the stale value now; the refresh leads a new flight.
@@ -245,7 +277,8 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             })
         }
         RemoteRead::Fresh(_) | RemoteRead::Stale(_) => {
-            inner.counters.decode_errors.incr();
+            inner.counters.fault(FaultKind::Decode);
+            told(cache, &plan, &key, GetResult::Miss);
             Settled::Done(Missed::Lead(Lead {
                 key,
                 plan,
@@ -274,6 +307,7 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             if distributed {
                 Settled::Distributed(lead)
             } else {
+                told(cache, &lead.plan, &lead.key, GetResult::Miss);
                 Settled::Done(Missed::Lead(lead))
             }
         }
@@ -301,11 +335,13 @@ async fn join_flight(
             Join::Alone => return Ok(None),
             Join::Wait(flight) => {
                 inner.counters.coalesced.incr();
+                inner.tell(|events| events.coalesced(Call::new(plan.function, key)));
                 // Boxed: waiting is rare, and keeps the hit's future small.
                 if let Some(shared) = Box::pin(flight.wait()).await {
                     if (*shared).type_id() == value_type {
                         trace(cache, key, "miss, joined a load", started);
-                        return Err(Missed::Value(Value::from_shared(shared)));
+                        told(cache, plan, key, GetResult::Miss);
+                        return Err(Missed::Value(Value::from_shared(shared), GetResult::Miss));
                     }
                 }
                 // The leader failed, was cancelled or panicked: try again,

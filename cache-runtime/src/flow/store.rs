@@ -64,7 +64,7 @@ pub(crate) async fn store<V: Storable>(
                     .await;
             }
             Err(error) => {
-                inner.counters.store_errors.incr();
+                inner.counters.fault(crate::events::FaultKind::Other);
                 tracing::warn!(%error, "cache value could not be encoded for the remote tier");
             }
         }

@@ -14,6 +14,7 @@ use super::plan::Plan;
 use super::slow::Lead;
 use super::store::{store, Write};
 use super::Kind;
+use crate::events::{Call, LoadOutcome};
 use crate::flight::LeadGuard;
 use crate::key::Key;
 use crate::outcome::ReturnKind;
@@ -107,7 +108,16 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
         let keep_alive = lock.as_ref().map(|l| l.keep_alive(LOAD_LOCK_TTL));
         let outcome = AssertUnwindSafe(load).catch_unwind().await;
         drop(keep_alive);
-        let load_millis = started.elapsed().as_millis() as u64;
+        let took = started.elapsed();
+        let load_millis = took.as_millis() as u64;
+        let ok = matches!(&outcome, Ok(r) if M::succeeded(r));
+        let call = Call::new(plan.function, &key);
+        let result = if ok {
+            LoadOutcome::Ok
+        } else {
+            LoadOutcome::Error
+        };
+        inner.tell(|events| events.load(call, took, result, false));
         let failure = match outcome {
             Ok(r) => match M::split(r) {
                 Ok(value) => {
@@ -141,6 +151,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
         if let Some(old) = fail_safe {
             if let Some(value) = old.downcast_ref::<M::Value>() {
                 inner.counters.fail_safe_serves.incr();
+                inner.tell(|events| events.fail_safe(Call::new(plan.function, &key)));
                 tracing::warn!(
                     key = %key.full(&inner.namespace),
                     panicked = failure.is_err(),

@@ -3,13 +3,14 @@
 //! flight, store what may be stored, and invalidate on unsafe methods.
 
 use std::any::Any;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, AGE, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE,
+    HeaderValue, AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -20,7 +21,7 @@ use tower::Service;
 use super::cache_control::Directives;
 use super::conditional;
 use super::freshness::{self, age_seconds, now_millis, Fallback};
-use super::headers::{stored_fields, take_tags, CACHE_STATUS};
+use super::headers::{has_any, stored_fields, take_tags, CACHE_STATUS};
 use super::key;
 use super::range::{self, Ranged};
 use super::storable;
@@ -34,6 +35,8 @@ use crate::tags::TagSnapshot;
 use crate::Policy;
 
 type Out<E> = Response<CacheBody<E>>;
+/// The future of one request through the layer.
+type Handled<E, SE> = Pin<Box<dyn Future<Output = Result<Out<E>, SE>> + Send>>;
 
 /// What a load shares with the requests that waited for it.
 enum Shared {
@@ -53,11 +56,14 @@ struct Target {
     cc: Directives,
 }
 
-pub(crate) async fn handle<S, B, R>(
+/// The future of one request. Reads and writes are boxed apart, and a read
+/// boxes its rarer paths (to the origin, bypassed), so a hit moves only a
+/// small future onto the heap.
+pub(crate) fn handle<S, B, R>(
     config: Arc<Config>,
     service: S,
     request: Request<B>,
-) -> Result<Out<R::Error>, S::Error>
+) -> Handled<R::Error, S::Error>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -67,12 +73,32 @@ where
     R::Error: Send + 'static,
 {
     let (parts, body) = request.into_parts();
-    let method = parts.method.clone();
-    if method == Method::GET || method == Method::HEAD {
-        return read(config, service, parts, body).await;
+    if parts.method == Method::GET || parts.method == Method::HEAD {
+        Box::pin(read(config, service, parts, body))
+    } else {
+        Box::pin(write(config, service, parts, body))
     }
+}
+
+/// A request with another method: sent on, and, when unsafe and
+/// successful, its URIs invalidated.
+async fn write<S, B, R>(
+    config: Arc<Config>,
+    service: S,
+    parts: Parts,
+    body: B,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Body<Data = Bytes> + Send + 'static,
+    R::Error: Send + 'static,
+{
+    let method = parts.method.clone();
     let safe = method == Method::OPTIONS || method == Method::TRACE;
-    let authority = key::authority(&parts);
+    let authority = key::authority(&parts).into_owned();
     let uri = parts.uri.clone();
     let response = call(service, Request::from_parts(parts, body)).await?;
     let status = response.status();
@@ -109,39 +135,53 @@ where
     R: Body<Data = Bytes> + Send + 'static,
     R::Error: Send + 'static,
 {
-    let bypass = |detail: &str| format!("fwd=bypass; detail={detail}");
-    let Ok(cc) = Directives::of(&parts.headers) else {
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok(pass(&config, r, &bypass("malformed-request")));
+    let cc = if has_any(&parts.headers, &[CACHE_CONTROL]) {
+        let Ok(cc) = Directives::of(&parts.headers) else {
+            return Box::pin(bypass(&config, service, parts, body, "malformed-request")).await;
+        };
+        cc
+    } else {
+        Directives::default()
     };
     // Preconditions other than the two a cache answers go to the origin as
     // they are; a `Range` is answered from a fresh stored response only.
-    if [IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]
-        .iter()
-        .any(|h| parts.headers.contains_key(h))
-    {
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok(pass(&config, r, &bypass("precondition")));
+    if has_any(&parts.headers, &[IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]) {
+        return Box::pin(bypass(&config, service, parts, body, "precondition")).await;
     }
     let authority = key::authority(&parts);
-    let identity = match &config.key {
+    let keyed = match &config.key {
         None => key::identity(&authority, &parts.uri),
         Some(f) => match f(&parts) {
             Some(k) => key::custom_identity(&k),
-            None => {
-                let r = call(service, Request::from_parts(parts, body)).await?;
-                return Ok(pass(&config, r, &bypass("key")));
-            }
+            None => return Box::pin(bypass(&config, service, parts, body, "key")).await,
         },
     };
+    let now = now_millis();
+    let (stored, miss) = lookup(&config, &keyed, &parts.headers).await;
+    let wants_newer = |cc: &Directives, stored: &StoredResponse, fresh_for: i128| {
+        config.request_no_cache
+            && (cc.no_cache
+                || cc
+                    .max_age
+                    .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
+                || cc
+                    .min_fresh
+                    .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))))
+    };
+    // A fresh hit is answered before the URI's tag and the layer's tags,
+    // needed only to store, are computed.
+    if let Some(stored) = &stored {
+        let fresh_for = stored.fresh_for(now);
+        if fresh_for > 0 && !stored.stale.no_cache && !wants_newer(&cc, stored, fresh_for) {
+            return Ok(serve(&config, stored, &parts, now, "hit"));
+        }
+    }
     let target = Target {
         uri_tag: key::uri_tag(&authority, path_and_query(&parts.uri)),
         tags: config.tags.as_ref().map(|f| f(&parts)).unwrap_or_default(),
-        identity,
+        identity: keyed.identity().to_string(),
         cc,
     };
-    let now = now_millis();
-    let (stored, miss) = lookup(&config, &target.identity, &parts.headers).await;
     let ranged = parts.headers.contains_key(RANGE);
     let Some(stored) = stored else {
         if target.cc.only_if_cached {
@@ -149,29 +189,14 @@ where
         }
         if ranged {
             // The origin's 206 is not stored (nothing to combine it with).
-            let r = call(service, Request::from_parts(parts, body)).await?;
-            return Ok(pass(&config, r, &bypass("range")));
+            return Box::pin(bypass(&config, service, parts, body, "range")).await;
         }
-        return fetch(config, service, parts, body, target, None, miss).await;
+        return Box::pin(fetch(config, service, parts, body, target, None, miss)).await;
     };
     let fresh_for = stored.fresh_for(now);
-    let honour = config.request_no_cache;
-    let client_wants_newer = honour
-        && (target.cc.no_cache
-            || target
-                .cc
-                .max_age
-                .is_some_and(|s| stored.age(now) > s.saturating_mul(1000))
-            || target
-                .cc
-                .min_fresh
-                .is_some_and(|s| fresh_for < i128::from(s.saturating_mul(1000))));
-    if fresh_for > 0 && !stored.stale.no_cache && !client_wants_newer {
-        return Ok(serve(&config, &stored, &parts, now, "hit"));
-    }
+    let client_wants_newer = wants_newer(&target.cc, &stored, fresh_for);
     if ranged {
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok(pass(&config, r, &bypass("range")));
+        return Box::pin(bypass(&config, service, parts, body, "range")).await;
     }
     let stale_for = u64::try_from(-fresh_for).unwrap_or(0);
     let may_serve_stale = fresh_for <= 0 && !stored.stale.never && !client_wants_newer;
@@ -190,28 +215,46 @@ where
     if target.cc.only_if_cached {
         return Ok(gateway_timeout(&config));
     }
-    fetch(
+    let stale = Some(stored);
+    Box::pin(fetch(
         config,
         service,
         parts,
         body,
         target,
-        Some(stored),
+        stale,
         "fwd=stale",
-    )
+    ))
     .await
+}
+
+/// A request the cache does not take part in, sent on as it is.
+async fn bypass<S, B, R>(
+    config: &Config,
+    service: S,
+    parts: Parts,
+    body: B,
+    detail: &str,
+) -> Result<Out<R::Error>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    R: Body<Data = Bytes> + Send + 'static,
+{
+    let r = call(service, Request::from_parts(parts, body)).await?;
+    Ok(pass(config, r, &format!("fwd=bypass; detail={detail}")))
 }
 
 /// The stored response for a request: the URI's response, or the variant its
 /// `Vary` fields select. The second value is the `fwd` of a miss.
 async fn lookup(
     config: &Config,
-    identity: &str,
+    keyed: &key::Keyed,
     request: &HeaderMap,
 ) -> (Option<Arc<StoredResponse>>, &'static str) {
     let cache = &config.cache;
+    let identity = keyed.identity();
     // A fault of the store reads as a miss (the cache counted it).
-    match cache.get::<HttpEntry>(&key::primary(identity)).await {
+    match get(cache, keyed.key()).await {
         Ok(Some(HttpEntry::Response(s))) if s.identity == identity && s.secondary.is_none() => {
             (Some(s), "")
         }
@@ -219,7 +262,7 @@ async fn lookup(
             let Some(sec) = secondary(&fields, request) else {
                 return (None, "fwd=vary-miss");
             };
-            match cache.get::<HttpEntry>(&key::variant(identity, &sec)).await {
+            match get(cache, &key::variant(identity, &sec)).await {
                 Ok(Some(HttpEntry::Response(s)))
                     if s.identity == identity && s.secondary.as_deref() == Some(sec.as_str()) =>
                 {
@@ -230,6 +273,18 @@ async fn lookup(
         }
         _ => (None, "fwd=uri-miss"),
     }
+}
+
+/// `Cache::get` for the layer's entries: the memory tier first, and only
+/// when it misses the remote tier's future, boxed apart, so that a hit
+/// neither builds nor moves it.
+async fn get(cache: &crate::Cache, key: &str) -> crate::Result<Option<HttpEntry>> {
+    let key = Key::manual(key);
+    if let Some(entry) = cache.get_now::<HttpEntry>(&key) {
+        return Ok(Some(entry));
+    }
+    let found = Box::pin(cache.remote_many::<HttpEntry>(std::slice::from_ref(&key))).await?;
+    Ok(found.into_iter().next().flatten())
 }
 
 /// Goes to the origin for a request, through the cache's single flight: one
@@ -514,6 +569,7 @@ where
         lifetime: lifetime(&st.cc).unwrap_or(0),
         stale: StaleRules::of(&st.cc),
         tags,
+        hit_headers: Default::default(),
     };
     // A body whose length is known and within the limit is read here; one
     // of unknown length (chunked) streams to the client as it comes, a copy
@@ -617,6 +673,7 @@ fn freshen(
         } else {
             new_tags
         },
+        hit_headers: Default::default(),
     })
 }
 
@@ -683,31 +740,42 @@ async fn store(
 /// A stored response as the answer to `client`: 304 when the client's
 /// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.
 fn serve<E>(config: &Config, s: &StoredResponse, client: &Parts, now: u64, status: &str) -> Out<E> {
-    let age = HeaderValue::from(age_seconds(s.age(now)));
+    let age = age_seconds(s.age(now));
     let ttl = s.fresh_for(now) / 1000;
-    let text = format!("{status}; ttl={ttl}");
-    let mut response =
-        if conditional::not_modified(&client.headers, &s.headers) && s.status().is_success() {
-            let mut r = Response::new(empty::<E>());
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            *r.headers_mut() = conditional::not_modified_headers(&s.headers);
-            r
-        } else if let Some(r) = ranged(s, client) {
-            r
-        } else {
-            let body = if client.method == Method::HEAD {
-                empty::<E>()
-            } else {
-                full::<E>(s.body.clone())
-            };
-            let mut r = Response::new(body);
-            *r.status_mut() = s.status();
-            *r.headers_mut() = s.headers.clone();
-            r
-        };
-    response.headers_mut().insert(AGE, age);
-    status_header(config, response.headers_mut(), &text);
-    response
+    let validators = has_any(&client.headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]);
+    let answered = if validators
+        && conditional::not_modified(&client.headers, &s.headers)
+        && s.status().is_success()
+    {
+        let mut r = Response::new(empty::<E>());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        *r.headers_mut() = conditional::not_modified_headers(&s.headers);
+        Some(r)
+    } else {
+        ranged(s, client)
+    };
+    if let Some(mut r) = answered {
+        r.headers_mut().insert(AGE, HeaderValue::from(age));
+        status_header(config, r.headers_mut(), &format!("{status}; ttl={ttl}"));
+        return r;
+    }
+    let body = if client.method == Method::HEAD {
+        empty::<E>()
+    } else {
+        full::<E>(s.body.clone())
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = s.status();
+    if status == "hit" {
+        // The common case: the same headers for every hit within a second.
+        let name = config.status_name.as_deref();
+        *r.headers_mut() = s.hit_headers.get(&s.headers, age, ttl, name);
+    } else {
+        *r.headers_mut() = s.headers.clone();
+        r.headers_mut().insert(AGE, HeaderValue::from(age));
+        status_header(config, r.headers_mut(), &format!("{status}; ttl={ttl}"));
+    }
+    r
 }
 
 /// The answer to a `Range` GET from a stored 200 (RFC 9110 §14): a 206 with

@@ -40,6 +40,17 @@ pub(crate) fn is_unstored(name: &HeaderName, headers: &HeaderMap) -> bool {
     })
 }
 
+/// Whether `headers` has any of `names`. Most requests have few fields and
+/// none of the names asked about: comparing a small map's names costs less
+/// than hashing each name for a lookup.
+pub(crate) fn has_any(headers: &HeaderMap, names: &[HeaderName]) -> bool {
+    if headers.keys_len() <= 8 {
+        headers.keys().any(|k| names.contains(k))
+    } else {
+        names.iter().any(|n| headers.contains_key(n))
+    }
+}
+
 /// The header fields of a response as stored.
 pub(crate) fn stored_fields(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len());
@@ -90,6 +101,23 @@ mod tests {
         let s = stored_fields(&h);
         assert_eq!(s.len(), 1);
         assert!(s.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn has_any_finds_a_name_in_small_and_large_maps() {
+        let mut h = HeaderMap::new();
+        h.insert("range", HeaderValue::from_static("bytes=0-1"));
+        assert!(has_any(&h, &[http::header::IF_MATCH, http::header::RANGE]));
+        assert!(!has_any(&h, &[http::header::IF_MATCH]));
+        for i in 0..20 {
+            h.insert(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        assert!(has_any(&h, &[http::header::RANGE]));
+        assert!(!has_any(&h, &[http::header::IF_MATCH]));
+        assert!(!has_any(&HeaderMap::new(), &[http::header::RANGE]));
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod freshness;
 mod headers;
 mod key;
 mod range;
+mod rendered;
 mod storable;
 mod stored;
 mod tee;
@@ -328,6 +329,6 @@ where
         // The ready service handles this request; the clone waits for the next.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(exchange::handle(self.config.clone(), inner, request))
+        exchange::handle(self.config.clone(), inner, request)
     }
 }

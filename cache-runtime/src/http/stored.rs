@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::cache_control::Directives;
 use super::freshness::current_age;
+use super::rendered::HitHeaders;
 
 /// What a stored response's `Cache-Control` allows once it is stale.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +60,9 @@ pub(crate) struct StoredResponse {
     /// Tags beyond the URI's (from `Cache-Tag` and the layer's tag function),
     /// kept so that a freshened response is stored with them again.
     pub(crate) tags: Vec<String>,
+    /// What fresh hits are answered with, rendered once per second.
+    #[serde(skip)]
+    pub(crate) hit_headers: HitHeaders,
 }
 
 impl StoredResponse {
@@ -172,6 +176,7 @@ mod tests {
                 no_cache: false,
             },
             tags: vec!["t".into()],
+            hit_headers: HitHeaders::default(),
         }
     }
 

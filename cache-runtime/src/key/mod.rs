@@ -70,6 +70,9 @@ pub use hasher::{KeyArg, KeyHasher};
 pub(crate) use namespace::check_namespace;
 pub use placeholder::{Placeholder, RenderDirect, RenderDisplay, TemplateValue};
 pub(crate) use store_key::StoreKey;
+// The HTTP layer writes its keys' lengths with it too.
+#[cfg(feature = "http")]
+pub(crate) use store_key::decimal;
 pub use template::Template;
 
 use std::hash::{Hash, Hasher};

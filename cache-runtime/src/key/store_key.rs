@@ -99,7 +99,7 @@ fn entry_pieces(key: &Key, out: &mut impl FnMut(&[u8])) {
 
 /// `n` in decimal, written into the end of `buf`.
 #[inline]
-pub(super) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+pub(crate) fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
     let mut at = buf.len();
     loop {
         at -= 1;

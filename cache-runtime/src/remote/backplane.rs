@@ -243,7 +243,7 @@ async fn subscriber(
         if let Some(b) = &inner.backplane {
             b.known.set_trusted(false);
             if b.lost() {
-                inner.counters.store_errors.incr();
+                inner.counters.fault(crate::events::FaultKind::Connection);
                 tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects");
             }
         }
@@ -256,7 +256,7 @@ async fn subscriber(
 
 fn apply(inner: &Inner, payload: &[u8]) {
     let Some(message) = decode(payload) else {
-        inner.counters.decode_errors.incr();
+        inner.counters.fault(crate::events::FaultKind::Decode);
         return;
     };
     let Some(backplane) = &inner.backplane else {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 use store::{RemoteStore, StoreError, StoreFuture};
 
+use crate::events::FaultKind;
 use crate::key::reserved::escaped;
 use crate::key::{shorten, Key, StoreKey};
 use crate::stats::Counters;
@@ -30,6 +31,16 @@ pub(crate) const DEFAULT_RETRIES: u32 = 1;
 /// [`MAX_BACKOFF`]. Long enough for the client to reconnect on loopback.
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_millis(160);
+
+/// Microseconds on a monotonic clock since the first call: remote
+/// operations' timeouts and durations.
+fn micros() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
 
 pub(crate) struct Remote {
     store: Box<dyn RemoteStore>,
@@ -70,8 +81,9 @@ impl Remote {
         // `call` and `call_once` repeat these three steps rather than share an
         // async fn taking the future: that made every caller's future larger.
         let permit = self.admit(counters)?;
-        // Milliseconds, not an `Instant`: half the size in every caller's future.
-        let started = crate::clock::now_millis();
+        // Microseconds in a `u64`, not an `Instant`: half the size in every
+        // caller's future.
+        let started = micros();
         // In a block, so the first outcome is gone before the retries' await
         // (a value alive across it would enlarge every caller's future).
         let error = {
@@ -79,19 +91,25 @@ impl Remote {
             match first {
                 Ok(Err(StoreError::Connection(error))) if self.retries > 0 => error,
                 other => {
-                    return self.settle(counters, permit, other.unwrap_or(Err(StoreError::Timeout)))
+                    return self.settle(
+                        counters,
+                        permit,
+                        other.unwrap_or(Err(StoreError::Timeout)),
+                        started,
+                    )
                 }
             }
         };
         // The retries get what is left of the one time limit. Boxed: their
         // state (a timer) would enlarge every caller's future too.
-        let spent = crate::clock::now_millis().saturating_sub(started);
-        let left = self.timeout.saturating_sub(Duration::from_millis(spent));
+        let spent = micros().saturating_sub(started);
+        let left = self.timeout.saturating_sub(Duration::from_micros(spent));
         let outcome = Box::pin(tokio::time::timeout(left, self.retry(op, error))).await;
         self.settle(
             counters,
             permit,
             outcome.unwrap_or(Err(StoreError::Timeout)),
+            started,
         )
     }
 
@@ -103,10 +121,11 @@ impl Remote {
         op: impl FnOnce(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
     ) -> Result<T, StoreError> {
         let permit = self.admit(counters)?;
+        let started = micros();
         let outcome = tokio::time::timeout(self.timeout, op(&*self.store))
             .await
             .unwrap_or(Err(StoreError::Timeout));
-        self.settle(counters, permit, outcome)
+        self.settle(counters, permit, outcome, started)
     }
 
     /// Whether a call may go to the store now: a breaker's permit, or the
@@ -116,34 +135,46 @@ impl Remote {
         // executor, `timeout` would panic in the caller's thread. Before the
         // breaker, which must not count this against the store.
         if tokio::runtime::Handle::try_current().is_err() {
-            counters.store_errors.incr();
+            counters.fault(FaultKind::Other);
             return Err(StoreError::Backend(
                 "no tokio runtime: the remote tier is skipped outside one".into(),
             ));
         }
         self.breaker.permit().ok_or_else(|| {
-            counters.store_errors.incr();
+            counters.fault(FaultKind::BreakerOpen);
             StoreError::Open
         })
     }
 
-    /// Tells the breaker and the counters how a call ended.
+    /// Tells the breaker, the counters and the listeners how a call that
+    /// started at `started` ([`micros`]) ended.
     fn settle<T>(
         &self,
         counters: &Counters,
         permit: Permit,
         outcome: Result<T, StoreError>,
+        started: u64,
     ) -> Result<T, StoreError> {
-        // Keys the store found broken and replaced are faults too.
+        // Keys the store found broken and replaced are faults too (counted
+        // with the store's errors, as they always were).
         let repaired = self.store.take_repairs();
         if repaired > 0 {
-            counters.store_errors.add(repaired);
+            counters.faults(FaultKind::Other, repaired);
+        }
+        if let Some(events) = &counters.events {
+            let took = Duration::from_micros(micros().saturating_sub(started));
+            events.remote_op(took, outcome.is_ok());
         }
         match &outcome {
             Ok(_) => self.breaker.success(permit),
             Err(error) => {
                 self.breaker.failure(permit);
-                counters.store_errors.incr();
+                counters.fault(match error {
+                    StoreError::Timeout => FaultKind::Timeout,
+                    StoreError::Open => FaultKind::BreakerOpen,
+                    StoreError::Connection(_) => FaultKind::Connection,
+                    StoreError::Backend(_) => FaultKind::Other,
+                });
                 tracing::warn!(%error, "remote cache operation failed");
             }
         }

@@ -1,0 +1,188 @@
+//! Hands events to a cache's listeners.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::kinds::*;
+use super::Listener;
+use crate::key::Key;
+
+/// A cache's listeners; the cache holds one only when it has a listener.
+pub(crate) struct Events {
+    namespace: String,
+    /// Every listener.
+    all: Box<[Arc<dyn Listener>]>,
+    /// The listeners told of gets (those that want them: not the metrics
+    /// listener, which counts gets from the per-function counters).
+    gets: Box<[Arc<dyn Listener>]>,
+    /// Whether events carry keys (`CacheBuilder::event_keys`).
+    keys: bool,
+}
+
+/// Where an event of a call comes from.
+#[derive(Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) function: Option<&'a str>,
+    pub(crate) key: Option<&'a Key>,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(function: Option<&'a str>, key: &'a Key) -> Self {
+        Call {
+            function,
+            key: Some(key),
+        }
+    }
+}
+
+impl Events {
+    /// `None` when there is no listener at all.
+    pub(crate) fn new(
+        namespace: &str,
+        listeners: Vec<Arc<dyn Listener>>,
+        keys: bool,
+    ) -> Option<Arc<Events>> {
+        if listeners.is_empty() {
+            return None;
+        }
+        let gets = listeners
+            .iter()
+            .filter(|l| l.wants_gets())
+            .cloned()
+            .collect();
+        let all = listeners.into_boxed_slice();
+        Some(Arc::new(Events {
+            namespace: namespace.to_string(),
+            all,
+            gets,
+            keys,
+        }))
+    }
+
+    /// Whether any listener wants get events (the hit path asks).
+    pub(crate) fn wants_gets(&self) -> bool {
+        !self.gets.is_empty()
+    }
+
+    /// Calls `tell` on each of `listeners`; a panicking listener is skipped.
+    fn each(listeners: &[Arc<dyn Listener>], tell: impl Fn(&dyn Listener)) {
+        for listener in listeners {
+            // The listener's state is its own: a panic leaves ours intact.
+            let _ = catch_unwind(AssertUnwindSafe(|| tell(&**listener)));
+        }
+    }
+
+    /// The call's key, rendered when events carry keys.
+    fn key(&self, call: Call<'_>) -> Option<String> {
+        match call.key {
+            Some(key) if self.keys => Some(key.full(&self.namespace)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn get(&self, call: Call<'_>, result: GetResult) {
+        if self.gets.is_empty() {
+            return;
+        }
+        let key = self.key(call);
+        let event = Get {
+            cache: &self.namespace,
+            function: call.function,
+            key: key.as_deref(),
+            result,
+        };
+        Self::each(&self.gets, |l| l.on_get(&event));
+    }
+
+    pub(crate) fn load(
+        &self,
+        call: Call<'_>,
+        duration: Duration,
+        outcome: LoadOutcome,
+        background: bool,
+    ) {
+        let key = self.key(call);
+        let event = Load {
+            cache: &self.namespace,
+            function: call.function,
+            key: key.as_deref(),
+            duration,
+            outcome,
+            background,
+        };
+        Self::each(&self.all, |l| l.on_load(&event));
+    }
+
+    pub(crate) fn invalidate(&self, tags: &[String]) {
+        let event = Invalidate {
+            cache: &self.namespace,
+            function: None,
+            key: None,
+            tags,
+        };
+        Self::each(&self.all, |l| l.on_invalidate(&event));
+    }
+
+    pub(crate) fn evict(&self, count: u64) {
+        let event = Evict {
+            cache: &self.namespace,
+            function: None,
+            key: None,
+            count,
+        };
+        Self::each(&self.all, |l| l.on_evict(&event));
+    }
+
+    pub(crate) fn fault(&self, kind: FaultKind) {
+        let event = StoreFault {
+            cache: &self.namespace,
+            function: None,
+            key: None,
+            kind,
+        };
+        Self::each(&self.all, |l| l.on_store_fault(&event));
+    }
+
+    pub(crate) fn refresh(&self, call: Call<'_>, early: bool) {
+        let key = self.key(call);
+        let event = Refresh {
+            cache: &self.namespace,
+            function: call.function,
+            key: key.as_deref(),
+            early,
+        };
+        Self::each(&self.all, |l| l.on_refresh(&event));
+    }
+
+    pub(crate) fn fail_safe(&self, call: Call<'_>) {
+        let key = self.key(call);
+        let event = FailSafe {
+            cache: &self.namespace,
+            function: call.function,
+            key: key.as_deref(),
+        };
+        Self::each(&self.all, |l| l.on_fail_safe(&event));
+    }
+
+    pub(crate) fn coalesced(&self, call: Call<'_>) {
+        let key = self.key(call);
+        let event = Coalesced {
+            cache: &self.namespace,
+            function: call.function,
+            key: key.as_deref(),
+        };
+        Self::each(&self.all, |l| l.on_coalesced(&event));
+    }
+
+    pub(crate) fn remote_op(&self, duration: Duration, ok: bool) {
+        let event = RemoteOp {
+            cache: &self.namespace,
+            function: None,
+            key: None,
+            duration,
+            ok,
+        };
+        Self::each(&self.all, |l| l.on_remote_op(&event));
+    }
+}
