@@ -310,3 +310,56 @@ async fn a_disabled_cache_reports_degraded() {
     let (code, status, body) = health(&service).await;
     assert_eq!((code, status.as_str()), (200, "degraded"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_user_functions_hits_and_misses() {
+    let db = PgDatabase::start();
+    let service = ServiceProcess::start(&db.url(), &[]);
+    // Two misses (ids 1 and 2), then three hits.
+    for id in [1, 2, 1, 1, 2] {
+        assert_eq!(service.get(&format!("/users/{id}")).await.status, 200);
+    }
+    let gets = |result: &'static str| {
+        let service = &service;
+        async move {
+            let labels = [
+                ("cache", "service"),
+                ("function", "service.user"),
+                ("result", result),
+            ];
+            service.counter("cache_gets_total", &labels).await
+        }
+    };
+    // Gets are reported every 500 ms: current within 1 s.
+    let reported = within!(Duration::from_secs(3), {
+        gets("miss").await == 2.0 && gets("hit").await == 3.0
+    });
+    assert!(
+        reported.is_some(),
+        "cache_gets_total of service.user: {} misses, {} hits; /metrics:\n{}",
+        gets("miss").await,
+        gets("hit").await,
+        service.get("/metrics").await.body
+    );
+    let loads = service
+        .counter(
+            "cache_loads_total",
+            &[("function", "service.user"), ("outcome", "ok")],
+        )
+        .await;
+    assert_eq!(loads, 2.0, "one load per miss");
+    assert_eq!(user_queries(&service).await, 2.0, "one query per load");
+    // The other function has its own series.
+    assert_eq!(service.get("/users?team=team-1").await.status, 200);
+    let team_misses = within!(Duration::from_secs(3), {
+        service
+            .counter(
+                "cache_gets_total",
+                &[("function", "service.team"), ("result", "miss")],
+            )
+            .await
+            == 1.0
+    });
+    assert!(team_misses.is_some(), "no miss of service.team reported");
+    assert_eq!(gets("miss").await, 2.0, "service.user's series unchanged");
+}
