@@ -5,8 +5,9 @@
 //! - `GET /users?team={team}`: a team's users, cached under `team:{team}`;
 //! - `PUT /users/{id}` with `{"name": ..., "team": ...}`: updates the row and
 //!   invalidates the user and both teams;
-//! - `GET /metrics`: Prometheus text, with `service_db_queries_total`;
-//! - `GET /health`: the cache's health as JSON.
+//! - `GET /metrics`: Prometheus text: the cache's metrics (feature `metrics`
+//!   of cache-runtime) and `service_db_queries_total`;
+//! - `GET /health`: the cache's health report as JSON, 503 when unhealthy.
 //!
 //! The library half also holds [`client`], the small HTTP/1.1 client of the
 //! load generator (`src/bin/loadgen.rs`) and of the integration tests.
