@@ -3,7 +3,9 @@
 pub mod chaos_plan;
 pub mod cluster_scenario;
 pub mod fault_proxy;
+pub mod pg_harness;
 pub mod redis_harness;
+pub mod service_process;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -166,7 +166,7 @@ fn loopback_port_free(port: u16) -> bool {
 
 /// A free loopback port below [`MAX_PORT`], not 6379, not handed out before;
 /// with `cluster_bus`, port + 10000 is free too.
-fn pick_port(cluster_bus: bool) -> u16 {
+pub(crate) fn pick_port(cluster_bus: bool) -> u16 {
     for _ in 0..1000 {
         let port = match TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) {
             Ok(listener) => match listener.local_addr() {
@@ -201,8 +201,9 @@ fn pick_port(cluster_bus: bool) -> u16 {
 
 /// Spawns children from one thread that lives as long as the process, so
 /// that `PR_SET_PDEATHSIG` (which fires when the *spawning thread* exits)
-/// only fires when the whole test process dies.
-fn spawn_child(cmd: Command) -> io::Result<Child> {
+/// only fires when the whole test process dies. Also for the other harnesses'
+/// children (PostgreSQL, the service example's processes).
+pub fn spawn_child(cmd: Command) -> io::Result<Child> {
     type Job = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
@@ -236,7 +237,7 @@ pub fn spawn_owned(mut cmd: Command) -> io::Result<Child> {
 }
 
 /// Kills the child with SIGKILL if the test process dies first (Linux).
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
@@ -295,10 +296,10 @@ fn wait_for_stop_state(pid: u32, stopped: bool) {
 }
 
 /// The outcome of a command run with a deadline.
-struct Finished {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
 }
 
 fn read_back(mut file: File) -> Vec<u8> {
@@ -310,7 +311,7 @@ fn read_back(mut file: File) -> Vec<u8> {
 
 /// Runs `cmd` to completion; output goes to anonymous files (no pipe can fill
 /// up); after `timeout` the command is killed and `Err` tells what it printed.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
+pub(crate) fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
     let stdout = tempfile::tempfile().map_err(|e| format!("cannot create a temp file: {e}"))?;
     let stderr = tempfile::tempfile().map_err(|e| format!("cannot create a temp file: {e}"))?;
     cmd.stdin(Stdio::null())
@@ -353,7 +354,7 @@ fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Finished, String> 
 }
 
 /// The last `lines` lines of a file, or a note that it cannot be read.
-fn file_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn file_tail(path: &Path, lines: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
