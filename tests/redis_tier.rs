@@ -470,11 +470,12 @@ async fn storage_only_stale_refresh_keeps_the_entry_tags() {
         0,
         "past its TTL: the stale value at once"
     );
-    // The background refresh writes load 1.
+    // The background refresh writes load 1 (or, on a machine slow enough
+    // for that entry to go stale too, a later load: never 0 again).
     let started = Instant::now();
-    while feed(&a, 1).await != 1 {
+    while feed(&a, 1).await < 1 {
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(10),
             "refresh never landed"
         );
         sleep(Duration::from_millis(20)).await;
