@@ -66,7 +66,9 @@ impl Cache {
                 }
             })
             .flatten();
-        if crate::warm::counted(inner) {
+        // A warm run's gets are not traffic: neither counted nor told.
+        let counted = crate::warm::counted(inner);
+        if counted {
             match value {
                 Some(_) => inner.counters.hits.incr(),
                 None => inner.counters.misses.incr(),
@@ -74,10 +76,7 @@ impl Cache {
         }
         // Final unless the remote tier may still hit (`remote_many` tells).
         // (No listener of gets, the common case: nothing to build.)
-        if inner.get_events
-            && (value.is_some() || inner.remote.is_none())
-            && crate::warm::counted(inner)
-        {
+        if inner.get_events && counted && (value.is_some() || inner.remote.is_none()) {
             let result = if value.is_some() {
                 GetResult::Hit
             } else {

@@ -73,6 +73,32 @@ struct Looked {
     memory: Option<HttpEntry>,
 }
 
+/// The inner service of a request whose work is boxed as a `Send` future
+/// (the bounds the exchange's async steps share, written once).
+pub(crate) trait Origin<B, R>:
+    Service<Request<B>, Response = Response<R>, Future: Send + 'static, Error: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B, R> Origin<B, R> for S where
+    S: Service<Request<B>, Response = Response<R>, Future: Send + 'static, Error: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The origin's response body, as those steps hold it across awaits.
+pub(crate) trait OriginBody:
+    Body<Data = Bytes, Error: Send + 'static> + Send + 'static
+{
+}
+
+impl<R> OriginBody for R where R: Body<Data = Bytes, Error: Send + 'static> + Send + 'static {}
+
 /// The future of one request. A fresh hit from memory is answered here,
 /// without a future to box or a clone of the inner service; other requests
 /// box their work, reads and writes apart, and a read boxes its rarer paths
@@ -83,12 +109,9 @@ pub(crate) fn handle<S, B, R>(
     request: Request<B>,
 ) -> ResponseFuture<Out<R::Error>, S::Error>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<B, R>,
     B: Send + 'static,
-    R: Body<Data = Bytes> + Send + 'static,
-    R::Error: Send + 'static,
+    R: OriginBody,
 {
     let (parts, body) = request.into_parts();
     if parts.method != Method::GET && parts.method != Method::HEAD {
@@ -191,12 +214,9 @@ async fn write<S, B, R>(
     body: B,
 ) -> Result<Out<R::Error>, S::Error>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<B, R>,
     B: Send + 'static,
-    R: Body<Data = Bytes> + Send + 'static,
-    R::Error: Send + 'static,
+    R: OriginBody,
 {
     let method = parts.method.clone();
     let safe = method == Method::OPTIONS || method == Method::TRACE;
@@ -231,12 +251,9 @@ async fn read<S, B, R>(
     looked: Looked,
 ) -> Result<Out<R::Error>, S::Error>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<B, R>,
     B: Send + 'static,
-    R: Body<Data = Bytes> + Send + 'static,
-    R::Error: Send + 'static,
+    R: OriginBody,
 {
     let Looked { cc, keyed, memory } = looked;
     let now = now_millis();
@@ -384,12 +401,9 @@ async fn fetch<S, B, R>(
     fwd: &'static str,
 ) -> Result<Out<R::Error>, S::Error>
 where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<B, R>,
     B: Send + 'static,
-    R: Body<Data = Bytes> + Send + 'static,
-    R::Error: Send + 'static,
+    R: OriginBody,
 {
     let flight = Key::manual(&key::flight(&target.identity));
     let flights = config.cache.inner.flights.clone();
@@ -444,12 +458,9 @@ fn background_revalidation<S, B, R>(
     target: &Target,
     stored: &Arc<StoredResponse>,
 ) where
-    S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S: Origin<B, R>,
     B: Send + 'static,
-    R: Body<Data = Bytes> + Send + 'static,
-    R::Error: Send + 'static,
+    R: OriginBody,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
