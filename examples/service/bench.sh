@@ -24,26 +24,9 @@ WARMUP="${WARMUP:-2}"
 # a mode's rows shows how much the numbers move.
 ROUNDS="${ROUNDS:-1}"
 
-die() {
-    echo "bench.sh: $*" >&2
-    exit 1
-}
-
-# ---- binaries
-pg_bin_dir() {
-    local dir
-    IFS=: read -r -a path_dirs <<<"$PATH"
-    for dir in "${path_dirs[@]}" /usr/lib/postgresql/*/bin; do
-        if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/postgres" ]; then
-            echo "$dir"
-            return 0
-        fi
-    done
-    return 1
-}
-PG_BIN="$(pg_bin_dir)" || die "PostgreSQL is missing: apt-get install postgresql"
+# shellcheck source=servers.sh
+source examples/service/servers.sh
 command -v redis-server >/dev/null || die "redis-server is missing: apt-get install redis-server"
-command -v python3 >/dev/null || die "python3 is missing (it picks free ports)"
 
 echo "building the service and the load generator (release)..." >&2
 cargo build --release --quiet -p service --bins
@@ -53,63 +36,18 @@ SERVICE="$target_dir/release/service"
 LOADGEN="$target_dir/release/loadgen"
 
 # ---- a temporary directory and everything started in it, stopped at exit
-work="$(mktemp -d "${TMPDIR:-/tmp}/service-bench.XXXXXX")"
-redis_pid=""
+make_workdir bench
 service_pid=""
-as_pg=()
-if [ "$(id -u)" -eq 0 ]; then
-    # PostgreSQL refuses to run as root.
-    id postgres >/dev/null 2>&1 || die "running as root needs the postgres user (the package creates it)"
-    chown postgres "$work"
-    as_pg=(runuser -u postgres --)
-fi
 cleanup() {
-    local pid
-    for pid in $service_pid $redis_pid; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ -f "$work/data/postmaster.pid" ]; then
-        "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+    if [ -n "$service_pid" ]; then
+        kill "$service_pid" 2>/dev/null || true
+        wait "$service_pid" 2>/dev/null || true
     fi
-    rm -rf "$work"
+    stop_servers
 }
 trap cleanup EXIT
-
-# A free loopback port, never 5432 or 6379 (somebody else's servers).
-free_port() {
-    python3 -c '
-import socket
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    if port not in (5432, 6379):
-        print(port)
-        break'
-}
-
-# ---- PostgreSQL
-pg_port="$(free_port)"
-"${as_pg[@]}" "$PG_BIN/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --locale=C \
-    --no-sync >"$work/initdb.log" 2>&1 || die "initdb failed: $(tail -5 "$work/initdb.log")"
-"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w -t 30 \
-    -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" \
-    start >/dev/null || die "postgres did not start: $(tail -5 "$work/postgres.log")"
-DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
-
-# ---- Redis
-redis_port="$(free_port)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$work" --logfile "$work/redis.log" &
-redis_pid="$!"
-for _ in $(seq 100); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.1
-done
-redis-cli -p "$redis_port" ping >/dev/null 2>&1 || die "redis-server did not start"
-REDIS_URL="redis://127.0.0.1:$redis_port"
+start_postgres
+start_redis
 
 # ---- one mode: start the service with the given variables, drive it, stop it
 run_mode() {
