@@ -23,8 +23,9 @@
 //! - `/hop`: `hop`, with hop-by-hop fields (`Connection: X-Hop`, `X-Hop`,
 //!   `Keep-Alive`) and `Via: 1.1 backend`.
 //! - `/hang`: never answers.
-//! - `/stale-if-error`: the first request is answered `stale-if-error` with
-//!   `Cache-Control: max-age=1, stale-if-error=60`; every later one hangs.
+//! - `/stale-if-error`: the first request is answered (body `stale-if-error`)
+//!   with `Cache-Control: max-age=1, stale-if-error=60`; every later one
+//!   hangs.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -138,7 +139,11 @@ impl Origin {
         let (cache_control, body, extra): (&str, Bytes, Vec<(&str, String)>) =
             match request.uri().path() {
                 "/cached" => (fresh, self.body.clone(), vec![]),
-                "/whoami" => (fresh, format!("origin http://{}", self.bound).into(), vec![]),
+                "/whoami" => (
+                    fresh,
+                    format!("origin http://{}", self.bound).into(),
+                    vec![],
+                ),
                 "/reflect" => (fresh, reflect(request.headers()).into(), vec![]),
                 "/lang" => {
                     let tag = request
@@ -184,15 +189,18 @@ impl Origin {
     }
 }
 
-/// `/reflect`'s body: each reflected field present, `name: value` a line.
+/// `/reflect`'s body: each reflected field present, `name: value` a line
+/// (a field's several lines joined by `, `, as one field).
 fn reflect(headers: &HeaderMap) -> String {
     let mut out = String::new();
     for name in REFLECTED {
-        for value in headers.get_all(name) {
-            out.push_str(name);
-            out.push_str(": ");
-            out.push_str(&String::from_utf8_lossy(value.as_bytes()));
-            out.push('\n');
+        let values: Vec<_> = headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect();
+        if !values.is_empty() {
+            out.push_str(&format!("{name}: {}\n", values.join(", ")));
         }
     }
     out
