@@ -23,8 +23,8 @@ use cache_runtime::Cache;
 use integration_tests::redis_harness::{spawn_owned, RedisServer};
 use integration_tests::within;
 
-/// The `Host` every request carries: the proxies key responses by it, and a
-/// load balancer in front of replicas sends the same to each.
+/// The `Host` every request carries, as a load balancer in front of replicas
+/// sends it (the proxies key responses by their upstream, not by it).
 const HOST: &str = "shop.test";
 /// How long an invalidation through one process may take to reach the other.
 const PROPAGATION: Duration = Duration::from_millis(500);
