@@ -81,32 +81,81 @@ pub(crate) async fn invalidate(cache: &Cache, names: Vec<String>) -> Result<(), 
         tracing::debug!(namespace = %inner.namespace, tag = %name, "cache tag invalidated");
     }
     inner.tell(|events| events.invalidate(&names));
-    let Some(remote) = &inner.remote else {
+    if inner.remote.is_none() {
         for name in &names {
             inner.tags.invalidate(name);
         }
         return Ok(());
-    };
+    }
     if names.is_empty() {
         return Ok(());
     }
     let slots = inner.tags.begin_pending(&names);
-    match send(inner, remote, &names, &slots).await {
-        Ok(()) => Ok(()),
-        Err(error) => {
-            inner.counters.invalidation_failures.incr();
-            inner
-                .invalidations
-                .queued_tags
-                .fetch_add(names.len(), Ordering::SeqCst);
-            inner
-                .invalidations
-                .queue
-                .lock()
-                .push_back(Queued { names, slots });
-            start_retrying(inner, Arc::downgrade(&cache.inner));
-            Err(error)
+    let started = Started {
+        cache: Some(cache.clone()),
+        queued: Some(Queued { names, slots }),
+    };
+    // From here on the invalidation is in force and must reach the remote
+    // tier whatever happens to the caller's future: the send runs detached,
+    // on the runtime, and the caller only waits for its outcome. Dropping
+    // this future leaves the task running; a task that is itself dropped
+    // (the runtime shuts down) queues the invalidation in its drop.
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => match handle.spawn(started.run()).await {
+            Ok(outcome) => outcome,
+            // The task panicked or was cancelled: `Started`'s drop queued it.
+            Err(_) => Err(StoreError::Backend(
+                "the invalidation's task ended early; it is queued for retry".into(),
+            )),
+        },
+        // `send` itself fails at once without a runtime (`Remote::admit`).
+        Err(_) => started.run().await,
+    }
+}
+
+/// An invalidation whose tags are pending here: sent, and on failure (or
+/// when dropped before it finished) queued, so its tags never stay pending
+/// without a send or a retry on the way.
+struct Started {
+    /// `None` once finished.
+    cache: Option<Cache>,
+    queued: Option<Queued>,
+}
+
+impl Started {
+    async fn run(mut self) -> Result<(), StoreError> {
+        let (Some(cache), Some(queued)) = (&self.cache, &self.queued) else {
+            return Ok(());
+        };
+        let inner = &cache.inner;
+        let Some(remote) = &inner.remote else {
+            return Ok(());
+        };
+        let outcome = send(inner, remote, &queued.names, &queued.slots).await;
+        if outcome.is_ok() {
+            self.queued = None;
         }
+        // Queues a failed send (see `Drop`).
+        drop(self);
+        outcome
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let (Some(cache), Some(queued)) = (self.cache.take(), self.queued.take()) else {
+            return;
+        };
+        let inner = &cache.inner;
+        inner.counters.invalidation_failures.incr();
+        inner
+            .invalidations
+            .queued_tags
+            .fetch_add(queued.names.len(), Ordering::SeqCst);
+        inner.invalidations.queue.lock().push_back(queued);
+        start_retrying(inner, Arc::downgrade(&cache.inner));
+        // Dropping `cache` here may be the last handle: `on_drop` then
+        // keeps the queue draining for `DROP_FLUSH`.
     }
 }
 

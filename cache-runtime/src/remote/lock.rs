@@ -65,16 +65,31 @@ impl LockGuard {
         ttl: Duration,
     ) -> Result<Option<LockGuard>> {
         let remote = remote(cache)?;
-        let token = new_token();
-        let taken = remote
-            .call(&cache.inner.counters, |s| s.try_lock(&key, &token, ttl))
-            .await?;
-        Ok(taken.then(|| LockGuard {
+        // Made before the attempt: dropped while the `SET` is in flight
+        // (the caller's future was cancelled), it releases in the background
+        // whatever the `SET` may have taken, instead of leaving a lock that
+        // nobody holds until its TTL.
+        let mut guard = LockGuard {
             cache: cache.clone(),
             key: key.into(),
-            token: token.into(),
+            token: new_token().into(),
             released: false,
-        }))
+        };
+        let taken = remote
+            .call(&cache.inner.counters, |s| {
+                s.try_lock(&guard.key, &guard.token, ttl)
+            })
+            .await;
+        match taken {
+            Ok(true) => Ok(Some(guard)),
+            outcome => {
+                // Not taken, or failed (a timed-out `SET` that landed
+                // expires at its TTL, as before): nothing to release.
+                guard.released = true;
+                outcome?;
+                Ok(None)
+            }
+        }
     }
 
     /// The lock's key in the store.
@@ -95,13 +110,16 @@ impl LockGuard {
 
     /// Releases the lock; `false` if it had already expired.
     pub async fn release(mut self) -> Result<bool> {
-        self.released = true;
         let remote = remote(&self.cache)?;
-        Ok(remote
+        let released = remote
             .call(&self.cache.inner.counters, |s| {
                 s.unlock(&self.key, &self.token)
             })
-            .await?)
+            .await;
+        // Only now: a release dropped before its reply leaves the guard's
+        // drop to release in the background.
+        self.released = true;
+        Ok(released?)
     }
 
     /// Extends the lock every third of `ttl` until the returned handle drops.
