@@ -5,6 +5,9 @@
 //! polls for `k = 1, 2, ...` until it completes on its own, and after each
 //! drop checks that the tag is not stuck pending, that the invalidation
 //! reached Redis, and that no waiter or lock is left behind.
+//!
+//! The last test is about queued invalidations after an outage: they are
+//! retried as soon as the connection is back, not at the next backoff.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -296,4 +299,86 @@ async fn a_dropped_lock_release_still_releases_the_lock() {
     eprintln!("lock + release dropped at every await: {drops} drops, {held} locks left held");
     assert!(drops >= 1);
     assert_eq!(held, 0, "locks left held until their TTL");
+}
+
+/// Polls (every millisecond, on a thread of its own) until this Redis has
+/// a subscriber on `channel`: when the cache's backplane connected again.
+fn resubscribed(server: &RedisServer, channel: String) -> std::thread::JoinHandle<Option<Instant>> {
+    let client = server.client();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut conn) = client.get_connection() {
+                let reply: redis::RedisResult<(String, u64)> = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query(&mut conn);
+                if matches!(reply, Ok((_, n)) if n > 0) {
+                    return Some(Instant::now());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        None
+    })
+}
+
+/// Queued during an outage long enough for the retry's backoff to reach its
+/// longest (2 s): once Redis is back on the same port, the queue is retried
+/// as soon as the cache's connection is back, not at the next backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_invalidations_go_as_soon_as_the_connection_is_back() {
+    let mut server = RedisServer::start();
+    let ns = "cancel-back";
+    let x = Cache::builder()
+        .namespace(ns)
+        .memory(1000)
+        .redis(server.url())
+        .remote_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect to the test server");
+    // After the reconnect, well under the backoff (2 s); twice that after
+    // the restart (the backplane tries to subscribe again every 250 ms).
+    let bound = Duration::from_millis(300);
+    let mut late = 0;
+    let mut measured = Vec::new();
+    for cycle in 0..3 {
+        let id = 121 + cycle as u64;
+        assert!(caches_again(&x, id).await);
+        server.kill();
+        let queued = x.invalidate_tags([format!("t:{id}")]).await;
+        assert!(queued.is_err(), "Redis is down: queued");
+        // The outage's length, not a synchronisation: the retry's backoff
+        // (25 ms doubling) reaches 2 s after about 3.2 s of failures.
+        tokio::time::sleep(Duration::from_millis(4_000)).await;
+        assert!(x.stats().pending_invalidations >= 1);
+        server.restart();
+        let restarted = Instant::now();
+        let subscribed = resubscribed(&server, format!("{ns}#invalidations"));
+        let landed = within!(Duration::from_secs(8), x.stats().pending_invalidations == 0)
+            .map(|_| Instant::now())
+            .expect("the queued invalidation reached Redis");
+        let subscribed = tokio::task::spawn_blocking(move || subscribed.join())
+            .await
+            .expect("join")
+            .expect("poller")
+            .expect("the backplane subscribed again");
+        let after_reconnect = landed.saturating_duration_since(subscribed);
+        if after_reconnect > bound || landed.duration_since(restarted) > 2 * bound {
+            late += 1;
+        }
+        measured.push((
+            landed.duration_since(restarted).as_millis(),
+            subscribed.duration_since(restarted).as_millis(),
+            after_reconnect.as_millis(),
+        ));
+    }
+    eprintln!(
+        "queued invalidation after a restart (ms: landed after restart, reconnected after restart, landed after reconnect): {measured:?}"
+    );
+    assert_eq!(
+        late, 0,
+        "landed later than {bound:?} after the reconnect (or twice that after the restart): {measured:?}"
+    );
 }

@@ -221,8 +221,21 @@ fn start_retrying(inner: &Inner, cache: Weak<Inner>) {
 async fn retry(cache: Weak<Inner>) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u32;
+    // Woken when the remote tier is back (a call succeeded after failures,
+    // the backplane subscribed again), so that the queue does not wait out
+    // a backoff grown during an outage.
+    let back = match cache.upgrade() {
+        Some(inner) => inner.remote.as_ref().map(|r| r.back()),
+        None => return,
+    };
     loop {
-        tokio::time::sleep(jitter(backoff)).await;
+        match &back {
+            Some(back) => tokio::select! {
+                _ = tokio::time::sleep(jitter(backoff)) => {}
+                _ = back.notified() => backoff = FIRST_BACKOFF,
+            },
+            None => tokio::time::sleep(jitter(backoff)).await,
+        }
         let Some(inner) = cache.upgrade() else { return };
         let Some(remote) = &inner.remote else { return };
         let (names, slots, count) = {
