@@ -199,7 +199,8 @@ impl CacheBuilder {
 
     /// The remote tier's circuit breaker: it opens after `failures`
     /// consecutive failed operations and lets one probe through after
-    /// `open_for` (defaults: 5 failures, 2 s).
+    /// `open_for` (defaults: 5 failures, 2 s), or at once when the
+    /// backplane's subscription comes back (Redis answers again).
     pub fn breaker(mut self, failures: u32, open_for: Duration) -> Self {
         self.breaker = BreakerConfig {
             threshold: failures.max(1),
