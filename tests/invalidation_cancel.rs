@@ -382,3 +382,41 @@ async fn queued_invalidations_go_as_soon_as_the_connection_is_back() {
         "landed later than {bound:?} after the reconnect (or twice that after the restart): {measured:?}"
     );
 }
+
+/// `set` and `set_many` dropped at every await: the writing process never
+/// keeps serving its old value while Redis holds the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_set_never_leaves_the_old_value_in_memory() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::to_port(server.port());
+    let (x, y) = caches(&server, &proxy, "cancel-set").await;
+    let (mut drops, mut disagree) = (0, Vec::new());
+    for many in [false, true] {
+        for k in 1..=MAX_POLLS {
+            let key = format!("k:{many}:{k}");
+            x.set(&key, 1u64).await.expect("set");
+            assert_eq!(x.get::<u64>(&key).await.expect("get"), Some(1));
+            proxy.set_delay(SLOW);
+            let done = if many {
+                poll_at_most(x.set_many([(key.as_str(), 2u64)], &Default::default()), k).await
+            } else {
+                poll_at_most(x.set(&key, 2u64), k).await
+            };
+            proxy.set_delay(Duration::ZERO);
+            if done.is_none() {
+                drops += 1;
+            }
+            let here = x.get::<u64>(&key).await.expect("get here");
+            let there = y.get::<u64>(&key).await.expect("get there");
+            if here != there {
+                disagree.push((key, here, there));
+            }
+            if done.is_some() {
+                break;
+            }
+        }
+    }
+    eprintln!("set / set_many dropped at every await: {drops} drops, disagreeing {disagree:?}");
+    assert!(drops >= 2);
+    assert!(disagree.is_empty(), "{disagree:?}");
+}

@@ -194,6 +194,11 @@ impl Cache {
         }
         let mut outcome = Ok(());
         if let Some(remote) = &inner.remote {
+            // Out of memory before the remote write: dropped halfway, this
+            // process then reads what Redis holds, never its old values.
+            for (key, _) in &entries {
+                inner.memory.remove(&key.repr);
+            }
             if !writes.is_empty() {
                 let seq = key_writes::reserve(self).await;
                 outcome = remote

@@ -112,9 +112,14 @@ impl Cache {
     {
         let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let plan = Plan::from_policy(policy, self, true);
+        let key_now = Key::manual(key);
+        // Out of memory before the remote write: dropped halfway, this
+        // process then reads what Redis holds, never its old value.
+        if self.inner.remote.is_some() {
+            self.inner.memory.remove(&key_now.repr);
+        }
         let seq = key_writes::reserve(self).await;
-        self.store_typed(&Key::manual(key), value, &plan, &tags)
-            .await;
+        self.store_typed(&key_now, value, &plan, &tags).await;
         key_writes::publish(self, seq, KeyWrite::Keys(vec![key])).await;
         Ok(())
     }
