@@ -420,3 +420,43 @@ async fn a_dropped_set_never_leaves_the_old_value_in_memory() {
     assert!(drops >= 2);
     assert!(disagree.is_empty(), "{disagree:?}");
 }
+
+/// A cached call dropped while it was the breaker's half-open probe: the
+/// probe never reports back, and the breaker must not stay open for ever
+/// (every call of the process skipping Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_dropped_during_the_breaker_probe_leaves_the_breaker_working() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::to_port(server.port());
+    let open_for = Duration::from_millis(200);
+    let x = Cache::builder()
+        .namespace("cancel-probe")
+        .redis(proxy.redis_url())
+        .remote_timeout(Duration::from_millis(300))
+        .breaker(1, open_for)
+        // No backplane: its reconnection would let a probe through too.
+        .known_tag_versions(0)
+        .build()
+        .await
+        .expect("connect through the proxy");
+    proxy.blackhole();
+    assert_eq!(item(&x, 126).await, db(126), "the function answers");
+    let breaker = x.health().await.expect("remote tier").breaker;
+    assert_eq!(breaker, cache_runtime::BreakerState::Open);
+    proxy.heal();
+    // The breaker's open period, waited out (not a synchronisation).
+    tokio::time::sleep(open_for + Duration::from_millis(50)).await;
+    proxy.set_delay(SLOW);
+    let done = poll_at_most(item(&x, 127), 1).await;
+    proxy.set_delay(Duration::ZERO);
+    assert!(done.is_none(), "dropped while its probe was in flight");
+    let closed = within!(
+        SETTLE,
+        x.health().await.map(|h| h.breaker) == Some(cache_runtime::BreakerState::Closed)
+    );
+    eprintln!("breaker closed again after the dropped probe: {closed:?}");
+    assert!(
+        closed.is_some(),
+        "the breaker stayed open after a dropped probe"
+    );
+}

@@ -49,7 +49,11 @@ pub(crate) struct Breaker {
     failures: AtomicU32,
     /// Micros since `epoch` when the breaker opened; 0 when closed.
     opened_at: AtomicU64,
-    probing: AtomicBool,
+    /// Micros since `epoch` when the probe in flight began; 0 when none.
+    /// A probe whose caller was dropped never reports back: after
+    /// `open_for` it is taken as abandoned and another probe goes, instead
+    /// of the breaker staying open for ever.
+    probing: AtomicU64,
     /// Set by [`Breaker::reconnected`]: the next permit probes at once.
     probe_now: AtomicBool,
     /// Notified (one stored permit) when the remote tier is back.
@@ -75,7 +79,7 @@ impl Breaker {
             epoch: Instant::now(),
             failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
+            probing: AtomicU64::new(0),
             probe_now: AtomicBool::new(false),
             back: Arc::new(Notify::new()),
         }
@@ -113,9 +117,15 @@ impl Breaker {
         {
             return None;
         }
-        // Past the open period: exactly one caller probes.
+        // Past the open period: exactly one caller probes (a probe
+        // abandoned for `open_for` is replaced).
+        let now = self.now_micros();
+        let probing = self.probing.load(Ordering::Acquire);
+        if probing != 0 && now.saturating_sub(probing) < open_for {
+            return None;
+        }
         self.probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(probing, now, Ordering::AcqRel, Ordering::Acquire)
             .ok()
             .map(|_| Permit::Probe)
     }
@@ -131,7 +141,7 @@ impl Breaker {
         }
         if matches!(permit, Permit::Probe) || self.opened_at.load(Ordering::Acquire) != 0 {
             self.opened_at.store(0, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
+            self.probing.store(0, Ordering::Release);
             self.probe_now.store(false, Ordering::Release);
             recovered = true;
         }
@@ -145,7 +155,7 @@ impl Breaker {
             Permit::Probe => {
                 self.opened_at.store(self.now_micros(), Ordering::Release);
                 self.probe_now.store(false, Ordering::Release);
-                self.probing.store(false, Ordering::Release);
+                self.probing.store(0, Ordering::Release);
             }
             Permit::Call => {
                 let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -164,7 +174,7 @@ impl Breaker {
     pub(crate) fn state(&self) -> BreakerState {
         if self.opened_at.load(Ordering::Acquire) == 0 {
             BreakerState::Closed
-        } else if self.probing.load(Ordering::Acquire) {
+        } else if self.probing.load(Ordering::Acquire) != 0 {
             BreakerState::HalfOpen
         } else {
             BreakerState::Open
@@ -254,6 +264,21 @@ mod tests {
                 .await
                 .expect("notified");
         });
+    }
+
+    #[test]
+    fn a_probe_whose_caller_was_dropped_is_replaced_after_the_open_period() {
+        let b = breaker(1, 30);
+        b.failure(b.permit().unwrap());
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.permit().expect("a probe");
+        // The caller is cancelled: the probe never reports back.
+        drop(probe);
+        assert!(b.permit().is_none(), "one probe at a time");
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.permit().expect("the abandoned probe is replaced");
+        b.success(probe);
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]
