@@ -321,6 +321,12 @@ impl CacheBuilder {
     /// A memory-only cache builds and runs under any executor. A remote tier
     /// needs a tokio runtime (its connections, timeouts and backplane run on
     /// it): without one, `build()` returns [`Error::Config`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the cache being built: its
+    /// background tasks (the backplane's subscriber, the confirmation) end with
+    /// it, and nothing stays connected.
     pub async fn build(self) -> Result<Cache> {
         if self.enabled && self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(

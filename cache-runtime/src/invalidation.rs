@@ -321,6 +321,11 @@ impl Cache {
     /// assert_eq!(left, 0);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits. The queue keeps draining
+    /// in the background.
     pub async fn flush_invalidations(&self, timeout: Duration) -> usize {
         let invalidations = &self.inner.invalidations;
         let deadline = Instant::now().checked_add(timeout);
