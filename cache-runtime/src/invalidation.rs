@@ -9,6 +9,14 @@
 //! backoff, until the remote tier confirms it; only then are its tags no
 //! longer pending. A timed-out bump may have landed: bumping again is
 //! harmless (a counter that moves twice invalidates the same entries).
+//! The retry task also wakes as soon as the remote tier is back (the
+//! breaker's `back` notification: a success after failures, or the
+//! backplane subscribing again), instead of waiting out its backoff.
+//!
+//! Once its tags are pending, an invalidation must finish whatever happens
+//! to the caller's future: the send runs as a task on the runtime
+//! ([`Started`]), and a send that is itself dropped queues the invalidation,
+//! so a tag is never left pending with nothing on the way to confirm it.
 //!
 //! The queue lives in the process. When the last handle of a cache is
 //! dropped with invalidations still queued, a task keeps retrying them for
