@@ -85,6 +85,17 @@ use proc_macro::TokenStream;
 /// the background after the caller returned, on owned copies of the arguments:
 /// parameters must then be by value or `&T` with `T: Clone`/`ToOwned`, with no
 /// `&mut` and no borrowed types, and `&self` methods need `Self: Clone`.
+///
+/// # Cancel safety
+///
+/// The generated function's future may be dropped at any await (a request
+/// timeout, a client that hung up) and leaves nothing stuck: a caller that
+/// waited for another's load leaves it alone; the caller that runs the body
+/// drops it, and the key goes to the next caller (no waiter hangs); a
+/// distributed lock it held is released in the background, and a breaker
+/// probe it carried is replaced after the breaker's open period. A value it
+/// was storing may or may not have reached the remote tier; nothing stale is
+/// left in memory.
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand_cached::expand(args.into(), item.into()).into()
@@ -114,6 +125,13 @@ pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Arguments: `tags` (required), templates of the parameters like in
 /// [`macro@cached`], rendered before the body runs; `cache = EXPR` (optional),
 /// the cache to invalidate in, by default the global one.
+///
+/// # Cancel safety
+///
+/// Dropped before the body returned, nothing is invalidated (the body did
+/// not finish). Once it returned a success, the invalidation starts in the
+/// same poll and is applied everywhere however the future is dropped after:
+/// see `Cache::invalidate_tags`.
 #[proc_macro_attribute]
 pub fn invalidate(args: TokenStream, item: TokenStream) -> TokenStream {
     expand_invalidate::expand(args.into(), item.into()).into()

@@ -31,6 +31,10 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
     pub async fn get_many<T: Storable, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>> {
         let inner = &self.inner;
         let mut out: Vec<Option<T>> = keys
@@ -147,6 +151,15 @@ impl Cache {
 
     /// Stores every `(key, value)` with `policy`: one pipeline to the remote
     /// tier, then memory.
+    ///
+    /// # Cancel safety
+    ///
+    /// The keys leave this process's memory tier on the first
+    /// poll, so a drop midway never leaves it serving the old values: it reads
+    /// whatever the remote tier holds (the old values if the write had not
+    /// landed, the new ones if it had). Other processes drop their copies at
+    /// their next confirmation, within about a second, when the message was not
+    /// sent. Call it again to be sure of the new values.
     pub async fn set_many<T, K, I>(&self, items: I, policy: &Policy) -> Result<()>
     where
         T: Storable,
@@ -194,6 +207,11 @@ impl Cache {
         }
         let mut outcome = Ok(());
         if let Some(remote) = &inner.remote {
+            // Out of memory before the remote write: dropped halfway, this
+            // process then reads what Redis holds, never its old values.
+            for (key, _) in &entries {
+                inner.memory.remove(&key.repr);
+            }
             if !writes.is_empty() {
                 let seq = key_writes::reserve(self).await;
                 outcome = remote

@@ -199,7 +199,8 @@ impl CacheBuilder {
 
     /// The remote tier's circuit breaker: it opens after `failures`
     /// consecutive failed operations and lets one probe through after
-    /// `open_for` (defaults: 5 failures, 2 s).
+    /// `open_for` (defaults: 5 failures, 2 s), or at once when the
+    /// backplane's subscription comes back (Redis answers again).
     pub fn breaker(mut self, failures: u32, open_for: Duration) -> Self {
         self.breaker = BreakerConfig {
             threshold: failures.max(1),
@@ -320,6 +321,12 @@ impl CacheBuilder {
     /// A memory-only cache builds and runs under any executor. A remote tier
     /// needs a tokio runtime (its connections, timeouts and backplane run on
     /// it): without one, `build()` returns [`Error::Config`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it drops the cache being built: its
+    /// background tasks (the backplane's subscriber, the confirmation) end with
+    /// it, and nothing stays connected.
     pub async fn build(self) -> Result<Cache> {
         if self.enabled && self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(

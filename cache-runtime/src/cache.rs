@@ -179,6 +179,17 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe once polled, and it loses nothing. The
+    /// first poll puts the invalidation in force in this process and hands its
+    /// send to a task on the runtime; dropping the future afterwards (a request
+    /// timeout, a client that hung up) does not stop that task: the tags'
+    /// versions are bumped in the remote tier (or, if that fails, queued and
+    /// retried), other processes are told, and the tags stop being pending here
+    /// as soon as the remote tier confirms, exactly as if the future had been
+    /// awaited. A future dropped before its first poll did nothing.
     pub async fn invalidate_tags<I, S>(&self, tags: I) -> Result<()>
     where
         I: IntoIterator<Item = S>,
@@ -222,6 +233,12 @@ impl Cache {
     /// assert!(cache.health().await.is_none());
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it drops a `PING`, nothing else
+    /// (had it been the circuit breaker's probe, another probe goes after the
+    /// open period).
     pub async fn health(&self) -> Option<Health> {
         let inner = &self.inner;
         let remote = inner.remote.as_ref()?;

@@ -9,6 +9,14 @@
 //! backoff, until the remote tier confirms it; only then are its tags no
 //! longer pending. A timed-out bump may have landed: bumping again is
 //! harmless (a counter that moves twice invalidates the same entries).
+//! The retry task also wakes as soon as the remote tier is back (the
+//! breaker's `back` notification: a success after failures, or the
+//! backplane subscribing again), instead of waiting out its backoff.
+//!
+//! Once its tags are pending, an invalidation must finish whatever happens
+//! to the caller's future: the send runs as a task on the runtime
+//! ([`Started`]), and a send that is itself dropped queues the invalidation,
+//! so a tag is never left pending with nothing on the way to confirm it.
 //!
 //! The queue lives in the process. When the last handle of a cache is
 //! dropped with invalidations still queued, a task keeps retrying them for
@@ -81,32 +89,81 @@ pub(crate) async fn invalidate(cache: &Cache, names: Vec<String>) -> Result<(), 
         tracing::debug!(namespace = %inner.namespace, tag = %name, "cache tag invalidated");
     }
     inner.tell(|events| events.invalidate(&names));
-    let Some(remote) = &inner.remote else {
+    if inner.remote.is_none() {
         for name in &names {
             inner.tags.invalidate(name);
         }
         return Ok(());
-    };
+    }
     if names.is_empty() {
         return Ok(());
     }
     let slots = inner.tags.begin_pending(&names);
-    match send(inner, remote, &names, &slots).await {
-        Ok(()) => Ok(()),
-        Err(error) => {
-            inner.counters.invalidation_failures.incr();
-            inner
-                .invalidations
-                .queued_tags
-                .fetch_add(names.len(), Ordering::SeqCst);
-            inner
-                .invalidations
-                .queue
-                .lock()
-                .push_back(Queued { names, slots });
-            start_retrying(inner, Arc::downgrade(&cache.inner));
-            Err(error)
+    let started = Started {
+        cache: Some(cache.clone()),
+        queued: Some(Queued { names, slots }),
+    };
+    // From here on the invalidation is in force and must reach the remote
+    // tier whatever happens to the caller's future: the send runs detached,
+    // on the runtime, and the caller only waits for its outcome. Dropping
+    // this future leaves the task running; a task that is itself dropped
+    // (the runtime shuts down) queues the invalidation in its drop.
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => match handle.spawn(started.run()).await {
+            Ok(outcome) => outcome,
+            // The task panicked or was cancelled: `Started`'s drop queued it.
+            Err(_) => Err(StoreError::Backend(
+                "the invalidation's task ended early; it is queued for retry".into(),
+            )),
+        },
+        // `send` itself fails at once without a runtime (`Remote::admit`).
+        Err(_) => started.run().await,
+    }
+}
+
+/// An invalidation whose tags are pending here: sent, and on failure (or
+/// when dropped before it finished) queued, so its tags never stay pending
+/// without a send or a retry on the way.
+struct Started {
+    /// `None` once finished.
+    cache: Option<Cache>,
+    queued: Option<Queued>,
+}
+
+impl Started {
+    async fn run(mut self) -> Result<(), StoreError> {
+        let (Some(cache), Some(queued)) = (&self.cache, &self.queued) else {
+            return Ok(());
+        };
+        let inner = &cache.inner;
+        let Some(remote) = &inner.remote else {
+            return Ok(());
+        };
+        let outcome = send(inner, remote, &queued.names, &queued.slots).await;
+        if outcome.is_ok() {
+            self.queued = None;
         }
+        // Queues a failed send (see `Drop`).
+        drop(self);
+        outcome
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let (Some(cache), Some(queued)) = (self.cache.take(), self.queued.take()) else {
+            return;
+        };
+        let inner = &cache.inner;
+        inner.counters.invalidation_failures.incr();
+        inner
+            .invalidations
+            .queued_tags
+            .fetch_add(queued.names.len(), Ordering::SeqCst);
+        inner.invalidations.queue.lock().push_back(queued);
+        start_retrying(inner, Arc::downgrade(&cache.inner));
+        // Dropping `cache` here may be the last handle: `on_drop` then
+        // keeps the queue draining for `DROP_FLUSH`.
     }
 }
 
@@ -172,8 +229,21 @@ fn start_retrying(inner: &Inner, cache: Weak<Inner>) {
 async fn retry(cache: Weak<Inner>) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u32;
+    // Woken when the remote tier is back (a call succeeded after failures,
+    // the backplane subscribed again), so that the queue does not wait out
+    // a backoff grown during an outage.
+    let back = match cache.upgrade() {
+        Some(inner) => inner.remote.as_ref().map(|r| r.back()),
+        None => return,
+    };
     loop {
-        tokio::time::sleep(jitter(backoff)).await;
+        match &back {
+            Some(back) => tokio::select! {
+                _ = tokio::time::sleep(jitter(backoff)) => {}
+                _ = back.notified() => backoff = FIRST_BACKOFF,
+            },
+            None => tokio::time::sleep(jitter(backoff)).await,
+        }
         let Some(inner) = cache.upgrade() else { return };
         let Some(remote) = &inner.remote else { return };
         let (names, slots, count) = {
@@ -259,6 +329,11 @@ impl Cache {
     /// assert_eq!(left, 0);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits. The queue keeps draining
+    /// in the background.
     pub async fn flush_invalidations(&self, timeout: Duration) -> usize {
         let invalidations = &self.inner.invalidations;
         let deadline = Instant::now().checked_add(timeout);

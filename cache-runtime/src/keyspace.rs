@@ -30,6 +30,13 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe. The `INCRBY` is sent on the first
+    /// poll and is not retried: dropped after that, the counter may have moved
+    /// without the caller learning its value (nothing is left locked or
+    /// pending).
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
         let inner = &self.inner;
         match &inner.remote {
@@ -49,11 +56,20 @@ impl Cache {
     }
 
     /// Subtracts `delta` from the counter `key`; the new value.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`increment`](Self::increment): dropped after its
+    /// first poll, the counter may have moved without the caller learning it.
     pub async fn decrement(&self, key: &str, delta: i64) -> Result<i64> {
         self.increment(key, delta.wrapping_neg()).await
     }
 
     /// The counter `key` (0 if it was never incremented).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
     pub async fn counter(&self, key: &str) -> Result<i64> {
         self.increment(key, 0).await
     }
@@ -80,6 +96,15 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// The memory tier's matching entries go on the first
+    /// poll; the remote tier's are deleted as the `SCAN` proceeds, so a drop
+    /// midway leaves some of them, and the message to other processes may not
+    /// go (they clear their memory tier at their next confirmation, within about
+    /// a second, since the write's number is never heard). Calling it again
+    /// finishes the job: it is idempotent.
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         let inner = &self.inner;
         let removed_memory = forget_matching(inner, pattern);

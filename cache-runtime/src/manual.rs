@@ -34,6 +34,10 @@ impl Cache {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
     pub async fn get<T: Storable>(&self, key: &str) -> Result<Option<T>> {
         self.lookup(&Key::manual(key)).await
     }
@@ -91,6 +95,10 @@ impl Cache {
     }
 
     /// Stores `value` under `key` with the cache's default TTL.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`set_with`](Self::set_with).
     pub async fn set<T: Storable>(&self, key: &str, value: T) -> Result<()> {
         self.set_with(key, value, &Policy::new(), std::iter::empty::<&str>())
             .await
@@ -98,6 +106,15 @@ impl Cache {
 
     /// Stores `value` under `key` with `policy` (unset options take the cache's
     /// defaults) and `tags`.
+    ///
+    /// # Cancel safety
+    ///
+    /// The key leaves this process's memory tier on the first
+    /// poll, so a drop midway never leaves it serving the old value: it reads
+    /// whatever the remote tier holds (the old value if the write had not
+    /// landed, the new one if it had). Other processes drop their copy at their
+    /// next confirmation, within about a second, when the message was not sent.
+    /// Call it again to be sure of the new value.
     pub async fn set_with<T, I, S>(
         &self,
         key: &str,
@@ -112,9 +129,14 @@ impl Cache {
     {
         let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let plan = Plan::from_policy(policy, self, true);
+        let key_now = Key::manual(key);
+        // Out of memory before the remote write: dropped halfway, this
+        // process then reads what Redis holds, never its old value.
+        if self.inner.remote.is_some() {
+            self.inner.memory.remove(&key_now.repr);
+        }
         let seq = key_writes::reserve(self).await;
-        self.store_typed(&Key::manual(key), value, &plan, &tags)
-            .await;
+        self.store_typed(&key_now, value, &plan, &tags).await;
         key_writes::publish(self, seq, KeyWrite::Keys(vec![key])).await;
         Ok(())
     }
@@ -136,6 +158,13 @@ impl Cache {
     }
 
     /// Removes the entry under `key` from every tier; whether there was one.
+    ///
+    /// # Cancel safety
+    ///
+    /// The key leaves this process's memory tier on the first
+    /// poll; the remote delete may or may not have run when it is dropped
+    /// (other processes then drop their copy within about a second). Calling it
+    /// again finishes it: it is idempotent.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let name = key;
         let key = Key::manual(key);
@@ -167,6 +196,13 @@ impl Cache {
     /// assert_eq!(v, Ok(42));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As a `#[cached]` call: dropping a caller that waits
+    /// for another's load leaves that load alone; dropping the caller that runs
+    /// `load` drops `load` and hands the key to the next caller (no waiter
+    /// hangs), and a distributed lock it held is released in the background.
     pub async fn get_or_load<T, E, I, S, F, Fut>(
         &self,
         key: &str,
@@ -217,6 +253,12 @@ impl Cache {
     /// assert_eq!(got, Ok(vec![Some(1), Some(2)]));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`get_or_load`](Self::get_or_load): dropping it
+    /// while `load` runs drops `load` and releases the callers waiting for those
+    /// keys (one of them loads next); nothing is stored.
     pub async fn get_many_or_load<T, E, K, F, Fut>(
         &self,
         keys: &[K],

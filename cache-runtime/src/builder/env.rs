@@ -70,6 +70,11 @@ impl Cache {
     /// [`Error::Config`] for a malformed variable (the message names it and
     /// its value, never a password), and whatever
     /// [`build`](CacheBuilder::build) returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`CacheBuilder::build`]: dropping it drops the cache
+    /// being built and its background tasks.
     pub async fn from_env() -> Result<Cache> {
         from_env_base().env()?.build().await
     }

@@ -78,6 +78,14 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
 
 /// Starts a `#[cached]` call. `tags` renders the entry's tags; it is called at
 /// most once, synchronously, and only when memory has no usable value.
+///
+/// # Cancel safety
+///
+/// Dropping the returned [`Begin`] (the miss path) leaves
+/// nothing held: a load it waited for goes on for the others, and a load it
+/// was about to lead is handed to the next caller (see the crate's
+/// `flight` module); a distributed lock it took is released in the
+/// background.
 pub fn begin<'a, M, R, T>(
     cache: &'a Cache,
     site: &'static Site,
@@ -269,6 +277,12 @@ fn trace_call(cache: &Cache, key: &Key, outcome: &'static str, started: Instant)
 
 /// After an `#[invalidate]` function returned: invalidates `tags` when the
 /// result is a success.
+///
+/// # Cancel safety
+///
+/// The invalidation starts on its first poll (the tags
+/// are in force here at once and the send is detached), so dropping it
+/// afterwards loses nothing (see [`Cache::invalidate_tags`]).
 pub async fn invalidate_after<M: ReturnKind<R>, R>(cache: &Cache, result: &R, tags: Vec<String>) {
     if M::succeeded(result) {
         // The function's result stands either way. An invalidation the remote

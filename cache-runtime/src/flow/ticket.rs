@@ -78,6 +78,13 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
     ///
     /// The load (with the body's future) is boxed here, on the miss path, so
     /// that it does not enlarge the caller's future, which is moved on every hit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops the function's
+    /// body; the waiters are released (one of them loads next), a distributed
+    /// lock is released in the background, and nothing is stored. Dropped while
+    /// storing, the remote tier may or may not hold the value; memory does not.
     pub fn load<F: Future<Output = R>>(self, load: F) -> Pin<Box<impl Future<Output = R>>> {
         Box::pin(Self::run(*self.state, load))
     }

@@ -31,6 +31,11 @@ impl Cache {
     /// assert!(report.reasons.is_empty());
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads (see
+    /// [`health`](Cache::health)).
     pub async fn health_report(&self) -> HealthReport {
         let inner = &self.inner;
         // Sampling stopped if the runtime it ran on shut down (a global cache

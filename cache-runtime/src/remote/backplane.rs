@@ -198,6 +198,12 @@ pub(crate) async fn start(inner: &Arc<Inner>, clients: Vec<redis::Client>, wait:
     let _ = tokio::time::timeout(wait, subscribed).await;
 }
 
+/// The longest pause between two attempts to subscribe again. Short: the
+/// subscription coming back is how a process learns that Redis is back (its
+/// queued invalidations are then retried at once, `crate::invalidation`),
+/// and an attempt on a server that is down costs one refused connection.
+const MAX_RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Subscribes through `clients` in turn (a cluster's nodes: PUBLISH reaches
 /// every node of a cluster), resubscribing after each disconnect.
 async fn subscriber(
@@ -228,6 +234,10 @@ async fn subscriber(
                         // Memory is used again once versions are confirmed.
                         b.confirm_now.notify_one();
                     }
+                    // Redis is back: queued invalidations go now.
+                    if let Some(remote) = &inner.remote {
+                        remote.reconnected();
+                    }
                 }
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(());
@@ -250,7 +260,7 @@ async fn subscriber(
         inner.memory.clear();
         drop(inner);
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(MAX_RESUBSCRIBE_BACKOFF);
     }
 }
 

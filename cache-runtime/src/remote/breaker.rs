@@ -2,9 +2,17 @@
 //! failures it opens, and calls skip the remote tier (the memory tier and the
 //! function keep serving) until `open_for` has passed; then one probe call is
 //! let through (half-open): success closes the breaker, failure opens it again.
+//!
+//! It also tells when the remote tier is back: a success after failures, or
+//! a new connection seen elsewhere ([`Breaker::reconnected`], the backplane
+//! subscribing again, which also lets a probe through at once) wakes
+//! [`Breaker::back`]'s waiter, the retry of queued invalidations.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// The state of a cache's circuit breaker, as reported by stats and health.
 /// Serialized as `"closed"`, `"open"` or `"half_open"`.
@@ -41,7 +49,15 @@ pub(crate) struct Breaker {
     failures: AtomicU32,
     /// Micros since `epoch` when the breaker opened; 0 when closed.
     opened_at: AtomicU64,
-    probing: AtomicBool,
+    /// Micros since `epoch` when the probe in flight began; 0 when none.
+    /// A probe whose caller was dropped never reports back: after
+    /// `open_for` it is taken as abandoned and another probe goes, instead
+    /// of the breaker staying open for ever.
+    probing: AtomicU64,
+    /// Set by [`Breaker::reconnected`]: the next permit probes at once.
+    probe_now: AtomicBool,
+    /// Notified (one stored permit) when the remote tier is back.
+    back: Arc<Notify>,
 }
 
 /// Permission to call the remote tier; report how the call went.
@@ -63,8 +79,25 @@ impl Breaker {
             epoch: Instant::now(),
             failures: AtomicU32::new(0),
             opened_at: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
+            probing: AtomicU64::new(0),
+            probe_now: AtomicBool::new(false),
+            back: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified when the remote tier is back after failures.
+    pub(crate) fn back(&self) -> Arc<Notify> {
+        self.back.clone()
+    }
+
+    /// A new connection to the remote tier works (seen outside the calls
+    /// this breaker watches): an open breaker probes at the next call
+    /// instead of waiting out its open period, and `back` is notified.
+    pub(crate) fn reconnected(&self) {
+        if self.opened_at.load(Ordering::Acquire) != 0 {
+            self.probe_now.store(true, Ordering::Release);
+        }
+        self.back.notify_one();
     }
 
     fn now_micros(&self) -> u64 {
@@ -79,12 +112,20 @@ impl Breaker {
             return Some(Permit::Call);
         }
         let open_for = saturating_micros(self.config.open_for);
-        if self.now_micros().saturating_sub(opened) < open_for {
+        if self.now_micros().saturating_sub(opened) < open_for
+            && !self.probe_now.load(Ordering::Acquire)
+        {
             return None;
         }
-        // Past the open period: exactly one caller probes.
+        // Past the open period: exactly one caller probes (a probe
+        // abandoned for `open_for` is replaced).
+        let now = self.now_micros();
+        let probing = self.probing.load(Ordering::Acquire);
+        if probing != 0 && now.saturating_sub(probing) < open_for {
+            return None;
+        }
         self.probing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(probing, now, Ordering::AcqRel, Ordering::Acquire)
             .ok()
             .map(|_| Permit::Probe)
     }
@@ -93,12 +134,19 @@ impl Breaker {
         // Written only when it changes: every remote call ends here, and an
         // unconditional store made the counter's cache line bounce between
         // cores on every call.
+        let mut recovered = false;
         if self.failures.load(Ordering::Acquire) != 0 {
             self.failures.store(0, Ordering::Release);
+            recovered = true;
         }
         if matches!(permit, Permit::Probe) || self.opened_at.load(Ordering::Acquire) != 0 {
             self.opened_at.store(0, Ordering::Release);
-            self.probing.store(false, Ordering::Release);
+            self.probing.store(0, Ordering::Release);
+            self.probe_now.store(false, Ordering::Release);
+            recovered = true;
+        }
+        if recovered {
+            self.back.notify_one();
         }
     }
 
@@ -106,7 +154,8 @@ impl Breaker {
         match permit {
             Permit::Probe => {
                 self.opened_at.store(self.now_micros(), Ordering::Release);
-                self.probing.store(false, Ordering::Release);
+                self.probe_now.store(false, Ordering::Release);
+                self.probing.store(0, Ordering::Release);
             }
             Permit::Call => {
                 let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -125,7 +174,7 @@ impl Breaker {
     pub(crate) fn state(&self) -> BreakerState {
         if self.opened_at.load(Ordering::Acquire) == 0 {
             BreakerState::Closed
-        } else if self.probing.load(Ordering::Acquire) {
+        } else if self.probing.load(Ordering::Acquire) != 0 {
             BreakerState::HalfOpen
         } else {
             BreakerState::Open
@@ -186,6 +235,49 @@ mod tests {
             assert_eq!(b.state(), BreakerState::Open);
             assert!(b.permit().is_none(), "{open_for:?}: no probe yet");
         }
+    }
+
+    #[test]
+    fn a_reconnection_lets_an_open_breaker_probe_at_once_and_says_so() {
+        let b = breaker(1, 60_000);
+        b.failure(b.permit().unwrap());
+        assert!(b.permit().is_none(), "open for a minute");
+        let back = b.back();
+        b.reconnected();
+        let probe = b.permit().expect("a probe at once");
+        assert!(matches!(probe, Permit::Probe));
+        b.failure(probe);
+        assert!(
+            b.permit().is_none(),
+            "a failed probe waits the period again"
+        );
+        b.reconnected();
+        b.success(b.permit().expect("a probe"));
+        assert_eq!(b.state(), BreakerState::Closed);
+        // `back` holds a permit for its waiter.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), back.notified())
+                .await
+                .expect("notified");
+        });
+    }
+
+    #[test]
+    fn a_probe_whose_caller_was_dropped_is_replaced_after_the_open_period() {
+        let b = breaker(1, 30);
+        b.failure(b.permit().unwrap());
+        std::thread::sleep(Duration::from_millis(40));
+        // The caller is cancelled: the probe never reports back.
+        assert!(matches!(b.permit(), Some(Permit::Probe)));
+        assert!(b.permit().is_none(), "one probe at a time");
+        std::thread::sleep(Duration::from_millis(40));
+        let probe = b.permit().expect("the abandoned probe is replaced");
+        b.success(probe);
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

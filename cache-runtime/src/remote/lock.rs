@@ -65,16 +65,31 @@ impl LockGuard {
         ttl: Duration,
     ) -> Result<Option<LockGuard>> {
         let remote = remote(cache)?;
-        let token = new_token();
-        let taken = remote
-            .call(&cache.inner.counters, |s| s.try_lock(&key, &token, ttl))
-            .await?;
-        Ok(taken.then(|| LockGuard {
+        // Made before the attempt: dropped while the `SET` is in flight
+        // (the caller's future was cancelled), it releases in the background
+        // whatever the `SET` may have taken, instead of leaving a lock that
+        // nobody holds until its TTL.
+        let mut guard = LockGuard {
             cache: cache.clone(),
             key: key.into(),
-            token: token.into(),
+            token: new_token().into(),
             released: false,
-        }))
+        };
+        let taken = remote
+            .call(&cache.inner.counters, |s| {
+                s.try_lock(&guard.key, &guard.token, ttl)
+            })
+            .await;
+        match taken {
+            Ok(true) => Ok(Some(guard)),
+            outcome => {
+                // Not taken, or failed (a timed-out `SET` that landed
+                // expires at its TTL, as before): nothing to release.
+                guard.released = true;
+                outcome?;
+                Ok(None)
+            }
+        }
     }
 
     /// The lock's key in the store.
@@ -84,6 +99,11 @@ impl LockGuard {
 
     /// Extends the lock to `ttl` from now; `false` if it was lost (expired and
     /// taken by someone else).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped after its first poll, the lock's TTL may or
+    /// may not have been extended; the guard still holds the lock either way.
     pub async fn extend(&self, ttl: Duration) -> Result<bool> {
         let remote = remote(&self.cache)?;
         Ok(remote
@@ -94,14 +114,23 @@ impl LockGuard {
     }
 
     /// Releases the lock; `false` if it had already expired.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped before the reply, the guard's
+    /// drop releases the lock in the background, so it is never left held
+    /// until its TTL.
     pub async fn release(mut self) -> Result<bool> {
-        self.released = true;
         let remote = remote(&self.cache)?;
-        Ok(remote
+        let released = remote
             .call(&self.cache.inner.counters, |s| {
                 s.unlock(&self.key, &self.token)
             })
-            .await?)
+            .await;
+        // Only now: a release dropped before its reply leaves the guard's
+        // drop to release in the background.
+        self.released = true;
+        Ok(released?)
     }
 
     /// Extends the lock every third of `ttl` until the returned handle drops.
@@ -163,6 +192,12 @@ impl Drop for KeepAlive {
 impl Cache {
     /// Takes the distributed lock `name` (in this cache's namespace) for `ttl`,
     /// waiting up to `wait` for a holder to release it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped while an attempt to take the lock
+    /// is in flight, whatever that attempt may have taken is released in the
+    /// background; no lock is left held without a guard.
     pub async fn lock(&self, name: &str, ttl: Duration, wait: Duration) -> Result<LockGuard> {
         let key = Remote::lock_key(self.namespace(), name);
         // A `wait` past what `Instant` holds (e.g. `Duration::MAX`) waits forever.
@@ -183,12 +218,23 @@ impl Cache {
     }
 
     /// Takes the distributed lock `name` for `ttl` if nobody holds it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`lock`](Self::lock): dropped in flight, a lock the
+    /// attempt may have taken is released in the background.
     pub async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<LockGuard>> {
         LockGuard::try_take(self, Remote::lock_key(self.namespace(), name), ttl).await
     }
 
     /// Runs `work` while holding the lock `name` (kept alive while it runs),
     /// then releases it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped while waiting, as [`lock`](Self::lock);
+    /// dropped while `work` runs, `work` is dropped, the lock stops being
+    /// extended and is released in the background.
     pub async fn with_lock<T, F, Fut>(
         &self,
         name: &str,

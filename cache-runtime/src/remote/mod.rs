@@ -205,6 +205,17 @@ impl Remote {
         self.breaker.state()
     }
 
+    /// Notified when the remote tier is back after failures (see
+    /// [`Breaker::back`]).
+    pub(crate) fn back(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.breaker.back()
+    }
+
+    /// A new connection to the store works: see [`Breaker::reconnected`].
+    pub(crate) fn reconnected(&self) {
+        self.breaker.reconnected();
+    }
+
     /// The store key of a lock taken by name (`Cache::lock`):
     /// `{namespace}#lock:{name}`, the name's reserved characters escaped, so
     /// it is apart from entries and from the locks of loads.

@@ -107,6 +107,12 @@ impl Cache {
     /// assert_eq!(CACHE.stats().hits, 0, "warming is not a user hit");
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops the run: no new call starts, and the
+    /// calls in flight are dropped, each as cancel safe as a cached call (no
+    /// waiter hangs, no lock stays held); what was loaded stays stored.
     pub async fn warm<I, F, Fut>(
         &self,
         inputs: impl IntoIterator<Item = I>,
