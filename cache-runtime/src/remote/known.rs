@@ -238,10 +238,7 @@ impl KnownVersions {
         match version {
             // A step no real invalidation takes (a forged or garbled
             // message, a recreated key): forget, and ask Redis next time.
-            Some(version)
-                if version > known.version
-                    && version - known.version <= crate::tags::MAX_HEARD_STEP =>
-            {
+            Some(version) if crate::tags::believable_step(known.version, version) => {
                 known.version = version;
             }
             Some(version) if version <= known.version => return,
