@@ -225,3 +225,134 @@ async fn an_entry_of_the_previous_format_is_a_miss_not_a_fault() {
     assert_eq!((stats.decode_errors, stats.corrupt_entries), (0, 0));
     assert_eq!(stats.store_errors, 0);
 }
+
+mod http_layer {
+    //! The HTTP layer's stored responses are entries of the same format:
+    //! flipped bits in one are never served either.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::extract::State;
+    use axum::http::{Request, Response};
+    use axum::routing::get;
+    use axum::Router;
+    use cache_runtime::http::CacheLayer;
+    use http_body_util::BodyExt;
+    use integration_tests::redis_harness::RedisServer;
+    use integration_tests::storage_only;
+    use redis::AsyncCommands;
+    use tower::ServiceExt;
+
+    async fn origin(State(calls): State<Arc<AtomicUsize>>) -> Response<Body> {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        Response::builder()
+            .header("cache-control", "max-age=600")
+            .header("content-type", "text/plain")
+            .body(Body::from(format!(
+                "response number {n}, a body of some length"
+            )))
+            .unwrap()
+    }
+
+    /// Status, the fields a client sees of the origin's, and the body.
+    async fn fetch(app: &Router) -> (u16, String, String, String) {
+        let request = Request::builder()
+            .uri("/page")
+            .header("host", "example.test")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let field = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        let head = (
+            response.status().as_u16(),
+            field("cache-control"),
+            field("content-type"),
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            head.0,
+            head.1,
+            head.2,
+            String::from_utf8_lossy(&body).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_flipped_bit_in_a_stored_response_is_never_served() {
+        let server = RedisServer::start();
+        let cache = storage_only(&server, "crc-http").await;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = Router::new()
+            .route("/page", get(origin))
+            .with_state(calls.clone())
+            .layer(CacheLayer::new(cache.clone()));
+        let original = fetch(&app).await;
+        assert_eq!(fetch(&app).await, original, "a hit");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let mut conn = server
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        // The stored response: the entry (magic "CE") with the body in it.
+        let keys: Vec<String> = conn.keys("crc-http*").await.unwrap();
+        let mut stored = Vec::new();
+        for key in keys {
+            if let Ok(bytes) = conn.get::<_, Vec<u8>>(&key).await {
+                if bytes.starts_with(b"CE")
+                    && bytes
+                        .windows(original.3.len())
+                        .any(|w| w == original.3.as_bytes())
+                {
+                    stored.push((key, bytes));
+                }
+            }
+        }
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        let (key, bytes) = stored.pop().unwrap();
+
+        let mut rng = fastrand::Rng::with_seed(0x4177_b175);
+        let (mut different, mut misses, flips) = (0, 0, 300);
+        for _ in 0..flips {
+            let bit = rng.usize(0..bytes.len() * 8);
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(&damaged)
+                .arg("KEEPTTL")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let before = calls.load(Ordering::SeqCst);
+            let got = fetch(&app).await;
+            if calls.load(Ordering::SeqCst) > before {
+                misses += 1;
+            } else if got != original {
+                different += 1;
+            }
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(&bytes)
+                .arg("KEEPTTL")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            different, 0,
+            "of {flips} flips, {different} served a different response ({misses} misses)"
+        );
+        assert_eq!(misses, flips, "every flip is a miss");
+        assert_eq!(cache.stats().corrupt_entries, flips as u64);
+    }
+}
