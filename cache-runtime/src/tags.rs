@@ -519,6 +519,31 @@ mod tests {
     }
 
     #[test]
+    fn clock_sized_steps_are_believed_up_to_a_minute_ahead() {
+        let now_micros = crate::clock::now_millis() * 1000;
+        let idle = now_micros - 3_600_000_000; // bumped an hour ago
+                                               // A bump sets the version to the server's clock: a step far over
+                                               // MAX_HEARD_STEP, believed.
+        assert!(believable_step(idle, now_micros));
+        assert!(believable_step(idle, now_micros + 30_000_000));
+        // Not beyond the clock plus a minute, nor backwards, nor from a
+        // counter that counts from 0.
+        assert!(!believable_step(idle, now_micros + 120_000_000));
+        assert!(!believable_step(idle, idle));
+        assert!(!believable_step(idle, idle - 1));
+        assert!(!believable_step(10, now_micros));
+        assert!(believable_step(10, 10 + MAX_HEARD_STEP));
+        // Through the registry: the next read of that version is current.
+        let reg = TagRegistry::new();
+        let t = names(&["a"]);
+        reg.snapshot(&t).observe(&t, &[idle]);
+        reg.heard("a", Some(now_micros));
+        let after = reg.snapshot(&t);
+        assert_eq!(after.observe(&t, &[now_micros]), Observed::Current);
+        assert!(after.is_current(), "no second drop for the same bump");
+    }
+
+    #[test]
     fn confirmation_drops_entries_on_any_change() {
         let reg = TagRegistry::new();
         let t = names(&["a"]);

@@ -423,6 +423,22 @@ mod tests {
     }
 
     #[test]
+    fn a_bump_to_the_servers_clock_is_followed_not_forgotten() {
+        let known = trusted(100);
+        let t = tags(&["a"]);
+        let now_micros = now_millis() * 1000;
+        let idle = now_micros - 3_600_000_000;
+        known.learn(&t, &[idle], known.ticket().unwrap());
+        // An invalidation an hour after the last one moves the version by an
+        // hour of microseconds: still known, at the new version.
+        known.heard("a", Some(now_micros));
+        assert_eq!(seen(&known, &t), Some(vec![now_micros]));
+        // A claim far past the clock is not: forgotten, read from Redis.
+        known.heard("a", Some(now_micros + 3_600_000_000));
+        assert_eq!(seen(&known, &t), None);
+    }
+
+    #[test]
     fn messages_without_versions_and_failed_bumps_forget() {
         let known = trusted(100);
         let t = tags(&["a", "b"]);
