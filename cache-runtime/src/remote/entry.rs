@@ -25,11 +25,13 @@
 //! covers header and payload, so a damaged entry is refused before any
 //! field of it is used: a miss, counted as [`EntryError::Corrupt`] (in
 //! `Stats::corrupt_entries` and `decode_errors`), and overwritten by the
-//! load that follows. XXH3-64 is fast (it adds well under a microsecond to
-//! a remote hit of a few KiB) and detects every single-bit flip, and every
-//! burst that changes at most 64 bits it finds with probability `1 - 2^-64`;
-//! it is a guard against accidents, not against someone who can write to
-//! Redis (they can write any value anyway).
+//! load that follows. XXH3-64 runs at 6 to 9 GB/s on one core (measured
+//! here: 46 ns for 256 bytes, 0.63 µs for 4 KiB, 90 µs for a 700 kB HTTP
+//! body), is computed once per write and checked once per read from Redis
+//! (never on a memory hit), and misses damage only by chance (2^-64 for
+//! random changes; every single-bit flip tested, in the unit tests, is
+//! caught). It is a guard against accidents, not against someone who can
+//! write to Redis (they can store any value anyway).
 //!
 //! An entry of another format version (version 1, written before the
 //! upgrade, or a later version from a newer build during a rolling upgrade)
