@@ -313,6 +313,7 @@ async fn stats_and_health_serialize_to_json() {
         "evictions",
         "invalidations",
         "decode_errors",
+        "corrupt_entries",
         "invalidation_failures",
         "pending_invalidations",
     ] {

@@ -83,10 +83,7 @@ impl Cache {
                     found.push((slot, header, value))
                 }
                 Ok(_) => {}
-                Err(error) => {
-                    inner.counters.fault(crate::events::FaultKind::Decode);
-                    tracing::warn!(key = %full[slot], %error, "undecodable remote cache entry treated as a miss");
-                }
+                Err(error) => entry::count_unreadable(&inner.counters, &full[slot], &error),
             }
         }
         let mut names: Vec<String> = found

@@ -5,11 +5,21 @@
 use crate::remote::{backplane, cbor_text, entry};
 
 /// Decodes `bytes` as a stored entry: the header, then the payload as a
-/// generic CBOR value and as a `String`. Returns whether the header decoded.
+/// generic CBOR value and as a `String`; then `bytes` with a matching
+/// checksum appended, so that the fuzzer reaches the checks behind the
+/// checksum (random bytes almost never carry a matching one). Returns
+/// whether either header decoded.
 ///
 /// # Panics
 /// If a decoded header breaks the limits the decoder promises to enforce.
 pub fn decode_entry(bytes: &[u8]) -> bool {
+    let mut sealed = bytes.to_vec();
+    entry::seal(&mut sealed);
+    let raw = decode_entry_as_is(bytes);
+    decode_entry_as_is(&sealed) || raw
+}
+
+fn decode_entry_as_is(bytes: &[u8]) -> bool {
     let Ok((header, payload)) = entry::decode_header(bytes) else {
         return false;
     };

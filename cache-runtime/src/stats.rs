@@ -146,6 +146,7 @@ pub(crate) struct Counters {
     pub(crate) evictions: Counter,
     pub(crate) invalidations: Counter,
     pub(crate) decode_errors: Counter,
+    pub(crate) corrupt_entries: Counter,
     pub(crate) config_errors: Counter,
     pub(crate) invalidation_failures: Counter,
     pub(crate) warmed: Counter,
@@ -203,6 +204,9 @@ pub struct Stats {
     pub invalidations: u64,
     /// Entries that could not be decoded and were treated as misses.
     pub decode_errors: u64,
+    /// Of `decode_errors`, remote entries whose checksum did not match (damaged
+    /// in the store); each was a miss, and the load that followed overwrote it.
+    pub corrupt_entries: u64,
     /// Invalidations the remote tier did not confirm at once (they were
     /// queued and retried).
     pub invalidation_failures: u64,
@@ -249,6 +253,7 @@ impl serde::Serialize for Stats {
             evictions,
             invalidations,
             decode_errors,
+            corrupt_entries,
             invalidation_failures,
             pending_invalidations,
             warmed,
@@ -268,6 +273,7 @@ impl serde::Serialize for Stats {
             ("evictions", evictions),
             ("invalidations", invalidations),
             ("decode_errors", decode_errors),
+            ("corrupt_entries", corrupt_entries),
             ("invalidation_failures", invalidation_failures),
             ("pending_invalidations", pending_invalidations),
             ("warmed", warmed),
@@ -307,6 +313,10 @@ impl Counters {
     pub(crate) fn faults(&self, kind: FaultKind, n: u64) {
         match kind {
             FaultKind::Decode => self.decode_errors.add(n),
+            FaultKind::Corrupt => {
+                self.decode_errors.add(n);
+                self.corrupt_entries.add(n);
+            }
             _ => self.store_errors.add(n),
         }
         if let Some(events) = &self.events {
@@ -355,6 +365,7 @@ impl Counters {
             evictions: self.evictions.get(),
             invalidations: self.invalidations.get(),
             decode_errors: self.decode_errors.get(),
+            corrupt_entries: self.corrupt_entries.get(),
             invalidation_failures: self.invalidation_failures.get(),
             pending_invalidations: 0,
             warmed: self.warmed.get(),

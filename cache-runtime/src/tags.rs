@@ -37,6 +37,34 @@ const DIRTY: u64 = u64::MAX - 1;
 /// believed, and the next reply from Redis tells the truth.
 pub(crate) const MAX_HEARD_STEP: u64 = 1 << 20;
 
+/// How far ahead of this machine's clock a heard version (microseconds of
+/// the server's clock) may be: clocks of servers and clients differ.
+const MAX_CLOCK_AHEAD_MICROS: u64 = 60_000_000;
+
+/// Whether a backplane message's claim that a tag moved from `seen` to
+/// `version` is believable: a step of at most [`MAX_HEARD_STEP`], or, since
+/// a bump sets the version to at least the server's clock in microseconds
+/// (`remote::redis::versions`), a version not beyond this machine's clock
+/// plus [`MAX_CLOCK_AHEAD_MICROS`], when `seen` is such a clock reading
+/// too (a store whose versions count from 0 keeps the bounded step). A
+/// forged or garbled claim lifts a tag no further than that, and the next
+/// confirmation from Redis corrects it.
+pub(crate) fn believable_step(seen: u64, version: u64) -> bool {
+    /// 2001-09-09 in microseconds: versions below are not clock readings.
+    const CLOCK_VERSIONS_FROM: u64 = 1_000_000_000_000_000;
+    if version <= seen {
+        return false;
+    }
+    if version - seen <= MAX_HEARD_STEP {
+        return true;
+    }
+    if seen < CLOCK_VERSIONS_FROM {
+        return false;
+    }
+    let now_micros = crate::clock::now_millis().saturating_mul(1000);
+    version <= now_micros.saturating_add(MAX_CLOCK_AHEAD_MICROS)
+}
+
 /// One tag's version counter.
 #[derive(Debug)]
 pub(crate) struct TagSlot {
@@ -287,7 +315,7 @@ impl TagRegistry {
         slot.bump();
         let Some(version) = version else { return };
         let mut seen = slot.remote.load(Ordering::SeqCst);
-        while seen < DIRTY && version > seen && version - seen <= MAX_HEARD_STEP {
+        while seen < DIRTY && believable_step(seen, version) {
             match slot.remote.compare_exchange_weak(
                 seen,
                 version,
@@ -488,6 +516,31 @@ mod tests {
             after.is_current(),
             "a believed message spares the next read a bump"
         );
+    }
+
+    #[test]
+    fn clock_sized_steps_are_believed_up_to_a_minute_ahead() {
+        let now_micros = crate::clock::now_millis() * 1000;
+        let idle = now_micros - 3_600_000_000; // bumped an hour ago
+                                               // A bump sets the version to the server's clock: a step far over
+                                               // MAX_HEARD_STEP, believed.
+        assert!(believable_step(idle, now_micros));
+        assert!(believable_step(idle, now_micros + 30_000_000));
+        // Not beyond the clock plus a minute, nor backwards, nor from a
+        // counter that counts from 0.
+        assert!(!believable_step(idle, now_micros + 120_000_000));
+        assert!(!believable_step(idle, idle));
+        assert!(!believable_step(idle, idle - 1));
+        assert!(!believable_step(10, now_micros));
+        assert!(believable_step(10, 10 + MAX_HEARD_STEP));
+        // Through the registry: the next read of that version is current.
+        let reg = TagRegistry::new();
+        let t = names(&["a"]);
+        reg.snapshot(&t).observe(&t, &[idle]);
+        reg.heard("a", Some(now_micros));
+        let after = reg.snapshot(&t);
+        assert_eq!(after.observe(&t, &[now_micros]), Observed::Current);
+        assert!(after.is_current(), "no second drop for the same bump");
     }
 
     #[test]

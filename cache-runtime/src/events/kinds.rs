@@ -40,6 +40,9 @@ pub enum FaultKind {
     BreakerOpen,
     /// Bytes from the store (an entry, a backplane message) did not decode.
     Decode,
+    /// A stored entry failed its checksum: damaged in the store, never
+    /// served. Also counted in [`Stats::decode_errors`](crate::Stats::decode_errors).
+    Corrupt,
     /// Anything else: an error reply, no tokio runtime, arguments that did
     /// not serialize into a key.
     Other,
@@ -47,13 +50,14 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// A short lowercase name: `timeout`, `connection`, `breaker_open`,
-    /// `decode` or `other` (the `kind` label of the `metrics` feature).
+    /// `decode`, `corrupt` or `other` (the `kind` label of the `metrics` feature).
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Timeout => "timeout",
             FaultKind::Connection => "connection",
             FaultKind::BreakerOpen => "breaker_open",
             FaultKind::Decode => "decode",
+            FaultKind::Corrupt => "corrupt",
             FaultKind::Other => "other",
         }
     }

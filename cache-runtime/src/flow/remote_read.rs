@@ -251,12 +251,12 @@ fn judge(
     }
 }
 
-/// An entry that does not decode is a miss; the next load overwrites it.
+/// An entry that does not decode (or is damaged, or of another format
+/// version) is a miss; the next load overwrites it.
 #[cold]
 fn undecodable(cache: &Cache, key: &Key, error: EntryError, versions: &[u64]) -> Judged {
     let inner = &cache.inner;
-    inner.counters.fault(crate::events::FaultKind::Decode);
-    tracing::warn!(key = %key.full(&inner.namespace), %error, "undecodable remote cache entry treated as a miss");
+    entry::count_unreadable(&inner.counters, &key.full(&inner.namespace), &error);
     Judged::Read(RemoteRead::Miss {
         fail_safe: None,
         versions: Some(versions.to_vec()),

@@ -38,6 +38,9 @@ impl Listener for MetricsListener {
         let mut labels = labels(event.cache, None);
         if event.kind == FaultKind::Decode {
             counter!(names::DECODE_ERRORS, labels).increment(1);
+        } else if event.kind == FaultKind::Corrupt {
+            counter!(names::DECODE_ERRORS, labels.clone()).increment(1);
+            counter!(names::CORRUPT_ENTRIES, labels).increment(1);
         } else {
             labels.push(Label::new("kind", event.kind.as_str()));
             counter!(names::REMOTE_ERRORS, labels).increment(1);

@@ -238,10 +238,7 @@ impl KnownVersions {
         match version {
             // A step no real invalidation takes (a forged or garbled
             // message, a recreated key): forget, and ask Redis next time.
-            Some(version)
-                if version > known.version
-                    && version - known.version <= crate::tags::MAX_HEARD_STEP =>
-            {
+            Some(version) if crate::tags::believable_step(known.version, version) => {
                 known.version = version;
             }
             Some(version) if version <= known.version => return,
@@ -423,6 +420,22 @@ mod tests {
         known.heard("b", Some(5));
         known.learn(&tags(&["b"]), &[4], before);
         assert_eq!(seen(&known, &tags(&["b"])), None);
+    }
+
+    #[test]
+    fn a_bump_to_the_servers_clock_is_followed_not_forgotten() {
+        let known = trusted(100);
+        let t = tags(&["a"]);
+        let now_micros = now_millis() * 1000;
+        let idle = now_micros - 3_600_000_000;
+        known.learn(&t, &[idle], known.ticket().unwrap());
+        // An invalidation an hour after the last one moves the version by an
+        // hour of microseconds: still known, at the new version.
+        known.heard("a", Some(now_micros));
+        assert_eq!(seen(&known, &t), Some(vec![now_micros]));
+        // A claim far past the clock is not: forgotten, read from Redis.
+        known.heard("a", Some(now_micros + 3_600_000_000));
+        assert_eq!(seen(&known, &t), None);
     }
 
     #[test]

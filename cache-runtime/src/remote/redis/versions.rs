@@ -24,6 +24,17 @@
 //! and the Rust and the Lua side agree on that test, so whatever a read
 //! rejects the script replaces.
 //!
+//! A counter that is present but went back (a failover to a replica that
+//! missed the last `INCR`s, a restore from an older snapshot) would let
+//! `INCR` land on a version live entries recorded, and serve them again
+//! after the invalidation. So a bump sets `max(current + 1, TIME in µs)`,
+//! in the same script and round trip: every version handed out before was
+//! at most the clock of its bump (plus the bumps within one microsecond),
+//! so the new one exceeds them all, whatever the store lost, on the same
+//! two conditions as above. A tag bumped less than once a second therefore
+//! moves by the time elapsed, not by one; versions stay below
+//! [`MAX_VERSION`] until the year 2255.
+//!
 //! Reads stay at one round trip on the hit path: versions come with the
 //! entry in one `MGET` (or concurrent `GET`s in a cluster), and the script
 //! runs, as a second round trip, only for the keys that came back missing or
@@ -48,7 +59,8 @@ use crate::remote::store::StoreError;
 pub(super) const MAX_VERSION: u64 = (1 << 53) - 1;
 
 /// Reads (`ARGV[1]` = `read`) or increments (`bump`) each of `KEYS`,
-/// creating or replacing those that hold no version. Per key: `{version,
+/// creating or replacing those that hold no version. A bump never gives
+/// less than the server's clock in microseconds: `max(current + 1, TIME)`. Per key: `{version,
 /// state}`, state 0 as found, 1 created (missing), 2 replaced (wrong type or
 /// not a version). Read versions come back as strings (exact), bumped ones as
 /// the integers `INCR` gave (exact below 2^53).
@@ -76,6 +88,10 @@ for i, key in ipairs(KEYS) do
   end
   if ARGV[1] == 'bump' then
     v = redis.call('INCR', key)
+    if v < tonumber(base) then
+      redis.call('SET', key, base)
+      v = base
+    end
   end
   out[i] = {v, state}
 end
