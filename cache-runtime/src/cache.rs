@@ -95,11 +95,12 @@ impl Inner {
     /// The memory tier's entry, unless memory is not trusted at `now` (the
     /// backplane is down, or tag versions were not confirmed within the
     /// last second: memory may have missed invalidations, and reads go to
-    /// the remote tier).
+    /// the remote tier), and no outage grace applies (`remote::outage`).
     #[inline]
     pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<crate::memory::Entry> {
         if let Some(backplane) = &self.backplane {
-            if !backplane.memory_trusted(crate::clock::now_millis()) {
+            let now = crate::clock::now_millis();
+            if !backplane.memory_trusted(now) && !self.outage_serves(now) {
                 return None;
             }
         }
@@ -116,7 +117,7 @@ impl Inner {
         read: impl FnOnce(&crate::memory::Entry) -> T,
     ) -> Option<T> {
         if let Some(backplane) = &self.backplane {
-            if !backplane.memory_trusted(now) {
+            if !backplane.memory_trusted(now) && !self.outage_serves(now) {
                 return None;
             }
         }
