@@ -447,3 +447,40 @@ async fn health_is_good_within_seconds_of_recovery() {
     );
     eprintln!("healthy {:?} after the restart", restarted.elapsed());
 }
+
+static ANSWER_DB: Db = Db::new();
+
+#[cached(cache = cache, key = "a:{id}", tags = ["a:{id}"], ttl = "1h")]
+async fn answer_item(cache: &Cache, id: u64) -> u64 {
+    ANSWER_DB.read(id)
+}
+
+/// The grace is for a store that does not answer. A Redis that answers
+/// while only the backplane is down (here: subscribing is denied and the
+/// subscription killed) may be carrying other processes' invalidations, so
+/// memory is not used: reads go to Redis (remote hits, not the function).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_answers_gets_no_grace() {
+    let server = RedisServer::start();
+    let cache = builder(&server.url(), "answers").build().await.unwrap();
+    assert_eq!(answer_item(&cache, 1).await, 1);
+    assert_eq!(answer_item(&cache, 1).await, 1);
+    assert_eq!(cache.stats().remote_hits, 0, "a memory hit");
+
+    server.cli(&["ACL", "SETUSER", "default", "-subscribe"]);
+    server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let down = within!(Duration::from_secs(2), {
+        cache
+            .health()
+            .await
+            .is_some_and(|h| h.backplane == Some(false))
+    });
+    assert!(down.is_some(), "{:?}", cache.health().await);
+    let before = cache.stats();
+    for _ in 0..20 {
+        assert_eq!(answer_item(&cache, 1).await, 1);
+    }
+    let after = cache.stats();
+    assert_eq!(after.remote_hits - before.remote_hits, 20, "{after:?}");
+    assert_eq!(ANSWER_DB.reads(), 1, "Redis answered every read");
+}

@@ -486,6 +486,16 @@ async fn connect(
         ),
     };
     // What needs no server is checked first: these errors are the caller's.
+    // A root CA without a certificate would trust nothing (the client takes
+    // it as an empty list): a mistake, not an outage.
+    if root_ca.is_some_and(|pem| !contains(pem, b"-----BEGIN CERTIFICATE-----")) {
+        return Err(Error::Connect {
+            url: shown,
+            source: crate::StoreError::Backend(
+                "the TLS root CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ),
+        });
+    }
     let mut clients = Vec::with_capacity(urls.len());
     for url in &urls {
         let client =
@@ -516,4 +526,9 @@ async fn connect(
             Ok((clients, Box::new(store), false))
         }
     }
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

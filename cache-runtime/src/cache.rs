@@ -214,7 +214,11 @@ impl Cache {
     }
 
     /// The state of the remote tier: reachable or not, its round-trip time,
-    /// and its circuit breaker. `None` without a remote tier.
+    /// and its circuit breaker. `None` without a remote tier. A remote tier
+    /// that `build()` could not connect (it starts without it, see
+    /// [`CacheBuilder::build`](crate::CacheBuilder::build)) is not
+    /// `connected` until the background connection succeeds; the reason is
+    /// in [`Cache::health_report`]'s reasons.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
