@@ -484,3 +484,46 @@ async fn a_redis_that_answers_gets_no_grace() {
     assert_eq!(after.remote_hits - before.remote_hits, 20, "{after:?}");
     assert_eq!(ANSWER_DB.reads(), 1, "Redis answered every read");
 }
+
+static FROZEN_DB: Db = Db::new();
+
+#[cached(cache = cache, key = "f:{id}", tags = ["f:{id}"], ttl = "1h")]
+async fn frozen_item(cache: &Cache, id: u64) -> u64 {
+    FROZEN_DB.read(id)
+}
+
+/// A Redis that hangs (every operation times out; the connections stay
+/// open, so the backplane does not notice) is unreachable too: past the
+/// second in which memory is trusted without a confirmation, memory keeps
+/// serving instead of every call running its function. Thawed, the
+/// confirmations resume and memory is trusted as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_is_an_outage_too() {
+    let server = RedisServer::start();
+    let cache = builder(&server.url(), "frozen").build().await.unwrap();
+    for id in 0..10 {
+        frozen_item(&cache, id).await;
+    }
+    server.freeze();
+    let before = FROZEN_DB.reads();
+    // Longer than the second memory is trusted after the last confirmation.
+    let calls = hammer(Duration::from_millis(2_000), 0..10, |id| {
+        frozen_item(&cache, id)
+    })
+    .await;
+    let runs = FROZEN_DB.reads() - before;
+    eprintln!("frozen: {calls} calls ran the function {runs} times");
+    server.thaw();
+    assert!(calls >= 100, "{calls} calls");
+    assert!(
+        runs <= 3,
+        "{runs} of {calls} calls ran the function while Redis hung"
+    );
+    let trusted = within!(Duration::from_secs(5), {
+        let before = cache.stats();
+        frozen_item(&cache, 1).await;
+        let after = cache.stats();
+        after.hits > before.hits && after.remote_hits == before.remote_hits
+    });
+    assert!(trusted.is_some(), "{:?}", cache.health_report().await);
+}
