@@ -157,6 +157,9 @@ async fn write_through_is_degraded_while_memory_serves_then_unhealthy_and_heals(
         .redis(server.url())
         // A short timeout: the report's PING fails fast when Redis hangs.
         .remote_timeout(Duration::from_millis(50))
+        // No outage grace, so that memory is skipped once unconfirmed
+        // (with one it serves on: tests/availability.rs).
+        .outage_grace(Duration::ZERO)
         .build()
         .await
         .unwrap();

@@ -90,3 +90,16 @@ pub async fn write_through(
         .await
         .expect("connect to the test server")
 }
+
+/// Why a cache that `build()` could not connect is not connected, from its
+/// health report (it starts all the same: the contract's "Availability").
+pub async fn not_connected_because(cache: &cache_runtime::Cache) -> String {
+    let report = cache.health_report().await;
+    assert!(report.remote.is_some_and(|r| !r.connected), "{report:?}");
+    report
+        .reasons
+        .iter()
+        .find(|r| r.contains("has not connected since start-up"))
+        .unwrap_or_else(|| panic!("no reason given: {:?}", report.reasons))
+        .clone()
+}

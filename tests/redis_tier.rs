@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, BreakerState, Cache, Policy};
 use integration_tests::redis_harness::RedisServer;
-use integration_tests::{command_calls, storage_only, write_through, Calls};
+use integration_tests::{command_calls, not_connected_because, storage_only, write_through, Calls};
 use tokio::time::sleep;
 
 static SHARED: Calls = Calls::new();
@@ -286,13 +286,16 @@ async fn garbage_bytes_and_wrongly_typed_keys_are_misses() {
 }
 
 #[tokio::test]
-async fn a_wrong_password_is_a_clear_error_without_the_password() {
+async fn a_wrong_password_starts_degraded_with_a_clear_reason_without_the_password() {
     let server = RedisServer::start_with_password("s3cr3t-pw");
     let wrong = format!("redis://:wrong-pw@127.0.0.1:{}/", server.port());
-    let err = Cache::builder().redis(wrong).build().await.unwrap_err();
-    let text = err.to_string();
-    assert!(!text.contains("wrong-pw"), "{text}");
-    assert!(text.contains("***"), "{text}");
+    let cache = Cache::builder().redis(wrong).build().await.unwrap();
+    let text = not_connected_because(&cache).await;
+    assert!(
+        !text.contains("wrong-pw") && !text.contains("s3cr3t-pw"),
+        "{text}"
+    );
+    assert!(text.contains("authentication failed"), "{text}");
     let ok = Cache::builder().redis(server.url()).build().await;
     assert!(ok.is_ok(), "{:?}", ok.err());
 
@@ -307,12 +310,13 @@ async fn a_wrong_password_is_a_clear_error_without_the_password() {
 }
 
 #[tokio::test]
-async fn an_unreachable_server_is_a_clear_error() {
+async fn an_unreachable_server_starts_degraded_with_a_clear_reason() {
     let mut server = RedisServer::start();
     let url = server.url();
     server.kill();
-    let err = Cache::builder().redis(url).build().await.unwrap_err();
-    assert!(err.to_string().contains("cannot connect"), "{err}");
+    let cache = Cache::builder().redis(url).build().await.unwrap();
+    let text = not_connected_because(&cache).await;
+    assert!(text.contains("refused"), "{text}");
 }
 
 #[tokio::test]
@@ -393,6 +397,9 @@ async fn after_a_backplane_disconnect_memory_is_not_trusted() {
         .memory(100)
         .redis(server.url())
         .remote_timeout(Duration::from_millis(200))
+        // No outage grace: memory goes unused as soon as Redis is gone
+        // (tests/availability.rs tests the grace).
+        .outage_grace(Duration::ZERO)
         .build()
         .await
         .unwrap();
@@ -447,9 +454,15 @@ async fn rediss_connections_work_with_the_servers_ca() {
     assert_eq!(TLS.get(), 1);
     assert!(a.health().await.unwrap().connected);
 
-    // Without the CA, the self-signed chain is not trusted: a clear error.
-    let untrusted = Cache::builder().redis(server.tls_url()).build().await;
-    assert!(untrusted.is_err());
+    // Without the CA, the self-signed chain is not trusted: not connected,
+    // with a clear reason.
+    let untrusted = Cache::builder()
+        .redis(server.tls_url())
+        .build()
+        .await
+        .unwrap();
+    let text = not_connected_because(&untrusted).await;
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
 }
 
 static FEED: Calls = Calls::new();

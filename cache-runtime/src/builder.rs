@@ -16,6 +16,7 @@ use crate::flight::Flights;
 use crate::memory::{MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
+use crate::remote::deferred::{Connect, Deferred};
 use crate::remote::redis::{redact, RedisStore};
 use crate::remote::store::RemoteStore;
 use crate::remote::{self, Remote};
@@ -63,6 +64,7 @@ pub struct CacheBuilder {
     remote_timeout: Duration,
     breaker: BreakerConfig,
     known_tags: usize,
+    outage_grace: Duration,
     enabled: bool,
     remote_retries: u32,
     health: crate::HealthThresholds,
@@ -85,6 +87,7 @@ impl CacheBuilder {
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
             known_tags: remote::known::DEFAULT_CAPACITY,
+            outage_grace: remote::outage::DEFAULT_GRACE,
             enabled: true,
             remote_retries: remote::DEFAULT_RETRIES,
             health: crate::HealthThresholds::default(),
@@ -237,6 +240,33 @@ impl CacheBuilder {
         self
     }
 
+    /// How long, while Redis is unreachable (refused or dropped connections,
+    /// timeouts, an open breaker), the memory tier keeps serving the entries
+    /// it holds; default 30 s (`CACHE_OUTAGE_GRACE`). Without it every call
+    /// would run its function for the whole outage, since memory cannot be
+    /// checked against other processes' invalidations.
+    ///
+    /// The price is staleness: another process's invalidation during the
+    /// outage is not seen here until Redis is back, so an entry is served at
+    /// most `grace` after Redis last confirmed it (or after it was loaded).
+    /// Past the grace the memory tier is emptied and refilled from the
+    /// function, grace after grace. This process's own invalidations apply
+    /// at once, as always. A Redis that answers (only the backplane is
+    /// down, or it replies with errors) gets no grace. `Duration::ZERO`
+    /// turns it off: memory is not used while Redis is unreachable.
+    ///
+    /// ```
+    /// let builder = cache_runtime::Cache::builder()
+    ///     .memory(10_000)
+    ///     .redis("redis://127.0.0.1:6380")
+    ///     .outage_grace(std::time::Duration::from_secs(10));
+    /// # let _ = builder;
+    /// ```
+    pub fn outage_grace(mut self, grace: Duration) -> Self {
+        self.outage_grace = grace;
+        self
+    }
+
     /// `false` turns the cache off: every call runs its function, nothing is
     /// stored or served, and no server is reached (`build()` builds neither
     /// tier). Invalidations are no-ops; counters and locks stay within the
@@ -322,6 +352,18 @@ impl CacheBuilder {
     /// needs a tokio runtime (its connections, timeouts and backplane run on
     /// it): without one, `build()` returns [`Error::Config`].
     ///
+    /// # Errors
+    ///
+    /// Only for what can be checked without the server: [`Error::Config`]
+    /// (a bad namespace, no tier, no runtime) and [`Error::Connect`] (a
+    /// malformed URL, TLS settings that cannot work). A server that cannot
+    /// be reached, or that refuses the connection (a wrong password, a
+    /// certificate it is not trusted for), is not an error: the cache starts
+    /// without it, serving from memory and the function, logs the reason at
+    /// `warn` (never the password), reports it in [`Cache::health`] and
+    /// [`Cache::health_report`], and connects in the background, logging
+    /// at `info` when it has.
+    ///
     /// # Cancel safety
     ///
     /// Dropping it drops the cache being built: its
@@ -347,33 +389,19 @@ impl CacheBuilder {
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
         let connected = match &self.redis {
             None => None,
-            Some(RedisTarget::Standalone(url)) => Some(
-                RedisStore::connect(url, self.root_ca.as_deref(), timeout)
-                    .await
-                    .map(|store| (store.clients(), Box::new(store) as Box<dyn RemoteStore>))
-                    .map_err(|source| Error::Connect {
-                        url: redact(url),
-                        source,
-                    })?,
-            ),
-            Some(RedisTarget::Cluster(urls)) => Some(
-                RedisStore::connect_cluster(urls, self.root_ca.as_deref(), timeout)
-                    .await
-                    .map(|store| (store.clients(), Box::new(store) as Box<dyn RemoteStore>))
-                    .map_err(|source| Error::Connect {
-                        url: urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
-                        source,
-                    })?,
-            ),
+            Some(target) => Some(connect(target, self.root_ca.as_deref(), timeout).await?),
         };
-        let (remote, clients) = match connected {
-            Some((clients, store)) => (
+        let (remote, clients, up) = match connected {
+            Some((clients, store, up)) => (
                 Some(Remote::new(store, timeout, self.breaker).retries(self.remote_retries)),
                 clients,
+                up,
             ),
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), true),
         };
-        let wait = timeout * 4;
+        // Not connected: the backplane and the confirmations start at once
+        // and come up with the server, without holding up the start.
+        let wait = if up { timeout * 4 } else { Duration::ZERO };
         // The backplane keeps a memory tier current, and the tag versions
         // this process knows.
         let backplane = self.memory.is_some() || self.known_tags > 0;
@@ -424,7 +452,8 @@ impl CacheBuilder {
                 profiles: self.profiles,
                 memory,
                 local_counters: Default::default(),
-                backplane: (backplane && remote.is_some()).then(|| Backplane::new(known_tags)),
+                backplane: (backplane && remote.is_some())
+                    .then(|| Backplane::new(known_tags).outage_grace(self.outage_grace)),
                 remote,
                 tags: TagRegistry::new(),
                 invalidations: Default::default(),
@@ -445,4 +474,68 @@ impl CacheBuilder {
         }
         cache
     }
+}
+
+/// Connects to `target` once; if that fails for a reason the server gave
+/// (unreachable, refused, a wrong password), a store that connects in the
+/// background instead. The clients are for the backplane; `true` when
+/// connected now. Fails only when a URL or the TLS settings are unusable.
+async fn connect(
+    target: &RedisTarget,
+    root_ca: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(Vec<redis::Client>, Box<dyn RemoteStore>, bool)> {
+    let (urls, shown) = match target {
+        RedisTarget::Standalone(url) => (vec![url.clone()], redact(url)),
+        RedisTarget::Cluster(urls) => (
+            urls.clone(),
+            urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
+        ),
+    };
+    // What needs no server is checked first: these errors are the caller's.
+    // A root CA without a certificate would trust nothing (the client takes
+    // it as an empty list): a mistake, not an outage.
+    if root_ca.is_some_and(|pem| !contains(pem, b"-----BEGIN CERTIFICATE-----")) {
+        return Err(Error::Connect {
+            url: shown,
+            source: crate::StoreError::Backend(
+                "the TLS root CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ),
+        });
+    }
+    let mut clients = Vec::with_capacity(urls.len());
+    for url in &urls {
+        let client =
+            crate::remote::redis::client(url, root_ca).map_err(|source| Error::Connect {
+                url: shown.clone(),
+                source,
+            })?;
+        clients.push(client);
+    }
+    let cluster = matches!(target, RedisTarget::Cluster(_));
+    let root_ca = root_ca.map(<[u8]>::to_vec);
+    let attempt: Connect = Arc::new(move || {
+        let (urls, root_ca) = (urls.clone(), root_ca.clone());
+        Box::pin(async move {
+            let store: Box<dyn RemoteStore> = if cluster {
+                Box::new(RedisStore::connect_cluster(&urls, root_ca.as_deref(), timeout).await?)
+            } else {
+                let url = urls.first().map_or("", String::as_str);
+                Box::new(RedisStore::connect(url, root_ca.as_deref(), timeout).await?)
+            };
+            Ok(store)
+        })
+    });
+    match attempt().await {
+        Ok(store) => Ok((clients, store, true)),
+        Err(error) => {
+            let store = Deferred::start(attempt, &error, shown);
+            Ok((clients, Box::new(store), false))
+        }
+    }
+}
+
+/// Whether `haystack` contains `needle`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -95,11 +95,12 @@ impl Inner {
     /// The memory tier's entry, unless memory is not trusted at `now` (the
     /// backplane is down, or tag versions were not confirmed within the
     /// last second: memory may have missed invalidations, and reads go to
-    /// the remote tier).
+    /// the remote tier), and no outage grace applies (`remote::outage`).
     #[inline]
     pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<crate::memory::Entry> {
         if let Some(backplane) = &self.backplane {
-            if !backplane.memory_trusted(crate::clock::now_millis()) {
+            let now = crate::clock::now_millis();
+            if !backplane.memory_trusted(now) && !self.outage_serves(now) {
                 return None;
             }
         }
@@ -116,7 +117,7 @@ impl Inner {
         read: impl FnOnce(&crate::memory::Entry) -> T,
     ) -> Option<T> {
         if let Some(backplane) = &self.backplane {
-            if !backplane.memory_trusted(now) {
+            if !backplane.memory_trusted(now) && !self.outage_serves(now) {
                 return None;
             }
         }
@@ -224,7 +225,11 @@ impl Cache {
     }
 
     /// The state of the remote tier: reachable or not, its round-trip time,
-    /// and its circuit breaker. `None` without a remote tier.
+    /// and its circuit breaker. `None` without a remote tier. A remote tier
+    /// that `build()` could not connect (it starts without it, see
+    /// [`CacheBuilder::build`](crate::CacheBuilder::build)) is not
+    /// `connected` until the background connection succeeds; the reason is
+    /// in [`Cache::health_report`]'s reasons.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

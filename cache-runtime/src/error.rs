@@ -16,8 +16,10 @@ pub enum Error {
     /// The builder's settings contradict each other or are missing.
     #[error("invalid cache configuration: {0}")]
     Config(String),
-    /// The remote tier could not be reached at start-up (the message never
-    /// contains a password).
+    /// The remote tier's address or TLS settings are unusable (a malformed
+    /// URL, a root CA without the `tls` feature); the message never
+    /// contains a password. A server that cannot be reached is not an
+    /// error: see [`CacheBuilder::build`](crate::CacheBuilder::build).
     #[error("cannot connect to the remote cache at {url}: {source}")]
     Connect {
         /// The store's URL, password redacted.

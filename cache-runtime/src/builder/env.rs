@@ -32,11 +32,13 @@ const REMOTE_TIMEOUT: &str = "CACHE_REMOTE_TIMEOUT";
 const REMOTE_RETRIES: &str = "CACHE_REMOTE_RETRIES";
 /// `true`: nothing is cached.
 const DISABLED: &str = "CACHE_DISABLED";
+/// How long memory serves while Redis is unreachable.
+const OUTAGE_GRACE: &str = "CACHE_OUTAGE_GRACE";
 /// `CACHE_PROFILE_<NAME>`: a named policy.
 const PROFILE_PREFIX: &str = "CACHE_PROFILE_";
 
 /// Every fixed name, to pick ours out of the process environment.
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     REDIS_URL,
     REDIS_CLUSTER_URLS,
     NAMESPACE,
@@ -45,6 +47,7 @@ const NAMES: [&str; 8] = [
     REMOTE_TIMEOUT,
     REMOTE_RETRIES,
     DISABLED,
+    OUTAGE_GRACE,
 ];
 
 /// Longest value quoted in an error message, in characters.
@@ -100,6 +103,7 @@ impl CacheBuilder {
     /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
     /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
     /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
+    /// | `CACHE_OUTAGE_GRACE` | [`outage_grace`](Self::outage_grace), a duration; `0` for none |
     /// | `CACHE_PROFILE_<NAME>` | [`profile`](Self::profile) `<name>` (lower case, `_` as `-`), as `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset |
     ///
     /// Other variables, `CACHE_*` ones included, are ignored.
@@ -241,6 +245,9 @@ impl CacheBuilder {
         }
         if let Some(disabled) = get(DISABLED) {
             self.enabled = !parse_bool(DISABLED, disabled)?;
+        }
+        if let Some(grace) = get(OUTAGE_GRACE) {
+            self.outage_grace = parse_duration(OUTAGE_GRACE, grace)?;
         }
         for (name, value) in vars.range(PROFILE_PREFIX.to_string()..) {
             let Some(suffix) = name.strip_prefix(PROFILE_PREFIX) else {
@@ -432,6 +439,7 @@ mod tests {
             ("CACHE_REMOTE_TIMEOUT", "1s"),
             ("CACHE_REMOTE_RETRIES", "3"),
             ("CACHE_DISABLED", "TRUE"),
+            ("CACHE_OUTAGE_GRACE", "5s"),
             ("CACHE_PROFILE_USER_PROFILE", "ttl=30m,stale=1m"),
             ("CACHE_PROFILE_X", "fail_safe=2h"),
         ])
@@ -445,6 +453,7 @@ mod tests {
         assert_eq!(b.remote_timeout, Duration::from_secs(1));
         assert_eq!(b.remote_retries, 3);
         assert!(!b.enabled);
+        assert_eq!(b.outage_grace, Duration::from_secs(5));
         assert_eq!(
             b.profiles.get("user-profile"),
             Some(&Policy::ttl(Duration::from_secs(1800)).stale(Duration::from_secs(60)))

@@ -108,7 +108,8 @@ pub struct HealthReport {
     pub reasons: Vec<String>,
     /// The span the window's figures cover: about
     /// [`HealthThresholds::window`] (up to a twelfth more), less while the
-    /// cache is younger than that.
+    /// cache is younger than that, or since the remote tier last recovered
+    /// (its circuit breaker closed again) when that is later.
     #[serde(rename = "window_s", serialize_with = "seconds")]
     pub window: Duration,
     /// User calls in the window: hits, stale hits and misses (warming calls

@@ -14,12 +14,18 @@ impl Cache {
     /// [thresholds](crate::CacheBuilder::health_thresholds) set at start-up.
     ///
     /// A remote tier that is unreachable or whose circuit breaker is not
-    /// closed makes the cache degraded while the memory tier still serves,
-    /// and unhealthy when no memory tier is in use (storage-only, or
-    /// write-through whose memory is not trusted: without Redis, tag
-    /// versions cannot be confirmed, and after a second memory is skipped),
-    /// since every call then runs its function uncached. Pending
-    /// invalidations and a backplane that is down make it degraded.
+    /// closed makes the cache degraded while the memory tier still serves
+    /// (write-through through an outage, for the
+    /// [outage grace](crate::CacheBuilder::outage_grace)), and unhealthy
+    /// when no memory tier is in use (storage-only, or write-through whose
+    /// memory is not trusted and has no grace), since every call then runs
+    /// its function uncached. Pending invalidations and a backplane that is
+    /// down make it degraded; so does a remote tier that has not connected
+    /// since start-up, with the reason among the report's reasons.
+    ///
+    /// The ratios are taken over the window, or since the remote tier last
+    /// recovered (its circuit breaker closed again) if that is later: a
+    /// cache is healthy again as soon as Redis is back, not a window later.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -44,7 +50,7 @@ impl Cache {
         let remote = self.health().await;
         let now = Instant::now();
         let stats = self.stats();
-        let (at, base) = inner.health.base(now);
+        let (at, base) = since_recovery(inner, inner.health.base(now));
         let window = now.saturating_duration_since(at);
         let thresholds = &inner.health.thresholds;
         let delta = Delta::between(&base, &stats);
@@ -62,7 +68,12 @@ impl Cache {
             remote,
             tiers,
         };
-        let (status, reasons) = judge(&figures, thresholds);
+        let (status, mut reasons) = judge(&figures, thresholds);
+        if let Some(error) = inner.remote.as_ref().and_then(|r| r.connect_error()) {
+            reasons.push(format!(
+                "the remote tier has not connected since start-up ({error}); connecting in the background"
+            ));
+        }
         HealthReport {
             status,
             reasons,
@@ -77,10 +88,21 @@ impl Cache {
 }
 
 fn memory_trusted(inner: &crate::cache::Inner) -> bool {
+    let now = crate::clock::now_millis();
     inner
         .backplane
         .as_ref()
-        .is_none_or(|b| b.memory_trusted(crate::clock::now_millis()))
+        .is_none_or(|b| b.memory_trusted(now) || inner.outage_serves(now))
+}
+
+/// The window's start, or the last recovery of the remote tier if that is
+/// later: the faults of an outage that is over do not keep a cache that
+/// works again unhealthy for a whole window.
+fn since_recovery(inner: &crate::cache::Inner, base: (Instant, Stats)) -> (Instant, Stats) {
+    match inner.remote.as_ref().and_then(|r| r.recovered()) {
+        Some(recovered) if recovered.0 > base.0 => recovered,
+        _ => base,
+    }
 }
 
 /// Whole milliseconds: the JSON shows `61.3`, not `61.300412877`.

@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::key_writes::{self, WriteLog};
 use super::known::{KnownVersions, MAX_AGE_MS};
+use super::outage::Outage;
 use crate::cache::Inner;
 
 /// One message: who sent it, the tags it invalidates and their new versions
@@ -107,6 +108,8 @@ pub(crate) struct Backplane {
     pub(crate) writes: WriteLog,
     /// The tags' versions this process knows, trusted while subscribed.
     pub(crate) known: KnownVersions,
+    /// The outage grace (`remote::outage`).
+    pub(crate) outage: Outage,
     shutdown: Arc<Notify>,
 }
 
@@ -121,8 +124,15 @@ impl Backplane {
             confirm_now: Arc::new(Notify::new()),
             writes: WriteLog::default(),
             known: KnownVersions::new(known_tags),
+            outage: Outage::new(super::outage::DEFAULT_GRACE),
             shutdown: Arc::new(Notify::new()),
         }
+    }
+
+    /// Serves memory through an outage for `grace` (`remote::outage`).
+    pub(crate) fn outage_grace(mut self, grace: Duration) -> Self {
+        self.outage = Outage::new(grace);
+        self
     }
 
     /// Whether the backplane is subscribed, so that this process hears other
@@ -149,6 +159,7 @@ impl Backplane {
         if self.subscribed() && self.generation() == generation {
             self.memory_until
                 .fetch_max(sent_at.saturating_add(MAX_AGE_MS), Ordering::AcqRel);
+            self.outage.current(sent_at);
             // A disconnect in between zeroes after bumping: undo ours.
             if self.generation() != generation {
                 self.memory_until.store(0, Ordering::SeqCst);
@@ -228,6 +239,10 @@ async fn subscriber(
                     // Invalidations may have been missed while unsubscribed.
                     inner.memory.clear();
                     if let Some(b) = &inner.backplane {
+                        b.outage.current(crate::clock::now_millis());
+                        if ready.is_none() {
+                            tracing::info!(namespace = %inner.namespace, "cache backplane subscribed again; memory tier emptied, used again once tag versions are confirmed");
+                        }
                         b.known.set_trusted(true);
                         b.writes.reset();
                         b.subscribed.store(true, Ordering::Release);
@@ -254,10 +269,14 @@ async fn subscriber(
             b.known.set_trusted(false);
             if b.lost() {
                 inner.counters.fault(crate::events::FaultKind::Connection);
-                tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects");
+                tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects (but for the outage grace while Redis is unreachable)");
             }
         }
-        inner.memory.clear();
+        // Kept for the outage grace: unused while not trusted, and emptied
+        // when the subscription is back.
+        if inner.backplane.as_ref().is_none_or(|b| !b.outage.enabled()) {
+            inner.memory.clear();
+        }
         drop(inner);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_RESUBSCRIBE_BACKOFF);

@@ -6,14 +6,17 @@ pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod cbor_text;
 pub(crate) mod confirm;
+pub(crate) mod deferred;
 pub(crate) mod entry;
 pub(crate) mod key_writes;
 pub(crate) mod known;
 pub(crate) mod lock;
+pub(crate) mod outage;
 pub(crate) mod redis;
 pub(crate) mod store;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use breaker::{Breaker, BreakerConfig, BreakerState, Permit};
 use store::{RemoteStore, StoreError, StoreFuture};
@@ -21,7 +24,7 @@ use store::{RemoteStore, StoreError, StoreFuture};
 use crate::events::FaultKind;
 use crate::key::reserved::escaped;
 use crate::key::{shorten, Key, StoreKey};
-use crate::stats::Counters;
+use crate::stats::{Counters, Stats};
 
 /// Default time limit of one remote operation.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -47,6 +50,14 @@ pub(crate) struct Remote {
     breaker: Breaker,
     timeout: Duration,
     retries: u32,
+    /// Whether the last call that reached the store failed to get an answer
+    /// (refused or dropped connection, timeout): the store is unreachable,
+    /// not merely answering with errors. Calls skipped by an open breaker
+    /// leave it as the failures that opened it set it.
+    unreachable: AtomicBool,
+    /// When the breaker last closed after being open (a probe succeeded),
+    /// with the counters then: the health report's figures start there.
+    recovered: parking_lot::Mutex<Option<(Instant, Stats)>>,
 }
 
 impl Remote {
@@ -60,6 +71,8 @@ impl Remote {
             breaker: Breaker::new(breaker),
             timeout,
             retries: DEFAULT_RETRIES,
+            unreachable: AtomicBool::new(false),
+            recovered: parking_lot::Mutex::new(None),
         }
     }
 
@@ -166,8 +179,18 @@ impl Remote {
             events.remote_op(took, outcome.is_ok());
         }
         match &outcome {
-            Ok(_) => self.breaker.success(permit),
+            Ok(_) => {
+                if matches!(permit, Permit::Probe) {
+                    *self.recovered.lock() = Some((Instant::now(), counters.snapshot()));
+                    tracing::info!("the remote cache tier answers again: circuit breaker closed");
+                }
+                self.breaker.success(permit);
+                self.set_unreachable(false);
+            }
             Err(error) => {
+                if matches!(error, StoreError::Timeout | StoreError::Connection(_)) {
+                    self.set_unreachable(true);
+                }
                 self.breaker.failure(permit);
                 counters.fault(match error {
                     StoreError::Timeout => FaultKind::Timeout,
@@ -199,6 +222,32 @@ impl Remote {
             }
         }
         Err(StoreError::Connection(error))
+    }
+
+    /// Written only when it changes: every call ends here (see
+    /// `Breaker::success`).
+    fn set_unreachable(&self, unreachable: bool) {
+        if self.unreachable.load(Ordering::Relaxed) != unreachable {
+            self.unreachable.store(unreachable, Ordering::Release);
+        }
+    }
+
+    /// Whether the store is unreachable: the last call that went to it got
+    /// no answer (a refused or dropped connection, a timeout), or its
+    /// breaker is open after such failures. An answering store, even one
+    /// that answers with errors, is not unreachable.
+    pub(crate) fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Acquire)
+    }
+
+    /// Why the store has not connected since start-up, if it has not.
+    pub(crate) fn connect_error(&self) -> Option<String> {
+        self.store.connect_error()
+    }
+
+    /// When the breaker last closed after being open, and the counters then.
+    pub(crate) fn recovered(&self) -> Option<(Instant, Stats)> {
+        *self.recovered.lock()
     }
 
     pub(crate) fn breaker_state(&self) -> BreakerState {

@@ -269,13 +269,6 @@ impl<C: ConnectionLike + Clone + Send + Sync> RedisStore<C> {
     }
 }
 
-impl<C> RedisStore<C> {
-    /// Clients for the backplane's own pub/sub connection.
-    pub(crate) fn clients(&self) -> Vec<Client> {
-        self.clients.clone()
-    }
-}
-
 /// GETs each key on its own, concurrently (keys in different cluster slots).
 /// A key of another type reads as nil.
 async fn get_each<C: ConnectionLike + Clone + Send, K: ToRedisArgs + Sync>(

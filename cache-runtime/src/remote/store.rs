@@ -117,4 +117,9 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn take_repairs(&self) -> u64 {
         0
     }
+    /// Why the store has not connected since start-up (a store `build()`
+    /// could not connect: `remote::deferred`); `None` once it has.
+    fn connect_error(&self) -> Option<String> {
+        None
+    }
 }

@@ -24,7 +24,8 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// # Errors
 ///
 /// A failure to start: the recorder, the cache (e.g. a malformed `CACHE_*`
-/// variable or an unreachable Redis), PostgreSQL, or the listener.
+/// variable; an unreachable Redis is not one: the cache starts without it
+/// and connects when it can), PostgreSQL, or the listener.
 pub async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = PrometheusBuilder::new().install_recorder()?;
     let upkeep = metrics.clone();
