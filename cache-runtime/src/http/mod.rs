@@ -94,8 +94,24 @@ pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 /// length up to [`max_body`](CacheLayer::max_body). What never is: `no-store`,
 /// `private`, a response that sets a cookie, `Vary: *`, a response to a
 /// request with `Authorization` unless it says `public`, `s-maxage` or
-/// `must-revalidate`, and any exchange whose `Cache-Control` or `Vary` is
-/// malformed or too large (it passes through uncached).
+/// `must-revalidate`, any exchange whose `Cache-Control` or `Vary` is
+/// malformed or too large (it passes through uncached), and a `GET` with
+/// content (a `Content-Length` other than 0, a `Transfer-Encoding`, or a
+/// body that neither says it ended nor has an exact size hint of 0): it
+/// passes through, never answered from the store nor stored.
+///
+/// Nothing meant for one client reaches another: a `304` that freshens a
+/// stored response is held to the same rules as a new response (RFC 9111
+/// §4.3.4 with §3), in foreground and background revalidation. Its
+/// `Set-Cookie` goes only to the client whose request revalidated (the
+/// merged response is then not stored); `private` or `no-store` in it delete
+/// the stored response; a changed `Vary` re-keys it to that client's variant
+/// (or deletes it when it cannot be keyed). `Vary` compares request fields
+/// byte for byte (values that are not UTF-8 included).
+///
+/// A target whose answer could not be stored by its own rules is remembered
+/// for [`hit_for_miss`](CacheLayer::hit_for_miss): its requests then go to
+/// the origin at once, not coalesced behind one another.
 ///
 /// ```
 /// use std::time::Duration;
