@@ -25,7 +25,7 @@ use super::headers::{stored_fields, take_tags, Asks, CACHE_STATUS};
 use super::key;
 use super::range::{self, Ranged};
 use super::rendered::Hit;
-use super::storable;
+use super::storable::{self, NotStored};
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
 use super::tee::Tee;
 use super::vary::{secondary, Vary};
@@ -43,6 +43,25 @@ enum Shared {
     Serve(Arc<StoredResponse>),
     /// Nothing the waiters can use: each goes to the origin itself.
     Pass,
+    /// The origin's answer may not be stored, by its own rules (`private`,
+    /// `no-store`, `Set-Cookie`, ...): as `Pass`, and the target is
+    /// remembered as uncacheable for a while (hit-for-miss).
+    Uncacheable,
+}
+
+/// Remembers what a load found: an uncacheable answer marks the target
+/// (its next requests are not coalesced), a stored one clears the mark.
+fn remember(config: &Config, target: &Target, shared: &Shared) {
+    let u = &config.uncacheable;
+    match shared {
+        Shared::Uncacheable => u.mark(
+            &target.identity,
+            now_millis(),
+            crate::clock::millis(config.hit_for_miss),
+        ),
+        Shared::Serve(_) => u.clear(&target.identity),
+        Shared::Pass => {}
+    }
 }
 
 /// What a request is, for the cache.
@@ -110,14 +129,17 @@ pub(crate) fn handle<S, B, R>(
 ) -> ResponseFuture<Out<R::Error>, S::Error>
 where
     S: Origin<B, R>,
-    B: Send + 'static,
+    B: Body + Send + 'static,
     R: OriginBody,
 {
     let (parts, body) = request.into_parts();
     if parts.method != Method::GET && parts.method != Method::HEAD {
         return ResponseFuture::boxed(write(config.clone(), ready(inner), parts, body));
     }
-    match early(config, &parts) {
+    // A body that may hold data (its headers are looked at in `early`):
+    // one call on the usual empty body, which says it has ended.
+    let content = !body.is_end_stream() && body.size_hint().exact() != Some(0);
+    match early(config, &parts, content) {
         Early::Hit(response) => ResponseFuture::ready(Ok(response)),
         Early::Bypass(detail) => {
             let (config, service) = (config.clone(), ready(inner));
@@ -140,8 +162,14 @@ fn ready<S: Clone>(inner: &mut S) -> S {
 
 /// The directives, preconditions and key of a GET or HEAD, and its memory
 /// lookup: all a fresh hit needs, and nothing awaited.
-fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
+fn early<E>(config: &Config, parts: &Parts, content: bool) -> Early<E> {
     let asks = Asks::of(&parts.headers);
+    // A GET with content is not the request a stored response answers, and
+    // its answer may depend on the content (RFC 9110 §9.3.1): sent on, and
+    // its response not stored.
+    if content || asks.content {
+        return Early::Bypass("request-content");
+    }
     let cc = if asks.cache_control {
         let Ok(cc) = Directives::of(&parts.headers) else {
             return Early::Bypass("malformed-request");
@@ -407,13 +435,21 @@ where
 {
     let flight = Key::manual(&key::flight(&target.identity));
     let flights = config.cache.inner.flights.clone();
+    // A target known to answer uncacheably goes to the origin at once: a
+    // leader's answer could not be shared anyway (hit-for-miss).
+    let tries = if config.uncacheable.marked(&target.identity, now_millis()) {
+        0
+    } else {
+        3
+    };
     // A leader that fails or is cancelled releases its waiters to retry; a
     // few retries, then each goes alone.
-    for _ in 0..3 {
+    for _ in 0..tries {
         match flights.join(&flight.repr, TagSnapshot::default()) {
             Join::Lead(guard) => {
                 let (response, shared) =
                     origin(&config, service, parts, body, &target, stored, fwd).await?;
+                remember(&config, &target, &shared);
                 guard.complete(Some(Arc::new(shared) as Arc<dyn Any + Send + Sync>));
                 return Ok(response);
             }
@@ -432,7 +468,8 @@ where
             }
         }
     }
-    let (response, _) = origin(&config, service, parts, body, &target, stored, fwd).await?;
+    let (response, shared) = origin(&config, service, parts, body, &target, stored, fwd).await?;
+    remember(&config, &target, &shared);
     Ok(response)
 }
 
@@ -490,6 +527,7 @@ fn background_revalidation<S, B, R>(
         )
         .await
         {
+            remember(&config, &target, &shared);
             guard.complete(Some(Arc::new(shared) as Arc<dyn Any + Send + Sync>));
         }
     });
@@ -568,24 +606,11 @@ where
         if status == StatusCode::NOT_MODIFIED
             && conditional::selects(&s.headers, response.headers())
         {
-            let fresh = freshen(config, s, response.headers(), request_time, response_time);
+            let times = (request_time, response_time);
             let text = format!("{fwd}; fwd-status=304");
-            return Ok(match fresh {
-                Some(fresh) => {
-                    let stored = store(config, target, fresh).await;
-                    let text = if stored.1 {
-                        format!("{text}; stored")
-                    } else {
-                        text
-                    };
-                    let response = serve(config, &stored.0, &client, response_time, &text);
-                    (response, Shared::Serve(stored.0))
-                }
-                None => (
-                    serve(config, s, &client, response_time, &text),
-                    Shared::Pass,
-                ),
-            });
+            return Ok(
+                not_modified(config, &client, target, s, response.headers(), times, text).await,
+            );
         }
         if status == StatusCode::NOT_MODIFIED && conditional::has_validator(&s.headers) {
             // A 304 whose validators name another representation updates
@@ -633,21 +658,30 @@ where
         config.targeted,
         lifetime,
     );
-    let not_stored = |head: http::response::Parts, body: R, reason: &str| {
+    let not_stored = |head: http::response::Parts, body: R, reason: &str, shared: Shared| {
         let text = format!("{fwd}; detail={reason}");
         (
             pass(config, Response::from_parts(head, body), &text),
-            Shared::Pass,
+            shared,
         )
     };
     let st = match checked {
         Ok(st) => st,
-        Err(reason) => return not_stored(head, body, reason.detail()),
+        Err(reason) => {
+            // A server error starts no hit-for-miss: a failing origin keeps
+            // its single flight.
+            let shared = if own_rule(reason, &target.cc) && !head.status.is_server_error() {
+                Shared::Uncacheable
+            } else {
+                Shared::Pass
+            };
+            return not_stored(head, body, reason.detail(), shared);
+        }
     };
     let secondary_key = match &st.vary {
         Vary::Fields(fields) => match secondary(fields, &client.headers) {
             Some(k) => Some(k),
-            None => return not_stored(head, body, "vary-too-large"),
+            None => return not_stored(head, body, "vary-too-large", Shared::Pass),
         },
         _ => None,
     };
@@ -670,7 +704,14 @@ where
     // is kept, and it is stored once it ended within the limit.
     match body.size_hint().exact() {
         Some(n) if n <= config.max_body as u64 => {}
-        Some(_) => return not_stored(head, body, "too-large"),
+        Some(_) => {
+            let shared = if head.status.is_server_error() {
+                Shared::Pass
+            } else {
+                Shared::Uncacheable
+            };
+            return not_stored(head, body, "too-large", shared);
+        }
         None => {
             let text = format!("{fwd}; detail=streamed");
             let body = tee(config, target, template, body);
@@ -733,15 +774,109 @@ where
     Tee::new(body, limit, done)
 }
 
-/// The stored response freshened by a 304 (§4.3.4); `None` when the new
-/// header fields cannot be used (then the old response is served as it is).
+/// Whether a response is not stored by a rule of its own (so the target
+/// is remembered as uncacheable), rather than because of this request
+/// (its `Authorization`, its `no-store`, its fields too long to key on).
+fn own_rule(reason: NotStored, request: &Directives) -> bool {
+    match reason {
+        NotStored::Authorization => false,
+        NotStored::NoStore => !request.no_store,
+        _ => true,
+    }
+}
+
+/// A 304 about the stored response `s` (RFC 9111 §4.3.4), held to every
+/// rule a new response is (§3): the freshened response is stored only when
+/// a 200 with its fields would be, keyed by its own `Vary` (a new `Vary`
+/// re-keys it to this request's variant). When it may not be stored, the
+/// requesting client alone gets it (its `Set-Cookie` too); `private`,
+/// `no-store` or a changed `Vary` also end the sharing of `s`: it is dropped.
+async fn not_modified<E>(
+    config: &Config,
+    client: &Parts,
+    target: &Target,
+    s: &Arc<StoredResponse>,
+    not_modified: &HeaderMap,
+    (request_time, response_time): (u64, u64),
+    text: String,
+) -> (Out<E>, Shared) {
+    let Some(Freshened {
+        mut response,
+        checked,
+        ends_sharing,
+    }) = freshen(
+        config,
+        client,
+        target,
+        s,
+        not_modified,
+        request_time,
+        response_time,
+    )
+    else {
+        // Fields that cannot be used: the stored response as it is.
+        return (serve(config, s, client, response_time, &text), Shared::Pass);
+    };
+    match checked {
+        Ok(secondary) => {
+            response.secondary = secondary;
+            let (stored, kept) = store(config, target, response).await;
+            let text = if kept {
+                format!("{text}; stored")
+            } else {
+                text
+            };
+            let answer = serve(config, &stored, client, response_time, &text);
+            (answer, Shared::Serve(stored))
+        }
+        Err(reason) => {
+            if ends_sharing {
+                let key = match &s.secondary {
+                    Some(sec) => key::variant(&s.identity, sec),
+                    None => key::primary(&s.identity),
+                };
+                // A failed remote delete is counted by the cache; this
+                // process's memory tier dropped it either way.
+                if let Err(error) = config.cache.delete(&key).await {
+                    tracing::warn!(%error, "http cache: a response a 304 made unshareable was not deleted from the remote tier");
+                }
+            }
+            let text = format!("{text}; detail={}", reason.detail());
+            let answer = serve(config, &response, client, response_time, &text);
+            let shared = if own_rule(reason, &target.cc) {
+                Shared::Uncacheable
+            } else {
+                Shared::Pass
+            };
+            (answer, shared)
+        }
+    }
+}
+
+/// A stored response freshened by a 304, as the requesting client gets it,
+/// and whether it may be stored.
+struct Freshened {
+    response: StoredResponse,
+    /// Its secondary key (for the `Vary` it now has), or why it may not be
+    /// stored.
+    checked: Result<Option<String>, NotStored>,
+    /// Whether the stored response may no longer be shared either
+    /// (`private`, `no-store`, a changed `Vary`).
+    ends_sharing: bool,
+}
+
+/// The stored response freshened by a 304 (§4.3.4), checked as a new
+/// response to `client` would be; `None` when the new header fields cannot
+/// be used (then the old response is served as it is).
 fn freshen(
     config: &Config,
+    client: &Parts,
+    target: &Target,
     s: &StoredResponse,
     not_modified: &HeaderMap,
     request_time: u64,
     response_time: u64,
-) -> Option<StoredResponse> {
+) -> Option<Freshened> {
     let mut incoming = not_modified.clone();
     let new_tags = take_tags(&mut incoming);
     let headers = conditional::freshen(&s.headers, &incoming);
@@ -751,23 +886,43 @@ fn freshen(
         ttl: config.ttl,
         heuristic: config.heuristic,
     };
-    let lifetime = freshness::lifetime(&cc, &headers, status, response_time, fallback).unwrap_or(0);
-    Some(StoredResponse {
-        identity: s.identity.clone(),
-        secondary: s.secondary.clone(),
-        status: s.status,
-        initial_age: freshness::initial_age(&incoming, request_time, response_time),
-        headers,
-        body: s.body.clone(),
-        response_time,
-        lifetime,
-        stale: StaleRules::of(&cc),
-        tags: if new_tags.is_empty() {
-            s.tags.clone()
-        } else {
-            new_tags
+    let lifetime = freshness::lifetime(&cc, &headers, status, response_time, fallback);
+    let vary_changed = Vary::of(&headers) != Vary::of(&s.headers);
+    let checked = storable::check(
+        &client.headers,
+        &target.cc,
+        status,
+        &headers,
+        config.targeted,
+        |_| lifetime,
+    )
+    .and_then(|st| match &st.vary {
+        // Too long to key on: not stored (and, below, not shared).
+        Vary::Fields(fields) => secondary(fields, &client.headers)
+            .map(Some)
+            .ok_or(NotStored::Malformed),
+        _ => Ok(None),
+    });
+    Some(Freshened {
+        ends_sharing: cc.private || cc.no_store || vary_changed,
+        checked,
+        response: StoredResponse {
+            identity: s.identity.clone(),
+            secondary: s.secondary.clone(),
+            status: s.status,
+            initial_age: freshness::initial_age(&incoming, request_time, response_time),
+            headers,
+            body: s.body.clone(),
+            response_time,
+            lifetime: lifetime.unwrap_or(0),
+            stale: StaleRules::of(&cc),
+            tags: if new_tags.is_empty() {
+                s.tags.clone()
+            } else {
+                new_tags
+            },
+            hit_headers: Default::default(),
         },
-        hit_headers: Default::default(),
     })
 }
 

@@ -4,8 +4,8 @@
 //! `Cache-Status` (RFC 9211).
 
 use http::header::{
-    HeaderName, CACHE_CONTROL, CONNECTION, HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderName, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, HOST, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::{HeaderMap, HeaderValue};
 
@@ -67,6 +67,9 @@ pub(crate) struct Asks<'a> {
     /// `If-None-Match` or `If-Modified-Since`: answered from what is stored.
     pub(crate) validator: bool,
     pub(crate) range: bool,
+    /// A `Content-Length` other than 0, or a `Transfer-Encoding`: the
+    /// request has content (RFC 9110 §6.4.1).
+    pub(crate) content: bool,
 }
 
 impl<'a> Asks<'a> {
@@ -79,6 +82,8 @@ impl<'a> Asks<'a> {
                 precondition: has_any(headers, &[IF_MATCH, IF_UNMODIFIED_SINCE, IF_RANGE]),
                 validator: has_any(headers, &[IF_NONE_MATCH, IF_MODIFIED_SINCE]),
                 range: headers.contains_key(RANGE),
+                content: headers.contains_key(TRANSFER_ENCODING)
+                    || headers.get_all(CONTENT_LENGTH).iter().any(nonzero),
             };
         }
         let mut asks = Asks::default();
@@ -93,10 +98,21 @@ impl<'a> Asks<'a> {
                 asks.validator = true;
             } else if *name == RANGE {
                 asks.range = true;
+            } else if *name == CONTENT_LENGTH {
+                asks.content |= nonzero(value);
+            } else if *name == TRANSFER_ENCODING {
+                asks.content = true;
             }
         }
         asks
     }
+}
+
+/// Whether a `Content-Length` announces content: anything but digits that
+/// are all `0` (a malformed length counts as content, to be safe).
+fn nonzero(value: &HeaderValue) -> bool {
+    let v = value.as_bytes().trim_ascii();
+    v.is_empty() || v.iter().any(|b| *b != b'0')
 }
 
 /// The header fields of a response as stored.

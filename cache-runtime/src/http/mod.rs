@@ -45,6 +45,7 @@ mod exchange;
 mod freshness;
 mod future;
 mod headers;
+mod hit_for_miss;
 mod key;
 mod range;
 mod rendered;
@@ -79,6 +80,9 @@ pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 /// How long, by default, a stale response with a validator is kept to be
 /// revalidated (a 304 then spares sending the body again).
 pub const DEFAULT_KEEP: Duration = Duration::from_secs(600);
+/// How long, by default, a target whose answer could not be stored is
+/// remembered, so that requests for it are not coalesced (hit-for-miss).
+pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 
 /// A [`tower::Layer`] that caches responses in a [`Cache`] as a shared cache
 /// (RFC 9111): on axum, `Router::layer(CacheLayer::new(cache.clone()))` or
@@ -90,8 +94,24 @@ pub const DEFAULT_KEEP: Duration = Duration::from_secs(600);
 /// length up to [`max_body`](CacheLayer::max_body). What never is: `no-store`,
 /// `private`, a response that sets a cookie, `Vary: *`, a response to a
 /// request with `Authorization` unless it says `public`, `s-maxage` or
-/// `must-revalidate`, and any exchange whose `Cache-Control` or `Vary` is
-/// malformed or too large (it passes through uncached).
+/// `must-revalidate`, any exchange whose `Cache-Control` or `Vary` is
+/// malformed or too large (it passes through uncached), and a `GET` with
+/// content (a `Content-Length` other than 0, a `Transfer-Encoding`, or a
+/// body that neither says it ended nor has an exact size hint of 0): it
+/// passes through, never answered from the store nor stored.
+///
+/// Nothing meant for one client reaches another: a `304` that freshens a
+/// stored response is held to the same rules as a new response (RFC 9111
+/// §4.3.4 with §3), in foreground and background revalidation. Its
+/// `Set-Cookie` goes only to the client whose request revalidated (the
+/// merged response is then not stored); `private` or `no-store` in it delete
+/// the stored response; a changed `Vary` re-keys it to that client's variant
+/// (or deletes it when it cannot be keyed). `Vary` compares request fields
+/// byte for byte (values that are not UTF-8 included).
+///
+/// A target whose answer could not be stored by its own rules is remembered
+/// for [`hit_for_miss`](CacheLayer::hit_for_miss): its requests then go to
+/// the origin at once, not coalesced behind one another.
 ///
 /// ```
 /// use std::time::Duration;
@@ -123,6 +143,9 @@ pub(crate) struct Config {
     pub(crate) request_no_cache: bool,
     pub(crate) status_name: Option<String>,
     pub(crate) targeted: bool,
+    pub(crate) hit_for_miss: Duration,
+    /// The targets that answered uncacheably (hit-for-miss).
+    pub(crate) uncacheable: Arc<hit_for_miss::Uncacheable>,
 }
 
 impl CacheLayer {
@@ -144,6 +167,8 @@ impl CacheLayer {
                 request_no_cache: false,
                 status_name: Some("cache-runtime".to_string()),
                 targeted: false,
+                hit_for_miss: DEFAULT_HIT_FOR_MISS,
+                uncacheable: Arc::default(),
             }),
         }
     }
@@ -245,6 +270,18 @@ impl CacheLayer {
         self.with(|c| c.targeted = obey)
     }
 
+    /// How long a target whose answer could not be stored (`private`,
+    /// `no-store`, a `Set-Cookie`, no freshness, too large, ...) is
+    /// remembered as such (default [`DEFAULT_HIT_FOR_MISS`]; zero: never):
+    /// meanwhile its requests go to the origin at once, each on its own,
+    /// instead of waiting for one of them whose answer they could not share
+    /// (Varnish's hit-for-miss). An answer that is stored ends it at once;
+    /// a server error (5xx) starts none, so a failing origin still sees one
+    /// request per target at a time.
+    pub fn hit_for_miss(self, remember: Duration) -> CacheLayer {
+        self.with(|c| c.hit_for_miss = remember)
+    }
+
     /// The cache's name in the `Cache-Status` header (RFC 9211) of every
     /// response, `None` for no header (default `cache-runtime`).
     pub fn cache_status(self, name: Option<&str>) -> CacheLayer {
@@ -268,6 +305,8 @@ impl Config {
             request_no_cache: self.request_no_cache,
             status_name: self.status_name.clone(),
             targeted: self.targeted,
+            hit_for_miss: self.hit_for_miss,
+            uncacheable: Arc::default(),
         }
     }
 }
@@ -314,7 +353,7 @@ where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body + Send + 'static,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send + 'static,
 {

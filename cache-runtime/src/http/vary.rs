@@ -104,13 +104,40 @@ pub(crate) fn secondary(fields: &[String], request: &HeaderMap) -> Option<String
                 return None;
             }
         }
-        let text = String::from_utf8_lossy(&combined);
+        // Compared as bytes: a value that is not UTF-8 (obs-text) is
+        // escaped, never decoded lossily, so `tok\xff` and `tok\xc0` stay two
+        // variants and the key stays text (in Redis too).
+        let text = escape(&combined);
         out.push_str(&format!("={}:{};", text.len(), text));
         if out.len() > MAX_SECONDARY {
             return None;
         }
     }
     Some(out)
+}
+
+/// `bytes` as ASCII text, losslessly: `%` and every byte outside printable
+/// ASCII become `%XX`, the rest stays (so the usual value is unchanged, and
+/// two values are equal exactly when their bytes are).
+fn escape(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| b != b'%' && (b == b' ' || b.is_ascii_graphic());
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.iter().all(|b| plain(*b)) => std::borrow::Cow::Borrowed(text),
+        _ => {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            let mut out = String::with_capacity(bytes.len() * 3);
+            for &b in bytes {
+                if plain(b) {
+                    out.push(char::from(b));
+                } else {
+                    out.push('%');
+                    out.push(char::from(HEX[usize::from(b >> 4)]));
+                    out.push(char::from(HEX[usize::from(b & 15)]));
+                }
+            }
+            std::borrow::Cow::Owned(out)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +173,22 @@ mod tests {
         );
         assert_eq!(a, b);
         assert_ne!(a, c, "other fields keep their case");
+    }
+
+    #[test]
+    fn values_are_compared_as_bytes() {
+        let f = vec!["x-token".to_string()];
+        let a = secondary(&f, &map(&[("x-token", b"tok\xff\xfe\x80")])).unwrap();
+        let b = secondary(&f, &map(&[("x-token", b"tok\xc0\xc1\x90")])).unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_ascii() && b.is_ascii());
+        // `%` is escaped too: a literal `%FF` is not the byte 0xFF.
+        let c = secondary(&f, &map(&[("x-token", b"tok%FF%FE%80")])).unwrap();
+        assert_ne!(a, c);
+        assert_eq!(
+            secondary(&f, &map(&[("x-token", b"plain")])).unwrap(),
+            "x-token=5:plain;"
+        );
     }
 
     #[test]
