@@ -27,6 +27,7 @@ use super::range::{self, Ranged};
 use super::rendered::Hit;
 use super::storable;
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
+use super::target;
 use super::tee::Tee;
 use super::vary::{secondary, Vary};
 use super::{CacheBody, Config};
@@ -113,11 +114,13 @@ where
     B: Send + 'static,
     R: OriginBody,
 {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     if parts.method != Method::GET && parts.method != Method::HEAD {
+        // Its target in normal form, so that it invalidates every spelling.
+        target::normalize(&mut parts);
         return ResponseFuture::boxed(write(config.clone(), ready(inner), parts, body));
     }
-    match early(config, &parts) {
+    match early(config, &mut parts) {
         Early::Hit(response) => ResponseFuture::ready(Ok(response)),
         Early::Bypass(detail) => {
             let (config, service) = (config.clone(), ready(inner));
@@ -139,9 +142,15 @@ fn ready<S: Clone>(inner: &mut S) -> S {
 }
 
 /// The directives, preconditions and key of a GET or HEAD, and its memory
-/// lookup: all a fresh hit needs, and nothing awaited.
-fn early<E>(config: &Config, parts: &Parts) -> Early<E> {
-    let asks = Asks::of(&parts.headers);
+/// lookup: all a fresh hit needs, and nothing awaited. The target is first
+/// put in normal form (a scan that allocates nothing when it already is),
+/// for the key and for the inner service alike.
+fn early<E>(config: &Config, parts: &mut Parts) -> Early<E> {
+    let mut asks = Asks::of(&parts.headers);
+    if !target::is_normal(&parts.uri, asks.host) {
+        target::normalize(parts);
+        asks = Asks::of(&parts.headers);
+    }
     let cc = if asks.cache_control {
         let Ok(cc) = Directives::of(&parts.headers) else {
             return Early::Bypass("malformed-request");
@@ -1043,32 +1052,37 @@ fn path_and_query(uri: &http::Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
-/// The path and query of `target` (a `Location` or `Content-Location`) when it
+/// The path and query (normal form) of `named` (a `Location` or `Content-Location`) when it
 /// names the same origin as the request: an absolute URI with the same
 /// authority, an absolute path, or a relative path resolved against the
 /// request's path.
-fn same_origin(authority: &str, base: &http::Uri, target: &str) -> Option<String> {
-    let target = target.trim();
-    if target.is_empty() || target.starts_with("//") {
+fn same_origin(authority: &str, base: &http::Uri, named: &str) -> Option<String> {
+    let named = named.trim();
+    if named.is_empty() || named.starts_with("//") {
         return None;
     }
-    if let Ok(uri) = target.parse::<http::Uri>() {
+    // A fragment is not part of the named.
+    let named = named.split('#').next().unwrap_or("");
+    if let Ok(uri) = named.parse::<http::Uri>() {
         if let Some(a) = uri.authority() {
-            return a
-                .as_str()
-                .eq_ignore_ascii_case(authority)
-                .then(|| path_and_query(&uri).to_string());
+            // The request's authority read under the named scheme, so that
+            // `http://h:80/x` names a request to `h`.
+            let scheme = uri.scheme_str();
+            let same =
+                target::authority(a.as_str(), scheme) == target::authority(authority, scheme);
+            return same.then(|| target::path_and_query(path_and_query(&uri)).into_owned());
         }
     }
-    if target.starts_with('/') {
-        return Some(target.to_string());
+    if named.starts_with('/') {
+        return Some(target::path_and_query(named).into_owned());
     }
-    if target.contains(':') {
+    if named.contains(':') {
         return None; // Another scheme.
     }
     let path = base.path();
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    Some(format!("{dir}{target}"))
+    // Dot segments (`../x`) resolve in the normal form.
+    Some(target::path_and_query(&format!("{dir}{named}")).into_owned())
 }
 
 /// `Parts` has no `Clone` (its extensions may not be): the fields a stored
@@ -1155,5 +1169,10 @@ mod tests {
         assert_eq!(same_origin("h", &base, "http://other/c"), None);
         assert_eq!(same_origin("h", &base, "//other/c"), None);
         assert_eq!(same_origin("h", &base, "mailto:x"), None);
+        assert_eq!(same_origin("h", &base, "../c/./%64"), Some("/c/d".into()));
+        assert_eq!(same_origin("h", &base, "/c?#f"), Some("/c".into()));
+        assert_eq!(same_origin("h", &base, "http://H.:80/c"), Some("/c".into()));
+        assert_eq!(same_origin("h:80", &base, "http://h/c"), Some("/c".into()));
+        assert_eq!(same_origin("h", &base, "http://h:81/c"), None);
     }
 }

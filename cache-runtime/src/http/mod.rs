@@ -50,6 +50,7 @@ mod range;
 mod rendered;
 mod storable;
 mod stored;
+mod target;
 mod tee;
 mod vary;
 
