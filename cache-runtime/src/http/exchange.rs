@@ -522,9 +522,23 @@ where
 {
     let client = parts.clone_without_extensions();
     if parts.method == Method::HEAD {
-        // A HEAD that the stored GET response could not answer goes through.
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok((pass(config, r, fwd), Shared::Pass));
+        // A HEAD that the stored GET response could not answer goes through;
+        // when the origin fails, a stale one that allows it answers.
+        let result = call(service, Request::from_parts(parts, body)).await;
+        let now = now_millis();
+        let usable = stored.filter(|s| stale_on_error(config, s, now));
+        let stale = |s: &StoredResponse, text: &str| {
+            let text = format!("{fwd}; {text}detail=stale-if-error");
+            Ok((serve(config, s, &client, now, &text), Shared::Pass))
+        };
+        return match (result, usable) {
+            (Err(_), Some(s)) => stale(&s, ""),
+            (Err(error), None) => Err(error),
+            (Ok(r), Some(s)) if server_error(r.status()) => {
+                stale(&s, &format!("fwd-status={}; ", r.status().as_u16()))
+            }
+            (Ok(r), _) => Ok((pass(config, r, fwd), Shared::Pass)),
+        };
     }
     let validated = stored;
     match &validated {
@@ -541,11 +555,7 @@ where
     let request_time = now_millis();
     let result = call(service, Request::from_parts(parts, body)).await;
     let response_time = now_millis();
-    let on_error = |s: &Arc<StoredResponse>| {
-        let stale_for = u64::try_from(-s.fresh_for(response_time)).unwrap_or(0);
-        let window = s.stale.if_error.max(crate::clock::millis(config.fail_safe));
-        !s.stale.never && stale_for < window
-    };
+    let on_error = |s: &Arc<StoredResponse>| stale_on_error(config, s, response_time);
     let response = match result {
         Ok(r) => r,
         Err(error) => {
@@ -563,8 +573,7 @@ where
     };
     let status = response.status();
     if let Some(s) = &validated {
-        let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
-        if server_error && on_error(s) {
+        if server_error(status) && on_error(s) {
             let text = format!(
                 "{fwd}; fwd-status={}; detail=stale-if-error",
                 status.as_u16()
@@ -611,6 +620,20 @@ where
     }
     let times = (request_time, response_time);
     Ok(full_response(config, &client, target, response, times, fwd).await)
+}
+
+/// Whether a stale `s` may answer a request the origin failed (an error,
+/// or a [`server_error`]) at `now`: within its `stale-if-error` or the
+/// layer's fail-safe, and not forbidden (`must-revalidate` and the like).
+fn stale_on_error(config: &Config, s: &StoredResponse, now: u64) -> bool {
+    let stale_for = u64::try_from(-s.fresh_for(now)).unwrap_or(0);
+    let window = s.stale.if_error.max(crate::clock::millis(config.fail_safe));
+    !s.stale.never && stale_for < window
+}
+
+/// The statuses `stale-if-error` answers for (RFC 5861 §4).
+fn server_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 /// A full response from the origin: stored when it may be, and answered.
