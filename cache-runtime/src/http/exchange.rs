@@ -64,6 +64,10 @@ enum Early<E> {
     Bypass(&'static str),
     /// Looked up in memory; the rest needs the remote tier or the origin.
     Read(Looked),
+    /// Its target is not in normal form: to be rewritten, then looked at
+    /// again (a rewritten target is taken as it is, so this never comes
+    /// twice; were it to, the request would be bypassed for this reason).
+    Normalize(&'static str),
 }
 
 /// A request's directives and key, and what the memory tier holds under it
@@ -120,9 +124,18 @@ where
         target::normalize(&mut parts);
         return ResponseFuture::boxed(write(config.clone(), ready(inner), parts, body));
     }
-    match early(config, &mut parts) {
+    let found = match early(config, &parts, false) {
+        // Rare: rewritten once, then looked at as it is.
+        Early::Normalize(_) => {
+            target::normalize(&mut parts);
+            early(config, &parts, true)
+        }
+        found => found,
+    };
+    match found {
         Early::Hit(response) => ResponseFuture::ready(Ok(response)),
-        Early::Bypass(detail) => {
+        // (`Normalize` is never the answer for a rewritten target.)
+        Early::Bypass(detail) | Early::Normalize(detail) => {
             let (config, service) = (config.clone(), ready(inner));
             ResponseFuture::boxed(
                 async move { bypass(&config, service, parts, body, detail).await },
@@ -142,15 +155,17 @@ fn ready<S: Clone>(inner: &mut S) -> S {
 }
 
 /// The directives, preconditions and key of a GET or HEAD, and its memory
-/// lookup: all a fresh hit needs, and nothing awaited. The target is first
-/// put in normal form (a scan that allocates nothing when it already is),
-/// for the key and for the inner service alike.
-fn early<E>(config: &Config, parts: &mut Parts) -> Early<E> {
-    let mut asks = Asks::of(&parts.headers);
-    if !target::is_normal(&parts.uri, asks.host) {
-        target::normalize(parts);
-        asks = Asks::of(&parts.headers);
-    }
+/// lookup: all a fresh hit needs, and nothing awaited. A target not in
+/// normal form (the check is a scan that allocates nothing) is first
+/// rewritten by the caller (`Normalize`), for the key and the inner service
+/// alike; once `normalized`, the target is taken as it is.
+fn early<E>(config: &Config, parts: &Parts, normalized: bool) -> Early<E> {
+    let asks = Asks::of(&parts.headers);
+    let authority = match target::normal_authority(&parts.uri, asks.host) {
+        Some(authority) => authority,
+        None if !normalized => return Early::Normalize("target"),
+        None => target::authority_text(&parts.uri, asks.host),
+    };
     let cc = if asks.cache_control {
         let Ok(cc) = Directives::of(&parts.headers) else {
             return Early::Bypass("malformed-request");
@@ -165,7 +180,7 @@ fn early<E>(config: &Config, parts: &mut Parts) -> Early<E> {
         return Early::Bypass("precondition");
     }
     let keyed = match &config.key {
-        None => key::identity(&key::authority_of(&parts.uri, asks.host), &parts.uri),
+        None => key::identity(authority, &parts.uri),
         Some(f) => match f(parts) {
             Some(k) => key::custom_identity(&k),
             None => return Early::Bypass("key"),

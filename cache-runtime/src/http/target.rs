@@ -86,15 +86,72 @@ pub(crate) fn normalize(parts: &mut Parts) {
 
 /// Whether the target of a request with `uri` and `host` is in normal form.
 pub(crate) fn is_normal(uri: &Uri, host: Option<&HeaderValue>) -> bool {
+    normal_authority(uri, host).is_some()
+}
+
+/// The authority of a request whose target (path, query, authority) is in
+/// normal form, `None` when it is not: the URI's, else the first `Host`'s
+/// (empty when there is none or it is not text). One pass over each part's
+/// bytes, no allocation: this runs on every GET, the hit path included.
+pub(crate) fn normal_authority<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> Option<&'a str> {
     let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
     if !is_normal_path_and_query(pq) {
+        return None;
+    }
+    let (text, bytes) = match (uri.authority(), host) {
+        (Some(a), _) => (Some(a.as_str()), a.as_str().as_bytes()),
+        (None, Some(h)) => (None, h.as_bytes()),
+        (None, None) => return Some(""),
+    };
+    if !is_normal_authority_bytes(bytes, uri.scheme_str()) {
+        return None;
+    }
+    // A `Host` that is not ASCII (obs-text) is no authority, as ever
+    // (`HeaderValue` holds no control bytes: ASCII is `to_str`'s text).
+    Some(text.unwrap_or_else(|| {
+        let ascii = bytes.is_ascii().then(|| std::str::from_utf8(bytes).ok());
+        ascii.flatten().unwrap_or("")
+    }))
+}
+
+/// Whether an authority's bytes are in normal form, in one forward pass
+/// for the common `host[:port]` (with `@` or an IP literal, the general
+/// check). It may answer `false` for a normal authority (`...`), never
+/// `true` for one that is not: the rewrite then finds nothing to change.
+fn is_normal_authority_bytes(b: &[u8], scheme: Option<&str>) -> bool {
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
+        return true;
+    };
+    // Spaces are trimmed; a trailing dot or an empty port dropped.
+    if first.is_ascii_whitespace() || last.is_ascii_whitespace() || matches!(last, b'.' | b':') {
         return false;
     }
+    let (mut prev, mut colon) = (0, None);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'A'..=b'Z' => return false,
+            b'@' | b'[' => {
+                return std::str::from_utf8(b).is_ok_and(|t| is_normal_authority(t, scheme))
+            }
+            // `host.:port`: a trailing dot.
+            b':' if prev == b'.' => return false,
+            b':' => colon = Some(i),
+            _ => {}
+        }
+        prev = c;
+    }
+    match (default_port(scheme), colon) {
+        (Some(port), Some(c)) => &b[c + 1..] != port.as_bytes(),
+        _ => true,
+    }
+}
+
+/// The authority a request's key is made of, as it is: the URI's, else
+/// the first `Host`'s (empty when there is none or it is not text).
+pub(crate) fn authority_text<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) -> &'a str {
     match uri.authority() {
-        Some(a) => is_normal_authority(a.as_str(), uri.scheme_str()),
-        None => host
-            .and_then(|h| h.to_str().ok())
-            .is_none_or(|h| is_normal_authority(h.trim(), uri.scheme_str())),
+        Some(a) => a.as_str(),
+        None => host.and_then(|h| h.to_str().ok()).map_or("", str::trim),
     }
 }
 
@@ -140,27 +197,46 @@ pub(crate) fn is_normal_path_and_query(pq: &str) -> bool {
         // `*` (OPTIONS) and the like: no path to normalize.
         Some(_) => return true,
     }
-    let query = b.iter().position(|&c| c == b'?').unwrap_or(b.len());
-    if query + 1 == b.len() {
-        return false; // An empty query.
+    // The usual target has no escape, dot or query: nothing to look at.
+    if !b.iter().any(|&c| matches!(c, b'%' | b'.' | b'?')) {
+        return true;
     }
-    // Dot segments (their escaped spellings are caught below).
-    if pq[1..query].split('/').any(|seg| seg == "." || seg == "..") {
-        return false;
-    }
-    let mut i = 0;
-    while let Some(off) = b[i..].iter().position(|&c| c == b'%') {
-        i += off;
-        if let Some((value, upper)) = escape(b, i) {
-            if !upper || decodes(value, &b[..i]) {
-                return false;
+    // Where the current path segment starts (`None` once in the query).
+    let mut segment = Some(1);
+    let mut i = 1;
+    while let Some(&c) = b.get(i) {
+        match (c, segment) {
+            (b'/' | b'?', Some(start)) => {
+                if is_dot_segment(&b[start..i]) {
+                    return false;
+                }
+                if c == b'?' {
+                    if i + 1 == b.len() {
+                        return false; // An empty query.
+                    }
+                    segment = None;
+                } else {
+                    segment = Some(i + 1);
+                }
             }
-            i += 3;
-        } else {
-            i += 1;
+            (b'%', _) => {
+                if let Some((value, upper)) = escape(b, i) {
+                    if !upper || decodes(value, &b[..i]) {
+                        return false;
+                    }
+                    i += 3; // Hex digits: neither `/` nor `?`.
+                    continue;
+                }
+            }
+            _ => {}
         }
+        i += 1;
     }
-    true
+    segment.is_none_or(|start| !is_dot_segment(&b[start..]))
+}
+
+fn is_dot_segment(segment: &[u8]) -> bool {
+    segment == b"." || segment == b".."
 }
 
 /// The normal form of a path and query (borrowed when it already is).
@@ -241,7 +317,10 @@ fn remove_dot_segments(path: &str, out: &mut String) {
 
 /// `text` (an authority) as userinfo, host and port (`None`: no `:`).
 fn split_authority(text: &str) -> (&str, &str, Option<&str>) {
-    let at = text.rfind('@').map_or(0, |i| i + 1);
+    // `rposition`, not `rfind`: on a few bytes, memrchr's setup costs more
+    // than the scan (this runs on every GET).
+    let last = |s: &str, c: u8| s.bytes().rposition(|b| b == c);
+    let at = last(text, b'@').map_or(0, |i| i + 1);
     let (userinfo, hostport) = text.split_at(at);
     if hostport.starts_with('[') {
         // An IP literal: its port follows the `]`.
@@ -253,7 +332,7 @@ fn split_authority(text: &str) -> (&str, &str, Option<&str>) {
             None => (userinfo, hostport, None),
         };
     }
-    match hostport.rfind(':') {
+    match last(hostport, b':') {
         Some(i) => (userinfo, &hostport[..i], Some(&hostport[i + 1..])),
         None => (userinfo, hostport, None),
     }
@@ -463,10 +542,13 @@ mod tests {
             }
             let host = format!(
                 "{}{}",
-                ["A.b", "a.b.", "[::1]", "x"][rng.usize(..4)],
+                ["A.b", "a.b.", "[::1]", "x", "u@H.", "...", ""][rng.usize(..7)],
                 ["", ":", ":80", ":443", ":8080"][rng.usize(..5)]
             );
             for scheme in [None, Some("http"), Some("https")] {
+                // The hit path's byte check agrees with the general one.
+                let fast = is_normal_authority_bytes(host.as_bytes(), scheme);
+                assert!(!fast || is_normal_authority(&host, scheme), "{host:?}");
                 let a = authority(&host, scheme).into_owned();
                 assert!(is_normal_authority(&a, scheme), "{host:?} -> {a:?}");
                 assert_eq!(authority(&a, scheme), a);
