@@ -124,14 +124,12 @@ where
         target::normalize(&mut parts);
         return ResponseFuture::boxed(write(config.clone(), ready(inner), parts, body));
     }
-    let found = match early(config, &parts, false) {
+    let mut found = early(config, &parts, false);
+    if let Early::Normalize(_) = found {
         // Rare: rewritten once, then looked at as it is.
-        Early::Normalize(_) => {
-            target::normalize(&mut parts);
-            early(config, &parts, true)
-        }
-        found => found,
-    };
+        target::normalize(&mut parts);
+        found = early(config, &parts, true);
+    }
     match found {
         Early::Hit(response) => ResponseFuture::ready(Ok(response)),
         // (`Normalize` is never the answer for a rewritten target.)

@@ -103,47 +103,73 @@ pub(crate) fn normal_authority<'a>(uri: &'a Uri, host: Option<&'a HeaderValue>) 
         (None, Some(h)) => (None, h.as_bytes()),
         (None, None) => return Some(""),
     };
-    if !is_normal_authority_bytes(bytes, uri.scheme_str()) {
+    let (normal, ascii) = is_normal_authority_bytes(bytes, uri.scheme_str());
+    if !normal {
         return None;
     }
     // A `Host` that is not ASCII (obs-text) is no authority, as ever
     // (`HeaderValue` holds no control bytes: ASCII is `to_str`'s text).
-    Some(text.unwrap_or_else(|| {
-        let ascii = bytes.is_ascii().then(|| std::str::from_utf8(bytes).ok());
-        ascii.flatten().unwrap_or("")
-    }))
+    let host = || {
+        // SAFETY: `ascii` says every byte is below 0x80 (the one pass of
+        // `is_normal_authority_bytes` over these very bytes), and ASCII is
+        // valid UTF-8. (`from_utf8` would check again, on every GET.)
+        ascii.then(|| unsafe { std::str::from_utf8_unchecked(bytes) })
+    };
+    Some(text.unwrap_or_else(|| host().unwrap_or("")))
 }
 
-/// Whether an authority's bytes are in normal form, in one forward pass
-/// for the common `host[:port]` (with `@` or an IP literal, the general
-/// check). It may answer `false` for a normal authority (`...`), never
-/// `true` for one that is not: the rewrite then finds nothing to change.
-fn is_normal_authority_bytes(b: &[u8], scheme: Option<&str>) -> bool {
+/// What a byte of an authority may change, for [`is_normal_authority_bytes`].
+const UPPER: u8 = 1;
+const SPECIAL: u8 = 2; // `@` (userinfo) or `[` (an IP literal)
+const COLON: u8 = 4;
+const NOT_ASCII: u8 = 8;
+static CLASS: [u8; 256] = {
+    let mut class = [0; 256];
+    let mut c = 0;
+    while c < 256 {
+        class[c] = match c as u8 {
+            b'A'..=b'Z' => UPPER,
+            b'@' | b'[' => SPECIAL,
+            b':' => COLON,
+            0x80..=0xff => NOT_ASCII,
+            _ => 0,
+        };
+        c += 1;
+    }
+    class
+};
+
+/// Whether an authority's bytes are in normal form, and whether they are
+/// ASCII: one branch-free pass over the bytes for the common `host[:port]`
+/// (with `@` or an IP literal, the general check). It may answer `false`
+/// for a normal authority (`...`), never `true` for one that is not: the
+/// rewrite then finds nothing to change.
+fn is_normal_authority_bytes(b: &[u8], scheme: Option<&str>) -> (bool, bool) {
     let (Some(&first), Some(&last)) = (b.first(), b.last()) else {
-        return true;
+        return (true, true);
     };
+    let flags = b.iter().fold(0, |flags, &c| flags | CLASS[usize::from(c)]);
+    let ascii = flags & NOT_ASCII == 0;
     // Spaces are trimmed; a trailing dot or an empty port dropped.
-    if first.is_ascii_whitespace() || last.is_ascii_whitespace() || matches!(last, b'.' | b':') {
-        return false;
+    if flags & UPPER != 0
+        || first.is_ascii_whitespace()
+        || last.is_ascii_whitespace()
+        || matches!(last, b'.' | b':')
+    {
+        return (false, ascii);
     }
-    let (mut prev, mut colon) = (0, None);
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'A'..=b'Z' => return false,
-            b'@' | b'[' => {
-                return std::str::from_utf8(b).is_ok_and(|t| is_normal_authority(t, scheme))
-            }
-            // `host.:port`: a trailing dot.
-            b':' if prev == b'.' => return false,
-            b':' => colon = Some(i),
-            _ => {}
-        }
-        prev = c;
+    if flags & SPECIAL != 0 {
+        let general = std::str::from_utf8(b).is_ok_and(|t| is_normal_authority(t, scheme));
+        return (general, ascii);
     }
-    match (default_port(scheme), colon) {
-        (Some(port), Some(c)) => &b[c + 1..] != port.as_bytes(),
-        _ => true,
+    if flags & COLON == 0 {
+        return (true, ascii);
     }
+    let colon = b.iter().rposition(|&c| c == b':').unwrap_or(0);
+    // `host.:port` is a trailing dot; the scheme's default port is dropped.
+    let dot = colon > 0 && b[colon - 1] == b'.';
+    let default = default_port(scheme).is_some_and(|p| &b[colon + 1..] == p.as_bytes());
+    (!dot && !default, ascii)
 }
 
 /// The authority a request's key is made of, as it is: the URI's, else
@@ -547,7 +573,7 @@ mod tests {
             );
             for scheme in [None, Some("http"), Some("https")] {
                 // The hit path's byte check agrees with the general one.
-                let fast = is_normal_authority_bytes(host.as_bytes(), scheme);
+                let (fast, _) = is_normal_authority_bytes(host.as_bytes(), scheme);
                 assert!(!fast || is_normal_authority(&host, scheme), "{host:?}");
                 let a = authority(&host, scheme).into_owned();
                 assert!(is_normal_authority(&a, scheme), "{host:?} -> {a:?}");
