@@ -27,6 +27,7 @@ use super::range::{self, Ranged};
 use super::rendered::Hit;
 use super::storable::{self, NotStored};
 use super::stored::{HttpEntry, StaleRules, StoredResponse};
+use super::target;
 use super::tee::Tee;
 use super::vary::{secondary, Vary};
 use super::{CacheBody, Config};
@@ -82,6 +83,10 @@ enum Early<E> {
     Bypass(&'static str),
     /// Looked up in memory; the rest needs the remote tier or the origin.
     Read(Looked),
+    /// Its target is not in normal form: to be rewritten, then looked at
+    /// again (a rewritten target is taken as it is, so this never comes
+    /// twice; were it to, the request would be bypassed for this reason).
+    Normalize(&'static str),
 }
 
 /// A request's directives and key, and what the memory tier holds under it
@@ -132,16 +137,25 @@ where
     B: Body + Send + 'static,
     R: OriginBody,
 {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     if parts.method != Method::GET && parts.method != Method::HEAD {
+        // Its target in normal form, so that it invalidates every spelling.
+        target::normalize(&mut parts);
         return ResponseFuture::boxed(write(config.clone(), ready(inner), parts, body));
     }
     // A body that may hold data (its headers are looked at in `early`):
     // one call on the usual empty body, which says it has ended.
     let content = !body.is_end_stream() && body.size_hint().exact() != Some(0);
-    match early(config, &parts, content) {
+    let mut found = early(config, &parts, content, false);
+    if let Early::Normalize(_) = found {
+        // Rare: rewritten once, then looked at as it is.
+        target::normalize(&mut parts);
+        found = early(config, &parts, content, true);
+    }
+    match found {
         Early::Hit(response) => ResponseFuture::ready(Ok(response)),
-        Early::Bypass(detail) => {
+        // (`Normalize` is never the answer for a rewritten target.)
+        Early::Bypass(detail) | Early::Normalize(detail) => {
             let (config, service) = (config.clone(), ready(inner));
             ResponseFuture::boxed(
                 async move { bypass(&config, service, parts, body, detail).await },
@@ -161,8 +175,11 @@ fn ready<S: Clone>(inner: &mut S) -> S {
 }
 
 /// The directives, preconditions and key of a GET or HEAD, and its memory
-/// lookup: all a fresh hit needs, and nothing awaited.
-fn early<E>(config: &Config, parts: &Parts, content: bool) -> Early<E> {
+/// lookup: all a fresh hit needs, and nothing awaited. A target not in
+/// normal form (the check is a scan that allocates nothing) is first
+/// rewritten by the caller (`Normalize`), for the key and the inner service
+/// alike; once `normalized`, the target is taken as it is.
+fn early<E>(config: &Config, parts: &Parts, content: bool, normalized: bool) -> Early<E> {
     let asks = Asks::of(&parts.headers);
     // A GET with content is not the request a stored response answers, and
     // its answer may depend on the content (RFC 9110 §9.3.1): sent on, and
@@ -170,6 +187,11 @@ fn early<E>(config: &Config, parts: &Parts, content: bool) -> Early<E> {
     if content || asks.content {
         return Early::Bypass("request-content");
     }
+    let authority = match target::normal_authority(&parts.uri, asks.host) {
+        Some(authority) => authority,
+        None if !normalized => return Early::Normalize("target"),
+        None => target::authority_text(&parts.uri, asks.host),
+    };
     let cc = if asks.cache_control {
         let Ok(cc) = Directives::of(&parts.headers) else {
             return Early::Bypass("malformed-request");
@@ -184,7 +206,7 @@ fn early<E>(config: &Config, parts: &Parts, content: bool) -> Early<E> {
         return Early::Bypass("precondition");
     }
     let keyed = match &config.key {
-        None => key::identity(&key::authority_of(&parts.uri, asks.host), &parts.uri),
+        None => key::identity(authority, &parts.uri),
         Some(f) => match f(parts) {
             Some(k) => key::custom_identity(&k),
             None => return Early::Bypass("key"),
@@ -551,9 +573,23 @@ where
 {
     let client = parts.clone_without_extensions();
     if parts.method == Method::HEAD {
-        // A HEAD that the stored GET response could not answer goes through.
-        let r = call(service, Request::from_parts(parts, body)).await?;
-        return Ok((pass(config, r, fwd), Shared::Pass));
+        // A HEAD that the stored GET response could not answer goes through;
+        // when the origin fails, a stale one that allows it answers.
+        let result = call(service, Request::from_parts(parts, body)).await;
+        let now = now_millis();
+        let usable = stored.filter(|s| stale_on_error(config, s, now));
+        let stale = |s: &StoredResponse, text: &str| {
+            let text = format!("{fwd}; {text}detail=stale-if-error");
+            Ok((serve(config, s, &client, now, &text), Shared::Pass))
+        };
+        return match (result, usable) {
+            (Err(_), Some(s)) => stale(&s, ""),
+            (Err(error), None) => Err(error),
+            (Ok(r), Some(s)) if server_error(r.status()) => {
+                stale(&s, &format!("fwd-status={}; ", r.status().as_u16()))
+            }
+            (Ok(r), _) => Ok((pass(config, r, fwd), Shared::Pass)),
+        };
     }
     let validated = stored;
     match &validated {
@@ -570,11 +606,7 @@ where
     let request_time = now_millis();
     let result = call(service, Request::from_parts(parts, body)).await;
     let response_time = now_millis();
-    let on_error = |s: &Arc<StoredResponse>| {
-        let stale_for = u64::try_from(-s.fresh_for(response_time)).unwrap_or(0);
-        let window = s.stale.if_error.max(crate::clock::millis(config.fail_safe));
-        !s.stale.never && stale_for < window
-    };
+    let on_error = |s: &Arc<StoredResponse>| stale_on_error(config, s, response_time);
     let response = match result {
         Ok(r) => r,
         Err(error) => {
@@ -592,8 +624,7 @@ where
     };
     let status = response.status();
     if let Some(s) = &validated {
-        let server_error = matches!(status.as_u16(), 500 | 502 | 503 | 504);
-        if server_error && on_error(s) {
+        if server_error(status) && on_error(s) {
             let text = format!(
                 "{fwd}; fwd-status={}; detail=stale-if-error",
                 status.as_u16()
@@ -627,6 +658,20 @@ where
     }
     let times = (request_time, response_time);
     Ok(full_response(config, &client, target, response, times, fwd).await)
+}
+
+/// Whether a stale `s` may answer a request the origin failed (an error,
+/// or a [`server_error`]) at `now`: within its `stale-if-error` or the
+/// layer's fail-safe, and not forbidden (`must-revalidate` and the like).
+fn stale_on_error(config: &Config, s: &StoredResponse, now: u64) -> bool {
+    let stale_for = u64::try_from(-s.fresh_for(now)).unwrap_or(0);
+    let window = s.stale.if_error.max(crate::clock::millis(config.fail_safe));
+    !s.stale.never && stale_for < window
+}
+
+/// The statuses `stale-if-error` answers for (RFC 5861 §4).
+fn server_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 /// A full response from the origin: stored when it may be, and answered.
@@ -1138,14 +1183,19 @@ fn status_header(config: &Config, headers: &mut HeaderMap, status: &str) {
 /// (Trailers, rare on a body of known length, are not kept.)
 async fn collect<R: Body<Data = Bytes>>(body: R, limit: usize) -> Option<Bytes> {
     let mut body = std::pin::pin!(body);
+    // What the body says it holds, to copy into one allocation.
+    let expected = usize::try_from(body.size_hint().lower()).map_or(limit, |n| n.min(limit));
     let mut first: Option<Bytes> = None;
     let mut rest: Vec<u8> = Vec::new();
     let mut copied = false;
+    // The bytes received: counted once each (`first` is in `rest` too once
+    // it was copied, so their lengths do not add up to it).
+    let mut len: usize = 0;
     while let Some(frame) = body.as_mut().frame().await {
         let Ok(data) = frame.ok()?.into_data() else {
             continue;
         };
-        let len = first.as_ref().map_or(0, Bytes::len) + rest.len() + data.len();
+        len = len.checked_add(data.len())?;
         if len > limit {
             return None;
         }
@@ -1154,6 +1204,7 @@ async fn collect<R: Body<Data = Bytes>>(body: R, limit: usize) -> Option<Bytes> 
             None => first = Some(data),
             Some(f) => {
                 if !copied {
+                    rest.reserve(expected.max(len));
                     rest.extend_from_slice(f);
                     copied = true;
                 }
@@ -1192,32 +1243,37 @@ fn path_and_query(uri: &http::Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
-/// The path and query of `target` (a `Location` or `Content-Location`) when it
+/// The path and query (normal form) of `named` (a `Location` or `Content-Location`) when it
 /// names the same origin as the request: an absolute URI with the same
 /// authority, an absolute path, or a relative path resolved against the
 /// request's path.
-fn same_origin(authority: &str, base: &http::Uri, target: &str) -> Option<String> {
-    let target = target.trim();
-    if target.is_empty() || target.starts_with("//") {
+fn same_origin(authority: &str, base: &http::Uri, named: &str) -> Option<String> {
+    let named = named.trim();
+    if named.is_empty() || named.starts_with("//") {
         return None;
     }
-    if let Ok(uri) = target.parse::<http::Uri>() {
+    // A fragment is not part of the named.
+    let named = named.split('#').next().unwrap_or("");
+    if let Ok(uri) = named.parse::<http::Uri>() {
         if let Some(a) = uri.authority() {
-            return a
-                .as_str()
-                .eq_ignore_ascii_case(authority)
-                .then(|| path_and_query(&uri).to_string());
+            // The request's authority read under the named scheme, so that
+            // `http://h:80/x` names a request to `h`.
+            let scheme = uri.scheme_str();
+            let same =
+                target::authority(a.as_str(), scheme) == target::authority(authority, scheme);
+            return same.then(|| target::path_and_query(path_and_query(&uri)).into_owned());
         }
     }
-    if target.starts_with('/') {
-        return Some(target.to_string());
+    if named.starts_with('/') {
+        return Some(target::path_and_query(named).into_owned());
     }
-    if target.contains(':') {
+    if named.contains(':') {
         return None; // Another scheme.
     }
     let path = base.path();
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    Some(format!("{dir}{target}"))
+    // Dot segments (`../x`) resolve in the normal form.
+    Some(target::path_and_query(&format!("{dir}{named}")).into_owned())
 }
 
 /// `Parts` has no `Clone` (its extensions may not be): the fields a stored
@@ -1240,6 +1296,60 @@ impl CloneParts for Parts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::StreamBody;
+
+    /// `data` in frames of seeded random sizes: empty, one byte, small, or
+    /// any part of the whole.
+    fn frames(data: &Bytes, seed: u64) -> Vec<Result<http_body::Frame<Bytes>, std::io::Error>> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let (mut out, mut at) = (Vec::new(), 0);
+        while at < data.len() {
+            let n = match rng.u8(..4) {
+                0 => 0,
+                1 => 1,
+                2 => rng.usize(1..4096),
+                _ => rng.usize(1..=data.len()),
+            };
+            let end = (at + n).min(data.len());
+            out.push(Ok(http_body::Frame::data(data.slice(at..end))));
+            at = end;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn collect_counts_each_byte_once_whatever_the_frames() {
+        let limit = 100_000;
+        for len in [
+            0,
+            1,
+            limit / 2,
+            limit / 2 + 1,
+            limit - 1,
+            limit,
+            limit + 1,
+            2 * limit,
+        ] {
+            let data: Bytes = (0..len)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>()
+                .into();
+            for seed in 0..50 {
+                let body = StreamBody::new(futures_util::stream::iter(frames(&data, seed)));
+                let got = collect(body, limit).await;
+                let want = (len <= limit).then(|| data.clone());
+                let lengths = (got.as_ref().map(Bytes::len), want.as_ref().map(Bytes::len));
+                assert!(got == want, "{len} {seed}: (got, want) {lengths:?}");
+            }
+        }
+        // A body that fails midway is no body.
+        let failing = vec![
+            Ok(http_body::Frame::data(Bytes::from_static(b"ab"))),
+            Err(std::io::Error::other("reset")),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(failing));
+        assert_eq!(collect(body, limit).await, None);
+    }
 
     #[test]
     fn same_origin_locations_resolve_and_others_do_not() {
@@ -1250,5 +1360,10 @@ mod tests {
         assert_eq!(same_origin("h", &base, "http://other/c"), None);
         assert_eq!(same_origin("h", &base, "//other/c"), None);
         assert_eq!(same_origin("h", &base, "mailto:x"), None);
+        assert_eq!(same_origin("h", &base, "../c/./%64"), Some("/c/d".into()));
+        assert_eq!(same_origin("h", &base, "/c?#f"), Some("/c".into()));
+        assert_eq!(same_origin("h", &base, "http://H.:80/c"), Some("/c".into()));
+        assert_eq!(same_origin("h:80", &base, "http://h/c"), Some("/c".into()));
+        assert_eq!(same_origin("h", &base, "http://h:81/c"), None);
     }
 }

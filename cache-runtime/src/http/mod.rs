@@ -51,6 +51,7 @@ mod range;
 mod rendered;
 mod storable;
 mod stored;
+mod target;
 mod tee;
 mod vary;
 
@@ -124,6 +125,55 @@ pub const DEFAULT_HIT_FOR_MISS: Duration = Duration::from_secs(10);
 ///     .max_body(256 * 1024)
 ///     .tags(|req| vec![format!("path:{}", req.uri.path())]);
 /// # let _ = layer;
+/// ```
+///
+/// # Timeouts
+///
+/// The layer serves `stale-if-error` (or its [`fail_safe`](CacheLayer::fail_safe))
+/// when the inner service fails: returns an `Err`, or a 500, 502, 503 or 504.
+/// A hung origin never fails by itself: put a `tower::timeout` *inside* the
+/// layer, around the origin, so that it becomes an error the layer answers
+/// (a timeout outside the layer would cancel the request, stale response
+/// and all). Requests that waited for the same URI share that answer.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::{timeout::TimeoutLayer, Service, ServiceBuilder, ServiceExt};
+/// use cache_runtime::{http::CacheLayer, Cache};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// // Answers once (stale at once, stale-if-error for a minute), then hangs.
+/// let origin = tower::service_fn(move |_req: Request<Full<Bytes>>| {
+///     let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///     async move {
+///         if n > 0 {
+///             std::future::pending::<()>().await;
+///         }
+///         Ok::<_, std::convert::Infallible>(
+///             Response::builder()
+///                 .header("cache-control", "max-age=1, stale-if-error=60")
+///                 .header("age", "1")
+///                 .body(Full::new(Bytes::from("hello")))
+///                 .unwrap(),
+///         )
+///     }
+/// });
+/// let mut service = ServiceBuilder::new()
+///     .layer(CacheLayer::new(Cache::memory(1_000)))
+///     .layer(TimeoutLayer::new(Duration::from_millis(100))) // errors: tower::BoxError
+///     .service(origin);
+/// let get = || Request::get("http://example.test/").body(Full::default()).unwrap();
+/// service.ready().await.unwrap().call(get()).await.unwrap();
+/// // The origin hangs: after 100 ms, the stale response.
+/// let stale = service.ready().await.unwrap().call(get()).await.unwrap();
+/// let status = stale.headers()["cache-status"].to_str().unwrap();
+/// assert!(status.contains("detail=stale-if-error"), "{status}");
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct CacheLayer {

@@ -103,6 +103,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn random_frames_are_copied_whole_up_to_exactly_the_limit() {
+        let limit = 100_000;
+        for len in [0, 1, limit / 2 + 1, limit - 1, limit, limit + 1, 2 * limit] {
+            let data: Bytes = (0..len)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<u8>>()
+                .into();
+            for seed in 0..30 {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                let (mut frames, mut at) = (Vec::new(), 0);
+                while at < len {
+                    let n = match rng.u8(..4) {
+                        0 => 0,
+                        1 => 1,
+                        2 => rng.usize(1..4096),
+                        _ => rng.usize(1..=len),
+                    };
+                    let end = (at + n).min(len);
+                    frames.push(Ok::<_, std::io::Error>(Frame::data(data.slice(at..end))));
+                    at = end;
+                }
+                let got = Arc::new(Mutex::new(None));
+                let g = got.clone();
+                let done: Done = Box::new(move |b| *g.lock().unwrap() = Some(b));
+                let body = StreamBody::new(futures_util::stream::iter(frames));
+                let out = Tee::new(body, limit, Some(done)).collect().await.unwrap();
+                assert!(out.to_bytes() == data, "{len} {seed}: the client's bytes");
+                let copy = got.lock().unwrap().take();
+                let want = (len <= limit).then(|| data.clone());
+                let lengths = (copy.as_ref().map(Bytes::len), want.as_ref().map(Bytes::len));
+                assert!(copy == want, "{len} {seed}: (copy, want) {lengths:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn the_client_gets_every_byte_and_the_copy_only_within_the_limit() {
         let (out, copy) = run(&["ab", "cd", "e"], 5).await;
         assert_eq!(out, "abcde");
