@@ -95,6 +95,7 @@ mod tests {
             fail_safe_until: fresh,
             load_millis,
             tags: TagSnapshot::default(),
+            weight: 0,
         }
     }
 

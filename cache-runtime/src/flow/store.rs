@@ -78,6 +78,7 @@ pub(crate) async fn store<V: Storable>(
             fail_safe_until,
             load_millis: w.load_millis,
             tags: w.local,
+            weight: inner.memory.weigh(value),
         },
     );
 }
