@@ -45,13 +45,16 @@ pub(crate) struct Entry {
     pub(crate) fresh_until: u64,
     pub(crate) stale_until: u64,
     pub(crate) fail_safe_until: u64,
-    /// How long the load that produced it took (XFetch's delta).
-    pub(crate) load_millis: u64,
+    /// How long the load that produced it took (XFetch's delta), at most
+    /// `u32::MAX` (49 days), as the remote tier keeps it; a `u32`, so that
+    /// `weight` fits beside it and the entry stays within 96 bytes.
+    pub(crate) load_millis: u32,
     pub(crate) tags: TagSnapshot,
     /// The entry's weight in its tier: given by the caller as the value's
     /// estimated bytes ([`MemoryTier::weigh`]), then set by
-    /// [`MemoryTier::insert`] to what the tier charges (at least 1).
-    pub(crate) weight: u64,
+    /// [`MemoryTier::insert`] to what the tier charges (at least 1; an entry
+    /// of 4 GiB or more is not held).
+    pub(crate) weight: u32,
 }
 
 /// Weighs a value for a weight-bounded memory tier.
@@ -64,7 +67,7 @@ pub(crate) struct EntryWeigher;
 impl Weighter<Repr, Entry> for EntryWeigher {
     #[inline]
     fn weight(&self, _key: &Repr, entry: &Entry) -> u64 {
-        entry.weight
+        u64::from(entry.weight)
     }
 }
 
@@ -227,12 +230,12 @@ impl MemoryTier {
     }
 
     /// What a tier bounded in bytes needs of `value` for its entry's
-    /// [`weight`](Entry::weight): its estimated bytes; 0 for any other tier
-    /// (nothing is computed).
+    /// [`weight`](Entry::weight): its estimated bytes (at most `u32::MAX`);
+    /// 0 for any other tier (nothing is computed).
     #[inline]
-    pub(crate) fn weigh<V: serde::Serialize>(&self, value: &V) -> u64 {
+    pub(crate) fn weigh<V: serde::Serialize>(&self, value: &V) -> u32 {
         match self.weighing {
-            Weighing::Bytes => weigh::estimate(value),
+            Weighing::Bytes => u32::try_from(weigh::estimate(value)).unwrap_or(u32::MAX),
             _ => 0,
         }
     }
@@ -240,30 +243,31 @@ impl MemoryTier {
     /// As [`weigh`](Self::weigh), for a value decoded from `encoded` bytes
     /// of the remote tier: that length, which is what was just read.
     #[inline]
-    pub(crate) fn weigh_encoded(&self, encoded: usize) -> u64 {
+    pub(crate) fn weigh_encoded(&self, encoded: usize) -> u32 {
         match self.weighing {
-            Weighing::Bytes => encoded as u64,
+            Weighing::Bytes => u32::try_from(encoded).unwrap_or(u32::MAX),
             _ => 0,
         }
     }
 
-    /// The weight the tier charges for `entry` under `key`.
-    fn charge(&self, key: &Repr, entry: &Entry) -> u64 {
-        match &self.weighing {
+    /// The weight the tier charges for `entry` under `key`; `None` when it
+    /// does not fit an entry's `u32` (4 GiB or more: never held).
+    fn charge(&self, key: &Repr, entry: &Entry) -> Option<u32> {
+        let charge = match &self.weighing {
             Weighing::Entries => 1,
             Weighing::Bytes => {
                 let key_bytes = match key {
                     Repr::Text(text) => text.as_bytes().len() as u64,
                     Repr::Hashed { .. } | Repr::Invalid => 0,
                 };
-                entry
-                    .weight
+                u64::from(entry.weight)
                     .saturating_add(key_bytes)
                     .saturating_add(SLOT_BYTES)
                     .max(self.floor)
             }
             Weighing::Custom(weigh) => weigh(entry.value.as_any()).max(self.floor),
-        }
+        };
+        u32::try_from(charge).ok()
     }
 
     /// No memory tier: the storage-only mode.
@@ -318,7 +322,16 @@ impl MemoryTier {
             return;
         };
         // Weighed once, outside the lock; quick_cache reads it back.
-        entry.weight = self.charge(&key, &entry);
+        let Some(weight) = self.charge(&key, &entry) else {
+            // Too heavy for any shard: dropped, as quick_cache drops an
+            // overweight entry, with what it replaces.
+            shard.write().remove(&Query { hash, key: &key });
+            if let Some(counters) = &self.counters {
+                counters.evicted(1);
+            }
+            return;
+        };
+        entry.weight = weight;
         let mut shard = shard.write();
         // A resident entry under this key is reported dropped by this insert
         // exactly once (replaced, or removed when the new one is overweight).
@@ -489,10 +502,10 @@ mod tests {
     }
 
     /// An entry whose value is estimated at `bytes` (as `weigh` gives it).
-    fn weighing(bytes: u64) -> Entry {
+    fn weighing(bytes: u32) -> Entry {
         Entry {
             weight: bytes,
-            ..entry(bytes)
+            ..entry(u64::from(bytes))
         }
     }
 
@@ -514,6 +527,14 @@ mod tests {
         let held = memory.len() as u64;
         // Each entry is charged its value, its slot (and its key, here none).
         assert_eq!(memory.weight(), held * (700_000 + SLOT_BYTES));
+        // An entry of 4 GiB or more is never held, nor is what it replaces.
+        assert!(memory.get(&hashed(1999)).is_some());
+        memory.insert(hashed(1999), weighing(u32::MAX));
+        assert!(memory.get(&hashed(1999)).is_none());
+        assert_eq!(
+            memory.weight(),
+            (memory.len() as u64) * (700_000 + SLOT_BYTES)
+        );
         assert!(held >= 64 * 700 / 1000 && held <= 95, "{held}");
         // The estimate is what `weigh` computes, only for this kind of tier.
         assert_eq!(memory.weigh(&vec![0u8; 1000]), 24 + 1000);

@@ -48,13 +48,13 @@ pub(crate) enum RemoteRead {
 
 /// A memory entry for a value read from the remote tier.
 /// `weight` as [`MemoryTier::weigh`](crate::memory::MemoryTier::weigh) gives it.
-pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot, weight: u64) -> Entry {
+pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot, weight: u32) -> Entry {
     Entry {
         value,
         fresh_until: header.fresh_until,
         stale_until: header.stale_until,
         fail_safe_until: header.fail_safe_until,
-        load_millis: u64::from(header.load_millis),
+        load_millis: header.load_millis,
         tags,
         weight,
     }
