@@ -63,7 +63,7 @@ macro_rules! widths {
     };
 }
 
-impl<'a> Serializer for &'a mut Count {
+impl Serializer for &mut Count {
     type Ok = ();
     type Error = Never;
     type SerializeSeq = Self;
