@@ -9,7 +9,7 @@
 //! others freed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, Response};
@@ -25,7 +25,7 @@ const BOUND: u64 = 64 * MIB;
 const VALUE: usize = 700_000;
 const VALUES: usize = 2_000;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The process's resident memory, in bytes (`/proc/self/statm`).
 fn rss() -> u64 {
@@ -58,7 +58,7 @@ async fn bounded(entries: usize) -> Cache {
 
 #[tokio::test]
 async fn large_manual_values_stay_within_the_byte_bound() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cache = bounded(10_000).await;
     let start = rss();
     let mut at_half = 0;
@@ -108,7 +108,7 @@ async fn large_manual_values_stay_within_the_byte_bound() {
 
 #[tokio::test]
 async fn the_entry_bound_still_holds_beside_the_byte_bound() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cache = bounded(100).await;
     for i in 0..2_000u64 {
         cache.set(&format!("n:{i}"), i).await.unwrap();
@@ -136,7 +136,7 @@ async fn the_entry_bound_still_holds_beside_the_byte_bound() {
 
 #[tokio::test]
 async fn a_value_larger_than_the_bound_is_returned_but_not_kept() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cache = Cache::builder()
         .memory_bytes(4 * MIB)
         .build()
@@ -175,7 +175,7 @@ async fn origin(calls: axum::extract::State<Arc<AtomicUsize>>) -> Response<Body>
 
 #[tokio::test]
 async fn large_http_bodies_stay_within_the_byte_bound() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cache = bounded(10_000).await;
     let calls = Arc::new(AtomicUsize::new(0));
     let app = Router::new()
@@ -232,7 +232,7 @@ async fn large_http_bodies_stay_within_the_byte_bound() {
 
 #[tokio::test]
 async fn cache_memory_bytes_from_the_environment_bounds_the_tier() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cache = Cache::builder()
         .memory(10_000)
         .env_from([("CACHE_MEMORY_BYTES", "8MiB")])
