@@ -259,3 +259,38 @@ async fn cache_memory_bytes_from_the_environment_bounds_the_tier() {
         assert!(error.contains("CACHE_MEMORY_BYTES"), "{bad}: {error}");
     }
 }
+
+#[tokio::test]
+async fn values_read_from_redis_are_weighed_too() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = integration_tests::redis_harness::RedisServer::start();
+    let cache = |bytes: u64| {
+        Cache::builder()
+            .namespace("weighed")
+            .memory(10_000)
+            .memory_bytes(bytes)
+            .redis(server.url())
+            .build()
+    };
+    let writer = cache(BOUND).await.unwrap();
+    for i in 0..100 {
+        writer.set(&format!("r:{i}"), value(i)).await.unwrap();
+    }
+    // Another process's tier fills from Redis alone, within its own bound.
+    let reader = cache(8 * MIB).await.unwrap();
+    for i in 0..100 {
+        let got: Option<String> = reader.get(&format!("r:{i}")).await.unwrap();
+        assert_eq!(got.map(|v| v.len()), Some(VALUE));
+        assert!(
+            reader.memory_weight() <= 8 * MIB,
+            "{}",
+            reader.memory_weight()
+        );
+    }
+    assert!(reader.stats().remote_hits >= 100);
+    assert!(
+        (6..=12).contains(&reader.memory_len()),
+        "{}",
+        reader.memory_len()
+    );
+}
