@@ -127,8 +127,9 @@ impl CacheBuilder {
     ///
     /// [`Error::Config`] naming the variable and its value (a URL's password
     /// redacted) when a value is malformed, when both `REDIS_URL` and
-    /// `REDIS_CLUSTER_URLS` are set, or when `CACHE_MEMORY_CAPACITY=0` leaves
-    /// the cache with no tier at all.
+    /// `REDIS_CLUSTER_URLS` are set, when `CACHE_MEMORY_CAPACITY=0` leaves
+    /// the cache with no tier at all, or when `CACHE_MEMORY_BYTES` is `0` or
+    /// set beside `CACHE_MEMORY_CAPACITY=0`.
     pub fn env(self) -> Result<Self> {
         self.env_from(std::env::vars_os())
     }
