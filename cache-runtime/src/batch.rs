@@ -121,7 +121,9 @@ impl Cache {
                 continue;
             }
             let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
-            let promoted = entry_from(&header, Value::new(value.clone()), local.only(&tag_names));
+            let weight = inner.memory.weigh(&value);
+            let snapshot = local.only(&tag_names);
+            let promoted = entry_from(&header, Value::new(value.clone()), snapshot, weight);
             inner.memory.insert(keys[slot].repr.clone(), promoted);
             if crate::warm::counted(inner) {
                 inner.counters.remote_hits.incr();
@@ -193,6 +195,7 @@ impl Cache {
                 }
             }
             let entry = Entry {
+                weight: inner.memory.weigh(&value),
                 value: Value::new(value),
                 fresh_until,
                 stale_until,

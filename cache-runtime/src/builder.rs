@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
 use crate::events::{Events, Listener};
 use crate::flight::Flights;
-use crate::memory::{MemoryTier, WeighFn};
+use crate::memory::{Bounds, MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
 use crate::remote::deferred::{Connect, Deferred};
@@ -55,7 +55,10 @@ enum RedisTarget {
 pub struct CacheBuilder {
     namespace: String,
     default_ttl: Duration,
+    /// The memory tier's entry bound (`usize::MAX`: none); `None`: no tier.
     memory: Option<usize>,
+    /// Its bound in bytes, or in the unit of `weigher`.
+    memory_bytes: Option<u64>,
     weigher: Option<Arc<WeighFn>>,
     profiles: HashMap<String, Policy>,
     defaults: Policy,
@@ -79,6 +82,7 @@ impl CacheBuilder {
             namespace: DEFAULT_NAMESPACE.to_string(),
             default_ttl: DEFAULT_TTL,
             memory: None,
+            memory_bytes: None,
             weigher: None,
             profiles: HashMap::new(),
             defaults: Policy::new(),
@@ -120,14 +124,60 @@ impl CacheBuilder {
         self
     }
 
-    /// A memory tier of at most `capacity` entries.
+    /// A memory tier of at most `capacity` entries. With
+    /// [`memory_bytes`](Self::memory_bytes) (or
+    /// [`memory_weighted`](Self::memory_weighted)) too, both bounds hold.
     pub fn memory(mut self, capacity: usize) -> Self {
         self.memory = Some(capacity);
         self
     }
 
+    /// Bounds the memory tier to about `bytes` of entries, each weighed once
+    /// when stored (never on a hit): its value's estimated size, its key's
+    /// text and its slot. Without [`memory`](Self::memory) the tier has no
+    /// entry bound; with it, both hold.
+    ///
+    /// Set it when values vary in size or are large (HTTP bodies, rendered
+    /// pages, blobs): an entry bound alone lets memory grow with the values,
+    /// 10,000 entries of 1 MB being 10 GB. `CACHE_MEMORY_BYTES` sets it from
+    /// the environment.
+    ///
+    /// The estimate is the value's inline size plus what serde sees of it
+    /// (strings and byte strings by length, numbers by width); a value read
+    /// from the remote tier weighs its encoded length. It leaves out the
+    /// allocator's slack and undercounts values made of many small
+    /// allocations; [`memory_weighted`](Self::memory_weighted) takes a weigher
+    /// of your own instead. Entries are spread over shards, each holding an
+    /// equal share of the bound (4 MiB or more, when the bound is): a value
+    /// heavier than a shard's share is not kept in memory. It is still
+    /// returned, and stored in the remote tier.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory(10_000)                 // at most 10,000 entries
+    ///     .memory_bytes(256 * 1024 * 1024) // and at most 256 MiB of them
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn memory_bytes(mut self, bytes: u64) -> Self {
+        self.memory_bytes = Some(bytes);
+        self.memory.get_or_insert(usize::MAX);
+        self
+    }
+
     /// A memory tier bounded by total weight instead of entry count: `weigh`
-    /// gives each value's weight (e.g. its size in bytes; at least 1 is used).
+    /// gives each value's weight (e.g. its size in bytes; at least 1 is used),
+    /// computed once when the value is stored.
+    ///
+    /// It is [`memory_bytes`](Self::memory_bytes) with your weigher instead
+    /// of the byte estimate, and no entry bound: a later
+    /// [`memory`](Self::memory) adds one (both then hold), a later
+    /// `memory_bytes` replaces `max_weight` and keeps `weigh`.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -146,7 +196,8 @@ impl CacheBuilder {
     where
         F: Fn(&dyn Any) -> u64 + Send + Sync + 'static,
     {
-        self.memory = Some(max_weight);
+        self.memory = Some(usize::MAX);
+        self.memory_bytes = Some(max_weight as u64);
         self.weigher = Some(Arc::new(weigh));
         self
     }
@@ -438,8 +489,13 @@ impl CacheBuilder {
             ..Counters::default()
         });
         let memory = match self.memory {
-            Some(capacity) if self.enabled => {
-                MemoryTier::new(capacity, self.weigher, counters.clone())
+            Some(entries) if self.enabled => {
+                let bounds = Bounds {
+                    entries: (entries < usize::MAX).then_some(entries),
+                    weight: self.memory_bytes,
+                    weigher: self.weigher,
+                };
+                MemoryTier::new(bounds, counters.clone())
             }
             _ => MemoryTier::disabled(),
         };

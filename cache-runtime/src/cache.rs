@@ -224,6 +224,17 @@ impl Cache {
         self.inner.memory.len()
     }
 
+    /// The weight of the memory tier's entries: with
+    /// [`memory_bytes`](crate::CacheBuilder::memory_bytes), their estimated
+    /// bytes (keys, values and slots), never above that bound; with
+    /// [`memory_weighted`](crate::CacheBuilder::memory_weighted), the sum of
+    /// the weigher's weights; with an entry bound alone, the entries. With
+    /// both an entry and a weight bound, an entry weighs at least the weight
+    /// bound over the entry bound (how the entry bound is held).
+    pub fn memory_weight(&self) -> u64 {
+        self.inner.memory.weight()
+    }
+
     /// The state of the remote tier: reachable or not, its round-trip time,
     /// and its circuit breaker. `None` without a remote tier. A remote tier
     /// that `build()` could not connect (it starts without it, see

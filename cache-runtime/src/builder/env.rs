@@ -26,6 +26,8 @@ const NAMESPACE: &str = "CACHE_NAMESPACE";
 const DEFAULT_TTL: &str = "CACHE_DEFAULT_TTL";
 /// Entries in the memory tier; 0 for none.
 const MEMORY_CAPACITY: &str = "CACHE_MEMORY_CAPACITY";
+/// The memory tier's bound in bytes.
+const MEMORY_BYTES: &str = "CACHE_MEMORY_BYTES";
 /// Time limit of each remote operation.
 const REMOTE_TIMEOUT: &str = "CACHE_REMOTE_TIMEOUT";
 /// Retries of a remote operation after a connection fault.
@@ -38,12 +40,13 @@ const OUTAGE_GRACE: &str = "CACHE_OUTAGE_GRACE";
 const PROFILE_PREFIX: &str = "CACHE_PROFILE_";
 
 /// Every fixed name, to pick ours out of the process environment.
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     REDIS_URL,
     REDIS_CLUSTER_URLS,
     NAMESPACE,
     DEFAULT_TTL,
     MEMORY_CAPACITY,
+    MEMORY_BYTES,
     REMOTE_TIMEOUT,
     REMOTE_RETRIES,
     DISABLED,
@@ -100,6 +103,7 @@ impl CacheBuilder {
     /// | `CACHE_NAMESPACE` | [`namespace`](Self::namespace) |
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds) |
     /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
+    /// | `CACHE_MEMORY_BYTES` | [`memory_bytes`](Self::memory_bytes): a number of bytes, or one with a unit, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), case-insensitive: `64MB`, `1GiB`, `1.5 GiB`, `67108864` |
     /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
     /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
     /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
@@ -123,8 +127,9 @@ impl CacheBuilder {
     ///
     /// [`Error::Config`] naming the variable and its value (a URL's password
     /// redacted) when a value is malformed, when both `REDIS_URL` and
-    /// `REDIS_CLUSTER_URLS` are set, or when `CACHE_MEMORY_CAPACITY=0` leaves
-    /// the cache with no tier at all.
+    /// `REDIS_CLUSTER_URLS` are set, when `CACHE_MEMORY_CAPACITY=0` leaves
+    /// the cache with no tier at all, or when `CACHE_MEMORY_BYTES` is `0` or
+    /// set beside `CACHE_MEMORY_CAPACITY=0`.
     pub fn env(self) -> Result<Self> {
         self.env_from(std::env::vars_os())
     }
@@ -219,8 +224,17 @@ impl CacheBuilder {
                 )
             })?;
             self.memory = (entries > 0).then_some(entries);
-            // The variable counts entries, not the weight of an earlier `memory_weighted`.
-            self.weigher = None;
+        }
+        if let Some(bytes) = get(MEMORY_BYTES) {
+            let bound = parse_bytes(MEMORY_BYTES, bytes)?;
+            if get(MEMORY_CAPACITY).is_some() && self.memory.is_none() {
+                return Err(invalid(
+                    MEMORY_BYTES,
+                    bytes,
+                    "CACHE_MEMORY_CAPACITY=0 turns the memory tier off: unset one of them",
+                ));
+            }
+            self = self.memory_bytes(bound);
         }
         if let Some(timeout) = get(REMOTE_TIMEOUT) {
             let raw = timeout;
@@ -286,6 +300,57 @@ fn invalid(name: &str, shown: &str, why: &str) -> Error {
 
 fn parse_duration(name: &str, value: &str) -> Result<Duration> {
     duration::parse(value).map_err(|e| invalid(name, value, &e.to_string()))
+}
+
+/// `bytes` as a number of bytes: a whole or decimal number with an optional
+/// unit (`B`, `KB`..`TB` in powers of 1000, `KiB`..`TiB` in powers of 1024,
+/// any case, a space allowed before it); above 0.
+fn parse_bytes(name: &str, bytes: &str) -> Result<u64> {
+    const WHY: &str = "not a size in bytes: write a number of bytes or one with a unit, as 64MB or 1GiB (KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB, TiB: powers of 1024)";
+    let split = bytes
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(bytes.len());
+    let (number, unit) = bytes.split_at(split);
+    let scale: u64 = match unit.trim_start().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000_u64.pow(2),
+        "gb" => 1000_u64.pow(3),
+        "tb" => 1000_u64.pow(4),
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(invalid(name, bytes, WHY)),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return Err(invalid(name, bytes, WHY));
+    }
+    let digits = |part: &str| -> Result<u64> {
+        if part.is_empty() {
+            return Ok(0);
+        }
+        part.parse().map_err(|_| invalid(name, bytes, WHY))
+    };
+    let too_large = || invalid(name, bytes, "larger than 2^64 bytes");
+    let mut total = digits(whole)?.checked_mul(scale).ok_or_else(too_large)?;
+    if !fraction.is_empty() {
+        // The fraction of the unit, rounded down to whole bytes; digits
+        // past the 12th cannot change it for units up to TiB.
+        let kept = &fraction[..fraction.len().min(12)];
+        let part = u128::from(digits(kept)?) * u128::from(scale) / 10_u128.pow(kept.len() as u32);
+        let part = u64::try_from(part).map_err(|_| too_large())?;
+        total = total.checked_add(part).ok_or_else(too_large)?;
+    }
+    if total == 0 {
+        return Err(invalid(
+            name,
+            bytes,
+            "a bound of 0 bytes holds nothing: unset it for no bound in bytes, or set CACHE_MEMORY_CAPACITY=0 for no memory tier",
+        ));
+    }
+    Ok(total)
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool> {
@@ -511,7 +576,9 @@ mod tests {
             .unwrap();
         assert_eq!(b.namespace, "env");
         assert_eq!(b.default_ttl, Duration::from_secs(7200));
-        assert_eq!((b.memory, b.weigher.is_none()), (Some(7), true));
+        // The entry bound joins the weigher's bound: both hold.
+        assert_eq!((b.memory, b.memory_bytes), (Some(7), Some(1 << 20)));
+        assert!(b.weigher.is_some());
         assert!(matches!(&b.redis, Some(RedisTarget::Cluster(u)) if u.len() == 1));
         assert_eq!(b.profiles["p"], Policy::ttl(Duration::from_secs(3)));
         assert_eq!(b.remote_retries, 0);
@@ -536,6 +603,77 @@ mod tests {
         assert_eq!(later.namespace, "later");
         assert_eq!(later.default_ttl, Duration::from_secs(5));
         assert_eq!(later.memory, Some(3));
+    }
+
+    #[test]
+    fn memory_bytes_takes_units_of_1000_and_1024() {
+        for (value, bytes) in [
+            ("67108864", 67_108_864),
+            ("64MB", 64_000_000),
+            ("64mb", 64_000_000),
+            ("64 MiB", 64 << 20),
+            ("1GiB", 1 << 30),
+            ("1.5GiB", 3 << 29),
+            ("0.5kib", 512),
+            (".25KB", 250),
+            ("4096B", 4096),
+            ("2TB", 2_000_000_000_000),
+            ("1TiB", 1 << 40),
+        ] {
+            let b = from(&[("CACHE_MEMORY_BYTES", value)]).unwrap();
+            assert_eq!(b.memory_bytes, Some(bytes), "{value}");
+            // The default entry bound stays: both hold.
+            assert_eq!(b.memory, Some(10_000), "{value}");
+        }
+        // Alone (no earlier entry bound), it makes a tier bounded in bytes only.
+        let b = Cache::builder()
+            .redis("redis://127.0.0.1:7000")
+            .env_from([("CACHE_MEMORY_BYTES", "1MiB")])
+            .unwrap();
+        assert_eq!(
+            (b.memory, b.memory_bytes),
+            (Some(usize::MAX), Some(1 << 20))
+        );
+        let b = from(&[
+            ("CACHE_MEMORY_BYTES", "1MiB"),
+            ("CACHE_MEMORY_CAPACITY", "50"),
+        ])
+        .unwrap();
+        assert_eq!((b.memory, b.memory_bytes), (Some(50), Some(1 << 20)));
+    }
+
+    #[test]
+    fn malformed_memory_bytes_name_the_variable() {
+        for value in [
+            "lots", "-1", "64 M", "64K", "1e9", "1.2.3", ".", "MB", "0x10", "64MBs",
+        ] {
+            let e = err(&[("CACHE_MEMORY_BYTES", value)]);
+            assert!(
+                e.contains(&format!("CACHE_MEMORY_BYTES={value:?}")) && e.contains("64MB or 1GiB"),
+                "{value}: {e}"
+            );
+        }
+        for value in ["0", "0GiB", "0.0"] {
+            let e = err(&[("CACHE_MEMORY_BYTES", value)]);
+            assert!(
+                e.contains("CACHE_MEMORY_BYTES") && e.contains("holds nothing"),
+                "{e}"
+            );
+        }
+        let e = err(&[("CACHE_MEMORY_BYTES", "99999999999TiB")]);
+        assert!(
+            e.contains("CACHE_MEMORY_BYTES") && e.contains("2^64"),
+            "{e}"
+        );
+        let e = err(&[
+            ("CACHE_MEMORY_BYTES", "64MB"),
+            ("CACHE_MEMORY_CAPACITY", "0"),
+            ("REDIS_URL", "redis://127.0.0.1:7000"),
+        ]);
+        assert!(
+            e.contains("CACHE_MEMORY_BYTES") && e.contains("unset one"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn xfetch(now: u64, entry: &Entry, beta: f64) -> bool {
 mod tests {
     use super::*;
 
-    fn entry(fresh: u64, load_millis: u64) -> Entry {
+    fn entry(fresh: u64, load_millis: u32) -> Entry {
         Entry {
             value: crate::memory::Value::new(1u8),
             fresh_until: fresh,
@@ -95,6 +95,7 @@ mod tests {
             fail_safe_until: fresh,
             load_millis,
             tags: TagSnapshot::default(),
+            weight: 0,
         }
     }
 

@@ -47,14 +47,16 @@ pub(crate) enum RemoteRead {
 }
 
 /// A memory entry for a value read from the remote tier.
-pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot) -> Entry {
+/// `weight` as [`MemoryTier::weigh`](crate::memory::MemoryTier::weigh) gives it.
+pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot, weight: u32) -> Entry {
     Entry {
         value,
         fresh_until: header.fresh_until,
         stale_until: header.stale_until,
         fail_safe_until: header.fail_safe_until,
-        load_millis: u64::from(header.load_millis),
+        load_millis: header.load_millis,
         tags,
+        weight,
     }
 }
 
@@ -215,6 +217,7 @@ fn judge(
         return Judged::NotCurrent;
     }
     let memory = inner.memory.is_enabled();
+    let weight = inner.memory.weigh_encoded(payload.len());
     let value = match decode(payload, memory) {
         Ok(value) => value,
         Err(error) => return undecodable(cache, key, error, versions),
@@ -234,12 +237,12 @@ fn judge(
         // Storage-only, the value is not shared with an entry: the caller can
         // take it without a clone.
         if memory {
-            let entry = entry_from(&header, value.clone(), snapshot);
+            let entry = entry_from(&header, value.clone(), snapshot, weight);
             inner.memory.insert(key.repr.clone(), entry);
         }
         return Judged::Read(RemoteRead::Fresh(value));
     }
-    let entry = entry_from(&header, value, snapshot);
+    let entry = entry_from(&header, value, snapshot, weight);
     if stale {
         inner.memory.insert(key.repr.clone(), entry.clone());
         Judged::Read(RemoteRead::Stale(entry))

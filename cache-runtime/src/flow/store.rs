@@ -76,8 +76,9 @@ pub(crate) async fn store<V: Storable>(
             fresh_until,
             stale_until,
             fail_safe_until,
-            load_millis: w.load_millis,
+            load_millis: u32::try_from(w.load_millis).unwrap_or(u32::MAX),
             tags: w.local,
+            weight: inner.memory.weigh(value),
         },
     );
 }
