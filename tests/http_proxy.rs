@@ -7,12 +7,10 @@
 //! The proxy binary is built by `cargo build -p http_proxy` (a no-op when
 //! `cargo test --workspace` built it already), so this test also runs alone.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,7 +18,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use cache_runtime::Cache;
-use integration_tests::redis_harness::{spawn_owned, RedisServer};
+use integration_tests::proxy_process::{Binaries, Process};
+use integration_tests::redis_harness::RedisServer;
 use integration_tests::within;
 
 /// The `Host` every request carries, as a load balancer in front of replicas
@@ -61,75 +60,6 @@ async fn origin() -> (SocketAddr, Arc<Counts>) {
     (addr, counts)
 }
 
-/// The `http_proxy` binary, built (or found up to date) by cargo, which
-/// names the file it built.
-fn proxy_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "http_proxy", "--bin", "http_proxy"])
-        .arg("--message-format=json-render-diagnostics")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit());
-    // The same profile as this test, so a workspace run builds nothing new.
-    let exe = std::env::current_exe().unwrap();
-    if exe.components().any(|c| c.as_os_str() == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(out.status.success(), "cargo build -p http_proxy failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("\"compiler-artifact\""))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "http_proxy")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo named the http_proxy executable")
-}
-
-/// One proxy process, killed when dropped.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proxy {
-    fn start(binary: &PathBuf, upstream: SocketAddr, redis: &str) -> Proxy {
-        let mut cmd = Command::new(binary);
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .args(["--upstream", &format!("http://{upstream}")])
-            .args(["--redis", redis, "--namespace", "replicas"])
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = spawn_owned(cmd).expect("http_proxy starts");
-        // It prints the address it bound (port 0 picks a free one).
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("http_proxy printed its address");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Proxy { child, addr }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A response as the test reads it.
 #[derive(Debug)]
 struct Got {
@@ -146,7 +76,7 @@ impl Got {
 
 /// One HTTP/1.1 exchange on a new connection (plain std: the blocking
 /// client keeps the test free of client-side caching or pooling).
-fn send(proxy: &Proxy, method: &str, path: &str) -> Got {
+fn send(proxy: &Process, method: &str, path: &str) -> Got {
     let mut stream = TcpStream::connect(proxy.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -179,7 +109,7 @@ fn send(proxy: &Proxy, method: &str, path: &str) -> Got {
 }
 
 /// `send` off the runtime's threads (it blocks).
-async fn fetch(proxy: &Arc<Proxy>) -> Got {
+async fn fetch(proxy: &Arc<Process>) -> Got {
     let proxy = proxy.clone();
     tokio::task::spawn_blocking(move || send(&proxy, "GET", "/item"))
         .await
@@ -188,11 +118,17 @@ async fn fetch(proxy: &Arc<Proxy>) -> Got {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxy_processes_share_responses_and_invalidations_through_redis() {
-    let binary = tokio::task::spawn_blocking(proxy_binary).await.unwrap();
+    let bins = Binaries::get().await;
     let redis = RedisServer::start();
     let (upstream, counts) = origin().await;
-    let a = Arc::new(Proxy::start(&binary, upstream, &redis.url()));
-    let b = Arc::new(Proxy::start(&binary, upstream, &redis.url()));
+    let a = Arc::new(bins.proxy(
+        upstream,
+        &["--redis", &redis.url(), "--namespace", "replicas"],
+    ));
+    let b = Arc::new(bins.proxy(
+        upstream,
+        &["--redis", &redis.url(), "--namespace", "replicas"],
+    ));
     let gets = || counts.gets.load(Ordering::SeqCst);
 
     // Stored through A, served by B from Redis: the origin saw one GET.

@@ -11,32 +11,25 @@
 //! The proxy binary is built by `cargo build -p http_proxy`, as in
 //! tests/http_proxy.rs.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{Request, Response};
+use axum::http::Response;
 use axum::routing;
 use axum::Router;
-use http_body_util::BodyExt;
-use integration_tests::redis_harness::{spawn_owned, RedisServer};
+use integration_tests::proxy_process::{Binaries, Process};
+use integration_tests::redis_harness::RedisServer;
 
 const HOST: &str = "shop.test";
 
-/// What the origin saw: full answers and revalidations, and (for the gate)
-/// requests in flight together.
-#[derive(Clone, Default)]
-struct Origin {
-    full: Arc<AtomicUsize>,
-    revalidated: Arc<AtomicUsize>,
-    gate: Arc<Gate>,
-}
+#[path = "trust_origin.rs"]
+mod trust_origin;
+use trust_origin::{reply, Origin};
 
 /// Item 10's gate: `/gated` waits until `want` requests arrived (or 5 s),
 /// counting the most in flight at once.
@@ -50,54 +43,7 @@ struct Gate {
     notify: tokio::sync::Notify,
 }
 
-/// As in tests/http_trust_share.rs: the request's `x-reply` fields make the
-/// 200; with `If-None-Match: "v1"` the answer is a 304 with the
-/// `x-reply-304` fields (`{user}` becomes the request's `x-user`). The body
-/// names the call, the `x-token` bytes (hex) and the request's own body.
-async fn reply(State(origin): State<Origin>, request: Request<Body>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
-    let user = headers
-        .get("x-user")
-        .map_or("", |u| u.to_str().unwrap())
-        .to_string();
-    let fields = |name: &str| -> Vec<(String, String)> {
-        headers
-            .get_all(name)
-            .iter()
-            .map(|v| {
-                let (k, v) = v.to_str().unwrap().split_once(": ").unwrap();
-                (k.to_string(), v.replace("{user}", &user))
-            })
-            .collect()
-    };
-    if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
-        origin.revalidated.fetch_add(1, Ordering::SeqCst);
-        let mut r = Response::builder().status(304);
-        for (k, v) in fields("x-reply-304") {
-            r = r.header(k, v);
-        }
-        return r.body(Body::empty()).unwrap();
-    }
-    let n = origin.full.fetch_add(1, Ordering::SeqCst) + 1;
-    let token: String = headers
-        .get("x-token")
-        .map(|t| t.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default();
-    let content = body.collect().await.unwrap().to_bytes();
-    let mut r = Response::builder();
-    for (k, v) in fields("x-reply") {
-        r = r.header(k, v);
-    }
-    r.body(Body::from(format!(
-        "call {n} token [{token}] content [{}]",
-        String::from_utf8_lossy(&content)
-    )))
-    .unwrap()
-}
-
-async fn gated(State(origin): State<Origin>) -> Response<Body> {
-    let gate = &origin.gate;
+async fn gated(State(gate): State<Arc<Gate>>) -> Response<Body> {
     let now = gate.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     gate.most.fetch_max(now, Ordering::SeqCst);
     let arrived = {
@@ -124,84 +70,24 @@ async fn gated(State(origin): State<Origin>) -> Response<Body> {
         .unwrap()
 }
 
-async fn origin() -> (SocketAddr, Origin) {
-    let origin = Origin::default();
+async fn origin() -> (SocketAddr, Origin, Arc<Gate>) {
+    let (origin, gate) = (Origin::default(), Arc::new(Gate::default()));
     let app = Router::new()
-        .route("/gated", routing::get(gated))
+        .route("/gated", routing::get(gated).with_state(gate.clone()))
         .route("/{*path}", routing::get(reply))
         .with_state(origin.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, origin)
+    (addr, origin, gate)
 }
 
-/// The `http_proxy` binary, built (or found up to date) by cargo.
-fn proxy_binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "http_proxy", "--bin", "http_proxy"])
-        .arg("--message-format=json-render-diagnostics")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit());
-    let exe = std::env::current_exe().unwrap();
-    if exe.components().any(|c| c.as_os_str() == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(out.status.success(), "cargo build -p http_proxy failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("\"compiler-artifact\""))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "http_proxy")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo named the http_proxy executable")
-}
-
-/// One proxy process, killed when dropped.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Proxy {
-    fn start(binary: &PathBuf, upstream: SocketAddr, redis: Option<&str>) -> Proxy {
-        let mut cmd = Command::new(binary);
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .args(["--upstream", &format!("http://{upstream}")])
-            .env_remove("REDIS_URL")
-            .env_remove("REDIS_CLUSTER_URLS")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(url) = redis {
-            cmd.args(["--redis", url, "--namespace", "trust"]);
-        }
-        let mut child = spawn_owned(cmd).expect("http_proxy starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("http_proxy printed its address");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Proxy { child, addr }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A proxy in front of `upstream`; with `redis`, on that Redis in the
+/// namespace `trust`.
+fn proxy(bins: &Binaries, upstream: SocketAddr, redis: Option<&str>) -> Process {
+    match redis {
+        Some(url) => bins.proxy(upstream, &["--redis", url, "--namespace", "trust"]),
+        None => bins.proxy(upstream, &[]),
     }
 }
 
@@ -265,7 +151,7 @@ fn exchange(addr: SocketAddr, path: &str, fields: &[(&str, &[u8])], content: &[u
 
 /// [`exchange`] off the runtime's threads (it blocks).
 async fn get(
-    proxy: &Proxy,
+    proxy: &Process,
     path: &str,
     fields: &[(&'static str, &'static [u8])],
     user: Option<&'static str>,
@@ -296,11 +182,11 @@ const ROUNDS: usize = 3;
 /// revalidation (stale-while-revalidate) on one proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_304_reaches_only_its_client_through_two_proxies_on_one_redis() {
-    let binary = tokio::task::spawn_blocking(proxy_binary).await.unwrap();
+    let bins = Binaries::get().await;
     let redis = RedisServer::start();
-    let (upstream, origin) = origin().await;
-    let a = Proxy::start(&binary, upstream, Some(&redis.url()));
-    let b = Proxy::start(&binary, upstream, Some(&redis.url()));
+    let (upstream, origin, _gate) = origin().await;
+    let a = proxy(&bins, upstream, Some(&redis.url()));
+    let b = proxy(&bins, upstream, Some(&redis.url()));
 
     let page = stale_page(
         "cache-control: max-age=0",
@@ -373,9 +259,9 @@ async fn a_304_reaches_only_its_client_through_two_proxies_on_one_redis() {
 /// and is not answered from the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vary_bytes_and_bodies_of_gets_through_the_proxy() {
-    let binary = tokio::task::spawn_blocking(proxy_binary).await.unwrap();
-    let (upstream, _origin) = origin().await;
-    let p = Proxy::start(&binary, upstream, None);
+    let bins = Binaries::get().await;
+    let (upstream, _origin, _gate) = origin().await;
+    let p = proxy(&bins, upstream, None);
     let addr = p.addr;
     let varied: [(&str, &[u8]); 2] = [
         ("x-reply", b"cache-control: max-age=60"),
@@ -432,10 +318,9 @@ async fn vary_bytes_and_bodies_of_gets_through_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_for_an_uncacheable_target_reach_the_origin_together() {
     const N: usize = 20;
-    let binary = tokio::task::spawn_blocking(proxy_binary).await.unwrap();
-    let (upstream, origin) = origin().await;
-    let p = Arc::new(Proxy::start(&binary, upstream, None));
-    let gate = origin.gate.clone();
+    let bins = Binaries::get().await;
+    let (upstream, _origin, gate) = origin().await;
+    let p = Arc::new(proxy(&bins, upstream, None));
     gate.want.store(1, Ordering::SeqCst);
     let first = get(&p, "/gated", &[], None).await;
     assert!(first.all("cache-status").contains("private"), "{first:?}");

@@ -4,6 +4,7 @@ pub mod chaos_plan;
 pub mod cluster_scenario;
 pub mod fault_proxy;
 pub mod pg_harness;
+pub mod proxy_process;
 pub mod redis_harness;
 pub mod service_process;
 

@@ -14,115 +14,13 @@
 //! The binaries are built by `cargo build -p http_proxy` (a no-op when the
 //! workspace's build made them already), so this test also runs alone.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use integration_tests::redis_harness::{spawn_owned, RedisServer};
+use integration_tests::proxy_process::{Binaries, Process};
+use integration_tests::redis_harness::RedisServer;
 use integration_tests::within;
-
-/// The `http_proxy` and `origin` executables, built (or found up to date)
-/// by cargo, which names the files it built.
-fn binaries() -> (PathBuf, PathBuf) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "http_proxy", "--bins"])
-        .arg("--message-format=json-render-diagnostics")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit());
-    // The same profile as this test, so a workspace run builds nothing new.
-    let exe = std::env::current_exe().unwrap();
-    if exe.components().any(|c| c.as_os_str() == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("cargo runs");
-    assert!(out.status.success(), "cargo build -p http_proxy failed");
-    let artifacts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("\"compiler-artifact\""))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let find = |name: &str| {
-        artifacts
-            .iter()
-            .filter(|m| m["target"]["name"] == name)
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .unwrap_or_else(|| panic!("cargo named the {name} executable"))
-    };
-    (find("http_proxy"), find("origin"))
-}
-
-/// A child process that prints `... http://ADDR...` once bound; killed
-/// when dropped.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Process {
-    fn start(mut cmd: Command) -> Process {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-        let mut child = spawn_owned(cmd).expect("the process starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the process printed its address");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split([',', ' ', '\n']).next())
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Process { child, addr }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The binaries, found once per test.
-struct Bins {
-    proxy: PathBuf,
-    origin: PathBuf,
-}
-
-impl Bins {
-    async fn get() -> Bins {
-        let (proxy, origin) = tokio::task::spawn_blocking(binaries).await.unwrap();
-        Bins { proxy, origin }
-    }
-
-    fn origin(&self) -> Process {
-        let mut cmd = Command::new(&self.origin);
-        cmd.args(["--listen", "127.0.0.1:0"]);
-        Process::start(cmd)
-    }
-
-    /// A proxy in front of `upstream`, memory only unless `args` name a Redis.
-    fn proxy(&self, upstream: &Process, args: &[&str]) -> Process {
-        let mut cmd = Command::new(&self.proxy);
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .args(["--upstream", &format!("http://{}", upstream.addr)])
-            .args(args)
-            .env_remove("REDIS_URL")
-            .env_remove("REDIS_CLUSTER_URLS")
-            .env_remove("CACHE_NAMESPACE");
-        Process::start(cmd)
-    }
-}
 
 /// A response as the test reads it.
 #[derive(Debug)]
@@ -256,9 +154,9 @@ async fn fetch_within(
 /// stored as the `en` variant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fields_named_by_connection_are_gone_before_the_cache_keys_the_request() {
-    let bins = Bins::get().await;
+    let bins = Binaries::get().await;
     let origin = bins.origin();
-    let proxy = bins.proxy(&origin, &[]);
+    let proxy = bins.proxy(origin.addr, &[]);
 
     let hop = [("accept-language", "en"), ("connection", "accept-language")];
     let first = fetch(&proxy, "/lang", &hop).await;
@@ -297,13 +195,13 @@ async fn fields_named_by_connection_are_gone_before_the_cache_keys_the_request()
 /// must not store origin B's page where A reads its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_host_cannot_store_into_another_upstreams_entries() {
-    let bins = Bins::get().await;
+    let bins = Binaries::get().await;
     let redis = RedisServer::start();
     let url = redis.url();
     let shared = ["--redis", url.as_str(), "--namespace", "shared"];
     let (origin_a, origin_b) = (bins.origin(), bins.origin());
-    let a = bins.proxy(&origin_a, &shared);
-    let b = bins.proxy(&origin_b, &shared);
+    let a = bins.proxy(origin_a.addr, &shared);
+    let b = bins.proxy(origin_b.addr, &shared);
     let site_a = a.addr.to_string();
 
     let forged = fetch(&b, "/whoami", &[("host", &site_a)]).await;
@@ -333,9 +231,9 @@ async fn a_forged_host_cannot_store_into_another_upstreams_entries() {
 /// a poisoned page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_forwarding_fields_never_reach_the_origin() {
-    let bins = Bins::get().await;
+    let bins = Binaries::get().await;
     let origin = bins.origin();
-    let proxy = bins.proxy(&origin, &["--public-host", "www.example.test"]);
+    let proxy = bins.proxy(origin.addr, &["--public-host", "www.example.test"]);
 
     let evil = [
         ("x-forwarded-host", "evil.example"),
@@ -375,9 +273,9 @@ async fn client_forwarding_fields_never_reach_the_origin() {
 /// to as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_carry_the_proxys_via() {
-    let bins = Bins::get().await;
+    let bins = Binaries::get().await;
     let origin = bins.origin();
-    let proxy = bins.proxy(&origin, &[]);
+    let proxy = bins.proxy(origin.addr, &[]);
 
     let miss = fetch(&proxy, "/hop", &[]).await;
     assert_eq!(
@@ -405,9 +303,9 @@ async fn responses_carry_the_proxys_via() {
 /// has passed, not a hang; the proxy goes on answering meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_origin_is_answered_504_within_the_upstream_timeout() {
-    let bins = Bins::get().await;
+    let bins = Binaries::get().await;
     let origin = bins.origin();
-    let proxy = bins.proxy(&origin, &["--upstream-timeout", "1s"]);
+    let proxy = bins.proxy(origin.addr, &["--upstream-timeout", "1s"]);
 
     let hung = fetch(&proxy, "/hang", &[]).await;
     assert_eq!(hung.status, 504, "{hung:?}");
@@ -422,9 +320,9 @@ async fn a_hung_origin_is_answered_504_within_the_upstream_timeout() {
 /// is served when the hung origin times out, within the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_origin_with_a_stale_if_error_entry_serves_it_within_the_timeout() {
-    let bins = Bins::get().await;
+    let bins = Binaries::get().await;
     let origin = bins.origin();
-    let proxy = bins.proxy(&origin, &["--upstream-timeout", "1s"]);
+    let proxy = bins.proxy(origin.addr, &["--upstream-timeout", "1s"]);
 
     let first = fetch(&proxy, "/stale-if-error", &[]).await;
     assert_eq!((first.status, first.body.as_str()), (200, "stale-if-error"));
