@@ -136,6 +136,25 @@ async fn one_call_deletes_every_match_on_every_master_of_a_cluster() {
     );
 }
 
+/// Polls `DBSIZE` (bounded) until it is below `size`; the size then.
+async fn below(conn: &mut redis::aio::MultiplexedConnection, size: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: u64 = redis::cmd("DBSIZE")
+            .query_async(conn)
+            .await
+            .expect("DBSIZE");
+        if now < size {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the walk deleted nothing in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A walk that cannot go on (the server stops answering midway) returns an
 /// error that says how many keys it deleted, never `Ok` with keys left; a
 /// second call, once the server answers, finishes the job.
@@ -156,28 +175,17 @@ async fn a_walk_that_cannot_finish_says_how_many_it_deleted() {
         let cache = cache.clone();
         tokio::spawn(async move { cache.delete_matching("user:*").await })
     };
-    // Once the walk has deleted some keys (a bounded poll), the server stops
-    // answering.
+    // Once the walk has deleted keys in two batches (bounded polls), the
+    // server stops answering. Two: the walk sends a batch only after the
+    // reply to the one before, so at least one reply reached it (the batch
+    // in flight when the server stops is never confirmed).
     let mut conn = server
         .client()
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let size: u64 = redis::cmd("DBSIZE")
-            .query_async(&mut conn)
-            .await
-            .expect("DBSIZE");
-        if size < before {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the walk deleted nothing in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let first = below(&mut conn, before).await;
+    below(&mut conn, first).await;
     server.freeze();
     let outcome = walking.await.expect("the walk's task");
     server.thaw();

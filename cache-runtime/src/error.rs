@@ -44,7 +44,8 @@ pub enum Error {
     /// the job.
     #[error("delete_matching stopped after deleting {deleted} key(s) from the remote tier; matching keys may remain, call it again ({source})")]
     DeleteIncomplete {
-        /// Keys deleted from the remote tier before the walk stopped.
+        /// Keys the remote tier confirmed deleted before the walk stopped
+        /// (a batch in flight then may have been deleted too, unconfirmed).
         deleted: u64,
         /// Why it stopped.
         source: crate::StoreError,
