@@ -37,6 +37,19 @@ pub enum Error {
         /// Why the remote tier did not confirm it.
         source: crate::StoreError,
     },
+    /// [`Cache::delete_matching`](crate::Cache::delete_matching) stopped
+    /// before the end of its walk (a round trip failed after its retries, or
+    /// the circuit breaker opened): `deleted` keys were deleted from the
+    /// remote tier, and matching keys may remain. Calling it again finishes
+    /// the job.
+    #[error("delete_matching stopped after deleting {deleted} key(s) from the remote tier; matching keys may remain, call it again ({source})")]
+    DeleteIncomplete {
+        /// Keys the remote tier confirmed deleted before the walk stopped
+        /// (a batch in flight then may have been deleted too, unconfirmed).
+        deleted: u64,
+        /// Why it stopped.
+        source: crate::StoreError,
+    },
     /// A remote operation failed (timeout, open circuit breaker, store error).
     #[error(transparent)]
     Store(#[from] crate::StoreError),

@@ -84,6 +84,22 @@ impl Cache {
     /// Uses `SCAN` and `UNLINK`, never `KEYS`. Returns how many were deleted
     /// from the remote tier (from memory without one).
     ///
+    /// The walk visits every key of the remote tier (every master of a
+    /// cluster), 1,000 per `SCAN` page, and unlinks each page's matches in
+    /// one batch: about `N / 1000` round trips for `N` keys, however few
+    /// match. The remote timeout bounds each round trip, not the walk; a
+    /// round trip that times out or loses its connection is tried again, up
+    /// to [`remote_retries`](crate::CacheBuilder::remote_retries). Between
+    /// the pages other clients' commands run: each page is a short command
+    /// for the server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DeleteIncomplete`](crate::Error::DeleteIncomplete) when the
+    /// walk stopped before its end (a round trip failed after its retries,
+    /// or the circuit breaker is open): it says how many keys were deleted,
+    /// and matching keys may remain.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), cache_runtime::Error> {
@@ -100,11 +116,13 @@ impl Cache {
     /// # Cancel safety
     ///
     /// The memory tier's matching entries go on the first
-    /// poll; the remote tier's are deleted as the `SCAN` proceeds, so a drop
-    /// midway leaves some of them, and the message to other processes may not
-    /// go (they clear their memory tier at their next confirmation, within about
-    /// a second, since the write's number is never heard). Calling it again
-    /// finishes the job: it is idempotent.
+    /// poll; the remote tier's are deleted page by page as the walk proceeds,
+    /// so a drop midway leaves those on the pages (and masters) not reached
+    /// yet, and an `UNLINK` batch in flight may or may not apply. The message
+    /// to other processes may not go (they clear their memory tier at their
+    /// next confirmation, within about a second, since the write's number is
+    /// never heard). Calling it again finishes the job: it is idempotent, and
+    /// walks again from the first page.
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         let inner = &self.inner;
         let removed_memory = forget_matching(inner, pattern);
@@ -118,10 +136,15 @@ impl Cache {
         );
         let seq = key_writes::reserve(self).await;
         let removed = remote
-            .call(&inner.counters, |s| s.delete_matching(&store_pattern))
+            .delete_matching(&inner.counters, &store_pattern)
             .await;
+        // Published whatever the outcome: other processes drop what this one
+        // may have deleted.
         key_writes::publish(self, seq, KeyWrite::Pattern(pattern)).await;
-        Ok(removed?)
+        removed.map_err(|stopped| crate::Error::DeleteIncomplete {
+            deleted: stopped.deleted,
+            source: stopped.error,
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use super::store::{FetchKeys, Fetched, RemoteStore, StoreError, StoreFuture};
+use super::store::{FetchKeys, Fetched, RemoteStore, ScanNode, StoreError, StoreFuture};
 
 /// Makes one connection attempt (a `RedisStore::connect*` call).
 pub(crate) type Connect = Arc<dyn Fn() -> StoreFuture<'static, Box<dyn RemoteStore>> + Send + Sync>;
@@ -115,9 +115,9 @@ impl RemoteStore for Deferred {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.increment(key, delta))
     }
-    fn delete_matching<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, u64> {
+    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn ScanNode>>> {
         self.store()
-            .map_or_else(|| self.not_yet(), |s| s.delete_matching(pattern))
+            .map_or_else(|| self.not_yet(), |s| s.scan_nodes())
     }
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
         match self.store() {

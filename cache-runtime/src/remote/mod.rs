@@ -14,6 +14,7 @@ pub(crate) mod lock;
 pub(crate) mod outage;
 pub(crate) mod redis;
 pub(crate) mod store;
+pub(crate) mod walk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -11,6 +11,7 @@
 //! [`TRY_LOCK`]). Each replacement of a broken key is logged at `warn` and
 //! counted in `store_errors` (through [`RemoteStore::take_repairs`]).
 
+mod scan;
 mod versions;
 
 use std::future::Future;
@@ -25,7 +26,7 @@ use std::sync::LazyLock;
 
 use redis::{Client, RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
-use super::store::{FetchKeys, Fetched, RemoteStore, StoreError, StoreFuture};
+use super::store::{FetchKeys, Fetched, RemoteStore, ScanNode, StoreError, StoreFuture};
 use crate::key::StoreKey;
 
 pub(crate) struct RedisStore<C> {
@@ -352,58 +353,6 @@ fn millis(d: Duration) -> u64 {
     crate::clock::millis(d).max(1)
 }
 
-/// SCAN (never KEYS) for `pattern`, UNLINK what it finds, batch by batch.
-async fn scan_and_unlink<C: ConnectionLike + Send>(
-    conn: &mut C,
-    pattern: &str,
-) -> Result<u64, StoreError> {
-    let mut cursor: u64 = 0;
-    let mut removed = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(500)
-            .query_async(conn)
-            .await
-            .map_err(|e| backend(e, None))?;
-        if !keys.is_empty() {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(conn)
-                .await
-                .map_err(|e| backend(e, None))?;
-            removed += n;
-        }
-        if next == 0 {
-            return Ok(removed);
-        }
-        cursor = next;
-    }
-}
-
-/// SCAN runs per node in a cluster: every master is scanned on its own.
-async fn scan_cluster(clients: &[Client], pattern: &str) -> Result<u64, StoreError> {
-    let mut removed = 0;
-    for client in clients {
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| backend(e, None))?;
-        let role: Value = redis::cmd("ROLE")
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| backend(e, None))?;
-        let is_master = matches!(&role, Value::Array(items) if matches!(items.first(), Some(Value::BulkString(b)) if b == b"master"));
-        if is_master {
-            removed += scan_and_unlink(&mut conn, pattern).await?;
-        }
-    }
-    Ok(removed)
-}
-
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisStore<C> {
     fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched> {
         let conn = self.conn.clone();
@@ -523,13 +472,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         })
     }
 
-    fn delete_matching<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, u64> {
-        let mut conn = self.conn.clone();
+    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn ScanNode>>> {
+        let conn = self.conn.clone();
         Box::pin(async move {
             if self.cluster {
-                return scan_cluster(&self.clients, pattern).await;
+                return scan::masters(&self.clients, conn).await;
             }
-            scan_and_unlink(&mut conn, pattern).await
+            Ok(vec![Box::new(scan::Standalone(conn)) as Box<dyn ScanNode>])
         })
     }
 

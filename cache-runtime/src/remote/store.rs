@@ -66,6 +66,21 @@ impl<'a> FetchKeys<'a> {
     }
 }
 
+/// One node of a pattern walk ([`RemoteStore::scan_nodes`]): a standalone
+/// server, or one master of a cluster. Each method is one round trip.
+pub(crate) trait ScanNode: Send + Sync {
+    /// One `SCAN cursor MATCH pattern COUNT count` page (never `KEYS`): the
+    /// next cursor (0 when the walk of this node is over) and the keys found.
+    fn scan<'a>(
+        &'a self,
+        cursor: u64,
+        pattern: &'a str,
+        count: u32,
+    ) -> StoreFuture<'a, (u64, Vec<String>)>;
+    /// Unlinks `keys` (found on this node); how many existed.
+    fn unlink<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, u64>;
+}
+
 /// A remote tier.
 pub(crate) trait RemoteStore: Send + Sync + 'static {
     /// The bytes under `key` and the versions of `tag_keys`, in one round trip
@@ -82,9 +97,11 @@ pub(crate) trait RemoteStore: Send + Sync + 'static {
     fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()>;
     /// Adds `delta` to the integer under `key` (0 if absent); the new value.
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64>;
-    /// Removes every key matching the glob `pattern`, found with SCAN (never
-    /// KEYS); how many were removed.
-    fn delete_matching<'a>(&'a self, pattern: &'a str) -> StoreFuture<'a, u64>;
+    /// The nodes a pattern walk (`delete_matching`, see `remote::walk`)
+    /// visits: the server itself, or every master of a cluster (one round
+    /// trip per node to find them). The walk then drives each node page by
+    /// page, so that every round trip gets the timeout of its own.
+    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn ScanNode>>>;
     /// Stores `bytes` under `key` for `ttl`.
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()>;
     /// Removes `key`; whether it existed.
