@@ -113,7 +113,7 @@ impl Plan {
 /// for the later ones on every call (one profile lookup, no allocation).
 pub(crate) const PLAN_SLOTS: usize = 8;
 
-/// A site's resolved options for each of the first [`PLAN_SLOTS`] caches it is
+/// A site's resolved options for each of the first `PLAN_SLOTS` (8) caches it is
 /// used with (tenants, `cache = self.cache` over several instances, the
 /// default global cache before `install` and the installed one), so hits
 /// through any of them skip resolving them.

@@ -18,7 +18,7 @@ use crate::private::Site;
 
 /// A template being rendered; built by generated code.
 ///
-/// Renders into a buffer on the stack: a key of up to [`INLINE`] bytes is
+/// Renders into a buffer on the stack: a key of up to 23 bytes (`text::INLINE`) is
 /// built and kept without allocating (most keys, e.g. `user:42`). A plain
 /// byte buffer, not `SmolStrBuilder`: its per-push bookkeeping was a fifth of
 /// a template-key hit (BENCHMARKS.md, run 9).
