@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::{CacheBuilder, RedisTarget};
 use crate::duration;
+use crate::remote::redact::scrub;
 use crate::remote::redis::{client, redact};
 use crate::{Cache, Error, Policy, Result};
 
@@ -214,6 +215,13 @@ impl CacheBuilder {
         }
         if let Some(ttl) = get(DEFAULT_TTL) {
             self.default_ttl = parse_duration(DEFAULT_TTL, ttl)?;
+            if self.default_ttl.is_zero() {
+                return Err(invalid(
+                    DEFAULT_TTL,
+                    ttl,
+                    "a TTL of 0 expires every value as it is stored: give a positive duration, or set CACHE_DISABLED=true to turn caching off",
+                ));
+            }
         }
         if let Some(capacity) = get(MEMORY_CAPACITY) {
             let entries: usize = capacity.parse().map_err(|_| {
@@ -263,11 +271,21 @@ impl CacheBuilder {
         if let Some(grace) = get(OUTAGE_GRACE) {
             self.outage_grace = parse_duration(OUTAGE_GRACE, grace)?;
         }
+        // Two variables may name one profile (`_ODD`, `_odd`, `_A_B`,
+        // `_A-B`): which would win depends on the order, so neither does.
+        let mut named: BTreeMap<String, &str> = BTreeMap::new();
         for (name, value) in vars.range(PROFILE_PREFIX.to_string()..) {
             let Some(suffix) = name.strip_prefix(PROFILE_PREFIX) else {
                 break;
             };
             let profile = profile_name(name, suffix)?;
+            if let Some(other) = named.insert(profile.clone(), name) {
+                return Err(invalid(
+                    name,
+                    value,
+                    &format!("{other} names the same profile {profile:?}: set one of them"),
+                ));
+            }
             self.profiles.insert(profile, parse_profile(name, value)?);
         }
         if get(MEMORY_CAPACITY).is_some()
@@ -365,24 +383,13 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
 fn check_url(name: &str, url: &str) -> Result<()> {
     client(url, None).map(drop).map_err(|error| {
         // The client's message may quote the URL: never show its password.
-        let mut why = error.to_string();
-        if let Some(password) = password_of(url) {
-            why = why.replace(password, "***");
-        }
+        let why = scrub(&error.to_string(), url);
         invalid(
             name,
             &redact(url),
             &format!("not a Redis URL (redis://[user:password@]host:port[/db]): {why}"),
         )
     })
-}
-
-/// The password part of `scheme://user:password@host`, if any.
-fn password_of(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let (userinfo, _) = rest.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then_some(password)
 }
 
 fn cluster_urls(list: &str) -> Result<Vec<String>> {
@@ -444,12 +451,12 @@ fn parse_profile(var: &str, value: &str) -> Result<Policy> {
                 let beta: f64 = setting
                     .parse()
                     .ok()
-                    .filter(|b: &f64| b.is_finite() && *b > 0.0)
+                    .filter(|b: &f64| super::checks::refresh_ahead_ok(*b))
                     .ok_or_else(|| {
                         invalid(
                             var,
                             value,
-                            "`refresh_ahead` is a number above 0 (1.0 is usual)",
+                            "`refresh_ahead` is a number above 0 and at most 100 (1.0 is usual)",
                         )
                     })?;
                 policy.refresh_ahead = Some(beta);
@@ -828,11 +835,7 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_found_and_long_values_cut() {
-        assert_eq!(password_of("redis://u:p4ss@h:1"), Some("p4ss"));
-        assert_eq!(password_of("redis://:p4ss@h:1"), Some("p4ss"));
-        assert_eq!(password_of("redis://u@h:1"), None);
-        assert_eq!(password_of("redis://h:1"), None);
+    fn long_values_are_cut() {
         let long = "x".repeat(1000);
         let err = invalid("V", &long, "why").to_string();
         assert!(err.len() < 300 && err.contains("..."), "{err}");
