@@ -102,14 +102,14 @@ impl CacheBuilder {
     /// | `REDIS_URL` | remote tier on a standalone Redis, as [`redis`](Self::redis) |
     /// | `REDIS_CLUSTER_URLS` | remote tier on a Redis Cluster, seed URLs comma-separated, as [`redis_cluster`](Self::redis_cluster) |
     /// | `CACHE_NAMESPACE` | [`namespace`](Self::namespace) |
-    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds) |
+    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds), above 0 |
     /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
     /// | `CACHE_MEMORY_BYTES` | [`memory_bytes`](Self::memory_bytes): a number of bytes, or one with a unit, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), case-insensitive: `64MB`, `1GiB`, `1.5 GiB`, `67108864` |
     /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
     /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
     /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
     /// | `CACHE_OUTAGE_GRACE` | [`outage_grace`](Self::outage_grace), a duration; `0` for none |
-    /// | `CACHE_PROFILE_<NAME>` | [`profile`](Self::profile) `<name>` (lower case, `_` as `-`), as `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset |
+    /// | `CACHE_PROFILE_<NAME>` | [`profile`](Self::profile) `<name>` (lower case, `_` as `-`), as `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset; `refresh_ahead` in (0, 100] |
     ///
     /// Other variables, `CACHE_*` ones included, are ignored.
     ///
@@ -130,7 +130,9 @@ impl CacheBuilder {
     /// redacted) when a value is malformed, when both `REDIS_URL` and
     /// `REDIS_CLUSTER_URLS` are set, when `CACHE_MEMORY_CAPACITY=0` leaves
     /// the cache with no tier at all, or when `CACHE_MEMORY_BYTES` is `0` or
-    /// set beside `CACHE_MEMORY_CAPACITY=0`.
+    /// set beside `CACHE_MEMORY_CAPACITY=0`, when `CACHE_DEFAULT_TTL` is 0
+    /// (use `CACHE_DISABLED=true` to turn caching off), or when two
+    /// `CACHE_PROFILE_*` variables name one profile (`_ODD` and `_odd`).
     pub fn env(self) -> Result<Self> {
         self.env_from(std::env::vars_os())
     }
