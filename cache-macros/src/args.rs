@@ -346,7 +346,8 @@ fn duration_arg(arg: &RawArg) -> syn::Result<u64> {
 }
 
 fn refresh_ahead_arg(arg: &RawArg) -> syn::Result<f64> {
-    let what = "a number greater than 0";
+    // The runtime's bound (`Policy::refresh_ahead`): above it nearly every hit refreshes.
+    let what = "a number greater than 0 and at most 100";
     let expr = value(arg)?;
     let beta = match expr {
         Expr::Lit(l) => match &l.lit {
@@ -357,7 +358,7 @@ fn refresh_ahead_arg(arg: &RawArg) -> syn::Result<f64> {
         _ => None,
     };
     match beta {
-        Some(beta) if beta.is_finite() && beta > 0.0 => Ok(beta),
+        Some(beta) if beta > 0.0 && beta <= 100.0 => Ok(beta),
         _ => Err(wrong_kind(arg, expr, what)),
     }
 }
@@ -487,6 +488,20 @@ mod tests {
     fn empty_is_fine() {
         assert!(parse_cached(TokenStream::new()).is_ok());
         assert!(parse_cached(quote!(refresh_ahead = 2)).is_ok());
+    }
+
+    #[test]
+    fn refresh_ahead_is_above_0_and_at_most_100() {
+        assert!(parse_cached(quote!(refresh_ahead = 100)).is_ok());
+        assert!(parse_cached(quote!(refresh_ahead = 0.01)).is_ok());
+        for beta in [quote!(1e308), quote!(100.5), quote!(0.0)] {
+            let errs = cached_err(quote!(refresh_ahead = #beta));
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(
+                errs[0].contains("greater than 0 and at most 100"),
+                "{errs:?}"
+            );
+        }
     }
 
     #[test]

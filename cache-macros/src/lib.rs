@@ -59,7 +59,7 @@ use proc_macro::TokenStream;
 /// | `ttl` | `ttl = "10m"` | how long a value is fresh |
 /// | `stale` | `stale = "1m"` | serve the old value this long past the TTL while refreshing in the background |
 /// | `fail_safe` | `fail_safe = "1h"` | serve the old value this long when a reload fails |
-/// | `refresh_ahead` | `refresh_ahead = 1.0` | refresh early, probabilistically (XFetch beta > 0) |
+/// | `refresh_ahead` | `refresh_ahead = 1.0` | refresh early, probabilistically (XFetch beta in (0, 100]; outside it, a compile error) |
 /// | `key` | `key = "user:{id}"` | the key as a template of parameters and their fields (`{p.f}`, `{self.id}`) |
 /// | `tags` | `tags = ["user:{id}"]` | tags to invalidate the value by, as templates |
 /// | `skip` | `skip(conn)` | parameters left out of the default key |

@@ -1,5 +1,7 @@
 //! Start-up configuration of a [`Cache`].
 
+mod checks;
+mod debug;
 mod env;
 
 use std::any::Any;
@@ -32,7 +34,8 @@ enum RedisTarget {
     Cluster(Vec<String>),
 }
 
-/// Configures a [`Cache`]; made by [`Cache::builder`].
+/// Configures a [`Cache`]; made by [`Cache::builder`]. Its `Debug` shows
+/// the settings with every Redis password redacted.
 ///
 /// ```
 /// use std::time::Duration;
@@ -111,7 +114,9 @@ impl CacheBuilder {
     }
 
     /// How long values are fresh when the function and its profile do not say;
-    /// default 5 minutes.
+    /// default 5 minutes. Zero is refused by [`build`](Self::build)
+    /// ([`Error::Config`]): it would turn caching off without a word (use
+    /// [`enabled(false)`](Self::enabled) for that).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
         self.default_ttl = ttl;
         self
@@ -432,6 +437,7 @@ impl CacheBuilder {
             ));
         }
         crate::key::check_namespace(&self.namespace)?;
+        self.check_settings()?;
         if !self.enabled {
             // Nothing is stored: no tier to build, no server to reach.
             return Ok(self.assemble(None, false));

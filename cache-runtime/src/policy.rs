@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// The largest `refresh_ahead` beta accepted (see [`Policy::refresh_ahead`]).
+pub(crate) const MAX_REFRESH_AHEAD: f64 = 100.0;
+
 /// A set of expiry options, registered by name with
 /// [`CacheBuilder::profile`](crate::CacheBuilder::profile) or passed to the
 /// manual API. Unset options fall through to the next level: the function's
@@ -59,6 +62,16 @@ impl Policy {
     }
 
     /// Probabilistic early refresh (XFetch) with this beta; 1.0 is the usual value.
+    ///
+    /// A hit refreshes early with a probability that grows as expiry nears,
+    /// about `beta` × the function's run time ahead of it. The beta must be in
+    /// `(0, 100]`: above 100 nearly every hit refreshes. A builder's
+    /// [`defaults`](crate::CacheBuilder::defaults) or
+    /// [`profile`](crate::CacheBuilder::profile) outside that range is an
+    /// [`Error::Config`](crate::Error::Config) from `build()`, as are
+    /// `CACHE_PROFILE_*` values and `#[cached(refresh_ahead = ..)]` (at compile
+    /// time); a policy given per call is capped at 100, and one at or
+    /// below 0 (or NaN) turns early refresh off.
     pub fn refresh_ahead(mut self, beta: f64) -> Self {
         self.refresh_ahead = Some(beta);
         self

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::{CacheBuilder, RedisTarget};
 use crate::duration;
+use crate::remote::redact::scrub;
 use crate::remote::redis::{client, redact};
 use crate::{Cache, Error, Policy, Result};
 
@@ -101,14 +102,14 @@ impl CacheBuilder {
     /// | `REDIS_URL` | remote tier on a standalone Redis, as [`redis`](Self::redis) |
     /// | `REDIS_CLUSTER_URLS` | remote tier on a Redis Cluster, seed URLs comma-separated, as [`redis_cluster`](Self::redis_cluster) |
     /// | `CACHE_NAMESPACE` | [`namespace`](Self::namespace) |
-    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds) |
+    /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds), above 0 |
     /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
     /// | `CACHE_MEMORY_BYTES` | [`memory_bytes`](Self::memory_bytes): a number of bytes, or one with a unit, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), case-insensitive: `64MB`, `1GiB`, `1.5 GiB`, `67108864` |
     /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
     /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
     /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
     /// | `CACHE_OUTAGE_GRACE` | [`outage_grace`](Self::outage_grace), a duration; `0` for none |
-    /// | `CACHE_PROFILE_<NAME>` | [`profile`](Self::profile) `<name>` (lower case, `_` as `-`), as `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset |
+    /// | `CACHE_PROFILE_<NAME>` | [`profile`](Self::profile) `<name>` (lower case, `_` as `-`), as `ttl=30m,stale=1m,fail_safe=1h,refresh_ahead=1.0`, any subset; `refresh_ahead` in (0, 100] |
     ///
     /// Other variables, `CACHE_*` ones included, are ignored.
     ///
@@ -129,7 +130,9 @@ impl CacheBuilder {
     /// redacted) when a value is malformed, when both `REDIS_URL` and
     /// `REDIS_CLUSTER_URLS` are set, when `CACHE_MEMORY_CAPACITY=0` leaves
     /// the cache with no tier at all, or when `CACHE_MEMORY_BYTES` is `0` or
-    /// set beside `CACHE_MEMORY_CAPACITY=0`.
+    /// set beside `CACHE_MEMORY_CAPACITY=0`, when `CACHE_DEFAULT_TTL` is 0
+    /// (use `CACHE_DISABLED=true` to turn caching off), or when two
+    /// `CACHE_PROFILE_*` variables name one profile (`_ODD` and `_odd`).
     pub fn env(self) -> Result<Self> {
         self.env_from(std::env::vars_os())
     }
@@ -214,6 +217,13 @@ impl CacheBuilder {
         }
         if let Some(ttl) = get(DEFAULT_TTL) {
             self.default_ttl = parse_duration(DEFAULT_TTL, ttl)?;
+            if self.default_ttl.is_zero() {
+                return Err(invalid(
+                    DEFAULT_TTL,
+                    ttl,
+                    "a TTL of 0 expires every value as it is stored: give a positive duration, or set CACHE_DISABLED=true to turn caching off",
+                ));
+            }
         }
         if let Some(capacity) = get(MEMORY_CAPACITY) {
             let entries: usize = capacity.parse().map_err(|_| {
@@ -263,11 +273,21 @@ impl CacheBuilder {
         if let Some(grace) = get(OUTAGE_GRACE) {
             self.outage_grace = parse_duration(OUTAGE_GRACE, grace)?;
         }
+        // Two variables may name one profile (`_ODD`, `_odd`, `_A_B`,
+        // `_A-B`): which would win depends on the order, so neither does.
+        let mut named: BTreeMap<String, &str> = BTreeMap::new();
         for (name, value) in vars.range(PROFILE_PREFIX.to_string()..) {
             let Some(suffix) = name.strip_prefix(PROFILE_PREFIX) else {
                 break;
             };
             let profile = profile_name(name, suffix)?;
+            if let Some(other) = named.insert(profile.clone(), name) {
+                return Err(invalid(
+                    name,
+                    value,
+                    &format!("{other} names the same profile {profile:?}: set one of them"),
+                ));
+            }
             self.profiles.insert(profile, parse_profile(name, value)?);
         }
         if get(MEMORY_CAPACITY).is_some()
@@ -365,24 +385,13 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
 fn check_url(name: &str, url: &str) -> Result<()> {
     client(url, None).map(drop).map_err(|error| {
         // The client's message may quote the URL: never show its password.
-        let mut why = error.to_string();
-        if let Some(password) = password_of(url) {
-            why = why.replace(password, "***");
-        }
+        let why = scrub(&error.to_string(), url);
         invalid(
             name,
             &redact(url),
             &format!("not a Redis URL (redis://[user:password@]host:port[/db]): {why}"),
         )
     })
-}
-
-/// The password part of `scheme://user:password@host`, if any.
-fn password_of(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let (userinfo, _) = rest.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then_some(password)
 }
 
 fn cluster_urls(list: &str) -> Result<Vec<String>> {
@@ -444,12 +453,12 @@ fn parse_profile(var: &str, value: &str) -> Result<Policy> {
                 let beta: f64 = setting
                     .parse()
                     .ok()
-                    .filter(|b: &f64| b.is_finite() && *b > 0.0)
+                    .filter(|b: &f64| super::checks::refresh_ahead_ok(*b))
                     .ok_or_else(|| {
                         invalid(
                             var,
                             value,
-                            "`refresh_ahead` is a number above 0 (1.0 is usual)",
+                            "`refresh_ahead` is a number above 0 and at most 100 (1.0 is usual)",
                         )
                     })?;
                 policy.refresh_ahead = Some(beta);
@@ -828,11 +837,7 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_found_and_long_values_cut() {
-        assert_eq!(password_of("redis://u:p4ss@h:1"), Some("p4ss"));
-        assert_eq!(password_of("redis://:p4ss@h:1"), Some("p4ss"));
-        assert_eq!(password_of("redis://u@h:1"), None);
-        assert_eq!(password_of("redis://h:1"), None);
+    fn long_values_are_cut() {
         let long = "x".repeat(1000);
         let err = invalid("V", &long, "why").to_string();
         assert!(err.len() < 300 && err.contains("..."), "{err}");

@@ -47,7 +47,10 @@ impl Plan {
             },
             fail_safe: p.fail_safe.map_or(0, millis),
             beta: match p.refresh_ahead {
-                Some(beta) if refreshable && beta > 0.0 && beta.is_finite() => beta,
+                // A policy given per call is not checked by `build()`: capped here.
+                Some(beta) if refreshable && beta > 0.0 => {
+                    beta.min(crate::policy::MAX_REFRESH_AHEAD)
+                }
                 _ => 0.0,
             },
             single_flight: true,

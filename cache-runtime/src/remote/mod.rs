@@ -12,6 +12,7 @@ pub(crate) mod key_writes;
 pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod outage;
+pub(crate) mod redact;
 pub(crate) mod redis;
 pub(crate) mod store;
 pub(crate) mod walk;

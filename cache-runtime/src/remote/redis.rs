@@ -38,17 +38,23 @@ pub(crate) struct RedisStore<C> {
     repairs: AtomicU64,
 }
 
-/// `url` with any password replaced, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or("");
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_string(),
-        },
-        None => "<unparsable url>".to_string(),
+pub(crate) use super::redact::redact;
+
+/// `error` with every secret of `url` taken out of its message.
+fn scrubbed(error: StoreError, url: &str) -> StoreError {
+    match error {
+        StoreError::Backend(text) => StoreError::Backend(super::redact::scrub(&text, url)),
+        StoreError::Connection(text) => StoreError::Connection(super::redact::scrub(&text, url)),
+        other => other,
+    }
+}
+
+/// `text` with `secret` replaced (an empty one is no secret).
+fn hide(text: String, secret: &str) -> String {
+    if secret.is_empty() {
+        text
+    } else {
+        text.replace(secret, "***")
     }
 }
 
@@ -82,7 +88,7 @@ pub(crate) fn client(url: &str, root_ca: Option<&[u8]>) -> Result<Client, StoreE
                 client_tls: None,
                 root_cert: Some(pem.to_vec()),
             };
-            return Client::build_with_tls(url, certs).map_err(|e| backend(e, None));
+            return Client::build_with_tls(url, certs).map_err(|e| scrubbed(backend(e, None), url));
         }
     }
     #[cfg(not(feature = "tls"))]
@@ -91,7 +97,7 @@ pub(crate) fn client(url: &str, root_ca: Option<&[u8]>) -> Result<Client, StoreE
             "a TLS root certificate needs the `tls` feature of cache-runtime".into(),
         ));
     }
-    Client::open(url).map_err(|e| backend(e, None))
+    Client::open(url).map_err(|e| scrubbed(backend(e, None), url))
 }
 
 /// A cluster client builder seeded with `urls`. The password (or ACL user)
@@ -171,12 +177,12 @@ impl<C: ConnectionLike + Send> RedisStore<C> {
         cluster: bool,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let secret = clients.first().and_then(|c| {
-            c.get_connection_info()
-                .redis_settings()
-                .password()
-                .map(str::to_string)
-        });
+        // Every seed's password: a cluster's seeds may be written apart.
+        let secrets: Vec<String> = clients
+            .iter()
+            .filter_map(|c| c.get_connection_info().redis_settings().password())
+            .map(str::to_string)
+            .collect();
         let connect = async {
             let mut conn = connect.await?;
             redis::cmd("PING").query_async::<()>(&mut conn).await?;
@@ -189,7 +195,17 @@ impl<C: ConnectionLike + Send> RedisStore<C> {
                 clients,
                 repairs: AtomicU64::new(0),
             }),
-            Ok(Err(e)) => Err(backend(e, secret.as_deref())),
+            Ok(Err(e)) => {
+                let mut error = backend(e, None);
+                for secret in &secrets {
+                    error = match error {
+                        StoreError::Backend(t) => StoreError::Backend(hide(t, secret)),
+                        StoreError::Connection(t) => StoreError::Connection(hide(t, secret)),
+                        other => other,
+                    };
+                }
+                Err(error)
+            }
             Err(_) => Err(StoreError::Timeout),
         }
     }
@@ -632,18 +648,5 @@ mod tests {
         };
         assert_eq!(tag.to_redis_args(), vec![b"app#tag:users".to_vec()]);
         assert!(long.full("app").len() <= crate::key::MAX_KEY_LEN);
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("redis://:s3cret@127.0.0.1:7000/"),
-            "redis://:***@127.0.0.1:7000/"
-        );
-        assert_eq!(
-            redact("redis://app:s3cret@host:1/0"),
-            "redis://app:***@host:1/0"
-        );
-        assert_eq!(redact("redis://127.0.0.1:7000"), "redis://127.0.0.1:7000");
     }
 }
