@@ -253,8 +253,7 @@ async fn cache_memory_bytes_from_the_environment_bounds_the_tier() {
         let error = Cache::builder()
             .memory(10)
             .env_from([("CACHE_MEMORY_BYTES", bad)])
-            .err()
-            .expect("malformed")
+            .expect_err("malformed")
             .to_string();
         assert!(error.contains("CACHE_MEMORY_BYTES"), "{bad}: {error}");
     }
