@@ -1,6 +1,7 @@
 //! Hands events to a cache's listeners.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +13,23 @@ use crate::key::Key;
 pub(crate) struct Events {
     namespace: String,
     /// Every listener.
-    all: Box<[Arc<dyn Listener>]>,
+    all: Box<[Slot]>,
     /// The listeners told of gets (those that want them: not the metrics
     /// listener, which counts gets from the per-function counters).
-    gets: Box<[Arc<dyn Listener>]>,
+    gets: Box<[Slot]>,
     /// Whether events carry keys (`CacheBuilder::event_keys`).
     keys: bool,
+    /// Listeners turned off after a panic (`Stats::listener_panics`).
+    panics: Arc<AtomicU64>,
+}
+
+/// A listener, and whether it is still told of events: one that panicked is
+/// not, so that it costs one panic (and one run of the panic hook), not one
+/// per event.
+#[derive(Clone)]
+struct Slot {
+    listener: Arc<dyn Listener>,
+    off: Arc<AtomicBool>,
 }
 
 /// Where an event of a call comes from.
@@ -46,17 +58,24 @@ impl Events {
         if listeners.is_empty() {
             return None;
         }
-        let gets = listeners
+        let all: Box<[Slot]> = listeners
+            .into_iter()
+            .map(|listener| Slot {
+                listener,
+                off: Arc::new(AtomicBool::new(false)),
+            })
+            .collect();
+        let gets = all
             .iter()
-            .filter(|l| l.wants_gets())
+            .filter(|s| s.listener.wants_gets())
             .cloned()
             .collect();
-        let all = listeners.into_boxed_slice();
         Some(Arc::new(Events {
             namespace: namespace.to_string(),
             all,
             gets,
             keys,
+            panics: Arc::default(),
         }))
     }
 
@@ -65,11 +84,33 @@ impl Events {
         !self.gets.is_empty()
     }
 
-    /// Calls `tell` on each of `listeners`; a panicking listener is skipped.
-    fn each(listeners: &[Arc<dyn Listener>], tell: impl Fn(&dyn Listener)) {
-        for listener in listeners {
+    /// Listeners turned off because they panicked.
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped because the queue was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        0
+    }
+
+    /// Calls `tell` on each of `listeners` still on; one that panics is
+    /// turned off, logged once and counted.
+    fn each(&self, listeners: &[Slot], tell: impl Fn(&dyn Listener)) {
+        for slot in listeners {
+            if slot.off.load(Ordering::Relaxed) {
+                continue;
+            }
             // The listener's state is its own: a panic leaves ours intact.
-            let _ = catch_unwind(AssertUnwindSafe(|| tell(&**listener)));
+            if catch_unwind(AssertUnwindSafe(|| tell(&*slot.listener))).is_err()
+                && !slot.off.swap(true, Ordering::Relaxed)
+            {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    cache = %self.namespace,
+                    "a cache event listener panicked: it is told of no more events"
+                );
+            }
         }
     }
 
@@ -92,7 +133,7 @@ impl Events {
             key: key.as_deref(),
             result,
         };
-        Self::each(&self.gets, |l| l.on_get(&event));
+        self.each(&self.gets, |l| l.on_get(&event));
     }
 
     pub(crate) fn load(
@@ -111,7 +152,7 @@ impl Events {
             outcome,
             background,
         };
-        Self::each(&self.all, |l| l.on_load(&event));
+        self.each(&self.all, |l| l.on_load(&event));
     }
 
     pub(crate) fn invalidate(&self, tags: &[String]) {
@@ -121,7 +162,7 @@ impl Events {
             key: None,
             tags,
         };
-        Self::each(&self.all, |l| l.on_invalidate(&event));
+        self.each(&self.all, |l| l.on_invalidate(&event));
     }
 
     pub(crate) fn evict(&self, count: u64) {
@@ -131,7 +172,7 @@ impl Events {
             key: None,
             count,
         };
-        Self::each(&self.all, |l| l.on_evict(&event));
+        self.each(&self.all, |l| l.on_evict(&event));
     }
 
     pub(crate) fn fault(&self, kind: FaultKind) {
@@ -141,7 +182,7 @@ impl Events {
             key: None,
             kind,
         };
-        Self::each(&self.all, |l| l.on_store_fault(&event));
+        self.each(&self.all, |l| l.on_store_fault(&event));
     }
 
     pub(crate) fn refresh(&self, call: Call<'_>, early: bool) {
@@ -152,7 +193,7 @@ impl Events {
             key: key.as_deref(),
             early,
         };
-        Self::each(&self.all, |l| l.on_refresh(&event));
+        self.each(&self.all, |l| l.on_refresh(&event));
     }
 
     pub(crate) fn fail_safe(&self, call: Call<'_>) {
@@ -162,7 +203,7 @@ impl Events {
             function: call.function,
             key: key.as_deref(),
         };
-        Self::each(&self.all, |l| l.on_fail_safe(&event));
+        self.each(&self.all, |l| l.on_fail_safe(&event));
     }
 
     pub(crate) fn coalesced(&self, call: Call<'_>) {
@@ -172,7 +213,7 @@ impl Events {
             function: call.function,
             key: key.as_deref(),
         };
-        Self::each(&self.all, |l| l.on_coalesced(&event));
+        self.each(&self.all, |l| l.on_coalesced(&event));
     }
 
     pub(crate) fn remote_op(&self, duration: Duration, ok: bool) {
@@ -183,6 +224,6 @@ impl Events {
             duration,
             ok,
         };
-        Self::each(&self.all, |l| l.on_remote_op(&event));
+        self.each(&self.all, |l| l.on_remote_op(&event));
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! A listener is called on the caller's thread, inside the call (a get's
 //! event before the value is returned): keep it quick, hand heavy work to a
-//! channel. A listener that panics is caught and ignored; the call goes on.
+//! channel. A listener that panics is caught, and turned off: it is told
+//! of no more events (one error log, counted in
+//! [`Stats::listener_panics`](crate::Stats::listener_panics)); the call goes
+//! on, and the other listeners are still told.
 //!
 //! With no listener of gets registered, a hit pays nothing for events: the
 //! one flag it already tests (its memoized plan's) says so. A listener that
