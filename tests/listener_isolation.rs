@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use cache_runtime::events::{Get, Invalidate, Listener, RemoteOp};
+use cache_runtime::events::{Get, Invalidate, Listener, Load, RemoteOp};
 use cache_runtime::{cached, Cache};
 use integration_tests::redis_harness::RedisServer;
 
@@ -54,6 +54,10 @@ impl Counting {
 impl Listener for Counting {
     fn on_get(&self, _: &Get<'_>) {
         self.seen.gets.fetch_add(1, Ordering::SeqCst);
+        self.told();
+    }
+
+    fn on_load(&self, _: &Load<'_>) {
         self.told();
     }
 
@@ -136,4 +140,108 @@ async fn a_panicking_listener_is_told_once_then_turned_off() {
         CALLS,
         "the other listener is told of every get"
     );
+}
+
+/// Opens `gate` after `after`, should the test not (before the fix, a
+/// blocked listener held the test's only thread: this lets it end, late).
+fn backstop(gate: &Arc<Gate>, after: Duration) {
+    let gate = gate.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        gate.open();
+    });
+}
+
+/// Until `done`, or a deadline.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A listener blocked at a gate (on every event, remote operations of the
+/// build and of the background included) delays neither `build()`, nor the
+/// calls, nor a timer on the runtime's only thread.
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocked_listener_delays_no_call_and_no_timer() {
+    let server = RedisServer::start();
+    let gate = Arc::new(Gate::default());
+    backstop(&gate, Duration::from_secs(3));
+    let seen = Arc::new(Seen::default());
+    let timer = tokio::spawn(async {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        started.elapsed()
+    });
+    let started = Instant::now();
+    let cache = Cache::builder()
+        .namespace("li_blocked")
+        .memory(1_000)
+        .redis(server.url())
+        .listener(Counting {
+            seen: seen.clone(),
+            panics: false,
+            gate: Some(gate.clone()),
+        })
+        .build()
+        .await
+        .unwrap();
+    let built = started.elapsed();
+    for n in 0..50 {
+        assert_eq!(double(&cache, n).await, n * 2);
+        assert_eq!(double(&cache, n).await, n * 2);
+    }
+    let called = started.elapsed();
+    let fired = timer.await.unwrap();
+    gate.open();
+    assert!(
+        fired < Duration::from_millis(300),
+        "a 10 ms timer fired after {fired:?} (build {built:?}, calls {called:?})"
+    );
+    assert!(built < Duration::from_secs(2), "build took {built:?}");
+    // Once the listener goes on, it is told of everything, in order.
+    cache.invalidate_tags([MARKER]).await.unwrap();
+    seen.wait_marked().await;
+    assert_eq!(seen.gets.load(Ordering::SeqCst), 100);
+    assert!(seen.remote_ops.load(Ordering::SeqCst) > 0);
+    assert_eq!(cache.stats().events_dropped, 0);
+}
+
+/// With the listener blocked, the queue fills: further events are dropped
+/// and counted, the calls go on, and what was queued is delivered.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_queue_drops_and_counts_events() {
+    const CALLS: u64 = 12_000;
+    let gate = Arc::new(Gate::default());
+    backstop(&gate, Duration::from_secs(3));
+    let seen = Arc::new(Seen::default());
+    let cache = Cache::builder()
+        .namespace("li_full")
+        .memory(100_000)
+        .listener(Counting {
+            seen: seen.clone(),
+            panics: false,
+            gate: Some(gate.clone()),
+        })
+        .build()
+        .await
+        .unwrap();
+    for n in 0..CALLS {
+        assert_eq!(double(&cache, n).await, n * 2);
+    }
+    let dropped = cache.stats().events_dropped;
+    gate.open();
+    // A miss and a load per call.
+    let events = 2 * CALLS;
+    assert!(
+        dropped > 0,
+        "nothing dropped: the calls waited for the listener"
+    );
+    until("every queued event delivered", || {
+        seen.events.load(Ordering::SeqCst) + dropped == events
+    })
+    .await;
+    assert_eq!(cache.stats().events_dropped, dropped);
 }

@@ -477,13 +477,15 @@ impl CacheBuilder {
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
         let known_tags = self.known_tags;
+        // The crate's own listeners, told within the call (the user's go
+        // through a queue: `events::queue`).
         #[allow(unused_mut)] // pushed to by optional features
-        let mut listeners = self.listeners;
+        let mut inline: Vec<Arc<dyn Listener>> = Vec::new();
         #[cfg(feature = "metrics")]
         if self.metrics {
-            listeners.push(Arc::new(crate::metrics::MetricsListener));
+            inline.push(Arc::new(crate::metrics::MetricsListener));
         }
-        let events = Events::new(&self.namespace, listeners, self.event_keys);
+        let events = Events::new(&self.namespace, self.listeners, inline, self.event_keys);
         let counters = Arc::new(Counters {
             events: events.clone(),
             ..Counters::default()
