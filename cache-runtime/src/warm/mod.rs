@@ -10,6 +10,7 @@
 mod progress;
 mod scope;
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,22 @@ impl WarmSummary {
     }
 }
 
+/// A panic, caught.
+type Panic = Box<dyn std::any::Any + Send + 'static>;
+
+/// `f(input)`, with a panic caught: of its future, or of `f` itself before
+/// it returns one (the input fails either way).
+fn guarded<I, F, Fut>(f: &F, input: I) -> impl Future<Output = Result<Fut::Output, Panic>>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(input))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().left_future(),
+        Err(panic) => futures_util::future::ready(Err(panic)).right_future(),
+    }
+}
+
 impl Cache {
     /// Calls `f` for every input, at most `concurrency` at a time (0 is
     /// taken as 1), so that the values it caches are there before traffic
@@ -73,7 +90,8 @@ impl Cache {
     /// ([`fresh`](WarmSummary::fresh)), a load that stored its value
     /// ([`loaded`](WarmSummary::loaded)), or a load that failed or panicked
     /// ([`failed`](WarmSummary::failed); a panic is caught and counted, never
-    /// passed on). When a call runs several loads (a cached function calling
+    /// passed on: one of the load, of `f`'s future, or of `f` itself before
+    /// it returns its future). When a call runs several loads (a cached function calling
     /// another), the last to end, the outermost, decides. Whatever `f`'s
     /// future returns is dropped.
     ///
@@ -130,10 +148,7 @@ impl Cache {
         // Before the first call, so that every call of the run is seen.
         let _run = inner.warming.enter();
         let id = inner.id;
-        let calls = inputs.map(|input| {
-            let call = AssertUnwindSafe(f(input)).catch_unwind();
-            Scope::run(id, call)
-        });
+        let calls = inputs.map(|input| Scope::run(id, guarded(&f, input)));
         let mut calls = futures_util::stream::iter(calls).buffer_unordered(concurrency.max(1));
         let mut summary = WarmSummary::default();
         while let Some((output, outcome)) = calls.next().await {
