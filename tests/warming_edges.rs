@@ -1,6 +1,8 @@
 //! `Cache::warm` at its edges: a warm function that panics before it
 //! returns its future fails that input, and the run goes on.
 
+use std::time::Duration;
+
 use cache_runtime::{cached, Cache};
 
 #[cached(cache = cache, key = "edge:{id}", ttl = "1h")]
@@ -33,4 +35,55 @@ async fn a_warm_function_that_panics_before_its_future_fails_the_input() {
     );
     assert_eq!(cache.stats().warmed, 20);
     assert_eq!(cache.stats().loads, 19);
+}
+
+/// An input whose call never returns fails at the time limit (30 s by
+/// default), and the run ends; time is paused, so the test takes no 30 s.
+#[tokio::test(start_paused = true)]
+async fn an_input_that_never_returns_fails_at_the_default_limit() {
+    let cache = Cache::memory(1_000);
+    let started = tokio::time::Instant::now();
+    let run = cache.warm(1..=5u64, 2, |id| {
+        let cache = cache.clone();
+        async move {
+            if id == 3 {
+                std::future::pending::<()>().await;
+            }
+            edge(&cache, id).await
+        }
+    });
+    let summary = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("warm() returns once the hung input's time is up");
+    assert_eq!(
+        (summary.loaded, summary.fresh, summary.failed),
+        (4, 0, 1),
+        "{summary:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_secs(30)..Duration::from_secs(31)).contains(&took),
+        "the limit is 30 s: {took:?}"
+    );
+}
+
+/// `CacheBuilder::warm_timeout` sets the limit.
+#[tokio::test(start_paused = true)]
+async fn the_limit_is_configurable() {
+    let cache = Cache::builder()
+        .memory(1_000)
+        .warm_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let summary = cache
+        .warm([1u64], 1, |_| std::future::pending::<()>())
+        .await;
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_secs(2)..Duration::from_secs(3)).contains(&took),
+        "{took:?}"
+    );
 }

@@ -73,6 +73,7 @@ pub struct CacheBuilder {
     health: crate::HealthThresholds,
     listeners: Vec<Arc<dyn Listener>>,
     event_keys: bool,
+    warm_timeout: Duration,
     metrics: bool,
 }
 
@@ -97,6 +98,7 @@ impl CacheBuilder {
             health: crate::HealthThresholds::default(),
             listeners: Vec::new(),
             event_keys: false,
+            warm_timeout: crate::warm::DEFAULT_TIMEOUT,
             metrics: true,
         }
     }
@@ -388,6 +390,16 @@ impl CacheBuilder {
         self
     }
 
+    /// How long one input's call of [`Cache::warm`] may run (default 30 s):
+    /// past it, the call is dropped (as cancel safe as any cached call:
+    /// callers waiting for its load go on without it) and the input counts
+    /// as [`failed`](crate::WarmSummary::failed). Only inside a tokio
+    /// runtime (the limit needs its timer); `Duration::MAX` sets no limit.
+    pub fn warm_timeout(mut self, limit: Duration) -> Self {
+        self.warm_timeout = limit;
+        self
+    }
+
     /// With the `metrics` feature, whether this cache reports metrics
     /// (default `true`: every cache does); `false` turns them off for this
     /// one, whose hits then cost what they cost without the feature. Without
@@ -519,6 +531,7 @@ impl CacheBuilder {
                 counters,
                 health: crate::health::Monitor::new(self.health),
                 warming: Default::default(),
+                warm_timeout: self.warm_timeout,
                 get_events: events.as_ref().is_some_and(|e| e.wants_gets()),
                 events,
             }),

@@ -63,6 +63,12 @@ impl WarmSummary {
     }
 }
 
+/// How long one input's call may run by default: far past any load a
+/// service would wait for (remote round trips are bounded at 250 ms by
+/// default), yet a hung input cannot hold a run (and the callers waiting
+/// for its key) for ever.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A panic, caught.
 type Panic = Box<dyn std::any::Any + Send + 'static>;
 
@@ -76,6 +82,27 @@ where
     match std::panic::catch_unwind(AssertUnwindSafe(|| f(input))) {
         Ok(future) => AssertUnwindSafe(future).catch_unwind().left_future(),
         Err(panic) => futures_util::future::ready(Err(panic)).right_future(),
+    }
+}
+
+/// `call`, dropped past `limit` (a failed input) when a tokio runtime's
+/// timer is there to tell.
+async fn limited<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, Panic>>,
+) -> Result<T, ()> {
+    if limit == Duration::MAX || tokio::runtime::Handle::try_current().is_err() {
+        return call.await.map_err(drop);
+    }
+    match tokio::time::timeout(limit, call).await {
+        Ok(output) => output.map_err(drop),
+        Err(_) => {
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "a warm call ran past its time limit: dropped, its input failed"
+            );
+            Err(())
+        }
     }
 }
 
@@ -100,6 +127,11 @@ impl Cache {
     /// the hit ratio the [health report](Cache::health_report) judges) as
     /// they were, and count in [`Stats::warmed`](crate::Stats::warmed). Their
     /// loads count in `loads` and `load_errors` as any load does.
+    ///
+    /// Each input's call may run for
+    /// [`warm_timeout`](crate::CacheBuilder::warm_timeout) (30 s by
+    /// default) inside a tokio runtime: past it, the call is dropped and
+    /// the input fails.
     ///
     /// Progress is logged (`tracing::info!`, done/total, loaded, failed)
     /// every 5 s of a long run, checked as calls complete, and once at the
@@ -148,7 +180,8 @@ impl Cache {
         // Before the first call, so that every call of the run is seen.
         let _run = inner.warming.enter();
         let id = inner.id;
-        let calls = inputs.map(|input| Scope::run(id, guarded(&f, input)));
+        let limit = inner.warm_timeout;
+        let calls = inputs.map(|input| Scope::run(id, limited(limit, guarded(&f, input))));
         let mut calls = futures_util::stream::iter(calls).buffer_unordered(concurrency.max(1));
         let mut summary = WarmSummary::default();
         while let Some((output, outcome)) = calls.next().await {
