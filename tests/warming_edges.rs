@@ -1,6 +1,8 @@
 //! `Cache::warm` at its edges: a warm function that panics before it
 //! returns its future fails that input, and the run goes on.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use cache_runtime::{cached, Cache};
@@ -86,4 +88,55 @@ async fn the_limit_is_configurable() {
         (Duration::from_secs(2)..Duration::from_secs(3)).contains(&took),
         "{took:?}"
     );
+}
+
+/// Log lines at INFO and above (one global subscriber for this binary).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        buffer
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A run whose only call hangs still logs its progress every 5 s, until
+/// the call's time is up (30 s: lines at 5, 10, 15, 20 and 25 s).
+#[tokio::test(start_paused = true)]
+async fn progress_is_logged_on_a_timer_while_a_call_hangs() {
+    let logs = logs();
+    let cache = Cache::builder()
+        .namespace("we_progress")
+        .memory(1_000)
+        .build()
+        .await
+        .unwrap();
+    let summary = cache
+        .warm([1u64], 1, |_| std::future::pending::<()>())
+        .await;
+    assert_eq!(summary.failed, 1, "{summary:?}");
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("we_progress") && l.contains("cache warming in progress"))
+        .count();
+    assert!(lines >= 5, "{lines} progress lines in 30 s:\n{text}");
 }

@@ -134,7 +134,8 @@ impl Cache {
     /// the input fails.
     ///
     /// Progress is logged (`tracing::info!`, done/total, loaded, failed)
-    /// every 5 s of a long run, checked as calls complete, and once at the
+    /// every 5 s of a long run (on a timer inside a tokio runtime, so even
+    /// while every call hangs; as calls complete elsewhere), and once at the
     /// end.
     ///
     /// ```
@@ -184,7 +185,24 @@ impl Cache {
         let calls = inputs.map(|input| Scope::run(id, limited(limit, guarded(&f, input))));
         let mut calls = futures_util::stream::iter(calls).buffer_unordered(concurrency.max(1));
         let mut summary = WarmSummary::default();
-        while let Some((output, outcome)) = calls.next().await {
+        // In a tokio runtime, progress is logged on a timer, so that a run
+        // whose calls all hang still says where it is; elsewhere, as calls
+        // complete.
+        let mut timer = progress::timer();
+        loop {
+            let next = match &mut timer {
+                Some(timer) => tokio::select! {
+                    next = calls.next() => next,
+                    _ = timer.tick() => {
+                        progress.log_now(&summary);
+                        continue;
+                    }
+                },
+                None => calls.next().await,
+            };
+            let Some((output, outcome)) = next else {
+                break;
+            };
             // A panic outside any load (in `f` itself) fails the input too.
             let outcome = if output.is_err() {
                 Outcome::Failed
@@ -193,7 +211,9 @@ impl Cache {
             };
             summary.add(outcome);
             inner.counters.warmed.incr();
-            progress.tick(&summary);
+            if timer.is_none() {
+                progress.tick(&summary);
+            }
         }
         summary.elapsed = started.elapsed();
         progress.finish(&summary);
