@@ -258,7 +258,7 @@ async fn the_json_shape_is_pinned() {
                 "early_refreshes": 0, "fail_safe_serves": 0, "coalesced": 0,
                 "evictions": 0, "invalidations": 0, "decode_errors": 0,
                 "corrupt_entries": 0, "invalidation_failures": 0, "pending_invalidations": 0,
-                "warmed": 0, "hit_ratio": 0.7
+                "warmed": 0, "listener_panics": 0, "events_dropped": 0, "hit_ratio": 0.7
             }
         })
     );

@@ -76,6 +76,7 @@ pub struct CacheBuilder {
     health: crate::HealthThresholds,
     listeners: Vec<Arc<dyn Listener>>,
     event_keys: bool,
+    warm_timeout: Duration,
     metrics: bool,
 }
 
@@ -100,6 +101,7 @@ impl CacheBuilder {
             health: crate::HealthThresholds::default(),
             listeners: Vec::new(),
             event_keys: false,
+            warm_timeout: crate::warm::DEFAULT_TIMEOUT,
             metrics: true,
         }
     }
@@ -393,6 +395,16 @@ impl CacheBuilder {
         self
     }
 
+    /// How long one input's call of [`Cache::warm`] may run (default 30 s):
+    /// past it, the call is dropped (as cancel safe as any cached call:
+    /// callers waiting for its load go on without it) and the input counts
+    /// as [`failed`](crate::WarmSummary::failed). Only inside a tokio
+    /// runtime (the limit needs its timer); `Duration::MAX` sets no limit.
+    pub fn warm_timeout(mut self, limit: Duration) -> Self {
+        self.warm_timeout = limit;
+        self
+    }
+
     /// With the `metrics` feature, whether this cache reports metrics
     /// (default `true`: every cache does); `false` turns them off for this
     /// one, whose hits then cost what they cost without the feature. Without
@@ -483,13 +495,15 @@ impl CacheBuilder {
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
         let known_tags = self.known_tags;
+        // The crate's own listeners, told within the call (the user's go
+        // through a queue: `events::queue`).
         #[allow(unused_mut)] // pushed to by optional features
-        let mut listeners = self.listeners;
+        let mut inline: Vec<Arc<dyn Listener>> = Vec::new();
         #[cfg(feature = "metrics")]
         if self.metrics {
-            listeners.push(Arc::new(crate::metrics::MetricsListener));
+            inline.push(Arc::new(crate::metrics::MetricsListener));
         }
-        let events = Events::new(&self.namespace, listeners, self.event_keys);
+        let events = Events::new(&self.namespace, self.listeners, inline, self.event_keys);
         let counters = Arc::new(Counters {
             events: events.clone(),
             ..Counters::default()
@@ -523,6 +537,7 @@ impl CacheBuilder {
                 counters,
                 health: crate::health::Monitor::new(self.health),
                 warming: Default::default(),
+                warm_timeout: self.warm_timeout,
                 get_events: events.as_ref().is_some_and(|e| e.wants_gets()),
                 events,
             }),

@@ -69,6 +69,8 @@ pub(crate) struct Inner {
     pub(crate) health: crate::health::Monitor,
     /// Warm runs in progress (their calls are not counted as hits or misses).
     pub(crate) warming: crate::warm::Warming,
+    /// How long one input's call of a warm run may take (`CacheBuilder::warm_timeout`).
+    pub(crate) warm_timeout: std::time::Duration,
     /// The listeners (also in `counters`, for the tiers); `None` without any.
     pub(crate) events: Option<Arc<crate::events::Events>>,
     /// Whether a listener wants get events; memoized plans copy it into

@@ -216,6 +216,12 @@ pub struct Stats {
     /// are not in `hits`, `misses` or `stale_hits` (nor the hit ratio);
     /// their loads are in `loads` and `load_errors`.
     pub warmed: u64,
+    /// Listeners turned off because they panicked: a listener that panics
+    /// is told of nothing more (see [`crate::events`]).
+    pub listener_panics: u64,
+    /// Events not delivered because the listeners' queue was full (see
+    /// [`crate::events`]).
+    pub events_dropped: u64,
 }
 
 impl Stats {
@@ -257,6 +263,8 @@ impl serde::Serialize for Stats {
             invalidation_failures,
             pending_invalidations,
             warmed,
+            listener_panics,
+            events_dropped,
         } = *self;
         let fields = [
             ("hits", hits),
@@ -277,6 +285,8 @@ impl serde::Serialize for Stats {
             ("invalidation_failures", invalidation_failures),
             ("pending_invalidations", pending_invalidations),
             ("warmed", warmed),
+            ("listener_panics", listener_panics),
+            ("events_dropped", events_dropped),
         ];
         let mut out = serializer.serialize_struct("Stats", fields.len() + 1)?;
         for (name, value) in fields {
@@ -369,6 +379,8 @@ impl Counters {
             invalidation_failures: self.invalidation_failures.get(),
             pending_invalidations: 0,
             warmed: self.warmed.get(),
+            listener_panics: self.events.as_ref().map_or(0, |e| e.panics()),
+            events_dropped: self.events.as_ref().map_or(0, |e| e.dropped()),
         }
     }
 }

@@ -1,34 +1,39 @@
-//! Hands events to a cache's listeners.
+//! Hands events to a cache's listeners: the crate's own (metrics) on the
+//! spot, the user's through the cache's queue (see `queue`).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::kinds::*;
+use super::queue::{deliver, Owned, Queue, Slot};
 use super::Listener;
 use crate::key::Key;
 
 /// A cache's listeners; the cache holds one only when it has a listener.
 pub(crate) struct Events {
     namespace: String,
-    /// Every listener.
-    all: Box<[Arc<dyn Listener>]>,
-    /// The listeners told of gets (those that want them: not the metrics
-    /// listener, which counts gets from the per-function counters).
-    gets: Box<[Arc<dyn Listener>]>,
+    /// The crate's own listeners (metrics): quick, and told within the call.
+    inline: Box<[Slot]>,
+    /// The user's listeners, told by the queue's thread; `None` without any.
+    queue: Option<Queue>,
+    /// Whether any listener wants get events.
+    gets: bool,
     /// Whether events carry keys (`CacheBuilder::event_keys`).
     keys: bool,
+    /// Listeners turned off after a panic (`Stats::listener_panics`).
+    panics: Arc<AtomicU64>,
 }
 
 /// Where an event of a call comes from.
 #[derive(Clone, Copy)]
 pub(crate) struct Call<'a> {
-    pub(crate) function: Option<&'a str>,
+    pub(crate) function: Option<&'static str>,
     pub(crate) key: Option<&'a Key>,
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn new(function: Option<&'a str>, key: &'a Key) -> Self {
+    pub(crate) fn new(function: Option<&'static str>, key: &'a Key) -> Self {
         Call {
             function,
             key: Some(key),
@@ -37,39 +42,55 @@ impl<'a> Call<'a> {
 }
 
 impl Events {
-    /// `None` when there is no listener at all.
+    /// `None` when there is no listener at all. `user` listeners are told
+    /// through a queue and a thread of their own; `inline` ones (the
+    /// crate's) within the call.
     pub(crate) fn new(
         namespace: &str,
-        listeners: Vec<Arc<dyn Listener>>,
+        user: Vec<Arc<dyn Listener>>,
+        inline: Vec<Arc<dyn Listener>>,
         keys: bool,
     ) -> Option<Arc<Events>> {
-        if listeners.is_empty() {
+        if user.is_empty() && inline.is_empty() {
             return None;
         }
-        let gets = listeners
-            .iter()
-            .filter(|l| l.wants_gets())
-            .cloned()
-            .collect();
-        let all = listeners.into_boxed_slice();
+        let inline: Box<[Slot]> = inline.into_iter().map(Slot::new).collect();
+        let user: Box<[Slot]> = user.into_iter().map(Slot::new).collect();
+        let gets = inline.iter().chain(user.iter()).any(Slot::wants_gets);
+        let panics = Arc::new(AtomicU64::new(0));
+        let queue = (!user.is_empty()).then(|| Queue::start(namespace, user, panics.clone()));
         Some(Arc::new(Events {
             namespace: namespace.to_string(),
-            all,
+            inline,
+            queue,
             gets,
             keys,
+            panics,
         }))
     }
 
     /// Whether any listener wants get events (the hit path asks).
     pub(crate) fn wants_gets(&self) -> bool {
-        !self.gets.is_empty()
+        self.gets
     }
 
-    /// Calls `tell` on each of `listeners`; a panicking listener is skipped.
-    fn each(listeners: &[Arc<dyn Listener>], tell: impl Fn(&dyn Listener)) {
-        for listener in listeners {
-            // The listener's state is its own: a panic leaves ours intact.
-            let _ = catch_unwind(AssertUnwindSafe(|| tell(&**listener)));
+    /// Listeners turned off because they panicked.
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Events dropped because the queue was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.queue.as_ref().map_or(0, Queue::dropped)
+    }
+
+    /// Tells the inline listeners, and queues the event for the others.
+    fn send(&self, event: Owned) {
+        if !self.inline.is_empty() {
+            deliver(&self.namespace, &self.inline, &event, &self.panics);
+        }
+        if let Some(queue) = &self.queue {
+            queue.send(event);
         }
     }
 
@@ -82,17 +103,14 @@ impl Events {
     }
 
     pub(crate) fn get(&self, call: Call<'_>, result: GetResult) {
-        if self.gets.is_empty() {
+        if !self.gets {
             return;
         }
-        let key = self.key(call);
-        let event = Get {
-            cache: &self.namespace,
+        self.send(Owned::Get {
             function: call.function,
-            key: key.as_deref(),
+            key: self.key(call),
             result,
-        };
-        Self::each(&self.gets, |l| l.on_get(&event));
+        });
     }
 
     pub(crate) fn load(
@@ -102,87 +120,52 @@ impl Events {
         outcome: LoadOutcome,
         background: bool,
     ) {
-        let key = self.key(call);
-        let event = Load {
-            cache: &self.namespace,
+        self.send(Owned::Load {
             function: call.function,
-            key: key.as_deref(),
+            key: self.key(call),
             duration,
             outcome,
             background,
-        };
-        Self::each(&self.all, |l| l.on_load(&event));
+        });
     }
 
     pub(crate) fn invalidate(&self, tags: &[String]) {
-        let event = Invalidate {
-            cache: &self.namespace,
-            function: None,
-            key: None,
-            tags,
-        };
-        Self::each(&self.all, |l| l.on_invalidate(&event));
+        self.send(Owned::Invalidate {
+            tags: tags.to_vec(),
+        });
     }
 
     pub(crate) fn evict(&self, count: u64) {
-        let event = Evict {
-            cache: &self.namespace,
-            function: None,
-            key: None,
-            count,
-        };
-        Self::each(&self.all, |l| l.on_evict(&event));
+        self.send(Owned::Evict { count });
     }
 
     pub(crate) fn fault(&self, kind: FaultKind) {
-        let event = StoreFault {
-            cache: &self.namespace,
-            function: None,
-            key: None,
-            kind,
-        };
-        Self::each(&self.all, |l| l.on_store_fault(&event));
+        self.send(Owned::Fault { kind });
     }
 
     pub(crate) fn refresh(&self, call: Call<'_>, early: bool) {
-        let key = self.key(call);
-        let event = Refresh {
-            cache: &self.namespace,
+        self.send(Owned::Refresh {
             function: call.function,
-            key: key.as_deref(),
+            key: self.key(call),
             early,
-        };
-        Self::each(&self.all, |l| l.on_refresh(&event));
+        });
     }
 
     pub(crate) fn fail_safe(&self, call: Call<'_>) {
-        let key = self.key(call);
-        let event = FailSafe {
-            cache: &self.namespace,
+        self.send(Owned::FailSafe {
             function: call.function,
-            key: key.as_deref(),
-        };
-        Self::each(&self.all, |l| l.on_fail_safe(&event));
+            key: self.key(call),
+        });
     }
 
     pub(crate) fn coalesced(&self, call: Call<'_>) {
-        let key = self.key(call);
-        let event = Coalesced {
-            cache: &self.namespace,
+        self.send(Owned::Coalesced {
             function: call.function,
-            key: key.as_deref(),
-        };
-        Self::each(&self.all, |l| l.on_coalesced(&event));
+            key: self.key(call),
+        });
     }
 
     pub(crate) fn remote_op(&self, duration: Duration, ok: bool) {
-        let event = RemoteOp {
-            cache: &self.namespace,
-            function: None,
-            key: None,
-            duration,
-            ok,
-        };
-        Self::each(&self.all, |l| l.on_remote_op(&event));
+        self.send(Owned::RemoteOp { duration, ok });
     }
 }

@@ -1,9 +1,21 @@
 //! Events: what a cache did, told to the [`Listener`]s registered with
 //! [`CacheBuilder::listener`](crate::CacheBuilder::listener), as it happens.
 //!
-//! A listener is called on the caller's thread, inside the call (a get's
-//! event before the value is returned): keep it quick, hand heavy work to a
-//! channel. A listener that panics is caught and ignored; the call goes on.
+//! Listeners are told off the call and off the runtime: a call copies its
+//! event into its cache's queue (bounded: 10,000 events), and one thread
+//! per cache with a listener (`cache-events`) tells the listeners, in order,
+//! shortly after. A slow or blocked listener delays no call, no `build()`
+//! and no tokio worker; while it lags, events past the queue's bound are
+//! dropped and counted in
+//! [`Stats::events_dropped`](crate::Stats::events_dropped). An event may
+//! reach a listener after its call returned: to see every event of the
+//! calls up to a point, wait for an event made at that point (an
+//! `invalidate_tags` of a marker tag, say). The thread ends with the cache.
+//!
+//! A listener that panics is caught, and turned off: it is told
+//! of no more events (one error log, counted in
+//! [`Stats::listener_panics`](crate::Stats::listener_panics)); the call goes
+//! on, and the other listeners are still told.
 //!
 //! With no listener of gets registered, a hit pays nothing for events: the
 //! one flag it already tests (its memoized plan's) says so. A listener that
@@ -53,6 +65,7 @@
 
 mod dispatch;
 mod kinds;
+mod queue;
 
 pub(crate) use dispatch::{Call, Events};
 pub use kinds::{

@@ -197,15 +197,18 @@ where
         }
         Found::Miss { fail_safe } => fail_safe,
     };
-    if crate::warm::counted(inner) {
+    let counted = crate::warm::counted(inner);
+    if counted {
         inner.counters.count_get(plan.counts, Got::Miss);
-        if inner.remote.is_none() {
-            // Final: no remote tier to hit (with one, `miss` tells what it found).
-            inner.tell(|events| events.get(call, GetResult::Miss));
-        }
     }
     let tags = tags();
     if !plan.single_flight && inner.remote.is_none() {
+        // The call's one get event: this path decides it. Every other miss
+        // goes through `miss`, which tells what it found (a remote hit, a
+        // joined load, a miss), so telling here too would count it twice.
+        if counted {
+            inner.tell(|events| events.get(call, GetResult::Miss));
+        }
         trace(cache, &key, "miss, load", started);
         let lead = Lead {
             key,

@@ -10,6 +10,7 @@
 mod progress;
 mod scope;
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,49 @@ impl WarmSummary {
     }
 }
 
+/// How long one input's call may run by default: far past any load a
+/// service would wait for (remote round trips are bounded at 250 ms by
+/// default), yet a hung input cannot hold a run (and the callers waiting
+/// for its key) for ever.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A panic, caught.
+type Panic = Box<dyn std::any::Any + Send + 'static>;
+
+/// `f(input)`, with a panic caught: of its future, or of `f` itself before
+/// it returns one (the input fails either way).
+fn guarded<I, F, Fut>(f: &F, input: I) -> impl Future<Output = Result<Fut::Output, Panic>>
+where
+    F: Fn(I) -> Fut,
+    Fut: Future,
+{
+    match std::panic::catch_unwind(AssertUnwindSafe(|| f(input))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().left_future(),
+        Err(panic) => futures_util::future::ready(Err(panic)).right_future(),
+    }
+}
+
+/// `call`, dropped past `limit` (a failed input) when a tokio runtime's
+/// timer is there to tell.
+async fn limited<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, Panic>>,
+) -> Result<T, ()> {
+    if limit == Duration::MAX || tokio::runtime::Handle::try_current().is_err() {
+        return call.await.map_err(drop);
+    }
+    match tokio::time::timeout(limit, call).await {
+        Ok(output) => output.map_err(drop),
+        Err(_) => {
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "a warm call ran past its time limit: dropped, its input failed"
+            );
+            Err(())
+        }
+    }
+}
+
 impl Cache {
     /// Calls `f` for every input, at most `concurrency` at a time (0 is
     /// taken as 1), so that the values it caches are there before traffic
@@ -73,7 +117,8 @@ impl Cache {
     /// ([`fresh`](WarmSummary::fresh)), a load that stored its value
     /// ([`loaded`](WarmSummary::loaded)), or a load that failed or panicked
     /// ([`failed`](WarmSummary::failed); a panic is caught and counted, never
-    /// passed on). When a call runs several loads (a cached function calling
+    /// passed on: one of the load, of `f`'s future, or of `f` itself before
+    /// it returns its future). When a call runs several loads (a cached function calling
     /// another), the last to end, the outermost, decides. Whatever `f`'s
     /// future returns is dropped.
     ///
@@ -83,8 +128,14 @@ impl Cache {
     /// they were, and count in [`Stats::warmed`](crate::Stats::warmed). Their
     /// loads count in `loads` and `load_errors` as any load does.
     ///
+    /// Each input's call may run for
+    /// [`warm_timeout`](crate::CacheBuilder::warm_timeout) (30 s by
+    /// default) inside a tokio runtime: past it, the call is dropped and
+    /// the input fails.
+    ///
     /// Progress is logged (`tracing::info!`, done/total, loaded, failed)
-    /// every 5 s of a long run, checked as calls complete, and once at the
+    /// every 5 s of a long run (on a timer inside a tokio runtime, so even
+    /// while every call hangs; as calls complete elsewhere), and once at the
     /// end.
     ///
     /// ```
@@ -130,13 +181,28 @@ impl Cache {
         // Before the first call, so that every call of the run is seen.
         let _run = inner.warming.enter();
         let id = inner.id;
-        let calls = inputs.map(|input| {
-            let call = AssertUnwindSafe(f(input)).catch_unwind();
-            Scope::run(id, call)
-        });
+        let limit = inner.warm_timeout;
+        let calls = inputs.map(|input| Scope::run(id, limited(limit, guarded(&f, input))));
         let mut calls = futures_util::stream::iter(calls).buffer_unordered(concurrency.max(1));
         let mut summary = WarmSummary::default();
-        while let Some((output, outcome)) = calls.next().await {
+        // In a tokio runtime, progress is logged on a timer, so that a run
+        // whose calls all hang still says where it is; elsewhere, as calls
+        // complete.
+        let mut timer = progress::timer();
+        loop {
+            let next = match &mut timer {
+                Some(timer) => tokio::select! {
+                    next = calls.next() => next,
+                    _ = timer.tick() => {
+                        progress.log_now(&summary);
+                        continue;
+                    }
+                },
+                None => calls.next().await,
+            };
+            let Some((output, outcome)) = next else {
+                break;
+            };
             // A panic outside any load (in `f` itself) fails the input too.
             let outcome = if output.is_err() {
                 Outcome::Failed
@@ -145,7 +211,9 @@ impl Cache {
             };
             summary.add(outcome);
             inner.counters.warmed.incr();
-            progress.tick(&summary);
+            if timer.is_none() {
+                progress.tick(&summary);
+            }
         }
         summary.elapsed = started.elapsed();
         progress.finish(&summary);

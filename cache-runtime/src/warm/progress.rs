@@ -7,8 +7,8 @@ use super::WarmSummary;
 /// How often a warm run logs its progress.
 const EVERY: Duration = Duration::from_secs(5);
 
-/// Logs a run's progress every [`EVERY`], checked as its calls complete (no
-/// timer: warming runs under any executor).
+/// Logs a run's progress every [`EVERY`]: on a timer in a tokio runtime,
+/// else checked as its calls complete (warming runs under any executor).
 pub(super) struct Progress<'a> {
     namespace: &'a str,
     /// The number of inputs, when the iterator knows it exactly.
@@ -36,6 +36,11 @@ impl<'a> Progress<'a> {
         self.log(summary, "cache warming in progress");
     }
 
+    /// Logs now (the timer's tick).
+    pub(super) fn log_now(&mut self, summary: &WarmSummary) {
+        self.log(summary, "cache warming in progress");
+    }
+
     pub(super) fn finish(&self, summary: &WarmSummary) {
         self.log(summary, "cache warming done");
     }
@@ -52,6 +57,15 @@ impl<'a> Progress<'a> {
             "{what}"
         );
     }
+}
+
+/// The timer of a run's progress lines, every [`EVERY`] from now; `None`
+/// outside a tokio runtime (its lines then come as calls complete).
+pub(super) fn timer() -> Option<tokio::time::Interval> {
+    tokio::runtime::Handle::try_current().ok()?;
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(timer)
 }
 
 #[cfg(test)]
