@@ -269,8 +269,7 @@ async fn a_redis_password_never_shows_in_an_error() {
     ] {
         let error = Cache::builder()
             .env_from([(name, value.as_str())])
-            .err()
-            .expect("a malformed URL");
+            .expect_err("a malformed URL");
         for text in [error.to_string(), format!("{error:?}")] {
             assert!(text.contains(name), "{text}");
             assert!(!text.contains(SECRET), "{name}={value}: {text}");
