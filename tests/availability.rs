@@ -4,42 +4,20 @@
 //! is good again as soon as Redis is back. Real `redis-server` processes,
 //! killed and restarted under load.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cache_runtime::{cached, Cache, CacheBuilder, Error};
 use integration_tests::redis_harness::RedisServer;
 use integration_tests::within;
 
-/// Log lines at INFO and above of every test in this binary (the
-/// background tasks log from other threads: one global subscriber).
+#[path = "captured_logs.rs"]
+mod captured_logs;
+
+/// Log lines at INFO and above of every test in this binary.
 fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        buffer
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    captured_logs::global(tracing::Level::INFO)
 }
 
 fn logged() -> String {

@@ -4,9 +4,8 @@
 //! `Debug`. The password is two distinctive halves, so a password cut by an
 //! unencoded `@`, `/`, `?`, `#` or `&` is caught too.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_runtime::{Cache, CacheBuilder};
@@ -61,33 +60,12 @@ const FORMS: &[&str] = &[
     "redis+unix:///nonexistent-zq/redis.sock?pass={pw}&user=default",
 ];
 
-/// Every log line of this binary, DEBUG and above (one global subscriber:
-/// the background tasks log from other threads).
+#[path = "captured_logs.rs"]
+mod captured_logs;
+
+/// Every log line of this binary, DEBUG and above.
 fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        buffer
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    captured_logs::global(tracing::Level::DEBUG)
 }
 
 /// The log written since `from` bytes.

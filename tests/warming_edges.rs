@@ -1,8 +1,7 @@
 //! `Cache::warm` at its edges: a warm function that panics before it
 //! returns its future fails that input, and the run goes on.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cache_runtime::{cached, Cache};
@@ -90,32 +89,12 @@ async fn the_limit_is_configurable() {
     );
 }
 
+#[path = "captured_logs.rs"]
+mod captured_logs;
+
 /// Log lines at INFO and above (one global subscriber for this binary).
 fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-        buffer
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    captured_logs::global(tracing::Level::INFO)
 }
 
 /// A run whose only call hangs still logs its progress every 5 s, until
