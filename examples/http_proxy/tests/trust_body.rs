@@ -6,11 +6,9 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -19,6 +17,9 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+
+mod support;
+use support::{proxy, Proxy, TestClient};
 
 /// The proxy's default `--max-body`: 1 MiB.
 const LIMIT: usize = 1 << 20;
@@ -153,47 +154,6 @@ async fn origin() -> (SocketAddr, Arc<Seen>) {
     });
     (addr, seen)
 }
-
-struct Proxy(Child, SocketAddr);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn proxy(upstream: SocketAddr) -> Proxy {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut proxy = Proxy(
-        Command::new(env!("CARGO_BIN_EXE_http_proxy"))
-            .args(["--listen", &addr.to_string()])
-            .args(["--upstream", &format!("http://{upstream}")])
-            .env_remove("REDIS_URL")
-            .env_remove("REDIS_CLUSTER_URLS")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-        addr,
-    );
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return proxy;
-        }
-        if let Ok(Some(status)) = proxy.0.try_wait() {
-            panic!("the proxy exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the proxy did not start");
-}
-
-type TestClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 /// One request through the proxy: status, `Cache-Status`, body.
 async fn send(
