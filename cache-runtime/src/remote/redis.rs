@@ -375,7 +375,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         if self.cluster {
             return Box::pin(async move {
                 let names: Vec<StoreKey<'_>> = std::iter::once(keys.entry())
-                    .chain(keys.tag_keys())
+                    .chain(keys.tag_names())
                     .collect();
                 let mut values = get_each(&conn, &names).await?.into_iter();
                 let entry = entry_of(&mut values);
@@ -408,7 +408,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         // straight into the command, sized up front.
         let mut cmd = redis::Cmd::with_capacity(2 + keys.tags.len(), 64 * (2 + keys.tags.len()));
         cmd.arg("MGET").arg(keys.entry());
-        for tag in keys.tag_keys() {
+        for tag in keys.tag_names() {
             cmd.arg(tag);
         }
         Box::pin(async move {

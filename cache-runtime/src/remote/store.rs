@@ -6,65 +6,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::key::{Key, StoreKey};
-
 /// A boxed store operation.
 pub(crate) type StoreFuture<'a, T> =
     Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// Why a remote operation failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The store did not answer within the configured timeout.
-    #[error("the remote store timed out")]
-    Timeout,
-    /// The circuit breaker is open: the store failed repeatedly and is skipped.
-    #[error("the remote store is skipped: its circuit breaker is open")]
-    Open,
-    /// The store answered with an error (or an unexpected reply).
-    #[error("remote store error: {0}")]
-    Backend(String),
-    /// The connection to the store failed (dropped, refused, reset): the
-    /// client reconnects, and the operation may be retried
-    /// ([`CacheBuilder::remote_retries`](crate::CacheBuilder::remote_retries)).
-    #[error("remote store connection failed: {0}")]
-    Connection(String),
-}
+pub(crate) use crate::store::StoreError;
 
-/// An entry and the current versions of the tags asked for.
-#[derive(Debug, Default)]
-pub(crate) struct Fetched {
-    pub(crate) entry: Option<Vec<u8>>,
-    pub(crate) versions: Vec<u64>,
-}
+pub(crate) use crate::store::Fetched;
 
-/// What one fetch reads: an entry and its tags' version counters. Names are
-/// given as parts so a store can write them straight into its request.
-#[derive(Clone, Copy)]
-pub(crate) struct FetchKeys<'a> {
-    pub(crate) namespace: &'a str,
-    pub(crate) key: &'a Key,
-    pub(crate) tags: &'a [String],
-}
-
-impl<'a> FetchKeys<'a> {
-    /// The entry's name.
-    pub(crate) fn entry(&self) -> StoreKey<'a> {
-        StoreKey::Entry {
-            namespace: self.namespace,
-            key: self.key,
-        }
-    }
-
-    /// The names of the tags' version counters, in the order of `tags`.
-    pub(crate) fn tag_keys(&self) -> impl Iterator<Item = StoreKey<'a>> + 'a {
-        let namespace = self.namespace;
-        self.tags
-            .iter()
-            .map(move |tag| StoreKey::Tag { namespace, tag })
-    }
-}
+/// What one fetch reads (the public [`Fetch`](crate::store::Fetch)).
+pub(crate) type FetchKeys<'a> = crate::store::Fetch<'a>;
 
 /// One node of a pattern walk ([`RemoteStore::scan_nodes`]): a standalone
 /// server, or one master of a cluster. Each method is one round trip.
