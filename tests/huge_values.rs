@@ -10,6 +10,8 @@
 //! - An entry longer than a reader's bound is a counted miss, never decoded.
 //! - A 1 MB byte buffer takes about 1 MB in Redis as a byte string
 //!   (`serde_bytes`), and about 1.9 MB as a plain `Vec<u8>`.
+//! - An oversized entry is a `FaultKind::Oversized` event and counts in
+//!   `cache_oversized_entries_total`, not in the remote errors.
 //!
 //! The tests measure allocations process-wide, so they run one at a time
 //! (`ONE_AT_A_TIME`).
@@ -18,9 +20,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_runtime::events::{FaultKind, Listener, StoreFault};
 use cache_runtime::{cached, Cache, Policy};
 use integration_tests::redis_harness::RedisServer;
 use integration_tests::Calls;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -437,4 +441,52 @@ async fn a_zero_bound_is_a_configuration_error() {
         .env_from([("CACHE_MAX_ENTRY_BYTES", "0")])
         .expect_err("refused");
     assert!(err.to_string().contains("CACHE_MAX_ENTRY_BYTES"), "{err}");
+}
+
+/// Tells which store faults it was told of.
+#[derive(Clone, Default)]
+struct Faults(std::sync::Arc<std::sync::Mutex<Vec<FaultKind>>>);
+
+impl Listener for Faults {
+    fn on_store_fault(&self, fault: &StoreFault<'_>) {
+        self.0.lock().unwrap().push(fault.kind);
+    }
+}
+
+#[tokio::test]
+async fn oversized_entries_are_events_and_a_metric() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The only recorder of this test binary.
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .expect("a recorder");
+    let server = RedisServer::start();
+    let faults = Faults::default();
+    let cache = Cache::builder()
+        .namespace("metric")
+        .redis(server.url())
+        .max_entry_bytes(MIB)
+        .listener(faults.clone())
+        .build()
+        .await
+        .unwrap();
+    cache
+        .set("big", ByteBuf::from(bytes(2 * MIB)))
+        .await
+        .unwrap();
+    assert_eq!(cache.stats().oversized_entries, 1);
+    let line = "cache_oversized_entries_total{cache=\"metric\"} 1";
+    let scrape = prometheus.render();
+    assert!(scrape.lines().any(|l| l == line), "{scrape}");
+    assert!(
+        !scrape.contains("cache_remote_errors_total{cache=\"metric\""),
+        "{scrape}"
+    );
+    // User listeners are told through a queue: wait for it to drain.
+    let told = integration_tests::within!(
+        Duration::from_secs(5),
+        faults.0.lock().unwrap().contains(&FaultKind::Oversized)
+    );
+    assert!(told.is_some(), "{:?}", faults.0.lock().unwrap());
+    assert_eq!(FaultKind::Oversized.as_str(), "oversized");
 }
