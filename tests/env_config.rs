@@ -318,6 +318,7 @@ async fn stats_and_health_serialize_to_json() {
         "invalidations",
         "decode_errors",
         "corrupt_entries",
+        "oversized_entries",
         "invalidation_failures",
         "pending_invalidations",
     ] {

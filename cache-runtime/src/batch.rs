@@ -12,8 +12,9 @@ use crate::flow::plan::Plan;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
-use crate::remote::entry::{self, Header};
+use crate::remote::entry::{self, EntryError, Header};
 use crate::remote::key_writes::{self, KeyWrite};
+use crate::remote::oversize;
 use crate::remote::Remote;
 use crate::tags::Observed;
 use crate::{Cache, Policy, Result};
@@ -76,7 +77,7 @@ impl Cache {
         let mut found: Vec<(usize, Header, T)> = Vec::new();
         for (slot, bytes) in fetched.iter().enumerate() {
             let Some(bytes) = bytes else { continue };
-            let decoded = entry::decode_header(bytes)
+            let decoded = entry::decode_header_within(bytes, remote.max_entry())
                 .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(payload)?)));
             match decoded {
                 Ok((header, value)) if now < header.fresh_until => {
@@ -182,12 +183,19 @@ impl Cache {
         let mut writes = Vec::new();
         let mut entries = Vec::new();
         let mut names = Vec::new();
+        // Keys whose value is over the maximum entry size: deleted instead.
+        let mut oversized = Vec::new();
         for (key, value) in items {
             names.push(key.as_ref().to_string());
             let key = Key::manual(key.as_ref());
-            if inner.remote.is_some() {
-                match entry::encode(&header, &value) {
+            if let Some(remote) = &inner.remote {
+                match entry::encode_within(&header, &value, remote.max_entry()) {
                     Ok(bytes) => writes.push((key.full(&inner.namespace), bytes, ttl)),
+                    Err(error @ EntryError::Oversized { .. }) => {
+                        let full = key.full(&inner.namespace);
+                        oversize::count(&inner.counters, &full, &error);
+                        oversized.push(full);
+                    }
                     Err(error) => {
                         inner.counters.fault(crate::events::FaultKind::Other);
                         tracing::warn!(%error, "cache value could not be encoded for the remote tier");
@@ -212,11 +220,21 @@ impl Cache {
             for (key, _) in &entries {
                 inner.memory.remove(&key.repr);
             }
-            if !writes.is_empty() {
+            if !writes.is_empty() || !oversized.is_empty() {
                 let seq = key_writes::reserve(self).await;
-                outcome = remote
-                    .call(&inner.counters, |s| s.put_many(writes.clone()))
-                    .await;
+                if !writes.is_empty() {
+                    outcome = remote
+                        .call(&inner.counters, |s| s.put_many(writes.clone()))
+                        .await;
+                }
+                // Not stored: no older value under these keys may outlive
+                // the new ones (rare, so one delete each).
+                for full in &oversized {
+                    let deleted = remote.call(&inner.counters, |s| s.delete(full)).await;
+                    if outcome.is_ok() {
+                        outcome = deleted.map(drop);
+                    }
+                }
                 let keys = names.iter().map(String::as_str).collect();
                 key_writes::publish(self, seq, KeyWrite::Keys(keys)).await;
             }

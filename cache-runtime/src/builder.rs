@@ -78,6 +78,7 @@ pub struct CacheBuilder {
     event_keys: bool,
     warm_timeout: Duration,
     metrics: bool,
+    max_entry_bytes: usize,
 }
 
 impl CacheBuilder {
@@ -103,6 +104,7 @@ impl CacheBuilder {
             event_keys: false,
             warm_timeout: crate::warm::DEFAULT_TIMEOUT,
             metrics: true,
+            max_entry_bytes: remote::oversize::DEFAULT_MAX_ENTRY_BYTES,
         }
     }
 
@@ -247,6 +249,53 @@ impl CacheBuilder {
     /// without it, or with a `redis://` URL, `build()` returns an error.
     pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_ca = Some(pem.into());
+        self
+    }
+
+    /// The largest entry written to or read from the remote tier, in bytes,
+    /// checksum and header included; default 16 MiB
+    /// (`CACHE_MAX_ENTRY_BYTES`). `0` is refused by [`build`](Self::build)
+    /// ([`Error::Config`]); `usize::MAX` sets no bound.
+    ///
+    /// A value whose entry would be larger is returned to the caller as
+    /// usual but not written: its encoding stops at the bound (the buffer
+    /// never grows past it, so a 600 MB value costs at most the bound in
+    /// encoding, not 600 MB or more), the key is deleted from the remote
+    /// tier instead (so no older value under it outlives the new one), and
+    /// it is counted in [`Stats::oversized_entries`](crate::Stats::oversized_entries)
+    /// ([`FaultKind::Oversized`](crate::events::FaultKind::Oversized),
+    /// `cache_oversized_entries_total`), with at most one `warn` log every
+    /// 10 s. The memory tier, which holds the typed value and encodes
+    /// nothing, still keeps it within its own bounds
+    /// ([`memory`](Self::memory), [`memory_bytes`](Self::memory_bytes)):
+    /// this process serves it from there; other processes load it for
+    /// themselves. An entry read from the remote tier that is longer than
+    /// the bound (written by a process with a larger one) is a miss, counted
+    /// the same way, never decoded.
+    ///
+    /// Why 16 MiB: Redis takes values up to 512 MB (`proto-max-bulk-len`),
+    /// but a value is worth storing only if it is written and read back
+    /// within the [`remote_timeout`](Self::remote_timeout), 250 ms by
+    /// default. At 1 Gbit/s, 16 MiB takes about 135 ms on the wire, half the
+    /// default timeout; 32 MiB would take longer than all of it. A write
+    /// holds the encoding and a copy for a retry, so the bound also caps
+    /// that at about 32 MiB per concurrent write. Raise it with the timeout
+    /// on a faster network.
+    ///
+    /// Byte buffers take half the room as CBOR byte strings: a `Vec<u8>`
+    /// field is written as an array of integers (1 to 2 bytes each) unless
+    /// marked `#[serde(with = "serde_bytes")]` (or typed
+    /// `serde_bytes::ByteBuf`, or `bytes::Bytes`); see [`crate::Storable`].
+    ///
+    /// ```
+    /// let builder = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6380")
+    ///     .max_entry_bytes(64 << 20)                    // 64 MiB entries,
+    ///     .remote_timeout(std::time::Duration::from_secs(1)); // sent in time
+    /// # let _ = builder;
+    /// ```
+    pub fn max_entry_bytes(mut self, bytes: usize) -> Self {
+        self.max_entry_bytes = bytes;
         self
     }
 
@@ -462,7 +511,11 @@ impl CacheBuilder {
         };
         let (remote, clients, up) = match connected {
             Some((clients, store, up)) => (
-                Some(Remote::new(store, timeout, self.breaker).retries(self.remote_retries)),
+                Some(
+                    Remote::new(store, timeout, self.breaker)
+                        .retries(self.remote_retries)
+                        .max_entry_bytes(self.max_entry_bytes),
+                ),
                 clients,
                 up,
             ),

@@ -6,6 +6,29 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// What a stored value must be.
+///
+/// In the remote tier a value is stored as CBOR. Mark byte buffers as byte
+/// strings there: a `Vec<u8>` (or `[u8; N]`, `&[u8]`) is written by serde as
+/// a sequence, which CBOR stores as an array of integers, one to two bytes
+/// each (about 1.9 bytes per random byte), while a byte string takes one
+/// byte per byte plus a few. Use `#[serde(with = "serde_bytes")]` on the
+/// field, or the types `serde_bytes::ByteBuf` or `bytes::Bytes` (with its
+/// `serde` feature), from the `serde_bytes` and `bytes` crates:
+///
+/// ```ignore
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Thumbnail {
+///     id: u64,
+///     #[serde(with = "serde_bytes")] // 1 MB in Redis, not 1.9 MB
+///     png: Vec<u8>,
+/// }
+/// ```
+///
+/// Entries written before such a change still read: `serde_bytes` accepts
+/// an array of integers too (tested in `tests/huge_values.rs`). The HTTP
+/// layer stores bodies and header values as byte strings. An entry larger than
+/// [`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)
+/// is not written to the remote tier.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is stored in the cache, so it must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
     label = "the cached value",

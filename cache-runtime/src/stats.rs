@@ -147,6 +147,7 @@ pub(crate) struct Counters {
     pub(crate) invalidations: Counter,
     pub(crate) decode_errors: Counter,
     pub(crate) corrupt_entries: Counter,
+    pub(crate) oversized_entries: Counter,
     pub(crate) config_errors: Counter,
     pub(crate) invalidation_failures: Counter,
     pub(crate) warmed: Counter,
@@ -207,6 +208,13 @@ pub struct Stats {
     /// Of `decode_errors`, remote entries whose checksum did not match (damaged
     /// in the store); each was a miss, and the load that followed overwrote it.
     pub corrupt_entries: u64,
+    /// Entries over the maximum entry size
+    /// ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)):
+    /// values not written to the remote tier (returned to the caller all
+    /// the same; the memory tier, if any, still keeps them), and entries
+    /// read from it that were longer and treated as misses. Not in
+    /// `store_errors` nor `decode_errors`: the store did nothing wrong.
+    pub oversized_entries: u64,
     /// Invalidations the remote tier did not confirm at once (they were
     /// queued and retried).
     pub invalidation_failures: u64,
@@ -260,6 +268,7 @@ impl serde::Serialize for Stats {
             invalidations,
             decode_errors,
             corrupt_entries,
+            oversized_entries,
             invalidation_failures,
             pending_invalidations,
             warmed,
@@ -282,6 +291,7 @@ impl serde::Serialize for Stats {
             ("invalidations", invalidations),
             ("decode_errors", decode_errors),
             ("corrupt_entries", corrupt_entries),
+            ("oversized_entries", oversized_entries),
             ("invalidation_failures", invalidation_failures),
             ("pending_invalidations", pending_invalidations),
             ("warmed", warmed),
@@ -327,6 +337,7 @@ impl Counters {
                 self.decode_errors.add(n);
                 self.corrupt_entries.add(n);
             }
+            FaultKind::Oversized => self.oversized_entries.add(n),
             _ => self.store_errors.add(n),
         }
         if let Some(events) = &self.events {
@@ -376,6 +387,7 @@ impl Counters {
             invalidations: self.invalidations.get(),
             decode_errors: self.decode_errors.get(),
             corrupt_entries: self.corrupt_entries.get(),
+            oversized_entries: self.oversized_entries.get(),
             invalidation_failures: self.invalidation_failures.get(),
             pending_invalidations: 0,
             warmed: self.warmed.get(),

@@ -9,12 +9,17 @@ use crate::{Error, Policy, Result};
 
 impl CacheBuilder {
     /// A zero default TTL (every value would expire as it is stored, so
-    /// caching would be off without a word), or a `refresh_ahead` beta
+    /// caching would be off without a word), a zero maximum entry size, or a `refresh_ahead` beta
     /// outside `(0, MAX_REFRESH_AHEAD]` in the defaults or a profile.
     pub(super) fn check_settings(&self) -> Result<()> {
         if self.default_ttl == Duration::ZERO {
             return Err(Error::Config(
                 "default_ttl(0): every value would expire as it is stored; give a positive duration, or .enabled(false) to turn caching off".into(),
+            ));
+        }
+        if self.max_entry_bytes == 0 {
+            return Err(Error::Config(
+                "max_entry_bytes(0): no entry would ever be stored in the remote tier; give a size in bytes (default 16 MiB), or usize::MAX for no bound".into(),
             ));
         }
         check_refresh_ahead("defaults", &self.defaults)?;

@@ -29,6 +29,8 @@ const DEFAULT_TTL: &str = "CACHE_DEFAULT_TTL";
 const MEMORY_CAPACITY: &str = "CACHE_MEMORY_CAPACITY";
 /// The memory tier's bound in bytes.
 const MEMORY_BYTES: &str = "CACHE_MEMORY_BYTES";
+/// The largest entry in the remote tier, in bytes.
+const MAX_ENTRY_BYTES: &str = "CACHE_MAX_ENTRY_BYTES";
 /// Time limit of each remote operation.
 const REMOTE_TIMEOUT: &str = "CACHE_REMOTE_TIMEOUT";
 /// Retries of a remote operation after a connection fault.
@@ -41,13 +43,14 @@ const OUTAGE_GRACE: &str = "CACHE_OUTAGE_GRACE";
 const PROFILE_PREFIX: &str = "CACHE_PROFILE_";
 
 /// Every fixed name, to pick ours out of the process environment.
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     REDIS_URL,
     REDIS_CLUSTER_URLS,
     NAMESPACE,
     DEFAULT_TTL,
     MEMORY_CAPACITY,
     MEMORY_BYTES,
+    MAX_ENTRY_BYTES,
     REMOTE_TIMEOUT,
     REMOTE_RETRIES,
     DISABLED,
@@ -105,6 +108,7 @@ impl CacheBuilder {
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds), above 0 |
     /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
     /// | `CACHE_MEMORY_BYTES` | [`memory_bytes`](Self::memory_bytes): a number of bytes, or one with a unit, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), case-insensitive: `64MB`, `1GiB`, `1.5 GiB`, `67108864` |
+    /// | `CACHE_MAX_ENTRY_BYTES` | [`max_entry_bytes`](Self::max_entry_bytes), in the forms of `CACHE_MEMORY_BYTES`, above 0 |
     /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
     /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
     /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
@@ -130,7 +134,8 @@ impl CacheBuilder {
     /// redacted) when a value is malformed, when both `REDIS_URL` and
     /// `REDIS_CLUSTER_URLS` are set, when `CACHE_MEMORY_CAPACITY=0` leaves
     /// the cache with no tier at all, or when `CACHE_MEMORY_BYTES` is `0` or
-    /// set beside `CACHE_MEMORY_CAPACITY=0`, when `CACHE_DEFAULT_TTL` is 0
+    /// set beside `CACHE_MEMORY_CAPACITY=0`, when `CACHE_MAX_ENTRY_BYTES` is
+    /// `0`, when `CACHE_DEFAULT_TTL` is 0
     /// (use `CACHE_DISABLED=true` to turn caching off), or when two
     /// `CACHE_PROFILE_*` variables name one profile (`_ODD` and `_odd`).
     pub fn env(self) -> Result<Self> {
@@ -237,6 +242,13 @@ impl CacheBuilder {
         }
         if let Some(bytes) = get(MEMORY_BYTES) {
             let bound = parse_bytes(MEMORY_BYTES, bytes)?;
+            if bound == 0 {
+                return Err(invalid(
+                    MEMORY_BYTES,
+                    bytes,
+                    "a bound of 0 bytes holds nothing: unset it for no bound in bytes, or set CACHE_MEMORY_CAPACITY=0 for no memory tier",
+                ));
+            }
             if get(MEMORY_CAPACITY).is_some() && self.memory.is_none() {
                 return Err(invalid(
                     MEMORY_BYTES,
@@ -245,6 +257,18 @@ impl CacheBuilder {
                 ));
             }
             self = self.memory_bytes(bound);
+        }
+        if let Some(bytes) = get(MAX_ENTRY_BYTES) {
+            let max = parse_bytes(MAX_ENTRY_BYTES, bytes)?;
+            if max == 0 {
+                return Err(invalid(
+                    MAX_ENTRY_BYTES,
+                    bytes,
+                    "a bound of 0 bytes stores no entry in the remote tier: unset it for the default (16MiB)",
+                ));
+            }
+            // Past the address space is no bound at all.
+            self.max_entry_bytes = usize::try_from(max).unwrap_or(usize::MAX);
         }
         if let Some(timeout) = get(REMOTE_TIMEOUT) {
             let raw = timeout;
@@ -324,7 +348,7 @@ fn parse_duration(name: &str, value: &str) -> Result<Duration> {
 
 /// `bytes` as a number of bytes: a whole or decimal number with an optional
 /// unit (`B`, `KB`..`TB` in powers of 1000, `KiB`..`TiB` in powers of 1024,
-/// any case, a space allowed before it); above 0.
+/// any case, a space allowed before it).
 fn parse_bytes(name: &str, bytes: &str) -> Result<u64> {
     const WHY: &str = "not a size in bytes: write a number of bytes or one with a unit, as 64MB or 1GiB (KB, MB, GB, TB: powers of 1000; KiB, MiB, GiB, TiB: powers of 1024)";
     let split = bytes
@@ -362,13 +386,6 @@ fn parse_bytes(name: &str, bytes: &str) -> Result<u64> {
         let part = u128::from(digits(kept)?) * u128::from(scale) / 10_u128.pow(kept.len() as u32);
         let part = u64::try_from(part).map_err(|_| too_large())?;
         total = total.checked_add(part).ok_or_else(too_large)?;
-    }
-    if total == 0 {
-        return Err(invalid(
-            name,
-            bytes,
-            "a bound of 0 bytes holds nothing: unset it for no bound in bytes, or set CACHE_MEMORY_CAPACITY=0 for no memory tier",
-        ));
     }
     Ok(total)
 }
@@ -649,6 +666,42 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((b.memory, b.memory_bytes), (Some(50), Some(1 << 20)));
+    }
+
+    #[test]
+    fn max_entry_bytes_takes_the_forms_of_memory_bytes() {
+        assert_eq!(
+            from(&[]).unwrap().max_entry_bytes,
+            crate::remote::oversize::DEFAULT_MAX_ENTRY_BYTES
+        );
+        for (value, bytes) in [
+            ("1048576", 1 << 20),
+            ("64MB", 64_000_000),
+            ("32 MiB", 32 << 20),
+            ("1GiB", 1 << 30),
+        ] {
+            let b = from(&[("CACHE_MAX_ENTRY_BYTES", value)]).unwrap();
+            assert_eq!(b.max_entry_bytes, bytes, "{value}");
+        }
+        for value in ["0", "0MiB"] {
+            let e = err(&[("CACHE_MAX_ENTRY_BYTES", value)]);
+            assert!(
+                e.contains("CACHE_MAX_ENTRY_BYTES") && e.contains("stores no entry"),
+                "{e}"
+            );
+        }
+        let e = err(&[("CACHE_MAX_ENTRY_BYTES", "big")]);
+        assert!(
+            e.contains("CACHE_MAX_ENTRY_BYTES=\"big\"") && e.contains("64MB or 1GiB"),
+            "{e}"
+        );
+        // A later call wins over it.
+        let b = Cache::builder()
+            .memory(1)
+            .env_from([("CACHE_MAX_ENTRY_BYTES", "1MiB")])
+            .unwrap()
+            .max_entry_bytes(5);
+        assert_eq!(b.max_entry_bytes, 5);
     }
 
     #[test]

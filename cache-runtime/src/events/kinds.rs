@@ -46,11 +46,21 @@ pub enum FaultKind {
     /// Anything else: an error reply, no tokio runtime, arguments that did
     /// not serialize into a key.
     Other,
+    /// An entry over the maximum entry size
+    /// ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)):
+    /// a value whose encoding stopped at the bound and was not written to
+    /// the remote tier (the caller still got it), or an entry read from it
+    /// that was longer and not decoded (a miss). Counted in
+    /// [`Stats::oversized_entries`](crate::Stats::oversized_entries) only:
+    /// not a fault of the store, so not in `store_errors` nor in health.
+    Oversized,
 }
 
 impl FaultKind {
     /// A short lowercase name: `timeout`, `connection`, `breaker_open`,
-    /// `decode`, `corrupt` or `other` (the `kind` label of the `metrics` feature).
+    /// `decode`, `corrupt`, `other` or `oversized` (the `kind` label of the
+    /// `metrics` feature; `decode`, `corrupt` and `oversized` are counted
+    /// under names of their own).
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Timeout => "timeout",
@@ -59,6 +69,7 @@ impl FaultKind {
             FaultKind::Decode => "decode",
             FaultKind::Corrupt => "corrupt",
             FaultKind::Other => "other",
+            FaultKind::Oversized => "oversized",
         }
     }
 }

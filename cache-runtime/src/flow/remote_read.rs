@@ -202,7 +202,8 @@ fn judge(
     let Some(bytes) = bytes else {
         return miss(versions);
     };
-    let (header, payload) = match entry::decode_header(&bytes) {
+    let max = inner.remote.as_ref().map_or(usize::MAX, |r| r.max_entry());
+    let (header, payload) = match entry::decode_header_within(&bytes, max) {
         Ok(decoded) => decoded,
         Err(error) => return undecodable(cache, key, error, versions),
     };

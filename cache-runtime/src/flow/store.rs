@@ -11,7 +11,8 @@ use crate::clock::now_millis;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
-use crate::remote::entry::{self, Header};
+use crate::remote::entry::{self, EntryError, Header};
+use crate::remote::oversize;
 use crate::remote::Remote;
 use crate::tags::TagSnapshot;
 use crate::Cache;
@@ -52,7 +53,7 @@ pub(crate) async fn store<V: Storable>(
                 .zip(versions)
                 .collect(),
         };
-        match entry::encode(&header, value) {
+        match entry::encode_within(&header, value, remote.max_entry()) {
             Ok(bytes) => {
                 let full = w.key.full(&inner.namespace);
                 let ttl = Duration::from_millis(
@@ -62,6 +63,14 @@ pub(crate) async fn store<V: Storable>(
                 let _ = remote
                     .call(&inner.counters, |s| s.put(&full, bytes.clone(), ttl))
                     .await;
+            }
+            Err(error @ EntryError::Oversized { .. }) => {
+                let full = w.key.full(&inner.namespace);
+                oversize::count(&inner.counters, &full, &error);
+                // Not stored: no older value under the key may outlive the
+                // one the caller gets (a `set` over a small value). A failed
+                // delete is counted by `call`.
+                let _ = remote.call(&inner.counters, |s| s.delete(&full)).await;
             }
             Err(error) => {
                 inner.counters.fault(crate::events::FaultKind::Other);

@@ -203,6 +203,25 @@ mod tests {
     }
 
     #[test]
+    fn bodies_and_header_values_are_cbor_byte_strings() {
+        // Bytes of every value, most of which take two bytes as integers.
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 256) as u8).collect();
+        let mut response = sample();
+        response.body = Bytes::from(body.clone());
+        let mut encoded = Vec::new();
+        ciborium::into_writer(&HttpEntry::Response(Arc::new(response)), &mut encoded).unwrap();
+        // One byte per body byte, plus the rest of the response: not the
+        // ~190 kB an array of integers would take.
+        assert!(encoded.len() < body.len() + 300, "{} bytes", encoded.len());
+        // The body is there as one CBOR byte string: major type 2 with a
+        // 4-byte length (0x5a), then the bytes themselves.
+        let mut head = vec![0x5a];
+        head.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        head.extend_from_slice(&body[..16]);
+        assert!(encoded.windows(head.len()).any(|w| w == head));
+    }
+
+    #[test]
     fn invalid_header_bytes_from_the_store_fail_the_decode() {
         #[derive(Serialize)]
         enum Forged<'a> {

@@ -41,6 +41,8 @@ impl Listener for MetricsListener {
         } else if event.kind == FaultKind::Corrupt {
             counter!(names::DECODE_ERRORS, labels.clone()).increment(1);
             counter!(names::CORRUPT_ENTRIES, labels).increment(1);
+        } else if event.kind == FaultKind::Oversized {
+            counter!(names::OVERSIZED_ENTRIES, labels).increment(1);
         } else {
             labels.push(Label::new("kind", event.kind.as_str()));
             counter!(names::REMOTE_ERRORS, labels).increment(1);

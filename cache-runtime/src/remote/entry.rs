@@ -49,6 +49,15 @@
 //! `ciborium` reads strings and byte strings chunk by chunk, and serde's
 //! collection visitors cap pre-allocation at 1 MiB.
 //!
+//! Size: an entry is at most the cache's maximum entry size
+//! ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes),
+//! 16 MiB by default), checksum included. [`encode_within`] writes through a
+//! writer that fails once the bound is passed, so a larger value stops being
+//! encoded there (the buffer never grows past the bound) and is not stored:
+//! [`EntryError::Oversized`]. [`decode_header_within`] refuses a longer entry
+//! before checking or decoding anything: [`EntryError::OversizedRead`]. Both
+//! count as [`FaultKind::Oversized`].
+//!
 //! Changing any of this layout requires a new format version.
 
 use std::borrow::Cow;
@@ -56,6 +65,7 @@ use std::borrow::Cow;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::oversize::Bounded;
 use crate::events::FaultKind;
 
 /// The first two bytes of every entry.
@@ -162,17 +172,39 @@ pub(crate) enum EntryError {
     /// The value could not be encoded as CBOR.
     #[error("cache entry value could not be encoded: {0}")]
     CborEncode(String),
+    /// The entry would be larger than the maximum entry size: encoding
+    /// stopped at the bound, and nothing is written.
+    #[error(
+        "cache entry larger than the maximum entry size of {max} bytes: encoding stopped there"
+    )]
+    Oversized {
+        /// The bound, in bytes (checksum included).
+        max: usize,
+    },
+    /// An entry read from the store is larger than the maximum entry size:
+    /// not decoded (a miss).
+    #[error("cache entry of {len} bytes is larger than the maximum entry size of {max} bytes")]
+    OversizedRead {
+        /// The entry's length.
+        len: usize,
+        /// The bound, in bytes.
+        max: usize,
+    },
 }
 
 impl EntryError {
     /// How a read counts this error: [`FaultKind::Corrupt`] for a damaged
     /// entry, `None` for an entry of another format version (a plain miss:
     /// entries of the previous version after an upgrade, or of a newer one
-    /// during a rolling upgrade), [`FaultKind::Decode`] for anything else.
+    /// during a rolling upgrade), [`FaultKind::Oversized`] for an entry over the maximum entry size,
+    /// [`FaultKind::Decode`] for anything else.
     pub(crate) fn fault(&self) -> Option<FaultKind> {
         match self {
             EntryError::Corrupt { .. } => Some(FaultKind::Corrupt),
             EntryError::UnsupportedVersion(_) => None,
+            EntryError::Oversized { .. } | EntryError::OversizedRead { .. } => {
+                Some(FaultKind::Oversized)
+            }
             _ => Some(FaultKind::Decode),
         }
     }
@@ -180,10 +212,12 @@ impl EntryError {
 
 /// Counts an entry read from the store that is not served, and logs it:
 /// damage at `warn` as corruption, another format version at `debug` (not a
-/// fault), anything else at `warn` as a decode error.
+/// fault), an entry over the maximum size as `oversize::count` does,
+/// anything else at `warn` as a decode error.
 #[cold]
 pub(crate) fn count_unreadable(counters: &crate::stats::Counters, key: &str, error: &EntryError) {
     match error.fault() {
+        Some(FaultKind::Oversized) => super::oversize::count(counters, key, error),
         Some(FaultKind::Corrupt) => {
             counters.fault(FaultKind::Corrupt);
             tracing::warn!(key, %error, "corrupt remote cache entry (checksum mismatch) treated as a miss");
@@ -236,18 +270,38 @@ fn check_times(fresh_until: u64, stale_until: u64, fail_safe_until: u64) -> Resu
     Ok(())
 }
 
-/// Encodes `header` and `value` into one buffer: the header is written, then the
-/// CBOR of `value` is appended to the same `Vec` (no intermediate buffer).
-///
-/// Fails if the header breaks a limit the decoder enforces (tag count, tag name
-/// length, time order) or if `value` cannot be serialized.
+/// [`encode_within`] with no bound.
+#[cfg(test)]
 pub(crate) fn encode<T: Serialize + ?Sized>(
     header: &Header<'_>,
     value: &T,
 ) -> Result<Vec<u8>, EntryError> {
+    encode_within(header, value, usize::MAX)
+}
+
+/// Encodes `header` and `value` into one buffer of at most `max` bytes: the
+/// header is written, then the CBOR of `value` is appended to the same `Vec`
+/// (no intermediate buffer), then the checksum.
+///
+/// Fails if the header breaks a limit the decoder enforces (tag count, tag name
+/// length, time order), if `value` cannot be serialized, or, as soon as
+/// the encoding passes `max`, with [`EntryError::Oversized`]: the buffer
+/// never grows past `max` bytes, whatever the value's size.
+pub(crate) fn encode_within<T: Serialize + ?Sized>(
+    header: &Header<'_>,
+    value: &T,
+    max: usize,
+) -> Result<Vec<u8>, EntryError> {
     header.validate()?;
     let header_len = header.encoded_len();
-    let mut out = Vec::with_capacity(header_len + PAYLOAD_CAPACITY_GUESS);
+    // Room for the checksum is kept aside: the payload may take the rest.
+    let Some(max_body) = max
+        .checked_sub(CHECKSUM_LEN)
+        .filter(|body| *body >= header_len)
+    else {
+        return Err(EntryError::Oversized { max });
+    };
+    let mut out = Vec::with_capacity((header_len + PAYLOAD_CAPACITY_GUESS).min(max_body));
     out.extend_from_slice(&MAGIC);
     out.push(FORMAT_VERSION);
     out.push(0); // flags
@@ -268,7 +322,13 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         out.extend_from_slice(&version.to_le_bytes());
     }
     debug_assert_eq!(out.len(), header_len);
-    ciborium::into_writer(value, &mut out).map_err(|e| EntryError::CborEncode(e.to_string()))?;
+    // Only the bounded writer fails with an I/O error: past the bound.
+    ciborium::into_writer(value, Bounded::new(&mut out, max_body)).map_err(|e| match e {
+        ciborium::ser::Error::Io(_) => EntryError::Oversized { max },
+        ciborium::ser::Error::Value(e) => EntryError::CborEncode(e),
+    })?;
+    // Exactly the checksum's room: a push on a full buffer would double it.
+    out.reserve_exact(CHECKSUM_LEN);
     seal(&mut out);
     Ok(out)
 }
@@ -325,6 +385,22 @@ fn damaged_prefix(bytes: &[u8], error: EntryError) -> EntryError {
     } else {
         error
     }
+}
+
+/// [`decode_header`] for an entry of at most `max` bytes: a longer one is
+/// refused first ([`EntryError::OversizedRead`]), before its checksum is
+/// computed or anything of it is decoded.
+pub(crate) fn decode_header_within(
+    bytes: &[u8],
+    max: usize,
+) -> Result<(Header<'_>, &[u8]), EntryError> {
+    if bytes.len() > max {
+        return Err(EntryError::OversizedRead {
+            len: bytes.len(),
+            max,
+        });
+    }
+    decode_header(bytes)
 }
 
 /// Checks the checksum, then decodes and validates the header of an entry;
@@ -945,6 +1021,8 @@ mod tests {
             },
             EntryError::CborDecode("x".to_owned()),
             EntryError::CborEncode("y".to_owned()),
+            EntryError::Oversized { max: 10 },
+            EntryError::OversizedRead { len: 11, max: 10 },
         ];
         for e in all {
             assert!(!e.to_string().is_empty());
@@ -973,6 +1051,83 @@ mod tests {
             );
         }
         assert_eq!(decode::<Profile>(&bytes).unwrap().1, profile());
+    }
+
+    // ---- the maximum entry size ----
+
+    /// A byte buffer serialized as a CBOR byte string (as `serde_bytes` does).
+    struct ByteString(Vec<u8>);
+
+    impl Serialize for ByteString {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    #[test]
+    fn encoding_stops_at_the_maximum_entry_size() {
+        const MAX: usize = 1 << 20;
+        let h = header(&[("user:7", 3)]);
+        // 64 MB, as an array of integers and as a byte string: both refused,
+        // the first after filling the bound, the second at its first write.
+        let big = vec![200u8; 64 << 20];
+        assert_eq!(
+            encode_within(&h, &big, MAX).unwrap_err(),
+            EntryError::Oversized { max: MAX }
+        );
+        assert_eq!(
+            encode_within(&h, &ByteString(big), MAX).unwrap_err(),
+            EntryError::Oversized { max: MAX }
+        );
+        // An entry of exactly `max` bytes is written; one byte less refuses it.
+        let value = ByteString(vec![1; 1000]);
+        let whole = encode(&h, &value).unwrap();
+        let exact = encode_within(&h, &value, whole.len()).unwrap();
+        assert_eq!(exact, whole);
+        assert_eq!(exact.capacity(), whole.len(), "no slack past the bound");
+        assert_eq!(
+            encode_within(&h, &value, whole.len() - 1).unwrap_err(),
+            EntryError::Oversized {
+                max: whole.len() - 1
+            }
+        );
+        // A bound smaller than the header (and checksum) refuses everything.
+        for max in [0, 7, h.encoded_len() + CHECKSUM_LEN - 1] {
+            assert_eq!(
+                encode_within(&h, &(), max).unwrap_err(),
+                EntryError::Oversized { max }
+            );
+        }
+        assert!(encode_within(&h, &(), h.encoded_len() + CHECKSUM_LEN + 1).is_ok());
+        // Counted as oversized, not as a decode error.
+        assert_eq!(
+            EntryError::Oversized { max: 1 }.fault(),
+            Some(FaultKind::Oversized)
+        );
+    }
+
+    #[test]
+    fn longer_entries_are_refused_before_decoding() {
+        let bytes = valid_entry();
+        assert!(decode_header_within(&bytes, bytes.len()).is_ok());
+        let err = decode_header_within(&bytes, bytes.len() - 1).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::OversizedRead {
+                len: bytes.len(),
+                max: bytes.len() - 1
+            }
+        );
+        assert_eq!(err.fault(), Some(FaultKind::Oversized));
+        // Before the checksum: a damaged oversized entry is oversized.
+        let damaged = edited(&bytes, |_| ())
+            .iter()
+            .map(|b| b ^ 1)
+            .collect::<Vec<_>>();
+        assert!(matches!(
+            decode_header_within(&damaged, 10).unwrap_err(),
+            EntryError::OversizedRead { .. }
+        ));
     }
 
     // ---- hostile CBOR ----

@@ -12,6 +12,7 @@ pub(crate) mod key_writes;
 pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod outage;
+pub(crate) mod oversize;
 pub(crate) mod redact;
 pub(crate) mod redis;
 pub(crate) mod store;
@@ -52,6 +53,8 @@ pub(crate) struct Remote {
     breaker: Breaker,
     timeout: Duration,
     retries: u32,
+    /// The maximum size of an entry, in bytes (`oversize`).
+    max_entry: usize,
     /// Whether the last call that reached the store failed to get an answer
     /// (refused or dropped connection, timeout): the store is unreachable,
     /// not merely answering with errors. Calls skipped by an open breaker
@@ -73,6 +76,7 @@ impl Remote {
             breaker: Breaker::new(breaker),
             timeout,
             retries: DEFAULT_RETRIES,
+            max_entry: oversize::DEFAULT_MAX_ENTRY_BYTES,
             unreachable: AtomicBool::new(false),
             recovered: parking_lot::Mutex::new(None),
         }
@@ -82,6 +86,17 @@ impl Remote {
     pub(crate) fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
+    }
+
+    /// The maximum size of an entry written or read, in bytes.
+    pub(crate) fn max_entry_bytes(mut self, max: usize) -> Self {
+        self.max_entry = max;
+        self
+    }
+
+    /// The maximum size of an entry written or read, in bytes.
+    pub(crate) fn max_entry(&self) -> usize {
+        self.max_entry
     }
 
     /// Runs one store operation under the breaker and the timeout; after a
