@@ -47,7 +47,10 @@
 //! hostile length prefix (an array or a string declaring 2^60 elements)
 //! makes decoding fail at the end of the input instead of allocating:
 //! `ciborium` reads strings and byte strings chunk by chunk, and serde's
-//! collection visitors cap pre-allocation at 1 MiB.
+//! collection visitors cap pre-allocation at 1 MiB. The payload's
+//! `Deserialize` and the value's `Serialize` are the user's code: a panic in
+//! either is an error here ([`EntryError::DecodePanicked`], counted as
+//! corruption; [`EntryError::EncodePanicked`]), never the caller's panic.
 //!
 //! Changing any of this layout requires a new format version.
 
@@ -56,6 +59,7 @@ use std::borrow::Cow;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::user_code;
 use crate::events::FaultKind;
 
 /// The first two bytes of every entry.
@@ -162,16 +166,25 @@ pub(crate) enum EntryError {
     /// The value could not be encoded as CBOR.
     #[error("cache entry value could not be encoded: {0}")]
     CborEncode(String),
+    /// The stored type's `Deserialize` panicked on the payload (its message).
+    /// Bytes from the store are untrusted input: a miss, counted as a
+    /// corrupt entry, never a panic of the caller.
+    #[error("cache entry value could not be decoded: the stored type's Deserialize panicked: {0}")]
+    DecodePanicked(String),
+    /// The value's `Serialize` panicked while it was encoded (its message):
+    /// the write skips the store, the caller keeps its value.
+    #[error("cache entry value could not be encoded: the stored type's Serialize panicked: {0}")]
+    EncodePanicked(String),
 }
 
 impl EntryError {
     /// How a read counts this error: [`FaultKind::Corrupt`] for a damaged
-    /// entry, `None` for an entry of another format version (a plain miss:
+    /// entry (and one whose value's `Deserialize` panicked), `None` for an entry of another format version (a plain miss:
     /// entries of the previous version after an upgrade, or of a newer one
     /// during a rolling upgrade), [`FaultKind::Decode`] for anything else.
     pub(crate) fn fault(&self) -> Option<FaultKind> {
         match self {
-            EntryError::Corrupt { .. } => Some(FaultKind::Corrupt),
+            EntryError::Corrupt { .. } | EntryError::DecodePanicked(_) => Some(FaultKind::Corrupt),
             EntryError::UnsupportedVersion(_) => None,
             _ => Some(FaultKind::Decode),
         }
@@ -186,7 +199,11 @@ pub(crate) fn count_unreadable(counters: &crate::stats::Counters, key: &str, err
     match error.fault() {
         Some(FaultKind::Corrupt) => {
             counters.fault(FaultKind::Corrupt);
-            tracing::warn!(key, %error, "corrupt remote cache entry (checksum mismatch) treated as a miss");
+            if let EntryError::DecodePanicked(_) = error {
+                tracing::warn!(key, %error, "remote cache entry whose value's Deserialize panicked treated as a miss (corrupt)");
+            } else {
+                tracing::warn!(key, %error, "corrupt remote cache entry (checksum mismatch) treated as a miss");
+            }
         }
         Some(kind) => {
             counters.fault(kind);
@@ -268,7 +285,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
         out.extend_from_slice(&version.to_le_bytes());
     }
     debug_assert_eq!(out.len(), header_len);
-    ciborium::into_writer(value, &mut out).map_err(|e| EntryError::CborEncode(e.to_string()))?;
+    // The value's `Serialize` is the user's code: a panic in it is an error
+    // here (the half-written buffer is dropped), not the caller's panic.
+    user_code::contain(|| ciborium::into_writer(value, &mut out))
+        .map_err(EntryError::EncodePanicked)?
+        .map_err(|e| EntryError::CborEncode(e.to_string()))?;
     seal(&mut out);
     Ok(out)
 }
@@ -398,8 +419,15 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryEr
 /// Decodes the CBOR payload returned by [`decode_header`] as a `T`.
 ///
 /// The payload must be exactly one CBOR item (trailing bytes are an error);
-/// nesting is limited to [`MAX_CBOR_DEPTH`].
+/// nesting is limited to [`MAX_CBOR_DEPTH`]. A panic in `T`'s
+/// `Deserialize` (the user's code, on untrusted bytes) is
+/// [`EntryError::DecodePanicked`], never the caller's panic.
+#[inline]
 pub(crate) fn decode_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
+    user_code::contain(|| decode_cbor(payload)).map_err(EntryError::DecodePanicked)?
+}
+
+fn decode_cbor<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
     if let Some(value) = super::cbor_text::decode(payload) {
         return Ok(value);
     }
@@ -925,6 +953,46 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_serialize_is_an_encode_error() {
+        struct Panics;
+        impl Serialize for Panics {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("serialize boom")
+            }
+        }
+        assert_eq!(
+            encode(&header(&[]), &Panics).unwrap_err(),
+            EntryError::EncodePanicked("serialize boom".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_panicking_deserialize_is_a_corrupt_entry() {
+        #[derive(Debug)]
+        struct Panics;
+        impl<'de> serde::Deserialize<'de> for Panics {
+            fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                panic!("deserialize boom")
+            }
+        }
+        // A long payload (ciborium's path) and a plain string (the fast path).
+        let bytes = valid_entry();
+        let (_, payload) = decode_header(&bytes).unwrap();
+        let err = decode_value::<Panics>(payload).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::DecodePanicked("deserialize boom".to_owned())
+        );
+        assert_eq!(err.fault(), Some(FaultKind::Corrupt));
+        let text = encode(&header(&[]), "a string").unwrap();
+        let (_, payload) = decode_header(&text).unwrap();
+        assert!(matches!(
+            decode_value::<Panics>(payload).unwrap_err(),
+            EntryError::DecodePanicked(_)
+        ));
+    }
+
+    #[test]
     fn errors_display() {
         let all = [
             EntryError::Truncated { field: "magic" },
@@ -945,6 +1013,8 @@ mod tests {
             },
             EntryError::CborDecode("x".to_owned()),
             EntryError::CborEncode("y".to_owned()),
+            EntryError::DecodePanicked("z".to_owned()),
+            EntryError::EncodePanicked("w".to_owned()),
         ];
         for e in all {
             assert!(!e.to_string().is_empty());
