@@ -29,6 +29,37 @@ use serde::Serialize;
 /// layer stores bodies and header values as byte strings. An entry larger than
 /// [`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)
 /// is not written to the remote tier.
+/// # Panics
+///
+/// The impls of these traits are the stored type's own code, and the cache
+/// runs them on the caller's behalf. What a panic in each of them does:
+///
+/// * `Deserialize`, on bytes read back from the remote tier: contained. Those
+///   bytes are untrusted input (another build's entry, a hand-written key),
+///   so the read is a miss, counted as a corrupt entry
+///   ([`Stats::corrupt_entries`](crate::Stats::corrupt_entries) and
+///   `decode_errors`, [`FaultKind::Corrupt`](crate::events::FaultKind::Corrupt)),
+///   logged at `warn`; the function runs, and its value overwrites the entry.
+/// * `Serialize`, while the value is written to the remote tier: contained.
+///   The remote write is skipped (a store error:
+///   [`Stats::store_errors`](crate::Stats::store_errors), one `warn` line),
+///   the value is still kept in the memory tier, and the caller, and every
+///   caller waiting for the same load, gets it; the function is not run
+///   again for them. In a memory tier bounded in bytes, where the value is
+///   also serialized to weigh it, a panic there leaves a lower estimate.
+/// * `Clone`, which the cache calls to hand a caller its own copy (a memory
+///   hit, a value shared with a load's waiters, the copy kept in memory):
+///   not contained. It is the caller's value being copied for the caller, so
+///   the panic unwinds into that caller, as a panic in its own code would.
+///   Nothing is left held: the memory tier's lock is released and its entry
+///   kept (later hits are served as before), and a load whose value panics
+///   on its clone releases its waiters (one of them runs the function again)
+///   and its distributed lock. A panic raised by the cached function itself
+///   is a failed load (see `fail_safe`), not one of these.
+///
+/// The `std` panic hook still runs for a contained panic (by default it
+/// prints the message to stderr): the cache does not replace the
+/// application's hook.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is stored in the cache, so it must be `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`",
     label = "the cached value",

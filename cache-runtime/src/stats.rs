@@ -206,7 +206,8 @@ pub struct Stats {
     /// Entries that could not be decoded and were treated as misses.
     pub decode_errors: u64,
     /// Of `decode_errors`, remote entries whose checksum did not match (damaged
-    /// in the store); each was a miss, and the load that followed overwrote it.
+    /// in the store), or whose value's `Deserialize` panicked; each was a miss,
+    /// and the load that followed overwrote it.
     pub corrupt_entries: u64,
     /// Entries over the maximum entry size
     /// ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)):

@@ -40,8 +40,9 @@ pub enum FaultKind {
     BreakerOpen,
     /// Bytes from the store (an entry, a backplane message) did not decode.
     Decode,
-    /// A stored entry failed its checksum: damaged in the store, never
-    /// served. Also counted in [`Stats::decode_errors`](crate::Stats::decode_errors).
+    /// A stored entry failed its checksum (damaged in the store), or its
+    /// value's `Deserialize` panicked: never served. Also counted in
+    /// [`Stats::decode_errors`](crate::Stats::decode_errors).
     Corrupt,
     /// Anything else: an error reply, no tokio runtime, arguments that did
     /// not serialize into a key.

@@ -17,12 +17,15 @@
 use serde::ser::{self, Serialize, Serializer};
 
 /// Estimated bytes of `value`: its inline size plus the data serde sees.
-/// A value whose `Serialize` fails weighs what was counted until then.
+/// A value whose `Serialize` fails, or panics, weighs what was counted until
+/// then.
 pub(crate) fn estimate<V: Serialize>(value: &V) -> u64 {
     let mut count = Count(0);
     // A failing `Serialize` (a custom impl's error) leaves a partial count: a
-    // lower estimate, never a panic.
-    let _ = value.serialize(&mut count);
+    // lower estimate, never a panic. A panicking one too: it is the user's
+    // code, and the caller's value is stored in memory all the same (its
+    // write to the remote tier reports the panic).
+    let _ = crate::remote::user_code::contain(|| value.serialize(&mut count));
     (std::mem::size_of::<V>() as u64).saturating_add(count.0)
 }
 
@@ -292,5 +295,17 @@ mod tests {
         }
         assert_eq!(estimate(&Fails), 0);
         assert_eq!(estimate(&(vec![1u32, 2], Fails)), 24 + 8);
+    }
+
+    #[test]
+    fn a_panicking_serialize_weighs_what_was_counted() {
+        struct Panics;
+        impl Serialize for Panics {
+            fn serialize<S: Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
+                panic!("no")
+            }
+        }
+        assert_eq!(estimate(&Panics), 0);
+        assert_eq!(estimate(&(vec![1u32, 2], Panics)), 24 + 8);
     }
 }

@@ -47,7 +47,10 @@
 //! hostile length prefix (an array or a string declaring 2^60 elements)
 //! makes decoding fail at the end of the input instead of allocating:
 //! `ciborium` reads strings and byte strings chunk by chunk, and serde's
-//! collection visitors cap pre-allocation at 1 MiB.
+//! collection visitors cap pre-allocation at 1 MiB. The payload's
+//! `Deserialize` and the value's `Serialize` are the user's code: a panic in
+//! either is an error here ([`EntryError::DecodePanicked`], counted as
+//! corruption; [`EntryError::EncodePanicked`]), never the caller's panic.
 //!
 //! Size: an entry is at most the cache's maximum entry size
 //! ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes),
@@ -66,6 +69,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::oversize::Bounded;
+use super::user_code;
 use crate::events::FaultKind;
 
 /// The first two bytes of every entry.
@@ -190,17 +194,26 @@ pub(crate) enum EntryError {
         /// The bound, in bytes.
         max: usize,
     },
+    /// The stored type's `Deserialize` panicked on the payload (its message).
+    /// Bytes from the store are untrusted input: a miss, counted as a
+    /// corrupt entry, never a panic of the caller.
+    #[error("cache entry value could not be decoded: the stored type's Deserialize panicked: {0}")]
+    DecodePanicked(String),
+    /// The value's `Serialize` panicked while it was encoded (its message):
+    /// the write skips the store, the caller keeps its value.
+    #[error("cache entry value could not be encoded: the stored type's Serialize panicked: {0}")]
+    EncodePanicked(String),
 }
 
 impl EntryError {
     /// How a read counts this error: [`FaultKind::Corrupt`] for a damaged
-    /// entry, `None` for an entry of another format version (a plain miss:
+    /// entry (and one whose value's `Deserialize` panicked), `None` for an entry of another format version (a plain miss:
     /// entries of the previous version after an upgrade, or of a newer one
     /// during a rolling upgrade), [`FaultKind::Oversized`] for an entry over the maximum entry size,
     /// [`FaultKind::Decode`] for anything else.
     pub(crate) fn fault(&self) -> Option<FaultKind> {
         match self {
-            EntryError::Corrupt { .. } => Some(FaultKind::Corrupt),
+            EntryError::Corrupt { .. } | EntryError::DecodePanicked(_) => Some(FaultKind::Corrupt),
             EntryError::UnsupportedVersion(_) => None,
             EntryError::Oversized { .. } | EntryError::OversizedRead { .. } => {
                 Some(FaultKind::Oversized)
@@ -220,7 +233,11 @@ pub(crate) fn count_unreadable(counters: &crate::stats::Counters, key: &str, err
         Some(FaultKind::Oversized) => super::oversize::count(counters, key, error),
         Some(FaultKind::Corrupt) => {
             counters.fault(FaultKind::Corrupt);
-            tracing::warn!(key, %error, "corrupt remote cache entry (checksum mismatch) treated as a miss");
+            if let EntryError::DecodePanicked(_) = error {
+                tracing::warn!(key, %error, "remote cache entry whose value's Deserialize panicked treated as a miss (corrupt)");
+            } else {
+                tracing::warn!(key, %error, "corrupt remote cache entry (checksum mismatch) treated as a miss");
+            }
         }
         Some(kind) => {
             counters.fault(kind);
@@ -322,11 +339,15 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
         out.extend_from_slice(&version.to_le_bytes());
     }
     debug_assert_eq!(out.len(), header_len);
+    // The value's `Serialize` is the user's code: a panic in it is an error
+    // here (the half-written buffer is dropped), not the caller's panic.
     // Only the bounded writer fails with an I/O error: past the bound.
-    ciborium::into_writer(value, Bounded::new(&mut out, max_body)).map_err(|e| match e {
-        ciborium::ser::Error::Io(_) => EntryError::Oversized { max },
-        ciborium::ser::Error::Value(e) => EntryError::CborEncode(e),
-    })?;
+    user_code::contain(|| ciborium::into_writer(value, Bounded::new(&mut out, max_body)))
+        .map_err(EntryError::EncodePanicked)?
+        .map_err(|e| match e {
+            ciborium::ser::Error::Io(_) => EntryError::Oversized { max },
+            ciborium::ser::Error::Value(e) => EntryError::CborEncode(e),
+        })?;
     // Exactly the checksum's room: a push on a full buffer would double it.
     out.reserve_exact(CHECKSUM_LEN);
     seal(&mut out);
@@ -474,8 +495,15 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryEr
 /// Decodes the CBOR payload returned by [`decode_header`] as a `T`.
 ///
 /// The payload must be exactly one CBOR item (trailing bytes are an error);
-/// nesting is limited to [`MAX_CBOR_DEPTH`].
+/// nesting is limited to [`MAX_CBOR_DEPTH`]. A panic in `T`'s
+/// `Deserialize` (the user's code, on untrusted bytes) is
+/// [`EntryError::DecodePanicked`], never the caller's panic.
+#[inline]
 pub(crate) fn decode_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
+    user_code::contain(|| decode_cbor(payload)).map_err(EntryError::DecodePanicked)?
+}
+
+fn decode_cbor<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
     if let Some(value) = super::cbor_text::decode(payload) {
         return Ok(value);
     }
@@ -1001,6 +1029,46 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_serialize_is_an_encode_error() {
+        struct Panics;
+        impl Serialize for Panics {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                panic!("serialize boom")
+            }
+        }
+        assert_eq!(
+            encode(&header(&[]), &Panics).unwrap_err(),
+            EntryError::EncodePanicked("serialize boom".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_panicking_deserialize_is_a_corrupt_entry() {
+        #[derive(Debug)]
+        struct Panics;
+        impl<'de> serde::Deserialize<'de> for Panics {
+            fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                panic!("deserialize boom")
+            }
+        }
+        // A long payload (ciborium's path) and a plain string (the fast path).
+        let bytes = valid_entry();
+        let (_, payload) = decode_header(&bytes).unwrap();
+        let err = decode_value::<Panics>(payload).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::DecodePanicked("deserialize boom".to_owned())
+        );
+        assert_eq!(err.fault(), Some(FaultKind::Corrupt));
+        let text = encode(&header(&[]), "a string").unwrap();
+        let (_, payload) = decode_header(&text).unwrap();
+        assert!(matches!(
+            decode_value::<Panics>(payload).unwrap_err(),
+            EntryError::DecodePanicked(_)
+        ));
+    }
+
+    #[test]
     fn errors_display() {
         let all = [
             EntryError::Truncated { field: "magic" },
@@ -1023,6 +1091,8 @@ mod tests {
             EntryError::CborEncode("y".to_owned()),
             EntryError::Oversized { max: 10 },
             EntryError::OversizedRead { len: 11, max: 10 },
+            EntryError::DecodePanicked("z".to_owned()),
+            EntryError::EncodePanicked("w".to_owned()),
         ];
         for e in all {
             assert!(!e.to_string().is_empty());

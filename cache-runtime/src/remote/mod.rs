@@ -16,6 +16,7 @@ pub(crate) mod oversize;
 pub(crate) mod redact;
 pub(crate) mod redis;
 pub(crate) mod store;
+pub(crate) mod user_code;
 pub(crate) mod walk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
