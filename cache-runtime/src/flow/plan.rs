@@ -118,9 +118,9 @@ impl Plan {
     }
 }
 
-/// A `#[cached]` site's number, its index in each cache's [`PlanTable`]:
-/// 0 until the site is first used with a cache, then a number of its own,
-/// never changed. The plans themselves live with each cache, so a hit through
+/// A `#[cached]` site's number, its index in each cache's table of plans
+/// (`PlanTable`): 0 until the site is first used with a cache, then a number
+/// of its own, never changed. The plans themselves live with each cache, so a hit through
 /// any of many caches (a cache per tenant) finds its plan the same way, and a
 /// dropped cache frees its plans and their counters.
 ///
