@@ -580,6 +580,7 @@ impl CacheBuilder {
                 defaults: self.defaults.with_ttl(self.default_ttl),
                 profiles: self.profiles,
                 memory,
+                plans: Default::default(),
                 local_counters: Default::default(),
                 backplane: (backplane && remote.is_some())
                     .then(|| Backplane::new(known_tags).outage_grace(self.outage_grace)),

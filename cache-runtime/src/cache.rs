@@ -56,6 +56,9 @@ pub(crate) struct Inner {
     pub(crate) profiles: HashMap<String, Policy>,
     pub(crate) memory: MemoryTier,
     pub(crate) remote: Option<Remote>,
+    /// The plan of each `#[cached]` function called with this cache, by site
+    /// number: freed with the cache, like the counters the plans point to.
+    pub(crate) plans: crate::flow::plan::PlanTable,
     /// Counters of a cache without a remote tier.
     pub(crate) local_counters: crate::keyspace::LocalCounters,
     /// Write-through only: carries invalidations between processes.
@@ -73,7 +76,7 @@ pub(crate) struct Inner {
     pub(crate) warm_timeout: std::time::Duration,
     /// The listeners (also in `counters`, for the tiers); `None` without any.
     pub(crate) events: Option<Arc<crate::events::Events>>,
-    /// Whether a listener wants get events; memoized plans copy it into
+    /// Whether a listener wants get events; kept plans copy it into
     /// `Plan::fast_hit`, so the hit path tests no extra flag for events.
     pub(crate) get_events: bool,
 }

@@ -68,8 +68,8 @@ pub struct Site {
     pub cache_none: bool,
     /// Whether the generated code can build a background refresh (owned inputs).
     pub refreshable: bool,
-    /// The resolved options for each cache used (up to eight), so hits skip
-    /// resolving them.
+    /// The function's number in each cache's table of resolved options, so
+    /// hits through any cache skip resolving them.
     pub plan: PlanCache,
 }
 
@@ -104,6 +104,15 @@ pub fn global() -> &'static Cache {
 #[inline]
 pub fn cache_ref<C: Borrow<Cache> + ?Sized>(cache: &C) -> &Cache {
     cache.borrow()
+}
+
+/// The per-function get counters (one block of about 2 KiB per function
+/// and cache) alive in this process: a cache frees its own when its last
+/// handle is dropped (or, with the `metrics` feature, at its drain's last
+/// report, within half a second). For tests.
+#[doc(hidden)]
+pub fn live_site_counts() -> usize {
+    crate::stats::live_site_counts()
 }
 
 /// Pins the output type of the body's async block so `?` and `return` infer.

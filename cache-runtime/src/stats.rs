@@ -9,7 +9,7 @@ mod gets;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub(crate) use gets::{GetTotals, Got, SiteCounts, Sites};
+pub(crate) use gets::{live as live_site_counts, CountsRef, GetTotals, Got, SiteCounts, Sites};
 
 use crate::events::{Events, FaultKind};
 
@@ -151,7 +151,7 @@ pub(crate) struct Counters {
     pub(crate) config_errors: Counter,
     pub(crate) invalidation_failures: Counter,
     pub(crate) warmed: Counter,
-    /// The gets of each memoized `#[cached]` function (not in the counters above).
+    /// The gets of each `#[cached]` function called with this cache (not in the counters above).
     pub(crate) sites: Sites,
     /// The cache's listeners, for the parts that hold counters but not the
     /// cache (the memory tier's evictions, the remote tier's faults).
@@ -310,11 +310,16 @@ impl serde::Serialize for Stats {
 
 impl Counters {
     /// Counts a get: in its function's counters when it has them (a
-    /// memoized `#[cached]` site), else in the cache-wide ones.
+    /// `#[cached]` site's plan kept by this cache), else in the cache-wide
+    /// ones. `site` must come from a plan resolved for this cache.
     #[inline(always)]
-    pub(crate) fn count_get(&self, site: Option<&SiteCounts>, got: Got) {
+    pub(crate) fn count_get(&self, site: Option<CountsRef>, got: Got) {
         match site {
-            Some(site) => site.count(got),
+            // SAFETY: a plan's counts are registered in its own cache's
+            // `sites` (`Plan::for_site`), and a plan is used only with that
+            // cache (every caller passes the plan and the counters of the
+            // same cache); `self` owns those `sites` and is borrowed here.
+            Some(site) => unsafe { site.get() }.count(got),
             None => match got {
                 Got::Hit => self.hits.incr(),
                 Got::RemoteHit => self.remote_hits.incr(),
@@ -357,7 +362,7 @@ impl Counters {
     }
 
     /// The gets counted cache-wide: the manual API's, and those of calls
-    /// whose plan is not memoized.
+    /// that have no plan of a `#[cached]` site.
     pub(crate) fn wide_gets(&self) -> GetTotals {
         // Remote hits first: see `SiteCounts::totals`.
         let remote_hits = self.remote_hits.get();

@@ -62,7 +62,7 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
     if !inner.memory.is_enabled() {
         return None;
     }
-    let plan = site.plan.get(inner.id)?;
+    let plan = inner.plans.get(site.plan.index())?;
     if !plan.fast_hit || tracing::enabled!(tracing::Level::DEBUG) {
         return None;
     }
@@ -70,7 +70,7 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
     let value =
         inner.memory_read(&key.repr, now, |entry| fresh_value::<M::Value>(entry, now))??;
     if crate::warm::counted(inner) {
-        // The function's own counter (memoized plans have one), not the cache's.
+        // The function's own counter (kept plans have one), not the cache's.
         inner.counters.count_get(plan.counts, Got::Hit);
     }
     Some(M::join(value))

@@ -1,13 +1,15 @@
 //! A call's effective options: the function's own over its profile's over the
-//! cache's defaults, in milliseconds; and each site's memo of them per cache.
+//! cache's defaults, in milliseconds; and each cache's table of them per site.
 
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+mod table;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub(crate) use table::PlanTable;
 
 use crate::clock::millis;
 use crate::private::{LockMode, Site};
-use crate::stats::SiteCounts;
+use crate::stats::{CountsRef, SiteCounts};
 use crate::{Cache, Error, Policy};
 
 #[derive(Debug, Clone, Copy)]
@@ -30,9 +32,10 @@ pub(crate) struct Plan {
     pub(crate) fast_hit: bool,
     /// The `#[cached]` site's name; `None` for the manual API.
     pub(crate) function: Option<&'static str>,
-    /// Where this call's gets are counted: the memo's own counters, or
-    /// (`None`: the manual API, a plan not memoized) the cache-wide ones.
-    pub(crate) counts: Option<&'static SiteCounts>,
+    /// Where this call's gets are counted: the function's own counters in
+    /// the cache the plan was resolved for (only ever used with that cache,
+    /// which owns them), or (`None`: the manual API) the cache-wide ones.
+    pub(crate) counts: Option<CountsRef>,
 }
 
 impl Plan {
@@ -65,16 +68,19 @@ impl Plan {
 
     #[inline]
     pub(crate) fn for_site(site: &'static Site, cache: &Cache) -> Result<Plan, Error> {
-        if let Some(plan) = site.plan.get(cache.inner.id) {
+        let inner = &cache.inner;
+        if let Some(plan) = inner.plans.get(site.plan.index()) {
             return Ok(*plan);
         }
         let mut plan = Self::resolve(site, cache)?;
         // Profiles and defaults are fixed once a cache is built, so the plan
-        // stays right for this cache.
-        if let Some(counts) = site.plan.remember(cache.inner.id, &mut plan) {
-            cache.inner.counters.sites.register(counts);
-        }
-        Ok(plan)
+        // stays right for this cache. A plan kept in the table counts its
+        // gets in counters of its own, which the cache owns.
+        Ok(inner.plans.remember(site.plan.number(), || {
+            let counts = SiteCounts::new(site.name);
+            plan.counts = Some(inner.counters.sites.register(counts));
+            plan
+        }))
     }
 
     fn resolve(site: &'static Site, cache: &Cache) -> Result<Plan, Error> {
@@ -112,188 +118,54 @@ impl Plan {
     }
 }
 
-/// Caches a site memoizes plans for; a site used with more resolves its plan
-/// for the later ones on every call (one profile lookup, no allocation).
-pub(crate) const PLAN_SLOTS: usize = 8;
-
-/// A site's resolved options for each of the first `PLAN_SLOTS` (8) caches it is
-/// used with (tenants, `cache = self.cache` over several instances, the
-/// default global cache before `install` and the installed one), so hits
-/// through any of them skip resolving them.
+/// A `#[cached]` site's number, its index in each cache's table of plans
+/// (`PlanTable`): 0 until the site is first used with a cache, then a number
+/// of its own, never changed. The plans themselves live with each cache, so a hit through
+/// any of many caches (a cache per tenant) finds its plan the same way, and a
+/// dropped cache frees its plans and their counters.
 ///
-/// The first cache's plan has a box of its own, read with one pointer load
-/// and one comparison, as when it was the only one memoized: the common case
-/// of one cache per function pays nothing for the others (a shared block with
-/// the first plan in slot 0 measured slower at 1M entries). The others share
-/// a block of write-once slots, scanned out of line.
-///
-/// Lock-free: each plan is written before the pointer or id that publishes it
-/// is stored with `Release`, and read only after that pointer or id was seen
-/// with `Acquire`, so no plan is read while it is written. Cache ids are never
-/// reused, so a dropped cache's slot is never wrong, only unused.
-///
-/// Each remembered plan has get counters of its own (`SiteCounts`: one
-/// 128-byte line per thread slot, about 2 KiB), so that a hit counts for its
-/// function without touching anything shared; the cache sums them into its
-/// `Stats`, and the `metrics` feature labels them with the function.
-///
-/// Nothing here is ever freed: sites are statics, so this is one 80-byte box
-/// and 2 KiB of counters per cached function and cache it is used with, and a
-/// block of about 570 bytes for a function used with a second cache. (A
-/// `OnceLock` would need a destructor, which the `..Site::DEFAULT` of
-/// generated statics cannot have.)
+/// A plain number rather than a memo of plans, so a site (a static) owns
+/// nothing to free. (A `OnceLock` would need a destructor, which the
+/// `..Site::DEFAULT` of generated statics cannot have.)
 #[derive(Debug)]
 pub struct PlanCache {
-    first: AtomicPtr<(u64, Plan)>,
-    more: AtomicPtr<Slots>,
+    index: AtomicUsize,
 }
 
-/// Write-once slots for the caches after the first.
-struct Slots {
-    slots: [Slot; PLAN_SLOTS - 1],
-    /// Slots claimed by writers so far (at most `PLAN_SLOTS - 1`).
-    claimed: AtomicUsize,
-}
-
-struct Slot {
-    /// 0 (no cache has id 0) until `plan` is written; then the cache's id,
-    /// never changed again.
-    id: AtomicU64,
-    plan: UnsafeCell<MaybeUninit<Plan>>,
-}
+/// The next site number; 0 is never given (it means "not numbered yet").
+static NEXT_SITE: AtomicUsize = AtomicUsize::new(1);
 
 impl PlanCache {
-    /// Empty.
+    /// Not numbered yet.
     pub const fn new() -> Self {
         Self {
-            first: AtomicPtr::new(std::ptr::null_mut()),
-            more: AtomicPtr::new(std::ptr::null_mut()),
+            index: AtomicUsize::new(0),
         }
     }
 
-    /// The plan remembered for `cache_id`: a reference (one register, the
-    /// same for both paths below), not a copy of the plan's five words.
-    #[inline]
-    pub(crate) fn get(&self, cache_id: u64) -> Option<&Plan> {
-        let ptr = self.first.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Box::into_raw` in `remember`
-        // and is never freed or written again, so it is valid for shared
-        // reads forever.
-        let (id, plan) = unsafe { ptr.as_ref() }?;
-        if *id == cache_id {
-            return Some(plan);
-        }
-        self.get_more(cache_id)
+    /// The site's number, or 0 before its first plan: 0 finds no plan in
+    /// any table (slot 0 is never filled), so the hit path needs no test
+    /// of its own for it. Relaxed: the number is written once, and a plan
+    /// is only read through the table's own `Acquire` loads.
+    #[inline(always)]
+    pub(crate) fn index(&self) -> usize {
+        self.index.load(Ordering::Relaxed)
     }
 
-    /// The plan of a cache after the first, if remembered. Out of line, so
-    /// the first cache's inlined read stays as small as it was.
-    #[inline(never)]
-    fn get_more(&self, cache_id: u64) -> Option<&Plan> {
-        for slot in &self.more()?.slots {
-            let id = slot.id.load(Ordering::Acquire);
-            if id == cache_id {
-                // SAFETY: a non-zero id is stored (with `Release`) only after
-                // the plan was written, and the plan is never written again.
-                return Some(unsafe { (*slot.plan.get()).assume_init_ref() });
-            }
-            if id == 0 {
-                // Slots are claimed in order: none after this one is set
-                // (bar a writer between its claim and its id store, whose
-                // cache resolves its plan meanwhile).
-                break;
-            }
+    /// The site's number, given now if it had none.
+    fn number(&self) -> usize {
+        let index = self.index();
+        if index != 0 {
+            return index;
         }
-        None
-    }
-
-    /// The block of slots for the caches after the first, if made yet.
-    fn more(&self) -> Option<&Slots> {
-        let ptr = self.more.load(Ordering::Acquire);
-        // SAFETY: a non-null pointer came from `Box::into_raw` in `make_more`
-        // and is never freed, so it is valid for shared reads forever.
-        unsafe { ptr.as_ref() }
-    }
-
-    /// Remembers `plan` for `cache_id`, unless it is already known or every
-    /// slot is taken. Two threads remembering the same new cache at once may
-    /// both take a slot: harmless, and bounded by `PLAN_SLOTS`.
-    ///
-    /// A remembered plan gets counters of its own (`plan.counts`), made only
-    /// once its slot is secured and never freed, like the slot; they are
-    /// returned, for the cache to sum into its `Stats`.
-    pub(crate) fn remember(&self, cache_id: u64, plan: &mut Plan) -> Option<&'static SiteCounts> {
-        let first = self.first.load(Ordering::Acquire);
-        if first.is_null() {
-            let counts = Box::into_raw(Box::new(SiteCounts::new(plan.function.unwrap_or(""))));
-            // SAFETY: just allocated; freed below only if never shared.
-            plan.counts = Some(unsafe { &*counts });
-            let new = Box::into_raw(Box::new((cache_id, *plan)));
-            match self.first.compare_exchange(
-                std::ptr::null_mut(),
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                // SAFETY: published with the plan, which is never freed.
-                Ok(_) => return Some(unsafe { &*counts }),
-                Err(_) => {
-                    plan.counts = None;
-                    // SAFETY: `new` and `counts` were never shared: the
-                    // exchange failed, and `plan` no longer points to them.
-                    drop(unsafe { Box::from_raw(new) });
-                    drop(unsafe { Box::from_raw(counts) });
-                }
-            }
-        }
-        if self.get(cache_id).is_some() {
-            return None;
-        }
-        let more = self.make_more();
-        let claimed = more
-            .claimed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < more.slots.len()).then_some(n + 1)
-            });
-        // Full: this cache's plan is resolved on each call, and counted cache-wide.
-        let slot = claimed.ok().and_then(|index| more.slots.get(index))?;
-        let counts: &'static SiteCounts =
-            Box::leak(Box::new(SiteCounts::new(plan.function.unwrap_or(""))));
-        plan.counts = Some(counts);
-        // SAFETY: the `claimed` counter handed this slot to this call alone,
-        // and no reader reads its plan before the id below is published.
-        unsafe { (*slot.plan.get()).write(*plan) };
-        slot.id.store(cache_id, Ordering::Release);
-        Some(counts)
-    }
-
-    /// The block of slots for the caches after the first, made by the first
-    /// caller that needs it.
-    fn make_more(&self) -> &Slots {
-        if let Some(more) = self.more() {
-            return more;
-        }
-        let new = Box::into_raw(Box::new(Slots {
-            slots: std::array::from_fn(|_| Slot {
-                id: AtomicU64::new(0),
-                plan: UnsafeCell::new(MaybeUninit::uninit()),
-            }),
-            claimed: AtomicUsize::new(0),
-        }));
-        match self.more.compare_exchange(
-            std::ptr::null_mut(),
-            new,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            // SAFETY: `new` is now shared and never freed (see `more`).
-            Ok(_) => unsafe { &*new },
-            Err(existing) => {
-                // SAFETY: `new` was never shared: the exchange failed.
-                drop(unsafe { Box::from_raw(new) });
-                // SAFETY: another caller's block, never freed (see `more`).
-                unsafe { &*existing }
-            }
+        let new = NEXT_SITE.fetch_add(1, Ordering::Relaxed);
+        match self
+            .index
+            .compare_exchange(0, new, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => new,
+            // Another thread numbered it first; `new` is left unused.
+            Err(existing) => existing,
         }
     }
 }
@@ -305,13 +177,14 @@ impl Default for PlanCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::Weak;
     use std::time::Duration;
 
     use super::*;
 
     /// A plan told apart by `n` in every word, so a torn read would show.
-    fn plan(n: u64) -> Plan {
+    pub(crate) fn plan(n: u64) -> Plan {
         Plan {
             ttl: n,
             stale: n * 2,
@@ -327,7 +200,7 @@ mod tests {
         }
     }
 
-    fn is_plan(found: Option<&Plan>, n: u64) -> bool {
+    pub(crate) fn is_plan(found: Option<&Plan>, n: u64) -> bool {
         found.is_some_and(|p| {
             (p.ttl, p.stale, p.fail_safe, p.beta, p.single_flight)
                 == (n, n * 2, n * 3, n as f64, n.is_multiple_of(2))
@@ -356,54 +229,80 @@ mod tests {
                 assert_eq!(resolved.ttl, *ttl);
             }
         }
-        // Every cache's plan is memoized (hits take the fast path), each its own.
+        // Every cache's plan is kept (hits take the fast path), each its own.
         for (cache, ttl) in &caches {
-            let memo = SITE.plan.get(cache.inner.id).map(|p| p.ttl);
-            assert_eq!(memo, Some(*ttl), "cache {}", cache.inner.id);
+            let kept = cache.inner.plans.get(SITE.plan.index()).map(|p| p.ttl);
+            assert_eq!(kept, Some(*ttl), "cache {}", cache.inner.id);
         }
     }
 
+    /// Before the plans moved into the caches, a site kept eight (a fixed
+    /// memo) and resolved the later caches' plans on every call.
     #[test]
-    fn up_to_plan_slots_caches_are_remembered() {
-        let memo = PlanCache::new();
-        assert!(memo.get(1).is_none());
-        let last = PLAN_SLOTS as u64 + 2;
-        for id in 1..=last {
-            assert!(memo.remember(id, &mut plan(id)).is_some() == (id <= PLAN_SLOTS as u64));
-            // Remembering a known cache again takes no slot.
-            assert!(memo.remember(id, &mut plan(id)).is_none());
+    fn a_site_used_with_a_thousand_caches_keeps_every_plan() {
+        static SITE: Site = Site {
+            name: "plan::tenants",
+            ..Site::DEFAULT
+        };
+        let caches: Vec<Cache> = (0..1000).map(|_| Cache::memory(10)).collect();
+        for cache in &caches {
+            let plan = Plan::for_site(&SITE, cache).expect("no profile to miss");
+            assert!(plan.counts.is_some(), "counted per function");
         }
-        for id in 1..=PLAN_SLOTS as u64 {
-            assert!(is_plan(memo.get(id), id), "cache {id}");
-        }
-        for id in PLAN_SLOTS as u64 + 1..=last {
-            assert!(memo.get(id).is_none(), "cache {id} past the slots");
-        }
+        let kept = caches
+            .iter()
+            .filter(|cache| cache.inner.plans.get(SITE.plan.index()).is_some())
+            .count();
+        assert_eq!(kept, 1000);
     }
 
     #[test]
-    fn concurrent_readers_see_whole_plans() {
-        let memo = PlanCache::new();
-        std::thread::scope(|s| {
-            for t in 0..4u64 {
-                let memo = &memo;
-                s.spawn(move || {
-                    for round in 0..1000 {
-                        if round == t * 10 {
-                            memo.remember(t + 1, &mut plan(t + 1));
-                            memo.remember(t + 5, &mut plan(t + 5));
-                        }
-                        for id in 1..=PLAN_SLOTS as u64 {
-                            if let Some(found) = memo.get(id) {
-                                assert!(is_plan(Some(found), id), "cache {id}: {found:?}");
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        for id in 1..=PLAN_SLOTS as u64 {
-            assert!(is_plan(memo.get(id), id), "cache {id}");
+    fn a_dropped_cache_frees_its_functions_counters() {
+        static SITES: [Site; 3] = [
+            Site {
+                name: "plan::a",
+                ..Site::DEFAULT
+            },
+            Site {
+                name: "plan::b",
+                ..Site::DEFAULT
+            },
+            Site {
+                name: "plan::c",
+                ..Site::DEFAULT
+            },
+        ];
+        // Outside a tokio runtime: no metrics drain shares the counters.
+        let cache = Cache::memory(10);
+        let other = Cache::memory(10);
+        for site in &SITES {
+            Plan::for_site(site, &cache).expect("no profile to miss");
+            Plan::for_site(site, &other).expect("no profile to miss");
+        }
+        let counts: Vec<Weak<SiteCounts>> = cache
+            .inner
+            .counters
+            .sites
+            .list()
+            .iter()
+            .map(std::sync::Arc::downgrade)
+            .collect();
+        assert_eq!(counts.len(), 3);
+        let clone = cache.clone();
+        drop(cache);
+        assert!(
+            counts.iter().all(|c| c.upgrade().is_some()),
+            "a clone is alive"
+        );
+        drop(clone);
+        assert!(
+            counts.iter().all(|c| c.upgrade().is_none()),
+            "freed with the cache"
+        );
+        // The other cache keeps its own.
+        assert_eq!(other.inner.counters.sites.list().len(), 3);
+        for site in &SITES {
+            assert!(other.inner.plans.get(site.plan.index()).is_some());
         }
     }
 }

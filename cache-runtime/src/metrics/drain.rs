@@ -54,7 +54,7 @@ async fn run(cache: Weak<Inner>, counters: Arc<Counters>, namespace: String) {
 /// What one drain task reports for one cache.
 struct Drain {
     namespace: String,
-    /// The cache-wide gets (the manual API's, calls not memoized).
+    /// The cache-wide gets (the manual API's).
     wide: Reported,
     /// Each registered function's gets, by registration index.
     sites: Vec<Reported>,

@@ -1,8 +1,12 @@
-//! Gets counted per `#[cached]` function and cache: each site's plan memo
-//! (`flow::plan::PlanCache`) owns one [`SiteCounts`], so a hit bumps its own
-//! function's counter instead of the cache-wide one, and metrics label gets by
-//! function without any work on the hit path. The cache keeps a `&'static`
-//! to each (memos are never freed) to sum them into `Stats`.
+//! Gets counted per `#[cached]` function and cache: each plan a cache keeps
+//! for a site (`flow::plan::PlanTable`) points to one [`SiteCounts`], so a hit
+//! bumps its own function's counter instead of the cache-wide one, and metrics
+//! label gets by function without any work on the hit path. The cache's
+//! counters own them (to sum them into `Stats`), so they are freed with it.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -66,8 +70,17 @@ impl GetTotals {
     }
 }
 
+/// [`SiteCounts`] alive in this process (about 2 KiB each), for tests.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of [`SiteCounts`] alive in this process.
+pub(crate) fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
 impl SiteCounts {
     pub(crate) fn new(function: &'static str) -> Self {
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Self {
             function,
             lanes: Lanes::default(),
@@ -92,19 +105,58 @@ impl SiteCounts {
     }
 }
 
-/// The [`SiteCounts`] of every function memoized with one cache.
+impl Drop for SiteCounts {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A plan's pointer to its function's [`SiteCounts`] in one cache: a plan is
+/// `Copy` and read on every hit, so it holds no reference count. Made only by
+/// [`Sites::register`]; read only through the `Counters` that own those
+/// `Sites` (`Counters::count_get`), which keep the counts alive while they
+/// are borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CountsRef(NonNull<SiteCounts>);
+
+// SAFETY: a `SiteCounts` is `Send + Sync` (atomics and a `&'static str`),
+// and the pointer is only read as a shared reference.
+unsafe impl Send for CountsRef {}
+// SAFETY: as above.
+unsafe impl Sync for CountsRef {}
+
+impl CountsRef {
+    /// The counts.
+    ///
+    /// # Safety
+    ///
+    /// The `Sites` that made this pointer must be alive (borrowed) for the
+    /// returned lifetime: they own the counts.
+    #[inline(always)]
+    pub(crate) unsafe fn get<'a>(self) -> &'a SiteCounts {
+        // SAFETY: the caller's promise; `Sites` never drops counts it holds.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// The [`SiteCounts`] of every function with a plan kept by one cache.
 #[derive(Default)]
-pub(crate) struct Sites(Mutex<Vec<&'static SiteCounts>>);
+pub(crate) struct Sites(Mutex<Vec<Arc<SiteCounts>>>);
 
 impl Sites {
-    pub(crate) fn register(&self, counts: &'static SiteCounts) {
+    /// Keeps `counts` (until these `Sites` are dropped), and a pointer to
+    /// them for a plan.
+    pub(crate) fn register(&self, counts: SiteCounts) -> CountsRef {
+        let counts = Arc::new(counts);
+        let pointer = CountsRef(NonNull::from(&*counts));
         self.0.lock().push(counts);
+        pointer
     }
 
     /// Every registered site's counts, in registration order (a site keeps
     /// its index).
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // the drain's
-    pub(crate) fn list(&self) -> Vec<&'static SiteCounts> {
+    #[cfg_attr(not(any(feature = "metrics", test)), allow(dead_code))] // the drain's
+    pub(crate) fn list(&self) -> Vec<Arc<SiteCounts>> {
         self.0.lock().clone()
     }
 
