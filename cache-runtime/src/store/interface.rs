@@ -172,8 +172,7 @@ pub trait ScanNode: Send + Sync + 'static {
 }
 
 /// A remote tier: everything the cache asks of its shared store.
-/// Implemented for every type that implements the five parts; give one to
-/// [`CacheBuilder::store`](crate::CacheBuilder::store).
+/// Implemented for every type that implements the five parts.
 pub trait Store: EntryStore + TagStore + LockStore + CounterStore + ScanStore {}
 
 impl<T: EntryStore + TagStore + LockStore + CounterStore + ScanStore> Store for T {}
