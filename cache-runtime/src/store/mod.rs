@@ -141,6 +141,7 @@
 
 mod error;
 mod fetch;
+pub mod in_process;
 mod interface;
 mod subscription;
 
