@@ -139,6 +139,8 @@
 //! takes_a_store(MapStore::default());
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod fetch;
 pub mod in_process;
