@@ -40,28 +40,36 @@ pub async fn scan_glob_forms<S: EntryStore + ScanStore>(connect: &impl Connect<S
         ("k1*", &["k1", "k10", "k11"]),
     ];
     let all = walk(CHECK, &other, &format!("{ns}:*"), 10, async || {}).await;
-    same(
+    same_keys(
         CHECK,
-        &format!("the keys a walk of `{ns}:*` found"),
-        &all,
-        &keys
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        &format!("{ns}:*"),
+        all,
+        keys.iter().cloned().collect(),
     );
     for (pattern, want) in cases {
         let pattern = format!("{ns}:{pattern}");
         let found = walk(CHECK, &other, &pattern, 10, async || {}).await;
-        let want: BTreeSet<String> = want.iter().map(|k| format!("{ns}:{k}")).collect();
-        same(
-            CHECK,
-            &format!("the keys a walk of `{pattern}` found"),
-            &found,
-            &want.into_iter().collect(),
-        );
+        let want = want.iter().map(|k| format!("{ns}:{k}")).collect();
+        same_keys(CHECK, &pattern, found, want);
     }
+}
+
+/// Asserts a walk of `pattern` found exactly `want`, naming what it
+/// missed and what it should not have found.
+#[track_caller]
+fn same_keys(check: &str, pattern: &str, found: Vec<String>, want: BTreeSet<String>) {
+    let found: BTreeSet<String> = found.into_iter().collect();
+    let missed: Vec<&String> = want.difference(&found).collect();
+    let extra: Vec<&String> = found.difference(&want).collect();
+    assert!(
+        missed.is_empty() && extra.is_empty(),
+        "conformance check `{check}`: a walk of `{pattern}` missed {} of {} keys (e.g. {:?}) and found {} it does not match (e.g. {:?})",
+        missed.len(),
+        want.len(),
+        missed.first(),
+        extra.len(),
+        extra.first(),
+    );
 }
 
 /// While a walk (5 keys a page) goes on, keys are added and others
