@@ -3,6 +3,7 @@
 //! `nodes` masters) would hold them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -53,7 +54,8 @@ struct Data {
     lose_next: u64,
     /// The state a lagging replica holds (see [`Backend::fail_over`]).
     replica: Option<BTreeMap<Place, Slot>>,
-    /// Broken keys replaced since the last `take_repairs`.
+    /// Broken keys the running operation replaced (moved to its handle's
+    /// count when it ends).
     repairs: u64,
 }
 
@@ -175,15 +177,29 @@ impl Backend {
         (at.0 % self.nodes as u64) as usize
     }
 
+    /// Runs `f` on the data; the broken keys it replaced are added to
+    /// `repaired` (the calling handle's count: a store reports its own).
+    fn repairing<R>(&self, repaired: &AtomicU64, f: impl FnOnce(&mut Data) -> R) -> R {
+        let mut data = self.data.lock();
+        let answer = f(&mut data);
+        let repairs = std::mem::take(&mut data.repairs);
+        if repairs > 0 {
+            repaired.fetch_add(repairs, Ordering::Relaxed);
+        }
+        answer
+    }
+
     pub(crate) fn fetch(
         &self,
+        repaired: &AtomicU64,
         entry: &str,
         tags: impl Iterator<Item = String>,
     ) -> (Option<Vec<u8>>, Vec<u64>) {
-        let mut data = self.data.lock();
-        let bytes = data.bytes(entry);
-        let versions = tags.map(|tag| data.version(&tag)).collect();
-        (bytes, versions)
+        self.repairing(repaired, |data| {
+            let bytes = data.bytes(entry);
+            let versions = tags.map(|tag| data.version(&tag)).collect();
+            (bytes, versions)
+        })
     }
 
     pub(crate) fn fetch_many(&self, keys: &[String]) -> Vec<Option<Vec<u8>>> {
@@ -210,31 +226,40 @@ impl Backend {
             .write(|data| data.live(&at).is_some() && data.keys.remove(&at).is_some())
     }
 
-    pub(crate) fn versions(&self, keys: &[String]) -> Vec<u64> {
-        let mut data = self.data.lock();
-        keys.iter().map(|key| data.version(key)).collect()
+    pub(crate) fn versions(&self, repaired: &AtomicU64, keys: &[String]) -> Vec<u64> {
+        self.repairing(repaired, |data| {
+            keys.iter().map(|key| data.version(key)).collect()
+        })
     }
 
-    pub(crate) fn bump(&self, keys: &[String]) -> Vec<u64> {
-        self.data
-            .lock()
-            .write(|data| keys.iter().map(|key| data.bump(key)).collect())
+    pub(crate) fn bump(&self, repaired: &AtomicU64, keys: &[String]) -> Vec<u64> {
+        self.repairing(repaired, |data| {
+            data.write(|data| keys.iter().map(|key| data.bump(key)).collect())
+        })
     }
 
-    pub(crate) fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> bool {
+    pub(crate) fn try_lock(
+        &self,
+        repaired: &AtomicU64,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> bool {
         let at = place(key);
-        self.data.lock().write(|data| {
-            match data.live(&at) {
-                Some(Slot { expires: None, .. }) => data.repairs += 1, // nobody's: take it over
-                Some(_) => return false,
-                None => {}
-            }
-            let slot = Slot {
-                value: Value::Bytes(token.as_bytes().to_vec()),
-                expires: Some(deadline(ttl)),
-            };
-            data.keys.insert(at, slot);
-            true
+        self.repairing(repaired, |data| {
+            data.write(|data| {
+                match data.live(&at) {
+                    Some(Slot { expires: None, .. }) => data.repairs += 1, // nobody's: take it over
+                    Some(_) => return false,
+                    None => {}
+                }
+                let slot = Slot {
+                    value: Value::Bytes(token.as_bytes().to_vec()),
+                    expires: Some(deadline(ttl)),
+                };
+                data.keys.insert(at, slot);
+                true
+            })
         })
     }
 
@@ -337,10 +362,6 @@ impl Backend {
             }
             removed
         })
-    }
-
-    pub(crate) fn take_repairs(&self) -> u64 {
-        std::mem::take(&mut self.data.lock().repairs)
     }
 
     pub(crate) fn live_keys(&self) -> usize {

@@ -1,6 +1,7 @@
 //! Fault injection: what goes wrong between one handle and the backend,
 //! and what goes wrong in the backend itself.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,6 +75,8 @@ pub(crate) enum Verdict {
 pub(crate) struct Link {
     plan: Mutex<Plan>,
     pub(crate) tally: Tally,
+    /// Broken keys this handle's operations replaced, not yet taken.
+    pub(crate) repaired: AtomicU64,
     epoch: watch::Sender<u64>,
 }
 
@@ -82,6 +85,7 @@ impl Default for Link {
         Self {
             plan: Mutex::default(),
             tally: Tally::default(),
+            repaired: AtomicU64::new(0),
             epoch: watch::channel(0).0,
         }
     }

@@ -16,7 +16,11 @@ use crate::store::{
 impl EntryStore for InProcessStore {
     async fn fetch(&self, request: Fetch<'_>) -> Result<Fetched, StoreError> {
         self.enter(Op::Fetch).await?;
-        let (entry, versions) = self.backend.fetch(&request.entry_key(), request.tag_keys());
+        let (entry, versions) = self.backend.fetch(
+            &self.link.repaired,
+            &request.entry_key(),
+            request.tag_keys(),
+        );
         Ok(Fetched::new(entry, versions))
     }
 
@@ -47,26 +51,29 @@ impl EntryStore for InProcessStore {
     }
 
     fn take_repairs(&self) -> u64 {
-        self.backend.take_repairs()
+        // Per handle: each process reports the repairs it made.
+        self.link
+            .repaired
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 }
 
 impl TagStore for InProcessStore {
     async fn versions(&self, tag_keys: &[String]) -> Result<Vec<u64>, StoreError> {
         self.enter(Op::Versions).await?;
-        Ok(self.backend.versions(tag_keys))
+        Ok(self.backend.versions(&self.link.repaired, tag_keys))
     }
 
     async fn bump(&self, tag_keys: &[String]) -> Result<Vec<u64>, StoreError> {
         self.enter(Op::Bump).await?;
-        Ok(self.backend.bump(tag_keys))
+        Ok(self.backend.bump(&self.link.repaired, tag_keys))
     }
 }
 
 impl LockStore for InProcessStore {
     async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
         self.enter(Op::TryLock).await?;
-        Ok(self.backend.try_lock(key, token, ttl))
+        Ok(self.backend.try_lock(&self.link.repaired, key, token, ttl))
     }
 
     async fn extend_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
