@@ -59,6 +59,8 @@ enum Flaw {
     TtlIgnored,
     /// Each connection's messages stay within that connection.
     BackplaneLocal,
+    /// A counter that holds no number reads as 0 (through `fetch` too).
+    BrokenCounterReadsZero,
 }
 
 /// An in-process store with one flaw; the flaws' own state is shared by
@@ -100,6 +102,13 @@ impl Flawed {
 
 impl EntryStore for Flawed {
     async fn fetch(&self, request: Fetch<'_>) -> Result<Fetched, StoreError> {
+        if self.flaw == Flaw::BrokenCounterReadsZero {
+            // Read before the inner fetch repairs the counter.
+            let keys: Vec<String> = request.tag_keys().collect();
+            let versions = TagStore::versions(self, &keys).await?;
+            let fetched = self.inner.fetch(request).await?;
+            return Ok(Fetched::new(fetched.entry, versions));
+        }
         let mut fetched = self.inner.fetch(request).await?;
         match self.flaw {
             Flaw::VersionsOutOfOrder => fetched.versions.reverse(),
@@ -142,6 +151,17 @@ impl TagStore for Flawed {
     async fn versions(&self, tag_keys: &[String]) -> Result<Vec<u64>, StoreError> {
         match self.flaw {
             Flaw::VersionsRestart => Ok(self.naive_versions(tag_keys, false)),
+            Flaw::BrokenCounterReadsZero => {
+                let raw = self.inner.fetch_many(tag_keys).await?;
+                let mut versions = Vec::new();
+                for (key, bytes) in tag_keys.iter().zip(raw) {
+                    versions.push(match bytes.as_deref().map(is_number) {
+                        Some(false) => 0,
+                        _ => self.inner.versions(std::slice::from_ref(key)).await?[0],
+                    });
+                }
+                Ok(versions)
+            }
             _ => self.inner.versions(tag_keys).await,
         }
     }
@@ -241,6 +261,10 @@ impl Flawed {
             _ => channel.to_string(),
         }
     }
+}
+
+fn is_number(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|s| s.parse::<u64>().is_ok())
 }
 
 /// The panic message of `check`, or `None` if it passed.
@@ -350,6 +374,17 @@ async fn a_backplane_that_stays_in_one_connection_is_caught() {
         "publish_reaches_other_connection",
         Flaw::BackplaneLocal,
         conformance::publish_reaches_other_connection(&connect),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_counter_read_as_zero_is_caught() {
+    let connect = flawed(Flaw::BrokenCounterReadsZero);
+    caught(
+        "broken_counter_replaced",
+        Flaw::BrokenCounterReadsZero,
+        conformance::broken_counter_replaced(&connect),
     )
     .await;
 }

@@ -43,6 +43,7 @@
 //! | [`bump_above_reads`] | a bump is above every version read, and is what is read next |
 //! | [`bump_concurrent_distinct`] | concurrent bumps from two connections never hand out a version twice |
 //! | [`versions_survive_loss`] | a counter lost (deleted) comes back above every version handed out |
+//! | [`broken_counter_replaced`] | a counter overwritten with no number reads no lower than before, through `fetch` too |
 //! | [`lock_exclusive`] | of concurrent `try_lock`s, exactly one wins |
 //! | [`lock_tokens`] | only the holder's token extends or releases a lock |
 //! | [`lock_expires`] | a lock past its TTL is free; an extended one is not |
@@ -76,7 +77,8 @@ pub use entries::{
 pub use locks::{lock_exclusive, lock_expires, lock_tokens};
 pub use scan::{scan_during_changes, scan_glob_forms, unlink_counts};
 pub use tags::{
-    bump_above_reads, bump_concurrent_distinct, versions_created_and_stable, versions_survive_loss,
+    broken_counter_replaced, bump_above_reads, bump_concurrent_distinct,
+    versions_created_and_stable, versions_survive_loss,
 };
 
 use super::{Backplane, Store};
@@ -117,6 +119,7 @@ async fn store_checks<S: Store>(c: &impl Connect<S>) {
     bump_above_reads(c).await;
     bump_concurrent_distinct(c).await;
     versions_survive_loss(c).await;
+    broken_counter_replaced(c).await;
     lock_exclusive(c).await;
     lock_tokens(c).await;
     lock_expires(c).await;

@@ -168,3 +168,45 @@ pub async fn versions_survive_loss<S: EntryStore + TagStore>(connect: &impl Conn
         "conformance check `{CHECK}`: a bump after the loss answered {next} (read {back}, handed out {handed})"
     );
 }
+
+/// A counter that is broken (here: overwritten with bytes that are no
+/// number, as a fault or a stray write leaves it) reads, through `fetch`
+/// and `versions`, at a version no lower than any handed out before (above
+/// them once replaced), and the next bump is above it; the store does not
+/// fail.
+pub async fn broken_counter_replaced<S: EntryStore + TagStore>(connect: &impl Connect<S>) {
+    const CHECK: &str = "broken_counter_replaced";
+    let (one, other) = (connect.connect().await, connect.connect().await);
+    let ns = namespace();
+    let tags = ["broken".to_string()];
+    let entry = super::support::key("entry");
+    let fetch = super::support::request(&ns, &entry, &tags);
+    let keys: Vec<String> = fetch.tag_keys().collect();
+    let mut handed = 0;
+    for _ in 0..3 {
+        handed = ok(one.bump(&keys).await, CHECK, "bump")[0];
+    }
+    let minute = std::time::Duration::from_secs(60);
+    ok(
+        one.put(&keys[0], b"not a version".to_vec(), minute).await,
+        CHECK,
+        "put over the counter",
+    );
+    let fetched = ok(other.fetch(fetch).await, CHECK, "fetch of a broken counter").versions[0];
+    assert!(
+        fetched >= handed,
+        "conformance check `{CHECK}`: a broken counter read {fetched} through fetch, below {handed} handed out before"
+    );
+    let read = ok(other.versions(&keys).await, CHECK, "versions")[0];
+    same(
+        CHECK,
+        "versions after fetch replaced the counter",
+        read,
+        fetched,
+    );
+    let next = ok(one.bump(&keys).await, CHECK, "bump")[0];
+    assert!(
+        next > read && next > handed,
+        "conformance check `{CHECK}`: a bump of a replaced counter answered {next} (read {read}, handed out {handed})"
+    );
+}
