@@ -1,6 +1,7 @@
 //! Fault injection: what goes wrong between one handle and the backend,
 //! and what goes wrong in the backend itself.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::backend::Backend;
-use super::ops::Tally;
+use super::ops::{Op, Tally};
 use crate::store::StoreError;
 
 /// The error an injected failure returns.
@@ -45,6 +46,35 @@ struct Plan {
     partitioned: bool,
     drop_messages: u64,
     message_delay: Duration,
+    /// Faults of one kind of operation only, on top of the above.
+    targeted: HashMap<Op, Targeted>,
+}
+
+/// The faults aimed at one kind of operation.
+#[derive(Debug, Clone, Copy)]
+struct Targeted {
+    latency: Duration,
+    fail_next: u64,
+    fail_kind: FaultKind,
+    hang_next: u64,
+}
+
+impl Default for Targeted {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            fail_next: 0,
+            fail_kind: FaultKind::Connection,
+            hang_next: 0,
+        }
+    }
+}
+
+/// Takes one from `n` if it is above 0; whether it was.
+fn take_one(n: &mut u64) -> bool {
+    let due = *n > 0;
+    *n = n.saturating_sub(1);
+    due
 }
 
 impl Default for Plan {
@@ -58,6 +88,7 @@ impl Default for Plan {
             partitioned: false,
             drop_messages: 0,
             message_delay: Duration::ZERO,
+            targeted: HashMap::new(),
         }
     }
 }
@@ -92,18 +123,20 @@ impl Default for Link {
 }
 
 impl Link {
-    /// The added latency and the verdict for the next call.
-    pub(crate) fn decide(&self) -> (Duration, Verdict) {
-        let mut plan = self.plan.lock();
-        let verdict = if plan.hang_next > 0 {
-            plan.hang_next -= 1;
+    /// The added latency and the verdict for the next call, of kind `op`.
+    pub(crate) fn decide(&self, op: Op) -> (Duration, Verdict) {
+        let mut guard = self.plan.lock();
+        let plan = &mut *guard;
+        let mut aimed = plan.targeted.get(&op).copied().unwrap_or_default();
+        let verdict = if take_one(&mut aimed.hang_next) || take_one(&mut plan.hang_next) {
             Verdict::Hang
         } else if plan.partitioned {
             Verdict::Fail(StoreError::Connection(
                 "partitioned from the store".to_string(),
             ))
-        } else if plan.fail_next > 0 {
-            plan.fail_next -= 1;
+        } else if take_one(&mut aimed.fail_next) {
+            Verdict::Fail(aimed.fail_kind.error())
+        } else if take_one(&mut plan.fail_next) {
             Verdict::Fail(plan.fail_kind.error())
         } else {
             match &mut plan.fraction {
@@ -117,7 +150,10 @@ impl Link {
                 None => Verdict::Pass,
             }
         };
-        (plan.latency, verdict)
+        if let Some(kept) = plan.targeted.get_mut(&op) {
+            *kept = aimed;
+        }
+        (plan.latency + aimed.latency, verdict)
     }
 
     pub(crate) fn partitioned(&self) -> bool {
@@ -195,6 +231,41 @@ impl Faults {
     /// the caller drops them, as on the cache's remote timeout).
     pub fn time_out_next(&self, n: u64) -> &Self {
         self.link.plan.lock().hang_next = n;
+        self
+    }
+
+    /// Adds `latency` before every operation of kind `op` of this handle,
+    /// on top of [`latency`](Self::latency).
+    pub fn latency_of(&self, op: Op, latency: Duration) -> &Self {
+        self.link
+            .plan
+            .lock()
+            .targeted
+            .entry(op)
+            .or_default()
+            .latency = latency;
+        self
+    }
+
+    /// The next `n` operations of kind `op` of this handle fail with
+    /// `kind` (others are unaffected).
+    pub fn fail_next_of(&self, op: Op, n: u64, kind: FaultKind) -> &Self {
+        let mut plan = self.link.plan.lock();
+        let aimed = plan.targeted.entry(op).or_default();
+        aimed.fail_next = n;
+        aimed.fail_kind = kind;
+        self
+    }
+
+    /// The next `n` operations of kind `op` of this handle never answer.
+    pub fn time_out_next_of(&self, op: Op, n: u64) -> &Self {
+        self.link
+            .plan
+            .lock()
+            .targeted
+            .entry(op)
+            .or_default()
+            .hang_next = n;
         self
     }
 

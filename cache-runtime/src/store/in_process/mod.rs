@@ -129,7 +129,7 @@ impl InProcessStore {
     async fn enter(&self, op: Op) -> Result<(), StoreError> {
         self.link.tally.add(op);
         self.backend.tally.add(op);
-        let (latency, verdict) = self.link.decide();
+        let (latency, verdict) = self.link.decide(op);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }

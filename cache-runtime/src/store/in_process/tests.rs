@@ -256,3 +256,34 @@ async fn increment_of_bytes_that_are_no_number_fails() {
         Err(StoreError::Backend(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn faults_aimed_at_one_kind_of_operation() {
+    let store = InProcessStore::new();
+    let tag = keys(&["ns#tag:t"]);
+    store
+        .faults()
+        .fail_next_of(Op::Bump, 1, FaultKind::Backend)
+        .latency_of(Op::Fetch, Duration::from_millis(7))
+        .time_out_next_of(Op::Ping, 1);
+    // Other kinds pass; the bump fails once.
+    store.versions(&tag).await.unwrap();
+    assert!(matches!(
+        store.bump(&tag).await,
+        Err(StoreError::Backend(_))
+    ));
+    store.bump(&tag).await.unwrap();
+    assert!(timeout(SECOND, store.ping()).await.is_err());
+    store.ping().await.unwrap();
+    let key = crate::key::Key::manual("k");
+    let request = crate::store::Fetch {
+        namespace: "ns",
+        key: &key,
+        tags: &[],
+    };
+    let start = Instant::now();
+    store.fetch_many(&tag).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO, "fetch_many is not fetch");
+    store.fetch(request).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(7));
+}
