@@ -113,7 +113,13 @@ impl Data {
             Some(Slot {
                 value: Value::Int(n),
                 ..
-            }) if *n > 0 => return *n as u64,
+            }) if *n > 0 => {
+                // A counter raised by `increment` hands out versions the
+                // clock did not: the clock keeps up, so none comes back.
+                let version = *n as u64;
+                self.version_clock = self.version_clock.max(version);
+                return version;
+            }
             Some(_) => {
                 self.repairs += 1;
                 0

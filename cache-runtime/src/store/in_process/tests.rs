@@ -287,3 +287,17 @@ async fn faults_aimed_at_one_kind_of_operation() {
     store.fetch(request).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_millis(7));
 }
+
+#[tokio::test]
+async fn a_version_raised_by_increment_is_not_handed_out_again() {
+    let store = InProcessStore::new();
+    let tag = keys(&["ns#tag:t"]);
+    store.increment(&tag[0], 1000).await.unwrap();
+    assert_eq!(store.versions(&tag).await.unwrap()[0], 1000);
+    store.delete(&tag[0]).await.unwrap();
+    let back = store.versions(&tag).await.unwrap()[0];
+    assert!(
+        back > 1000,
+        "a lost counter came back at {back}, not above 1000"
+    );
+}
