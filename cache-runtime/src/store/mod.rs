@@ -139,8 +139,11 @@
 //! takes_a_store(MapStore::default());
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod fetch;
+pub mod in_process;
 mod interface;
 mod subscription;
 
