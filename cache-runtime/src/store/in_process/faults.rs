@@ -16,7 +16,7 @@ use crate::store::StoreError;
 /// The error an injected failure returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum FaultKind {
+pub enum InjectedFault {
     /// [`StoreError::Connection`]: the cache may retry it.
     Connection,
     /// [`StoreError::Backend`]: the store answered with an error.
@@ -25,12 +25,12 @@ pub enum FaultKind {
     Timeout,
 }
 
-impl FaultKind {
+impl InjectedFault {
     fn error(self) -> StoreError {
         match self {
-            FaultKind::Connection => StoreError::Connection("injected fault".to_string()),
-            FaultKind::Backend => StoreError::Backend("injected fault".to_string()),
-            FaultKind::Timeout => StoreError::Timeout,
+            InjectedFault::Connection => StoreError::Connection("injected fault".to_string()),
+            InjectedFault::Backend => StoreError::Backend("injected fault".to_string()),
+            InjectedFault::Timeout => StoreError::Timeout,
         }
     }
 }
@@ -40,8 +40,8 @@ impl FaultKind {
 struct Plan {
     latency: Duration,
     fail_next: u64,
-    fail_kind: FaultKind,
-    fraction: Option<(f64, FaultKind, fastrand::Rng)>,
+    fail_kind: InjectedFault,
+    fraction: Option<(f64, InjectedFault, fastrand::Rng)>,
     hang_next: u64,
     partitioned: bool,
     drop_messages: u64,
@@ -55,7 +55,7 @@ struct Plan {
 struct Targeted {
     latency: Duration,
     fail_next: u64,
-    fail_kind: FaultKind,
+    fail_kind: InjectedFault,
     hang_next: u64,
 }
 
@@ -64,7 +64,7 @@ impl Default for Targeted {
         Self {
             latency: Duration::ZERO,
             fail_next: 0,
-            fail_kind: FaultKind::Connection,
+            fail_kind: InjectedFault::Connection,
             hang_next: 0,
         }
     }
@@ -82,7 +82,7 @@ impl Default for Plan {
         Self {
             latency: Duration::ZERO,
             fail_next: 0,
-            fail_kind: FaultKind::Connection,
+            fail_kind: InjectedFault::Connection,
             fraction: None,
             hang_next: 0,
             partitioned: false,
@@ -208,7 +208,7 @@ impl Faults {
     }
 
     /// The next `n` operations of this handle fail with `kind`.
-    pub fn fail_next(&self, n: u64, kind: FaultKind) -> &Self {
+    pub fn fail_next(&self, n: u64, kind: InjectedFault) -> &Self {
         let mut plan = self.link.plan.lock();
         plan.fail_next = n;
         plan.fail_kind = kind;
@@ -218,7 +218,7 @@ impl Faults {
     /// Each operation of this handle fails with `kind` with probability
     /// `fraction` (0.0 to 1.0), drawn from a generator seeded with `seed`:
     /// the same seed fails the same calls of the same sequence.
-    pub fn fail_fraction(&self, fraction: f64, kind: FaultKind, seed: u64) -> &Self {
+    pub fn fail_fraction(&self, fraction: f64, kind: InjectedFault, seed: u64) -> &Self {
         self.link.plan.lock().fraction = Some((
             fraction.clamp(0.0, 1.0),
             kind,
@@ -249,7 +249,7 @@ impl Faults {
 
     /// The next `n` operations of kind `op` of this handle fail with
     /// `kind` (others are unaffected).
-    pub fn fail_next_of(&self, op: Op, n: u64, kind: FaultKind) -> &Self {
+    pub fn fail_next_of(&self, op: Op, n: u64, kind: InjectedFault) -> &Self {
         let mut plan = self.link.plan.lock();
         let aimed = plan.targeted.entry(op).or_default();
         aimed.fail_next = n;

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use cache_runtime::store::in_process::{FaultKind, InProcessStore, Op};
+//! use cache_runtime::store::in_process::{InjectedFault, InProcessStore, Op};
 //! use cache_runtime::store::{EntryStore, StoreError};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
@@ -26,7 +26,7 @@
 //! assert_eq!(other.fetch_many(&["ns:k".into()]).await?, vec![Some(b"v".to_vec())]);
 //!
 //! // The first process loses its connection twice; the other does not.
-//! one.faults().fail_next(2, FaultKind::Connection);
+//! one.faults().fail_next(2, InjectedFault::Connection);
 //! assert!(matches!(one.ping().await, Err(StoreError::Connection(_))));
 //! assert!(other.ping().await.is_ok());
 //!
@@ -55,7 +55,7 @@ use std::sync::Arc;
 use backend::Backend;
 use faults::{Link, Verdict};
 
-pub use faults::{FaultKind, Faults};
+pub use faults::{Faults, InjectedFault};
 pub use ops::{Counts, Op};
 
 use crate::store::StoreError;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::time::{advance, timeout, Instant};
 
-use super::{FaultKind, InProcessStore, Op};
+use super::{InProcessStore, InjectedFault, Op};
 use crate::store::{Backplane, CounterStore, EntryStore, LockStore, StoreError, TagStore};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -99,7 +99,7 @@ async fn a_partition_cuts_one_handle_only() {
 #[tokio::test]
 async fn errors_for_the_next_calls_then_none() {
     let store = InProcessStore::new();
-    store.faults().fail_next(2, FaultKind::Backend);
+    store.faults().fail_next(2, InjectedFault::Backend);
     assert!(matches!(store.ping().await, Err(StoreError::Backend(_))));
     assert!(matches!(
         store.increment("c", 1).await,
@@ -107,7 +107,7 @@ async fn errors_for_the_next_calls_then_none() {
     ));
     // The failed increment did not count.
     assert_eq!(store.increment("c", 1).await.unwrap(), 1);
-    store.faults().fail_next(1, FaultKind::Timeout);
+    store.faults().fail_next(1, InjectedFault::Timeout);
     assert!(matches!(store.ping().await, Err(StoreError::Timeout)));
     store.ping().await.unwrap();
 }
@@ -116,7 +116,7 @@ async fn pattern(seed: u64) -> Vec<bool> {
     let store = InProcessStore::new();
     store
         .faults()
-        .fail_fraction(0.5, FaultKind::Connection, seed);
+        .fail_fraction(0.5, InjectedFault::Connection, seed);
     let mut failed = Vec::new();
     for _ in 0..64 {
         failed.push(store.ping().await.is_err());
@@ -194,7 +194,7 @@ async fn operations_are_counted_per_handle_and_per_backend() {
     let same_handle = one.clone();
     one.ping().await.unwrap();
     same_handle.ping().await.unwrap();
-    other.faults().fail_next(1, FaultKind::Connection);
+    other.faults().fail_next(1, InjectedFault::Connection);
     let _ = other.fetch_many(&keys(&["k"])).await;
     assert_eq!(one.counts().get(Op::Ping), 2);
     assert_eq!(one.counts().total(), 2);
@@ -263,7 +263,7 @@ async fn faults_aimed_at_one_kind_of_operation() {
     let tag = keys(&["ns#tag:t"]);
     store
         .faults()
-        .fail_next_of(Op::Bump, 1, FaultKind::Backend)
+        .fail_next_of(Op::Bump, 1, InjectedFault::Backend)
         .latency_of(Op::Fetch, Duration::from_millis(7))
         .time_out_next_of(Op::Ping, 1);
     // Other kinds pass; the bump fails once.
