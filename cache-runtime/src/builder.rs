@@ -19,8 +19,8 @@ use crate::memory::{Bounds, MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
 use crate::remote::deferred::{Connect, Deferred};
-use crate::remote::redis::{redact, RedisStore};
-use crate::remote::store::RemoteStore;
+use crate::remote::redis::{redact, Publisher, RedisBackplane, RedisStore};
+use crate::remote::store::{DynBackplane, DynStore};
 use crate::remote::{self, Remote};
 use crate::stats::Counters;
 use crate::tags::TagRegistry;
@@ -460,13 +460,16 @@ impl CacheBuilder {
             None => None,
             Some(target) => Some(connect(target, self.root_ca.as_deref(), timeout).await?),
         };
-        let (remote, clients, up) = match connected {
-            Some((clients, store, up)) => (
-                Some(Remote::new(store, timeout, self.breaker).retries(self.remote_retries)),
-                clients,
+        let (remote, up) = match connected {
+            Some((store, transport, up)) => (
+                Some(
+                    Remote::new(store, timeout, self.breaker)
+                        .retries(self.remote_retries)
+                        .backplane(transport),
+                ),
                 up,
             ),
-            None => (None, Vec::new(), true),
+            None => (None, true),
         };
         // Not connected: the backplane and the confirmations start at once
         // and come up with the server, without holding up the start.
@@ -475,8 +478,8 @@ impl CacheBuilder {
         // this process knows.
         let backplane = self.memory.is_some() || self.known_tags > 0;
         let cache = self.assemble(remote, backplane);
-        if backplane && !clients.is_empty() {
-            backplane::start(&cache.inner, clients, wait).await;
+        if backplane && cache.inner.remote.is_some() {
+            backplane::start(&cache.inner, wait).await;
             remote::confirm::start(&cache.inner, wait).await;
         }
         Ok(cache)
@@ -561,7 +564,7 @@ async fn connect(
     target: &RedisTarget,
     root_ca: Option<&[u8]>,
     timeout: Duration,
-) -> Result<(Vec<redis::Client>, Box<dyn RemoteStore>, bool)> {
+) -> Result<(Box<dyn DynStore>, Arc<dyn DynBackplane>, bool)> {
     let (urls, shown) = match target {
         RedisTarget::Standalone(url) => (vec![url.clone()], redact(url)),
         RedisTarget::Cluster(urls) => (
@@ -591,23 +594,31 @@ async fn connect(
     }
     let cluster = matches!(target, RedisTarget::Cluster(_));
     let root_ca = root_ca.map(<[u8]>::to_vec);
+    // The backplane publishes on the store's connection once there is one.
+    let publisher = Arc::new(std::sync::OnceLock::new());
+    let transport: Arc<dyn DynBackplane> =
+        Arc::new(RedisBackplane::new(clients, publisher.clone()));
     let attempt: Connect = Arc::new(move || {
-        let (urls, root_ca) = (urls.clone(), root_ca.clone());
+        let (urls, root_ca, publisher) = (urls.clone(), root_ca.clone(), publisher.clone());
         Box::pin(async move {
-            let store: Box<dyn RemoteStore> = if cluster {
-                Box::new(RedisStore::connect_cluster(&urls, root_ca.as_deref(), timeout).await?)
+            let store: Box<dyn DynStore> = if cluster {
+                let store = RedisStore::connect_cluster(&urls, root_ca.as_deref(), timeout).await?;
+                let _ = publisher.set(Publisher::Cluster(store.connection()));
+                Box::new(store)
             } else {
                 let url = urls.first().map_or("", String::as_str);
-                Box::new(RedisStore::connect(url, root_ca.as_deref(), timeout).await?)
+                let store = RedisStore::connect(url, root_ca.as_deref(), timeout).await?;
+                let _ = publisher.set(Publisher::Standalone(store.connection()));
+                Box::new(store)
             };
             Ok(store)
         })
     });
     match attempt().await {
-        Ok(store) => Ok((clients, store, true)),
+        Ok(store) => Ok((store, transport, true)),
         Err(error) => {
             let store = Deferred::start(attempt, &error, shown);
-            Ok((clients, Box::new(store), false))
+            Ok((Box::new(store), transport, false))
         }
     }
 }

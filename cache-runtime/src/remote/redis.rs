@@ -9,10 +9,13 @@
 //! that are missing, of another type or not a version (see [`versions`]),
 //! and lock keys that would never expire, or are of another type (see
 //! [`TRY_LOCK`]). Each replacement of a broken key is logged at `warn` and
-//! counted in `store_errors` (through [`RemoteStore::take_repairs`]).
+//! counted in `store_errors` (through [`EntryStore::take_repairs`]).
 
+mod backplane;
 mod scan;
 mod versions;
+
+pub(crate) use backplane::{Publisher, RedisBackplane};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +29,11 @@ use std::sync::LazyLock;
 
 use redis::{Client, RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
-use super::store::{FetchKeys, Fetched, RemoteStore, ScanNode, StoreError, StoreFuture};
 use crate::key::StoreKey;
+use crate::store::{
+    CounterStore, EntryStore, Fetch, Fetched, LockStore, ScanStore, StoreError, TagStore,
+};
+use futures_util::future::Either;
 
 pub(crate) struct RedisStore<C> {
     conn: C,
@@ -369,11 +375,13 @@ fn millis(d: Duration) -> u64 {
     crate::clock::millis(d).max(1)
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisStore<C> {
-    fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStore<C> {
+    fn fetch(&self, keys: Fetch<'_>) -> impl Future<Output = Result<Fetched, StoreError>> + Send {
+        // Three shapes of read, one future type (`Either`): the cache boxes
+        // it once, as each was boxed before.
         let conn = self.conn.clone();
         if self.cluster {
-            return Box::pin(async move {
+            return Either::Left(async move {
                 let names: Vec<StoreKey<'_>> = std::iter::once(keys.entry())
                     .chain(keys.tag_names())
                     .collect();
@@ -387,7 +395,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
             // The entry alone: one GET, the cheapest read there is.
             let mut cmd = redis::Cmd::with_capacity(2, 128);
             cmd.arg("GET").arg(keys.entry());
-            return Box::pin(async move {
+            return Either::Right(Either::Left(async move {
                 let mut conn = conn;
                 // The raw reply: an error reply (a key of another Redis type)
                 // is a miss, as MGET reads it.
@@ -400,7 +408,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     Err(e) if e.code() == Some("WRONGTYPE") => Ok(Fetched::default()),
                     Err(e) => Err(backend(e, None)),
                 }
-            });
+            }));
         }
         // One MGET: the entry and its tag versions in one round trip. A key of
         // another Redis type reads as nil: an entry is a miss, a tag key is
@@ -411,7 +419,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         for tag in keys.tag_names() {
             cmd.arg(tag);
         }
-        Box::pin(async move {
+        Either::Right(Either::Right(async move {
             let mut conn = conn;
             // As a `Value`: converting to `Vec<Value>` re-collects the array.
             let reply: Value = cmd
@@ -433,24 +441,15 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     "unexpected MGET reply: {other:?}"
                 ))),
             }
-        })
+        }))
     }
 
-    fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
+    fn fetch_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
-            if tag_keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let values = self.values(&mut conn, tag_keys).await?;
-            self.versions_of(values.into_iter(), |i| tag_keys[i].as_str())
-                .await
-        })
-    }
-
-    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
@@ -462,87 +461,111 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     _ => None,
                 })
                 .collect())
-        })
+        }
     }
 
-    fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()> {
+    fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        let set = set_px(key, bytes, ttl);
+        async move {
+            set.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        }
+    }
+
+    fn put_many(
+        &self,
+        items: Vec<(String, Vec<u8>, Duration)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
             let sets = items
                 .into_iter()
                 .map(|(key, bytes, ttl)| set_px(&key, bytes, ttl))
                 .collect();
             self.run_all(&mut conn, sets).await
-        })
+        }
     }
 
-    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64> {
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
-            redis::cmd("INCRBY")
-                .arg(key)
-                .arg(delta)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
-
-    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn ScanNode>>> {
-        let conn = self.conn.clone();
-        Box::pin(async move {
-            if self.cluster {
-                return scan::masters(&self.clients, conn).await;
-            }
-            Ok(vec![Box::new(scan::Standalone(conn)) as Box<dyn ScanNode>])
-        })
-    }
-
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
-            set_px(key, bytes, ttl)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             let removed: u64 = redis::cmd("UNLINK")
                 .arg(key)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))?;
             Ok(removed > 0)
-        })
+        }
     }
 
-    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
-        Box::pin(async move {
-            // A script, not INCR: a missing key starts from a fresh base, not
-            // 0, and a broken one is replaced (see `versions`).
-            versions::run(
-                &self.conn,
-                self.cluster,
-                tag_keys,
-                versions::Mode::Bump,
-                &self.repairs,
-            )
-            .await
-        })
-    }
-
-    fn try_lock<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        }
+    }
+
+    fn take_repairs(&self) -> u64 {
+        // A plain load first: the counter is nearly always 0, and a swap on
+        // every call would write a cache line shared by every thread.
+        if self.repairs.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.repairs.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> TagStore for RedisStore<C> {
+    fn versions(
+        &self,
+        tag_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
+            if tag_keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values = self.values(&mut conn, tag_keys).await?;
+            self.versions_of(values.into_iter(), |i| tag_keys[i].as_str())
+                .await
+        }
+    }
+
+    fn bump(
+        &self,
+        tag_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send {
+        // A script, not INCR: a missing key starts from a fresh base, not
+        // 0, and a broken one is replaced (see `versions`).
+        versions::run(
+            &self.conn,
+            self.cluster,
+            tag_keys,
+            versions::Mode::Bump,
+            &self.repairs,
+        )
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> LockStore for RedisStore<C> {
+    fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
             let taken: i64 = TRY_LOCK
                 .key(key)
                 .arg(token)
@@ -558,17 +581,17 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 );
             }
             Ok(taken != 0)
-        })
+        }
     }
 
-    fn extend_lock<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
+    fn extend_lock(
+        &self,
+        key: &str,
+        token: &str,
         ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             // Scripts are fine here: locks are off the hit path.
             let done: i64 = EXTEND
                 .key(key)
@@ -578,12 +601,16 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 .await
                 .map_err(|e| backend(e, None))?;
             Ok(done == 1)
-        })
+        }
     }
 
-    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
+    fn unlock(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             let done: i64 = UNLOCK
                 .key(key)
                 .arg(token)
@@ -591,38 +618,46 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 .await
                 .map_err(|e| backend(e, None))?;
             Ok(done == 1)
-        })
-    }
-
-    fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
-
-    fn take_repairs(&self) -> u64 {
-        // A plain load first: the counter is nearly always 0, and a swap on
-        // every call would write a cache line shared by every thread.
-        if self.repairs.load(Ordering::Relaxed) == 0 {
-            return 0;
         }
-        self.repairs.swap(0, Ordering::Relaxed)
     }
+}
 
-    fn ping(&self) -> StoreFuture<'_, ()> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> CounterStore for RedisStore<C> {
+    fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
-            redis::cmd("PING")
-                .query_async::<()>(&mut conn)
+        async move {
+            redis::cmd("INCRBY")
+                .arg(key)
+                .arg(delta)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))
-        })
+        }
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanStore for RedisStore<C> {
+    type Node = scan::Node<C>;
+
+    fn scan_nodes(&self) -> impl Future<Output = Result<Vec<Self::Node>, StoreError>> + Send {
+        let conn = self.conn.clone();
+        async move {
+            if self.cluster {
+                return scan::masters(&self.clients, conn).await;
+            }
+            Ok(vec![scan::Node::Standalone(conn)])
+        }
+    }
+}
+
+impl<C: Clone> RedisStore<C> {
+    /// The connection the backplane publishes on: the store's own.
+    pub(crate) fn connection(&self) -> C {
+        self.conn.clone()
     }
 }
 
