@@ -23,6 +23,7 @@ use crate::remote::redis::{redact, Publisher, RedisBackplane, RedisStore};
 use crate::remote::store::{DynBackplane, DynStore};
 use crate::remote::{self, Remote};
 use crate::stats::Counters;
+use crate::store::{Backplane as BackplaneTrait, Store};
 use crate::tags::TagRegistry;
 use crate::{Error, Policy, Result};
 
@@ -66,6 +67,11 @@ pub struct CacheBuilder {
     profiles: HashMap<String, Policy>,
     defaults: Policy,
     redis: Option<RedisTarget>,
+    /// The application's store ([`store`](Self::store)); `redis` or this.
+    store: Option<Box<dyn DynStore>>,
+    /// The application's backplane ([`backplane`](Self::backplane)); over
+    /// the one a Redis target brings.
+    backplane: Option<Arc<dyn DynBackplane>>,
     root_ca: Option<Vec<u8>>,
     remote_timeout: Duration,
     breaker: BreakerConfig,
@@ -91,6 +97,8 @@ impl CacheBuilder {
             profiles: HashMap::new(),
             defaults: Policy::new(),
             redis: None,
+            store: None,
+            backplane: None,
             root_ca: None,
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
@@ -215,17 +223,125 @@ impl CacheBuilder {
         self
     }
 
-    /// A remote tier on a standalone Redis server: `redis://[user:password@]host:port[/db]`.
-    /// With `.memory(..)` too, reads try memory, then Redis, then the
-    /// function, and writes go to both (write-through); alone, every value
-    /// lives in Redis only (storage-only).
+    /// A remote tier on any [`Store`](crate::store::Store): a shared tier
+    /// of your own (a database, another key-value server, an in-process map
+    /// for tests), in place of [`redis`](Self::redis) (whichever is called
+    /// last is used). With `.memory(..)` too, reads try memory, then the
+    /// store, then the function, and writes go to both (write-through);
+    /// alone, every value lives in the store only (storage-only).
+    ///
+    /// Give it a [`backplane`](Self::backplane) too when processes share the
+    /// store and have memory tiers: other processes' invalidations are then
+    /// seen within milliseconds. Without one the cache stays correct: a few
+    /// times a second it confirms the versions of the tags its memory holds
+    /// with the store, so an invalidation elsewhere is seen within a second,
+    /// and every remote hit reads its tags' versions with its entry.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cache_runtime::store::*;
+    /// # struct MyStore;
+    /// # impl EntryStore for MyStore {
+    /// #     async fn fetch(&self, r: Fetch<'_>) -> Result<Fetched, StoreError> { Ok(Fetched::new(None, vec![1; r.tag_count()])) }
+    /// #     async fn fetch_many(&self, k: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> { Ok(vec![None; k.len()]) }
+    /// #     async fn put(&self, _: &str, _: Vec<u8>, _: Duration) -> Result<(), StoreError> { Ok(()) }
+    /// #     async fn put_many(&self, _: Vec<(String, Vec<u8>, Duration)>) -> Result<(), StoreError> { Ok(()) }
+    /// #     async fn delete(&self, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     async fn ping(&self) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// # impl TagStore for MyStore {
+    /// #     async fn versions(&self, t: &[String]) -> Result<Vec<u64>, StoreError> { Ok(vec![1; t.len()]) }
+    /// #     async fn bump(&self, t: &[String]) -> Result<Vec<u64>, StoreError> { Ok(vec![2; t.len()]) }
+    /// # }
+    /// # impl LockStore for MyStore {
+    /// #     async fn try_lock(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> { Ok(true) }
+    /// #     async fn extend_lock(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> { Ok(true) }
+    /// #     async fn unlock(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(true) }
+    /// # }
+    /// # impl CounterStore for MyStore {
+    /// #     async fn increment(&self, _: &str, d: i64) -> Result<i64, StoreError> { Ok(d) }
+    /// # }
+    /// # impl ScanStore for MyStore {
+    /// #     type Node = MyNode;
+    /// #     async fn scan_nodes(&self) -> Result<Vec<MyNode>, StoreError> { Ok(vec![]) }
+    /// # }
+    /// # struct MyNode;
+    /// # impl ScanNode for MyNode {
+    /// #     async fn scan(&self, _: u64, _: &str, _: u32) -> Result<(u64, Vec<String>), StoreError> { Ok((0, vec![])) }
+    /// #     async fn unlink(&self, _: &[String]) -> Result<u64, StoreError> { Ok(0) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// // `MyStore` implements the parts of `cache_runtime::store::Store`
+    /// // (see that module for a worked example).
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory(10_000)
+    ///     .store(MyStore)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Box::new(store));
+        self.redis = None;
+        self
+    }
+
+    /// Where invalidations travel between the processes that share the
+    /// remote tier: each process's memory tier (and the tag versions it
+    /// knows) then drops what another invalidated within milliseconds,
+    /// instead of within the second the confirmation takes without one. A
+    /// [`redis`](Self::redis) tier brings its own (Redis pub/sub); this one
+    /// replaces it, whichever is called first. Used only with a remote tier.
+    ///
+    /// Messages are hints the cache checks against the store's tag
+    /// versions, and a lost one is caught by the same confirmation: a
+    /// backplane may be lossy (see [`Backplane`](crate::store::Backplane)).
+    ///
+    /// ```no_run
+    /// # use cache_runtime::store::{Backplane, StoreError, Subscription};
+    /// # struct MyBus;
+    /// # impl Backplane for MyBus {
+    /// #     async fn publish(&self, _: &str, _: Vec<u8>) -> Result<(), StoreError> { Ok(()) }
+    /// #     async fn subscribe(&self, _: &str) -> Result<Subscription, StoreError> {
+    /// #         Ok(Subscription::new(futures_util::stream::pending()))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// // Entries in Redis, invalidations on a message bus of your own.
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory(10_000)
+    ///     .redis("redis://127.0.0.1:6380")
+    ///     .backplane(MyBus)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn backplane(mut self, backplane: impl BackplaneTrait) -> Self {
+        self.backplane = Some(Arc::new(backplane));
+        self
+    }
+
+    /// A remote tier on a standalone Redis server,
+    /// `redis://[user:password@]host:port[/db]`: a Redis [store](Self::store)
+    /// and its [backplane](Self::backplane) (pub/sub). With `.memory(..)`
+    /// too, reads try memory, then Redis, then the function, and writes go
+    /// to both (write-through); alone, every value lives in Redis only
+    /// (storage-only).
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis = Some(RedisTarget::Standalone(url.into()));
+        self.store = None;
         self
     }
 
     /// A remote tier on a Redis Cluster, reached through any of `urls` (the
-    /// client discovers the rest). Same modes as [`redis`](Self::redis).
+    /// client discovers the rest): a Redis store and its backplane, as
+    /// [`redis`](Self::redis), in the same modes.
     /// The URLs share one password (or ACL user) and one scheme: with
     /// `rediss://` (feature `tls`) every node is reached over TLS, see
     /// [`redis_tls_root_ca`](Self::redis_tls_root_ca) for a private CA.
@@ -237,6 +353,7 @@ impl CacheBuilder {
         self.redis = Some(RedisTarget::Cluster(
             urls.into_iter().map(Into::into).collect(),
         ));
+        self.store = None;
         self
     }
 
@@ -437,15 +554,15 @@ impl CacheBuilder {
     /// Dropping it drops the cache being built: its
     /// background tasks (the backplane's subscriber, the confirmation) end with
     /// it, and nothing stays connected.
-    pub async fn build(self) -> Result<Cache> {
-        if self.enabled && self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
+    pub async fn build(mut self) -> Result<Cache> {
+        if self.enabled && self.has_remote() && tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(
-                "a remote tier (.redis / .redis_cluster) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
+                "a remote tier (.redis / .redis_cluster / .store) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
             ));
         }
-        if self.enabled && self.memory.is_none() && self.redis.is_none() {
+        if self.enabled && self.memory.is_none() && !self.has_remote() {
             return Err(Error::Config(
-                "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
+                "no storage tier: call .memory(capacity) and/or .redis(url) (or .store(..)) on the builder".into(),
             ));
         }
         crate::key::check_namespace(&self.namespace)?;
@@ -456,19 +573,25 @@ impl CacheBuilder {
         }
         // Longer than any wait is meant to be, and `timeout * 4` stays far from overflow.
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
-        let connected = match &self.redis {
-            None => None,
-            Some(target) => Some(connect(target, self.root_ca.as_deref(), timeout).await?),
+        let connected = match (self.store.take(), &self.redis) {
+            (Some(store), _) => Some((store, None, true)),
+            (None, Some(target)) => {
+                let (store, transport, up) =
+                    connect(target, self.root_ca.as_deref(), timeout).await?;
+                Some((store, Some(transport), up))
+            }
+            (None, None) => None,
         };
         let (remote, up) = match connected {
-            Some((store, transport, up)) => (
-                Some(
-                    Remote::new(store, timeout, self.breaker)
-                        .retries(self.remote_retries)
-                        .backplane(transport),
-                ),
-                up,
-            ),
+            Some((store, transport, up)) => {
+                let mut remote =
+                    Remote::new(store, timeout, self.breaker).retries(self.remote_retries);
+                // The application's backplane over the one Redis brings.
+                if let Some(transport) = self.backplane.take().or(transport) {
+                    remote = remote.backplane(transport);
+                }
+                (Some(remote), up)
+            }
             None => (None, true),
         };
         // Not connected: the backplane and the confirmations start at once
@@ -494,6 +617,11 @@ impl CacheBuilder {
             self.namespace = DEFAULT_NAMESPACE.to_string();
         }
         self.assemble(None, false)
+    }
+
+    /// Whether a remote tier is configured.
+    pub(crate) fn has_remote(&self) -> bool {
+        self.redis.is_some() || self.store.is_some()
     }
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
@@ -531,8 +659,15 @@ impl CacheBuilder {
                 profiles: self.profiles,
                 memory,
                 local_counters: Default::default(),
-                backplane: (backplane && remote.is_some())
-                    .then(|| Backplane::new(known_tags).outage_grace(self.outage_grace)),
+                backplane: remote.as_ref().filter(|_| backplane).map(|remote| {
+                    let backplane = Backplane::new(known_tags).outage_grace(self.outage_grace);
+                    // Without one, the confirmations keep memory current.
+                    if remote.backplane_handle().is_some() {
+                        backplane
+                    } else {
+                        backplane.deaf()
+                    }
+                }),
                 remote,
                 tags: TagRegistry::new(),
                 invalidations: Default::default(),

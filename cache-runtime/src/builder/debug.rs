@@ -23,6 +23,8 @@ impl fmt::Debug for CacheBuilder {
             .field("profiles", &profiles)
             .field("defaults", &self.defaults)
             .field("redis", &redis)
+            .field("store", &self.store.as_ref().map(|_| "<store>"))
+            .field("backplane", &self.backplane.as_ref().map(|_| "<backplane>"))
             .field("root_ca", &self.root_ca.as_ref().map(|_| "<pem>"))
             .field("remote_timeout", &self.remote_timeout)
             .field("remote_retries", &self.remote_retries)

@@ -292,7 +292,7 @@ impl CacheBuilder {
         }
         if get(MEMORY_CAPACITY).is_some()
             && self.memory.is_none()
-            && self.redis.is_none()
+            && !self.has_remote()
             && self.enabled
         {
             return Err(invalid(

@@ -95,6 +95,11 @@ pub(crate) fn channel(namespace: &str) -> String {
 pub(crate) struct Backplane {
     /// Identifies this cache's own messages.
     pub(crate) origin: u64,
+    /// Whether messages arrive at all: `false` for a store without a
+    /// backplane, whose memory tier is then kept current by the
+    /// confirmations alone (`remote::confirm`), and whose known versions are
+    /// never trusted (every remote hit reads its tags' versions).
+    listening: bool,
     subscribed: AtomicBool,
     /// The memory tier is trusted before this time (ms since the epoch):
     /// [`MAX_AGE_MS`] after tag versions were last confirmed; 0 while
@@ -119,6 +124,7 @@ impl Backplane {
     pub(crate) fn new(known_tags: usize) -> Self {
         Self {
             origin: fastrand::u64(..),
+            listening: true,
             subscribed: AtomicBool::new(false),
             memory_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -128,6 +134,17 @@ impl Backplane {
             outage: Outage::new(super::outage::DEFAULT_GRACE),
             shutdown: Arc::new(Notify::new()),
         }
+    }
+
+    /// No messages will come (a store without a backplane): see `listening`.
+    pub(crate) fn deaf(mut self) -> Self {
+        self.listening = false;
+        self
+    }
+
+    /// Whether messages arrive (a backplane is subscribed or being subscribed).
+    pub(crate) fn listening(&self) -> bool {
+        self.listening
     }
 
     /// Serves memory through an outage for `grace` (`remote::outage`).
@@ -157,7 +174,7 @@ impl Backplane {
     /// Redis confirmed every tag version held, in a read sent at `sent_at`
     /// during `generation`: memory is trusted until [`MAX_AGE_MS`] after it.
     pub(crate) fn confirmed(&self, generation: u64, sent_at: u64) {
-        if self.subscribed() && self.generation() == generation {
+        if (self.subscribed() || !self.listening) && self.generation() == generation {
             self.memory_until
                 .fetch_max(sent_at.saturating_add(MAX_AGE_MS), Ordering::AcqRel);
             self.outage.current(sent_at);

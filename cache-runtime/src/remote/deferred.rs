@@ -116,6 +116,10 @@ impl DynStore for Deferred {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.increment(key, delta))
     }
+    fn counter_value<'a>(&'a self, key: &'a str) -> StoreFuture<'a, i64> {
+        self.store()
+            .map_or_else(|| self.not_yet(), |s| s.counter_value(key))
+    }
     fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn DynScanNode>>> {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.scan_nodes())

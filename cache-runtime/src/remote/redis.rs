@@ -638,6 +638,24 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> CounterStore for RedisSt
                 .map_err(|e| backend(e, None))
         }
     }
+
+    fn value(&self, key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
+            // A `GET`, not `INCRBY 0`: a counter no write made yet is not
+            // created. What is not a number reads as 0 (the write log then
+            // starts afresh).
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))?;
+            Ok(bytes
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0))
+        }
+    }
 }
 
 impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanStore for RedisStore<C> {

@@ -50,6 +50,7 @@ pub(crate) trait DynStore: Send + Sync + 'static {
     fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
     fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()>;
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64>;
+    fn counter_value<'a>(&'a self, key: &'a str) -> StoreFuture<'a, i64>;
     fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn DynScanNode>>>;
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()>;
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool>;
@@ -89,6 +90,9 @@ impl<S: Store> DynStore for S {
     }
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64> {
         Box::pin(crate::store::CounterStore::increment(self, key, delta))
+    }
+    fn counter_value<'a>(&'a self, key: &'a str) -> StoreFuture<'a, i64> {
+        Box::pin(crate::store::CounterStore::value(self, key))
     }
     fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn DynScanNode>>> {
         Box::pin(async move {
