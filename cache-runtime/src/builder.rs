@@ -2,7 +2,7 @@
 
 mod checks;
 mod debug;
-mod env;
+pub(crate) mod env;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,8 +18,6 @@ use crate::flight::Flights;
 use crate::memory::{Bounds, MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
-use crate::remote::deferred::{Connect, Deferred};
-use crate::remote::redis::{redact, Publisher, RedisBackplane, RedisStore};
 use crate::remote::store::{DynBackplane, DynStore};
 use crate::remote::{self, Remote};
 use crate::stats::Counters;
@@ -29,11 +27,6 @@ use crate::{Error, Policy, Result};
 
 /// The longest remote timeout used: about 100 years, no limit in practice.
 const MAX_REMOTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-enum RedisTarget {
-    Standalone(String),
-    Cluster(Vec<String>),
-}
 
 /// Configures a [`Cache`]; made by [`Cache::builder`]. Its `Debug` shows
 /// the settings with every Redis password redacted.
@@ -66,13 +59,17 @@ pub struct CacheBuilder {
     weigher: Option<Arc<WeighFn>>,
     profiles: HashMap<String, Policy>,
     defaults: Policy,
-    redis: Option<RedisTarget>,
+    /// The Redis tier (`store::redis::connect`).
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::store::redis::RedisTarget>,
     /// The application's store ([`store`](Self::store)); `redis` or this.
-    store: Option<Box<dyn DynStore>>,
+    pub(crate) store: Option<Box<dyn DynStore>>,
     /// The application's backplane ([`backplane`](Self::backplane)); over
     /// the one a Redis target brings.
     backplane: Option<Arc<dyn DynBackplane>>,
-    root_ca: Option<Vec<u8>>,
+    /// A private CA for `rediss://` URLs.
+    #[cfg(feature = "redis")]
+    pub(crate) root_ca: Option<Vec<u8>>,
     remote_timeout: Duration,
     breaker: BreakerConfig,
     known_tags: usize,
@@ -96,9 +93,11 @@ impl CacheBuilder {
             weigher: None,
             profiles: HashMap::new(),
             defaults: Policy::new(),
+            #[cfg(feature = "redis")]
             redis: None,
             store: None,
             backplane: None,
+            #[cfg(feature = "redis")]
             root_ca: None,
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
@@ -285,7 +284,10 @@ impl CacheBuilder {
     /// ```
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Box::new(store));
-        self.redis = None;
+        #[cfg(feature = "redis")]
+        {
+            self.redis = None;
+        }
         self
     }
 
@@ -324,46 +326,6 @@ impl CacheBuilder {
     /// ```
     pub fn backplane(mut self, backplane: impl BackplaneTrait) -> Self {
         self.backplane = Some(Arc::new(backplane));
-        self
-    }
-
-    /// A remote tier on a standalone Redis server,
-    /// `redis://[user:password@]host:port[/db]`: a Redis [store](Self::store)
-    /// and its [backplane](Self::backplane) (pub/sub). With `.memory(..)`
-    /// too, reads try memory, then Redis, then the function, and writes go
-    /// to both (write-through); alone, every value lives in Redis only
-    /// (storage-only).
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(RedisTarget::Standalone(url.into()));
-        self.store = None;
-        self
-    }
-
-    /// A remote tier on a Redis Cluster, reached through any of `urls` (the
-    /// client discovers the rest): a Redis store and its backplane, as
-    /// [`redis`](Self::redis), in the same modes.
-    /// The URLs share one password (or ACL user) and one scheme: with
-    /// `rediss://` (feature `tls`) every node is reached over TLS, see
-    /// [`redis_tls_root_ca`](Self::redis_tls_root_ca) for a private CA.
-    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.redis = Some(RedisTarget::Cluster(
-            urls.into_iter().map(Into::into).collect(),
-        ));
-        self.store = None;
-        self
-    }
-
-    /// Trusts this CA certificate (PEM) for `rediss://` URLs, instead of the
-    /// system's roots (e.g. a private CA): the server of
-    /// [`redis`](Self::redis), or every node of
-    /// [`redis_cluster`](Self::redis_cluster). Needs the `tls` feature;
-    /// without it, or with a `redis://` URL, `build()` returns an error.
-    pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_ca = Some(pem.into());
         self
     }
 
@@ -573,14 +535,15 @@ impl CacheBuilder {
         }
         // Longer than any wait is meant to be, and `timeout * 4` stays far from overflow.
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
-        let connected = match (self.store.take(), &self.redis) {
-            (Some(store), _) => Some((store, None, true)),
-            (None, Some(target)) => {
-                let (store, transport, up) =
-                    connect(target, self.root_ca.as_deref(), timeout).await?;
-                Some((store, Some(transport), up))
-            }
-            (None, None) => None,
+        let connected = match self.store.take() {
+            Some(store) => Some((store, None, true)),
+            #[cfg(feature = "redis")]
+            None => self
+                .connect_redis(timeout)
+                .await?
+                .map(|(store, transport, up)| (store, Some(transport), up)),
+            #[cfg(not(feature = "redis"))]
+            None => None,
         };
         let (remote, up) = match connected {
             Some((store, transport, up)) => {
@@ -621,7 +584,11 @@ impl CacheBuilder {
 
     /// Whether a remote tier is configured.
     pub(crate) fn has_remote(&self) -> bool {
-        self.redis.is_some() || self.store.is_some()
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return true;
+        }
+        self.store.is_some()
     }
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
@@ -689,76 +656,4 @@ impl CacheBuilder {
         }
         cache
     }
-}
-
-/// Connects to `target` once; if that fails for a reason the server gave
-/// (unreachable, refused, a wrong password), a store that connects in the
-/// background instead. The clients are for the backplane; `true` when
-/// connected now. Fails only when a URL or the TLS settings are unusable.
-async fn connect(
-    target: &RedisTarget,
-    root_ca: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<(Box<dyn DynStore>, Arc<dyn DynBackplane>, bool)> {
-    let (urls, shown) = match target {
-        RedisTarget::Standalone(url) => (vec![url.clone()], redact(url)),
-        RedisTarget::Cluster(urls) => (
-            urls.clone(),
-            urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
-        ),
-    };
-    // What needs no server is checked first: these errors are the caller's.
-    // A root CA without a certificate would trust nothing (the client takes
-    // it as an empty list): a mistake, not an outage.
-    if root_ca.is_some_and(|pem| !contains(pem, b"-----BEGIN CERTIFICATE-----")) {
-        return Err(Error::Connect {
-            url: shown,
-            source: crate::StoreError::Backend(
-                "the TLS root CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-            ),
-        });
-    }
-    let mut clients = Vec::with_capacity(urls.len());
-    for url in &urls {
-        let client =
-            crate::remote::redis::client(url, root_ca).map_err(|source| Error::Connect {
-                url: shown.clone(),
-                source,
-            })?;
-        clients.push(client);
-    }
-    let cluster = matches!(target, RedisTarget::Cluster(_));
-    let root_ca = root_ca.map(<[u8]>::to_vec);
-    // The backplane publishes on the store's connection once there is one.
-    let publisher = Arc::new(std::sync::OnceLock::new());
-    let transport: Arc<dyn DynBackplane> =
-        Arc::new(RedisBackplane::new(clients, publisher.clone()));
-    let attempt: Connect = Arc::new(move || {
-        let (urls, root_ca, publisher) = (urls.clone(), root_ca.clone(), publisher.clone());
-        Box::pin(async move {
-            let store: Box<dyn DynStore> = if cluster {
-                let store = RedisStore::connect_cluster(&urls, root_ca.as_deref(), timeout).await?;
-                let _ = publisher.set(Publisher::Cluster(store.connection()));
-                Box::new(store)
-            } else {
-                let url = urls.first().map_or("", String::as_str);
-                let store = RedisStore::connect(url, root_ca.as_deref(), timeout).await?;
-                let _ = publisher.set(Publisher::Standalone(store.connection()));
-                Box::new(store)
-            };
-            Ok(store)
-        })
-    });
-    match attempt().await {
-        Ok(store) => Ok((store, transport, true)),
-        Err(error) => {
-            let store = Deferred::start(attempt, &error, shown);
-            Ok((Box::new(store), transport, false))
-        }
-    }
-}
-
-/// Whether `haystack` contains `needle`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }

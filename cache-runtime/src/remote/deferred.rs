@@ -22,7 +22,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// The store once connected, and why it is not yet.
 struct Slot {
     store: OnceLock<Box<dyn DynStore>>,
-    /// The last attempt's error (never a password: see `redis::backend`).
+    /// The last attempt's error (never a password: the Redis store's `backend` takes it out).
     error: parking_lot::Mutex<String>,
 }
 

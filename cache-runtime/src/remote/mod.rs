@@ -6,14 +6,14 @@ pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod cbor_text;
 pub(crate) mod confirm;
+// Only the Redis store connects in the background so far.
+#[cfg(feature = "redis")]
 pub(crate) mod deferred;
 pub(crate) mod entry;
 pub(crate) mod key_writes;
 pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod outage;
-pub(crate) mod redact;
-pub(crate) mod redis;
 pub(crate) mod store;
 pub(crate) mod walk;
 

@@ -142,6 +142,8 @@
 mod error;
 mod fetch;
 mod interface;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod subscription;
 
 pub use error::StoreError;
