@@ -173,3 +173,14 @@ async fn manual_writes_without_a_backplane_are_seen_within_a_second() {
     );
     seen_within_bound!(async { b.get::<u64>("k").await.unwrap() }, Some(2));
 }
+
+#[tokio::test]
+async fn a_backplane_without_a_store_is_refused() {
+    let error = Cache::builder()
+        .memory(10)
+        .backplane(ChannelBackplane::default())
+        .build()
+        .await
+        .expect_err("nothing for the backplane to carry");
+    assert!(error.to_string().contains("backplane"), "{error}");
+}

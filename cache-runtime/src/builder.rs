@@ -296,7 +296,8 @@ impl CacheBuilder {
     /// knows) then drops what another invalidated within milliseconds,
     /// instead of within the second the confirmation takes without one. A
     /// [`redis`](Self::redis) tier brings its own (Redis pub/sub); this one
-    /// replaces it, whichever is called first. Used only with a remote tier.
+    /// replaces it, whichever is called first. Only with a remote tier:
+    /// alone, [`build`](Self::build) returns [`Error::Config`].
     ///
     /// Messages are hints the cache checks against the store's tag
     /// versions, and a lost one is caught by the same confirmation: a
@@ -525,6 +526,11 @@ impl CacheBuilder {
         if self.enabled && self.memory.is_none() && !self.has_remote() {
             return Err(Error::Config(
                 "no storage tier: call .memory(capacity) and/or .redis(url) (or .store(..)) on the builder".into(),
+            ));
+        }
+        if self.enabled && self.backplane.is_some() && !self.has_remote() {
+            return Err(Error::Config(
+                "a backplane without a remote tier carries nothing: give it a .store(..) (or .redis(url)) too, or drop the .backplane(..)".into(),
             ));
         }
         crate::key::check_namespace(&self.namespace)?;

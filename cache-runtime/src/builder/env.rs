@@ -816,7 +816,10 @@ mod without_redis {
             .env_from([("REDIS_URL", "redis://:secret@127.0.0.1:7000")])
             .expect_err("no Redis tier to set");
         let e = e.to_string();
-        assert!(e.contains("REDIS_URL") && e.contains("`redis` feature"), "{e}");
+        assert!(
+            e.contains("REDIS_URL") && e.contains("`redis` feature"),
+            "{e}"
+        );
         assert!(!e.contains("secret"), "{e}");
     }
 }

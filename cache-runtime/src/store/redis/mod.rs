@@ -207,13 +207,15 @@ impl<C: ConnectionLike + Clone + Send + Sync> RedisStore<C> {
         }
         if !broken.is_empty() {
             let names: Vec<K> = broken.iter().map(|&i| keys(i)).collect();
-            let repaired = versions::run(
+            // Boxed: a repair is rare, and its state inline would enlarge
+            // every read's future (the hit's allocation and its move).
+            let repaired = Box::pin(versions::run(
                 &self.conn,
                 self.cluster,
                 &names,
                 versions::Mode::Read,
                 &self.repairs,
-            )
+            ))
             .await?;
             for (i, version) in broken.into_iter().zip(repaired) {
                 out[i] = version;
@@ -312,7 +314,9 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStor
         // it once, as each was boxed before.
         let conn = self.conn.clone();
         if self.cluster {
-            return Either::Left(async move {
+            // Boxed: a cluster read is a GET per key already, and its state
+            // inline would enlarge the standalone reads' future.
+            return Either::Left(Box::pin(async move {
                 let names: Vec<StoreKey<'_>> = std::iter::once(keys.entry())
                     .chain(keys.tag_names())
                     .collect();
@@ -320,7 +324,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStor
                 let entry = entry_of(&mut values);
                 let versions = self.versions_of(values, |i| names[i + 1]).await?;
                 Ok(Fetched { entry, versions })
-            });
+            }));
         }
         if keys.tags.is_empty() {
             // The entry alone: one GET, the cheapest read there is.
