@@ -2,7 +2,7 @@
 
 mod checks;
 mod debug;
-mod env;
+pub(crate) mod env;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -18,21 +18,15 @@ use crate::flight::Flights;
 use crate::memory::{Bounds, MemoryTier, WeighFn};
 use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
-use crate::remote::deferred::{Connect, Deferred};
-use crate::remote::redis::{redact, RedisStore};
-use crate::remote::store::RemoteStore;
+use crate::remote::store::{DynBackplane, DynStore};
 use crate::remote::{self, Remote};
 use crate::stats::Counters;
+use crate::store::{Backplane as BackplaneTrait, Store};
 use crate::tags::TagRegistry;
 use crate::{Error, Policy, Result};
 
 /// The longest remote timeout used: about 100 years, no limit in practice.
 const MAX_REMOTE_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-
-enum RedisTarget {
-    Standalone(String),
-    Cluster(Vec<String>),
-}
 
 /// Configures a [`Cache`]; made by [`Cache::builder`]. Its `Debug` shows
 /// the settings with every Redis password redacted.
@@ -65,8 +59,17 @@ pub struct CacheBuilder {
     weigher: Option<Arc<WeighFn>>,
     profiles: HashMap<String, Policy>,
     defaults: Policy,
-    redis: Option<RedisTarget>,
-    root_ca: Option<Vec<u8>>,
+    /// The Redis tier (`store::redis::connect`).
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Option<crate::store::redis::RedisTarget>,
+    /// The application's store ([`store`](Self::store)); `redis` or this.
+    pub(crate) store: Option<Box<dyn DynStore>>,
+    /// The application's backplane ([`backplane`](Self::backplane)); over
+    /// the one a Redis target brings.
+    backplane: Option<Arc<dyn DynBackplane>>,
+    /// A private CA for `rediss://` URLs.
+    #[cfg(feature = "redis")]
+    pub(crate) root_ca: Option<Vec<u8>>,
     remote_timeout: Duration,
     breaker: BreakerConfig,
     known_tags: usize,
@@ -91,7 +94,11 @@ impl CacheBuilder {
             weigher: None,
             profiles: HashMap::new(),
             defaults: Policy::new(),
+            #[cfg(feature = "redis")]
             redis: None,
+            store: None,
+            backplane: None,
+            #[cfg(feature = "redis")]
             root_ca: None,
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
@@ -217,38 +224,111 @@ impl CacheBuilder {
         self
     }
 
-    /// A remote tier on a standalone Redis server: `redis://[user:password@]host:port[/db]`.
-    /// With `.memory(..)` too, reads try memory, then Redis, then the
-    /// function, and writes go to both (write-through); alone, every value
-    /// lives in Redis only (storage-only).
-    pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.redis = Some(RedisTarget::Standalone(url.into()));
+    /// A remote tier on any [`Store`](crate::store::Store): a shared tier
+    /// of your own (a database, another key-value server, an in-process map
+    /// for tests), in place of [`redis`](Self::redis) (whichever is called
+    /// last is used). With `.memory(..)` too, reads try memory, then the
+    /// store, then the function, and writes go to both (write-through);
+    /// alone, every value lives in the store only (storage-only).
+    ///
+    /// Give it a [`backplane`](Self::backplane) too when processes share the
+    /// store and have memory tiers: other processes' invalidations are then
+    /// seen within milliseconds. Without one the cache stays correct: a few
+    /// times a second it confirms the versions of the tags its memory holds
+    /// with the store, so an invalidation elsewhere is seen within a second,
+    /// and every remote hit reads its tags' versions with its entry.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cache_runtime::store::*;
+    /// # struct MyStore;
+    /// # impl EntryStore for MyStore {
+    /// #     async fn fetch(&self, r: Fetch<'_>) -> Result<Fetched, StoreError> { Ok(Fetched::new(None, vec![1; r.tag_count()])) }
+    /// #     async fn fetch_many(&self, k: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> { Ok(vec![None; k.len()]) }
+    /// #     async fn put(&self, _: &str, _: Vec<u8>, _: Duration) -> Result<(), StoreError> { Ok(()) }
+    /// #     async fn put_many(&self, _: Vec<(String, Vec<u8>, Duration)>) -> Result<(), StoreError> { Ok(()) }
+    /// #     async fn delete(&self, _: &str) -> Result<bool, StoreError> { Ok(false) }
+    /// #     async fn ping(&self) -> Result<(), StoreError> { Ok(()) }
+    /// # }
+    /// # impl TagStore for MyStore {
+    /// #     async fn versions(&self, t: &[String]) -> Result<Vec<u64>, StoreError> { Ok(vec![1; t.len()]) }
+    /// #     async fn bump(&self, t: &[String]) -> Result<Vec<u64>, StoreError> { Ok(vec![2; t.len()]) }
+    /// # }
+    /// # impl LockStore for MyStore {
+    /// #     async fn try_lock(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> { Ok(true) }
+    /// #     async fn extend_lock(&self, _: &str, _: &str, _: Duration) -> Result<bool, StoreError> { Ok(true) }
+    /// #     async fn unlock(&self, _: &str, _: &str) -> Result<bool, StoreError> { Ok(true) }
+    /// # }
+    /// # impl CounterStore for MyStore {
+    /// #     async fn increment(&self, _: &str, d: i64) -> Result<i64, StoreError> { Ok(d) }
+    /// # }
+    /// # impl ScanStore for MyStore {
+    /// #     type Node = MyNode;
+    /// #     async fn scan_nodes(&self) -> Result<Vec<MyNode>, StoreError> { Ok(vec![]) }
+    /// # }
+    /// # struct MyNode;
+    /// # impl ScanNode for MyNode {
+    /// #     async fn scan(&self, _: u64, _: &str, _: u32) -> Result<(u64, Vec<String>), StoreError> { Ok((0, vec![])) }
+    /// #     async fn unlink(&self, _: &[String]) -> Result<u64, StoreError> { Ok(0) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// // `MyStore` implements the parts of `cache_runtime::store::Store`
+    /// // (see that module for a worked example).
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory(10_000)
+    ///     .store(MyStore)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Box::new(store));
+        #[cfg(feature = "redis")]
+        {
+            self.redis = None;
+        }
         self
     }
 
-    /// A remote tier on a Redis Cluster, reached through any of `urls` (the
-    /// client discovers the rest). Same modes as [`redis`](Self::redis).
-    /// The URLs share one password (or ACL user) and one scheme: with
-    /// `rediss://` (feature `tls`) every node is reached over TLS, see
-    /// [`redis_tls_root_ca`](Self::redis_tls_root_ca) for a private CA.
-    pub fn redis_cluster<I, S>(mut self, urls: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.redis = Some(RedisTarget::Cluster(
-            urls.into_iter().map(Into::into).collect(),
-        ));
-        self
-    }
-
-    /// Trusts this CA certificate (PEM) for `rediss://` URLs, instead of the
-    /// system's roots (e.g. a private CA): the server of
-    /// [`redis`](Self::redis), or every node of
-    /// [`redis_cluster`](Self::redis_cluster). Needs the `tls` feature;
-    /// without it, or with a `redis://` URL, `build()` returns an error.
-    pub fn redis_tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_ca = Some(pem.into());
+    /// Where invalidations travel between the processes that share the
+    /// remote tier: each process's memory tier (and the tag versions it
+    /// knows) then drops what another invalidated within milliseconds,
+    /// instead of within the second the confirmation takes without one. A
+    /// [`redis`](Self::redis) tier brings its own (Redis pub/sub); this one
+    /// replaces it, whichever is called first. Only with a remote tier:
+    /// alone, [`build`](Self::build) returns [`Error::Config`].
+    ///
+    /// Messages are hints the cache checks against the store's tag
+    /// versions, and a lost one is caught by the same confirmation: a
+    /// backplane may be lossy (see [`Backplane`](crate::store::Backplane)).
+    ///
+    /// ```no_run
+    /// # use cache_runtime::store::{Backplane, StoreError, Subscription};
+    /// # struct MyBus;
+    /// # impl Backplane for MyBus {
+    /// #     async fn publish(&self, _: &str, _: Vec<u8>) -> Result<(), StoreError> { Ok(()) }
+    /// #     async fn subscribe(&self, _: &str) -> Result<Subscription, StoreError> {
+    /// #         Ok(Subscription::new(futures_util::stream::pending()))
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), cache_runtime::Error> {
+    /// // Entries in Redis, invalidations on a message bus of your own.
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .memory(10_000)
+    ///     .redis("redis://127.0.0.1:6380")
+    ///     .backplane(MyBus)
+    ///     .build()
+    ///     .await?;
+    /// # let _ = cache;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn backplane(mut self, backplane: impl BackplaneTrait) -> Self {
+        self.backplane = Some(Arc::new(backplane));
         self
     }
 
@@ -486,15 +566,20 @@ impl CacheBuilder {
     /// Dropping it drops the cache being built: its
     /// background tasks (the backplane's subscriber, the confirmation) end with
     /// it, and nothing stays connected.
-    pub async fn build(self) -> Result<Cache> {
-        if self.enabled && self.redis.is_some() && tokio::runtime::Handle::try_current().is_err() {
+    pub async fn build(mut self) -> Result<Cache> {
+        if self.enabled && self.has_remote() && tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config(
-                "a remote tier (.redis / .redis_cluster) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
+                "a remote tier (.redis / .redis_cluster / .store) needs a tokio runtime: call build() inside one, e.g. under #[tokio::main]".into(),
             ));
         }
-        if self.enabled && self.memory.is_none() && self.redis.is_none() {
+        if self.enabled && self.memory.is_none() && !self.has_remote() {
             return Err(Error::Config(
-                "no storage tier: call .memory(capacity) and/or .redis(url) on the builder".into(),
+                "no storage tier: call .memory(capacity) and/or .redis(url) (or .store(..)) on the builder".into(),
+            ));
+        }
+        if self.enabled && self.backplane.is_some() && !self.has_remote() {
+            return Err(Error::Config(
+                "a backplane without a remote tier carries nothing: give it a .store(..) (or .redis(url)) too, or drop the .backplane(..)".into(),
             ));
         }
         crate::key::check_namespace(&self.namespace)?;
@@ -505,21 +590,28 @@ impl CacheBuilder {
         }
         // Longer than any wait is meant to be, and `timeout * 4` stays far from overflow.
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
-        let connected = match &self.redis {
+        let connected = match self.store.take() {
+            Some(store) => Some((store, None, true)),
+            #[cfg(feature = "redis")]
+            None => self
+                .connect_redis(timeout)
+                .await?
+                .map(|(store, transport, up)| (store, Some(transport), up)),
+            #[cfg(not(feature = "redis"))]
             None => None,
-            Some(target) => Some(connect(target, self.root_ca.as_deref(), timeout).await?),
         };
-        let (remote, clients, up) = match connected {
-            Some((clients, store, up)) => (
-                Some(
-                    Remote::new(store, timeout, self.breaker)
-                        .retries(self.remote_retries)
-                        .max_entry_bytes(self.max_entry_bytes),
-                ),
-                clients,
-                up,
-            ),
-            None => (None, Vec::new(), true),
+        let (remote, up) = match connected {
+            Some((store, transport, up)) => {
+                let mut remote = Remote::new(store, timeout, self.breaker)
+                    .retries(self.remote_retries)
+                    .max_entry_bytes(self.max_entry_bytes);
+                // The application's backplane over the one Redis brings.
+                if let Some(transport) = self.backplane.take().or(transport) {
+                    remote = remote.backplane(transport);
+                }
+                (Some(remote), up)
+            }
+            None => (None, true),
         };
         // Not connected: the backplane and the confirmations start at once
         // and come up with the server, without holding up the start.
@@ -528,8 +620,8 @@ impl CacheBuilder {
         // this process knows.
         let backplane = self.memory.is_some() || self.known_tags > 0;
         let cache = self.assemble(remote, backplane);
-        if backplane && !clients.is_empty() {
-            backplane::start(&cache.inner, clients, wait).await;
+        if backplane && cache.inner.remote.is_some() {
+            backplane::start(&cache.inner, wait).await;
             remote::confirm::start(&cache.inner, wait).await;
         }
         Ok(cache)
@@ -544,6 +636,15 @@ impl CacheBuilder {
             self.namespace = DEFAULT_NAMESPACE.to_string();
         }
         self.assemble(None, false)
+    }
+
+    /// Whether a remote tier is configured.
+    pub(crate) fn has_remote(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return true;
+        }
+        self.store.is_some()
     }
 
     fn assemble(self, remote: Option<Remote>, backplane: bool) -> Cache {
@@ -582,8 +683,15 @@ impl CacheBuilder {
                 memory,
                 plans: Default::default(),
                 local_counters: Default::default(),
-                backplane: (backplane && remote.is_some())
-                    .then(|| Backplane::new(known_tags).outage_grace(self.outage_grace)),
+                backplane: remote.as_ref().filter(|_| backplane).map(|remote| {
+                    let backplane = Backplane::new(known_tags).outage_grace(self.outage_grace);
+                    // Without one, the confirmations keep memory current.
+                    if remote.backplane_handle().is_some() {
+                        backplane
+                    } else {
+                        backplane.deaf()
+                    }
+                }),
                 remote,
                 tags: TagRegistry::new(),
                 invalidations: Default::default(),
@@ -605,68 +713,4 @@ impl CacheBuilder {
         }
         cache
     }
-}
-
-/// Connects to `target` once; if that fails for a reason the server gave
-/// (unreachable, refused, a wrong password), a store that connects in the
-/// background instead. The clients are for the backplane; `true` when
-/// connected now. Fails only when a URL or the TLS settings are unusable.
-async fn connect(
-    target: &RedisTarget,
-    root_ca: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<(Vec<redis::Client>, Box<dyn RemoteStore>, bool)> {
-    let (urls, shown) = match target {
-        RedisTarget::Standalone(url) => (vec![url.clone()], redact(url)),
-        RedisTarget::Cluster(urls) => (
-            urls.clone(),
-            urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(","),
-        ),
-    };
-    // What needs no server is checked first: these errors are the caller's.
-    // A root CA without a certificate would trust nothing (the client takes
-    // it as an empty list): a mistake, not an outage.
-    if root_ca.is_some_and(|pem| !contains(pem, b"-----BEGIN CERTIFICATE-----")) {
-        return Err(Error::Connect {
-            url: shown,
-            source: crate::StoreError::Backend(
-                "the TLS root CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-            ),
-        });
-    }
-    let mut clients = Vec::with_capacity(urls.len());
-    for url in &urls {
-        let client =
-            crate::remote::redis::client(url, root_ca).map_err(|source| Error::Connect {
-                url: shown.clone(),
-                source,
-            })?;
-        clients.push(client);
-    }
-    let cluster = matches!(target, RedisTarget::Cluster(_));
-    let root_ca = root_ca.map(<[u8]>::to_vec);
-    let attempt: Connect = Arc::new(move || {
-        let (urls, root_ca) = (urls.clone(), root_ca.clone());
-        Box::pin(async move {
-            let store: Box<dyn RemoteStore> = if cluster {
-                Box::new(RedisStore::connect_cluster(&urls, root_ca.as_deref(), timeout).await?)
-            } else {
-                let url = urls.first().map_or("", String::as_str);
-                Box::new(RedisStore::connect(url, root_ca.as_deref(), timeout).await?)
-            };
-            Ok(store)
-        })
-    });
-    match attempt().await {
-        Ok(store) => Ok((clients, store, true)),
-        Err(error) => {
-            let store = Deferred::start(attempt, &error, shown);
-            Ok((clients, Box::new(store), false))
-        }
-    }
-}
-
-/// Whether `haystack` contains `needle`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }

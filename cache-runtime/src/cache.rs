@@ -269,7 +269,11 @@ impl Cache {
             connected: ping.is_ok(),
             ping: ping.ok().map(|_| started.elapsed()),
             breaker: remote.breaker_state(),
-            backplane: inner.backplane.as_ref().map(|b| b.subscribed()),
+            backplane: inner
+                .backplane
+                .as_ref()
+                .filter(|b| b.listening())
+                .map(|b| b.subscribed()),
             pending_invalidations: inner.invalidations.pending(),
         })
     }
@@ -297,9 +301,10 @@ pub struct Health {
     /// The circuit breaker's state.
     pub breaker: BreakerState,
     /// Whether the backplane is subscribed, so that this process hears other
-    /// processes' invalidations; `None` when the cache has no backplane (no
-    /// memory tier and no [known tag versions]). While it is not, the memory
-    /// tier and the known tag versions are not used.
+    /// processes' invalidations; `None` when the cache has no backplane (a
+    /// [store](crate::CacheBuilder::store) given without one, or no memory
+    /// tier and no [known tag versions]). While it is not, the memory tier
+    /// and the known tag versions are not used.
     ///
     /// [known tag versions]: crate::CacheBuilder::known_tag_versions
     pub backplane: Option<bool>,

@@ -35,6 +35,8 @@
 //! guarantees.
 
 #![warn(missing_docs)]
+// `doc(cfg)` notes on docs.rs (built with `--cfg docsrs`): what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batch;
 mod builder;

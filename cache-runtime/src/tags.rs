@@ -44,7 +44,7 @@ const MAX_CLOCK_AHEAD_MICROS: u64 = 60_000_000;
 /// Whether a backplane message's claim that a tag moved from `seen` to
 /// `version` is believable: a step of at most [`MAX_HEARD_STEP`], or, since
 /// a bump sets the version to at least the server's clock in microseconds
-/// (`remote::redis::versions`), a version not beyond this machine's clock
+/// (the Redis store's `versions` module), a version not beyond this machine's clock
 /// plus [`MAX_CLOCK_AHEAD_MICROS`], when `seen` is such a clock reading
 /// too (a store whose versions count from 0 keeps the bounded step). A
 /// forged or garbled claim lifts a tag no further than that, and the next

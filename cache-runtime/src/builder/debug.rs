@@ -1,18 +1,25 @@
 //! `Debug` for [`CacheBuilder`]: its settings, with every Redis URL
-//! redacted (see `remote::redact`) and the root CA left out.
+//! redacted (see `store::redis::redact`) and the root CA left out.
 
 use std::fmt;
 
-use super::{CacheBuilder, RedisTarget};
-use crate::remote::redis::redact;
+use super::CacheBuilder;
 
 impl fmt::Debug for CacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redis = match &self.redis {
-            None => None,
-            Some(RedisTarget::Standalone(url)) => Some(vec![redact(url)]),
-            Some(RedisTarget::Cluster(urls)) => Some(urls.iter().map(|u| redact(u)).collect()),
+        #[cfg(feature = "redis")]
+        let redis = {
+            use crate::store::redis::{redact, RedisTarget};
+            match &self.redis {
+                None => None,
+                Some(RedisTarget::Standalone(url)) => Some(vec![redact(url)]),
+                Some(RedisTarget::Cluster(urls)) => Some(urls.iter().map(|u| redact(u)).collect()),
+            }
         };
+        #[cfg(feature = "redis")]
+        let root_ca = self.root_ca.as_ref().map(|_| "<pem>");
+        #[cfg(not(feature = "redis"))]
+        let (redis, root_ca): (Option<Vec<String>>, Option<&str>) = (None, None);
         let mut profiles: Vec<_> = self.profiles.iter().collect();
         profiles.sort_by(|a, b| a.0.cmp(b.0));
         f.debug_struct("CacheBuilder")
@@ -23,7 +30,9 @@ impl fmt::Debug for CacheBuilder {
             .field("profiles", &profiles)
             .field("defaults", &self.defaults)
             .field("redis", &redis)
-            .field("root_ca", &self.root_ca.as_ref().map(|_| "<pem>"))
+            .field("root_ca", &root_ca)
+            .field("store", &self.store.as_ref().map(|_| "<store>"))
+            .field("backplane", &self.backplane.as_ref().map(|_| "<backplane>"))
             .field("remote_timeout", &self.remote_timeout)
             .field("remote_retries", &self.remote_retries)
             .field("outage_grace", &self.outage_grace)

@@ -11,16 +11,14 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use super::{CacheBuilder, RedisTarget};
+use super::CacheBuilder;
 use crate::duration;
-use crate::remote::redact::scrub;
-use crate::remote::redis::{client, redact};
 use crate::{Cache, Error, Policy, Result};
 
-/// Remote tier on a standalone Redis.
-const REDIS_URL: &str = "REDIS_URL";
-/// Remote tier on a Redis Cluster: seed URLs, comma-separated.
-const REDIS_CLUSTER_URLS: &str = "REDIS_CLUSTER_URLS";
+/// The Redis tier's variables (`store::redis::env`), read only with the
+/// `redis` feature; without it, setting one is an error, not a cache
+/// silently without its remote tier.
+const REDIS_NAMES: [&str; 2] = ["REDIS_URL", "REDIS_CLUSTER_URLS"];
 /// Prefix of every key.
 const NAMESPACE: &str = "CACHE_NAMESPACE";
 /// Default TTL.
@@ -43,9 +41,7 @@ const OUTAGE_GRACE: &str = "CACHE_OUTAGE_GRACE";
 const PROFILE_PREFIX: &str = "CACHE_PROFILE_";
 
 /// Every fixed name, to pick ours out of the process environment.
-const NAMES: [&str; 11] = [
-    REDIS_URL,
-    REDIS_CLUSTER_URLS,
+const NAMES: [&str; 9] = [
     NAMESPACE,
     DEFAULT_TTL,
     MEMORY_CAPACITY,
@@ -195,20 +191,17 @@ impl CacheBuilder {
     /// Applies the set variables, in a fixed order whatever the order given.
     fn apply(mut self, vars: &BTreeMap<String, String>) -> Result<Self> {
         let get = |name: &str| vars.get(name).map(String::as_str);
-        match (get(REDIS_URL), get(REDIS_CLUSTER_URLS)) {
-            (Some(url), Some(_)) => {
-                return Err(invalid(
-                    REDIS_URL,
-                    &redact(url),
-                    "REDIS_CLUSTER_URLS is set too: set one of them",
-                ))
-            }
-            (Some(url), None) => {
-                check_url(REDIS_URL, url)?;
-                self.redis = Some(RedisTarget::Standalone(url.to_string()));
-            }
-            (None, Some(list)) => self.redis = Some(RedisTarget::Cluster(cluster_urls(list)?)),
-            (None, None) => {}
+        #[cfg(feature = "redis")]
+        {
+            self = crate::store::redis::apply_env(self, get)?;
+        }
+        #[cfg(not(feature = "redis"))]
+        if let Some(name) = REDIS_NAMES.into_iter().find(|name| get(name).is_some()) {
+            return Err(invalid(
+                name,
+                "***",
+                "cache-runtime is built without its `redis` feature: enable it for a Redis tier",
+            ));
         }
         if let Some(namespace) = get(NAMESPACE) {
             if namespace.contains(['*', '?', '[', ']', '#']) {
@@ -316,7 +309,7 @@ impl CacheBuilder {
         }
         if get(MEMORY_CAPACITY).is_some()
             && self.memory.is_none()
-            && self.redis.is_none()
+            && !self.has_remote()
             && self.enabled
         {
             return Err(invalid(
@@ -330,11 +323,11 @@ impl CacheBuilder {
 }
 
 fn is_ours(name: &str) -> bool {
-    NAMES.contains(&name) || name.starts_with(PROFILE_PREFIX)
+    NAMES.contains(&name) || REDIS_NAMES.contains(&name) || name.starts_with(PROFILE_PREFIX)
 }
 
 /// The error for `name` set to `shown` (already redacted where it must be).
-fn invalid(name: &str, shown: &str, why: &str) -> Error {
+pub(crate) fn invalid(name: &str, shown: &str, why: &str) -> Error {
     let mut quoted: String = shown.chars().take(MAX_QUOTED).collect();
     if quoted.len() < shown.len() {
         quoted.push_str("...");
@@ -398,39 +391,6 @@ fn parse_bool(name: &str, value: &str) -> Result<bool> {
     }
 }
 
-/// Checks that `url` is a Redis URL the client accepts (no connection yet).
-fn check_url(name: &str, url: &str) -> Result<()> {
-    client(url, None).map(drop).map_err(|error| {
-        // The client's message may quote the URL: never show its password.
-        let why = scrub(&error.to_string(), url);
-        invalid(
-            name,
-            &redact(url),
-            &format!("not a Redis URL (redis://[user:password@]host:port[/db]): {why}"),
-        )
-    })
-}
-
-fn cluster_urls(list: &str) -> Result<Vec<String>> {
-    let urls: Vec<String> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
-        .map(str::to_string)
-        .collect();
-    if urls.is_empty() {
-        return Err(invalid(
-            REDIS_CLUSTER_URLS,
-            list,
-            "no URL: write seed URLs separated by commas",
-        ));
-    }
-    for url in &urls {
-        check_url(REDIS_CLUSTER_URLS, url)?;
-    }
-    Ok(urls)
-}
-
 /// `CACHE_PROFILE_USER_PROFILE` names `user-profile`.
 fn profile_name(var: &str, suffix: &str) -> Result<String> {
     if suffix.is_empty() {
@@ -492,9 +452,11 @@ fn parse_profile(var: &str, value: &str) -> Result<Policy> {
     Ok(policy)
 }
 
-#[cfg(test)]
+// Most of them set a Redis tier.
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
+    use crate::store::redis::RedisTarget;
 
     fn from(vars: &[(&str, &str)]) -> Result<CacheBuilder> {
         from_env_base().env_from(vars.iter().copied())
@@ -894,5 +856,23 @@ mod tests {
         let long = "x".repeat(1000);
         let err = invalid("V", &long, "why").to_string();
         assert!(err.len() < 300 && err.contains("..."), "{err}");
+    }
+}
+
+#[cfg(all(test, not(feature = "redis")))]
+mod without_redis {
+    use super::*;
+
+    #[test]
+    fn a_redis_variable_without_the_feature_is_an_error() {
+        let e = from_env_base()
+            .env_from([("REDIS_URL", "redis://:secret@127.0.0.1:7000")])
+            .expect_err("no Redis tier to set");
+        let e = e.to_string();
+        assert!(
+            e.contains("REDIS_URL") && e.contains("`redis` feature"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::remote::entry::{self, EntryError, Header};
 use crate::remote::known::Versions;
-use crate::remote::store::FetchKeys;
+use crate::store::Fetch;
 use crate::tags::{Observed, TagSnapshot};
 use crate::Cache;
 
@@ -104,7 +104,7 @@ pub(crate) async fn read(
         known.and_then(|k| k.versions(tags, now_millis()))
     };
     if let Some(versions) = known_versions {
-        let keys = FetchKeys {
+        let keys = Fetch {
             namespace: &inner.namespace,
             key,
             tags: &[],
@@ -127,7 +127,7 @@ pub(crate) async fn read(
             Judged::NotCurrent => {}
         }
     }
-    let keys = FetchKeys {
+    let keys = Fetch {
         namespace: &inner.namespace,
         key,
         tags,

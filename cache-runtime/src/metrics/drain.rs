@@ -98,7 +98,7 @@ impl Drain {
             };
             gauge!(names::BREAKER_STATE, labels(ns, None)).set(state);
         }
-        if let Some(backplane) = &inner.backplane {
+        if let Some(backplane) = inner.backplane.as_ref().filter(|b| b.listening()) {
             let up = if backplane.subscribed() { 1.0 } else { 0.0 };
             gauge!(names::BACKPLANE_UP, labels(ns, None)).set(up);
         }

@@ -1,5 +1,5 @@
-//! The backplane: invalidations travel on a Redis pub/sub channel per
-//! namespace, so other processes' memory tiers drop affected entries, and
+//! The backplane: invalidations travel on a channel per namespace of the
+//! cache's [`Backplane`](crate::store::Backplane) (Redis pub/sub), so other processes' memory tiers drop affected entries, and
 //! their known tag versions rise, within milliseconds. Messages sent while a
 //! subscriber is disconnected are lost, so a process trusts neither its
 //! memory tier nor the tag versions it knows from a disconnect until it has
@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, Notify};
 use super::key_writes::{self, WriteLog};
 use super::known::{KnownVersions, MAX_AGE_MS};
 use super::outage::Outage;
+use super::store::DynBackplane;
 use crate::cache::Inner;
 
 /// One message: who sent it, the tags it invalidates and their new versions
@@ -94,6 +95,11 @@ pub(crate) fn channel(namespace: &str) -> String {
 pub(crate) struct Backplane {
     /// Identifies this cache's own messages.
     pub(crate) origin: u64,
+    /// Whether messages arrive at all: `false` for a store without a
+    /// backplane, whose memory tier is then kept current by the
+    /// confirmations alone (`remote::confirm`), and whose known versions are
+    /// never trusted (every remote hit reads its tags' versions).
+    listening: bool,
     subscribed: AtomicBool,
     /// The memory tier is trusted before this time (ms since the epoch):
     /// [`MAX_AGE_MS`] after tag versions were last confirmed; 0 while
@@ -118,6 +124,7 @@ impl Backplane {
     pub(crate) fn new(known_tags: usize) -> Self {
         Self {
             origin: fastrand::u64(..),
+            listening: true,
             subscribed: AtomicBool::new(false),
             memory_until: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -127,6 +134,17 @@ impl Backplane {
             outage: Outage::new(super::outage::DEFAULT_GRACE),
             shutdown: Arc::new(Notify::new()),
         }
+    }
+
+    /// No messages will come (a store without a backplane): see `listening`.
+    pub(crate) fn deaf(mut self) -> Self {
+        self.listening = false;
+        self
+    }
+
+    /// Whether messages arrive (a backplane is subscribed or being subscribed).
+    pub(crate) fn listening(&self) -> bool {
+        self.listening
     }
 
     /// Serves memory through an outage for `grace` (`remote::outage`).
@@ -156,7 +174,7 @@ impl Backplane {
     /// Redis confirmed every tag version held, in a read sent at `sent_at`
     /// during `generation`: memory is trusted until [`MAX_AGE_MS`] after it.
     pub(crate) fn confirmed(&self, generation: u64, sent_at: u64) {
-        if self.subscribed() && self.generation() == generation {
+        if (self.subscribed() || !self.listening) && self.generation() == generation {
             self.memory_until
                 .fetch_max(sent_at.saturating_add(MAX_AGE_MS), Ordering::AcqRel);
             self.outage.current(sent_at);
@@ -182,15 +200,18 @@ impl Drop for Backplane {
 
 /// Starts the subscriber task; resolves once the first subscription is up
 /// (or after `wait`, whichever is first).
-pub(crate) async fn start(inner: &Arc<Inner>, clients: Vec<redis::Client>, wait: Duration) {
-    let Some(backplane) = &inner.backplane else {
+pub(crate) async fn start(inner: &Arc<Inner>, wait: Duration) {
+    let (Some(backplane), Some(remote)) = (&inner.backplane, &inner.remote) else {
+        return;
+    };
+    let Some(transport) = remote.backplane_handle() else {
         return;
     };
     let (ready, subscribed) = oneshot::channel();
     let shutdown = backplane.shutdown.clone();
     let task = subscriber(
         Arc::downgrade(inner),
-        clients,
+        transport,
         channel(&inner.namespace),
         ready,
     );
@@ -215,53 +236,45 @@ pub(crate) async fn start(inner: &Arc<Inner>, clients: Vec<redis::Client>, wait:
 /// and an attempt on a server that is down costs one refused connection.
 const MAX_RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(250);
 
-/// Subscribes through `clients` in turn (a cluster's nodes: PUBLISH reaches
-/// every node of a cluster), resubscribing after each disconnect.
+/// Subscribes through `transport` (Redis' goes through a cluster's nodes in
+/// turn), subscribing again after each loss (the subscription's end).
 async fn subscriber(
     cache: Weak<Inner>,
-    clients: Vec<redis::Client>,
+    transport: Arc<dyn DynBackplane>,
     channel: String,
     ready: oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
-    let mut next = 0usize;
     loop {
-        let Some(client) = clients.get(next % clients.len().max(1)) else {
-            return;
-        };
-        next = next.wrapping_add(1);
-        if let Ok(mut pubsub) = client.get_async_pubsub().await {
-            if pubsub.subscribe(&channel).await.is_ok() {
-                backoff = Duration::from_millis(50);
-                {
-                    let Some(inner) = cache.upgrade() else { return };
-                    // Invalidations may have been missed while unsubscribed.
-                    inner.memory.clear();
-                    if let Some(b) = &inner.backplane {
-                        b.outage.current(crate::clock::now_millis());
-                        if ready.is_none() {
-                            tracing::info!(namespace = %inner.namespace, "cache backplane subscribed again; memory tier emptied, used again once tag versions are confirmed");
-                        }
-                        b.known.set_trusted(true);
-                        b.writes.reset();
-                        b.subscribed.store(true, Ordering::Release);
-                        // Memory is used again once versions are confirmed.
-                        b.confirm_now.notify_one();
+        if let Ok(mut messages) = transport.subscribe(&channel).await {
+            backoff = Duration::from_millis(50);
+            {
+                let Some(inner) = cache.upgrade() else { return };
+                // Invalidations may have been missed while unsubscribed.
+                inner.memory.clear();
+                if let Some(b) = &inner.backplane {
+                    b.outage.current(crate::clock::now_millis());
+                    if ready.is_none() {
+                        tracing::info!(namespace = %inner.namespace, "cache backplane subscribed again; memory tier emptied, used again once tag versions are confirmed");
                     }
-                    // Redis is back: queued invalidations go now.
-                    if let Some(remote) = &inner.remote {
-                        remote.reconnected();
-                    }
+                    b.known.set_trusted(true);
+                    b.writes.reset();
+                    b.subscribed.store(true, Ordering::Release);
+                    // Memory is used again once versions are confirmed.
+                    b.confirm_now.notify_one();
                 }
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(());
+                // Redis is back: queued invalidations go now.
+                if let Some(remote) = &inner.remote {
+                    remote.reconnected();
                 }
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    let Some(inner) = cache.upgrade() else { return };
-                    apply(&inner, message.get_payload_bytes());
-                }
+            }
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+            while let Some(message) = messages.next().await {
+                let Some(inner) = cache.upgrade() else { return };
+                apply(&inner, &message);
             }
         }
         let Some(inner) = cache.upgrade() else { return };

@@ -1,5 +1,7 @@
 //! The periodic confirmation of tag versions that bounds how long a lost
-//! backplane message can leave the memory tier stale.
+//! backplane message can leave the memory tier stale; for a store without a
+//! backplane, how other processes' invalidations are seen at all (within a
+//! period and a round trip: well inside the contract's second).
 //!
 //! A few times a second, one read (an `MGET` per [`CHUNK`] tags) fetches the
 //! remote version of every tag the memory tier, a load or a read holds. A tag
@@ -66,26 +68,22 @@ async fn round(inner: &Inner) -> bool {
     let (Some(backplane), Some(remote)) = (&inner.backplane, &inner.remote) else {
         return false;
     };
-    if !backplane.subscribed() {
+    // Without a backplane there is nothing to wait for: these rounds are
+    // what keeps memory current.
+    if backplane.listening() && !backplane.subscribed() {
         return false;
     }
     let generation = backplane.generation();
     let sent_at = now_millis();
     // The write counter first: a number taken before this read and not
     // heard by the next round was lost.
-    let counter = [key_writes::counter_key(&inner.namespace)];
-    // Read as bytes: a counter no write made yet is 0, and is not created.
+    let counter = key_writes::counter_key(&inner.namespace);
     match remote
-        .call(&inner.counters, |s| s.fetch_many(&counter))
+        .call(&inner.counters, |s| s.counter_value(&counter))
         .await
     {
-        Ok(values) => {
-            let now = values
-                .first()
-                .and_then(|v| v.as_deref())
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
+        Ok(value) => {
+            let now = u64::try_from(value).unwrap_or(0);
             if !backplane.writes.confirm(now) {
                 inner.memory.clear();
                 tracing::warn!(namespace = %inner.namespace, "a cache write message was lost; memory tier cleared");

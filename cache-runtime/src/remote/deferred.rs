@@ -7,10 +7,11 @@
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use super::store::{FetchKeys, Fetched, RemoteStore, ScanNode, StoreError, StoreFuture};
+use super::store::{DynScanNode, DynStore, StoreError, StoreFuture};
+use crate::store::{Fetch, Fetched};
 
 /// Makes one connection attempt (a `RedisStore::connect*` call).
-pub(crate) type Connect = Arc<dyn Fn() -> StoreFuture<'static, Box<dyn RemoteStore>> + Send + Sync>;
+pub(crate) type Connect = Arc<dyn Fn() -> StoreFuture<'static, Box<dyn DynStore>> + Send + Sync>;
 
 /// The wait before the second attempt; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -20,8 +21,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The store once connected, and why it is not yet.
 struct Slot {
-    store: OnceLock<Box<dyn RemoteStore>>,
-    /// The last attempt's error (never a password: see `redis::backend`).
+    store: OnceLock<Box<dyn DynStore>>,
+    /// The last attempt's error (never a password: the Redis store's `backend` takes it out).
     error: parking_lot::Mutex<String>,
 }
 
@@ -52,7 +53,7 @@ impl Deferred {
         Self { slot }
     }
 
-    fn store(&self) -> Option<&dyn RemoteStore> {
+    fn store(&self) -> Option<&dyn DynStore> {
         self.slot.store.get().map(|s| &**s)
     }
 
@@ -92,8 +93,8 @@ async fn reconnect(slot: Weak<Slot>, connect: Connect, url: String) {
     }
 }
 
-impl RemoteStore for Deferred {
-    fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched> {
+impl DynStore for Deferred {
+    fn fetch<'a>(&'a self, keys: Fetch<'a>) -> StoreFuture<'a, Fetched> {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.fetch(keys))
     }
@@ -115,7 +116,11 @@ impl RemoteStore for Deferred {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.increment(key, delta))
     }
-    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn ScanNode>>> {
+    fn counter_value<'a>(&'a self, key: &'a str) -> StoreFuture<'a, i64> {
+        self.store()
+            .map_or_else(|| self.not_yet(), |s| s.counter_value(key))
+    }
+    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn DynScanNode>>> {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.scan_nodes())
     }
@@ -154,12 +159,6 @@ impl RemoteStore for Deferred {
     fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.unlock(key, token))
-    }
-    fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()> {
-        match self.store() {
-            Some(s) => s.publish(channel, message),
-            None => self.not_yet(),
-        }
     }
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.store().map_or_else(|| self.not_yet(), |s| s.ping())

@@ -66,9 +66,7 @@ pub(crate) async fn publish(cache: &Cache, seq: Option<u64>, write: KeyWrite<'_>
     };
     let channel = backplane::channel(&inner.namespace);
     // Counted by `call`; a lost message is caught by the confirmation.
-    let _ = remote
-        .call(&inner.counters, |s| s.publish(&channel, message.clone()))
-        .await;
+    let _ = remote.publish(&inner.counters, &channel, message).await;
 }
 
 /// Drops from memory what another process's write changed.

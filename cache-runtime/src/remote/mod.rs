@@ -1,11 +1,13 @@
-//! The remote tier: a [`store::RemoteStore`] (Redis) behind a timeout and a
-//! circuit breaker, so that a slow or failing store costs a bounded time and
+//! The remote tier: a [`Store`](crate::store::Store) (Redis, or the
+//! application's) behind a timeout and a circuit breaker, so that a slow or failing store costs a bounded time and
 //! is skipped while it is down. Every fault is counted in `store_errors`.
 
 pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod cbor_text;
 pub(crate) mod confirm;
+// Only the Redis store connects in the background so far.
+#[cfg(feature = "redis")]
 pub(crate) mod deferred;
 pub(crate) mod entry;
 pub(crate) mod key_writes;
@@ -13,8 +15,6 @@ pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod outage;
 pub(crate) mod oversize;
-pub(crate) mod redact;
-pub(crate) mod redis;
 pub(crate) mod store;
 pub(crate) mod user_code;
 pub(crate) mod walk;
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use breaker::{Breaker, BreakerConfig, BreakerState, Permit};
-use store::{RemoteStore, StoreError, StoreFuture};
+use store::{DynBackplane, DynStore, StoreError, StoreFuture};
 
 use crate::events::FaultKind;
 use crate::key::reserved::escaped;
@@ -50,7 +50,10 @@ fn micros() -> u64 {
 }
 
 pub(crate) struct Remote {
-    store: Box<dyn RemoteStore>,
+    store: Box<dyn DynStore>,
+    /// Where invalidations are published (and the subscriber subscribes):
+    /// `None` for a store without one (`remote::confirm` bounds staleness).
+    backplane: Option<std::sync::Arc<dyn DynBackplane>>,
     breaker: Breaker,
     timeout: Duration,
     retries: u32,
@@ -67,13 +70,10 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(
-        store: Box<dyn RemoteStore>,
-        timeout: Duration,
-        breaker: BreakerConfig,
-    ) -> Self {
+    pub(crate) fn new(store: Box<dyn DynStore>, timeout: Duration, breaker: BreakerConfig) -> Self {
         Self {
             store,
+            backplane: None,
             breaker: Breaker::new(breaker),
             timeout,
             retries: DEFAULT_RETRIES,
@@ -81,6 +81,52 @@ impl Remote {
             unreachable: AtomicBool::new(false),
             recovered: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Publishes invalidations on `backplane`.
+    pub(crate) fn backplane(mut self, backplane: std::sync::Arc<dyn DynBackplane>) -> Self {
+        self.backplane = Some(backplane);
+        self
+    }
+
+    /// The backplane, for the subscriber (`remote::backplane`).
+    pub(crate) fn backplane_handle(&self) -> Option<std::sync::Arc<dyn DynBackplane>> {
+        self.backplane.clone()
+    }
+
+    /// Publishes `message` on `channel` under the breaker and the timeout,
+    /// as [`call`](Self::call) runs a store operation (a backplane is most
+    /// often the store's own server); `Ok` without a backplane.
+    pub(crate) async fn publish(
+        &self,
+        counters: &Counters,
+        channel: &str,
+        message: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let Some(backplane) = &self.backplane else {
+            return Ok(());
+        };
+        let permit = self.admit(counters)?;
+        let started = micros();
+        let attempts = async {
+            let mut backoff = FIRST_BACKOFF;
+            let mut left = self.retries;
+            loop {
+                match backplane.publish(channel, message.clone()).await {
+                    Err(StoreError::Connection(error)) if left > 0 => {
+                        tracing::debug!(%error, "backplane connection fault; retrying");
+                        left -= 1;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    outcome => return outcome,
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(self.timeout, attempts)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        self.settle(counters, permit, outcome, started)
     }
 
     /// Retries of [`call`](Self::call) after a connection fault.
@@ -107,7 +153,7 @@ impl Remote {
     pub(crate) async fn call<'a, T>(
         &'a self,
         counters: &Counters,
-        op: impl Fn(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+        op: impl Fn(&'a dyn DynStore) -> StoreFuture<'a, T>,
     ) -> Result<T, StoreError> {
         // `call` and `call_once` repeat these three steps rather than share an
         // async fn taking the future: that made every caller's future larger.
@@ -149,7 +195,7 @@ impl Remote {
     pub(crate) async fn call_once<'a, T>(
         &'a self,
         counters: &Counters,
-        op: impl FnOnce(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+        op: impl FnOnce(&'a dyn DynStore) -> StoreFuture<'a, T>,
     ) -> Result<T, StoreError> {
         let permit = self.admit(counters)?;
         let started = micros();
@@ -226,7 +272,7 @@ impl Remote {
     #[cold]
     async fn retry<'a, T>(
         &'a self,
-        op: impl Fn(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+        op: impl Fn(&'a dyn DynStore) -> StoreFuture<'a, T>,
         mut error: String,
     ) -> Result<T, StoreError> {
         let mut backoff = FIRST_BACKOFF;

@@ -13,7 +13,7 @@
 //! command on the server (well under a millisecond for 1,000 keys), between
 //! which other clients' commands run.
 
-use super::store::{RemoteStore, StoreError, StoreFuture};
+use super::store::{DynStore, StoreError, StoreFuture};
 use super::Remote;
 use crate::stats::Counters;
 
@@ -68,7 +68,7 @@ impl Remote {
     async fn step<'a, T>(
         &'a self,
         counters: &Counters,
-        op: impl Fn(&'a dyn RemoteStore) -> StoreFuture<'a, T>,
+        op: impl Fn(&'a dyn DynStore) -> StoreFuture<'a, T>,
     ) -> Result<T, StoreError> {
         let mut timeouts = 0;
         loop {

@@ -56,6 +56,7 @@ impl<'a> Fetch<'a> {
     }
 
     /// The tags' counter names, unrendered.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn tag_names(&self) -> impl Iterator<Item = StoreKey<'a>> + 'a {
         let namespace = self.namespace;
         self.tags

@@ -139,6 +139,14 @@ pub trait CounterStore: Send + Sync + 'static {
         key: &str,
         delta: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// The integer under `key` (0 when absent), unchanged: how the cache
+    /// reads its namespace's write counter (a few times a second, to catch a
+    /// lost backplane message). Safe to repeat. The default adds 0; a store
+    /// whose increment creates the key may read it instead (Redis: `GET`).
+    fn value(&self, key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        self.increment(key, 0)
+    }
 }
 
 /// Deletion by pattern (`Cache::delete_matching`), walked page by page so

@@ -145,6 +145,8 @@ mod error;
 mod fetch;
 pub mod in_process;
 mod interface;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 mod subscription;
 
 pub use error::StoreError;

@@ -15,7 +15,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Client, Value};
 
 use super::backend;
-use crate::remote::store::{ScanNode, StoreError, StoreFuture};
+use crate::store::{ScanNode, StoreError};
 
 /// One `SCAN cursor MATCH pattern COUNT count` page on `conn`.
 async fn page<C: ConnectionLike + Send>(
@@ -35,67 +35,59 @@ async fn page<C: ConnectionLike + Send>(
         .map_err(|e| backend(e, None))
 }
 
-/// A standalone server: `SCAN` and one multi-key `UNLINK` per batch on the
-/// store's own connection.
-pub(super) struct Standalone<C>(pub(super) C);
-
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanNode for Standalone<C> {
-    fn scan<'a>(
-        &'a self,
-        cursor: u64,
-        pattern: &'a str,
-        count: u32,
-    ) -> StoreFuture<'a, (u64, Vec<String>)> {
-        Box::pin(page(self.0.clone(), cursor, pattern, count))
-    }
-
-    fn unlink<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, u64> {
-        let mut conn = self.0.clone();
-        Box::pin(async move {
-            redis::cmd("UNLINK")
-                .arg(keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
+/// One node of a walk: a standalone server (`SCAN` and one multi-key
+/// `UNLINK` per batch on the store's own connection), or one master of a
+/// cluster (`SCAN` on a connection to it, `UNLINK` through the cluster
+/// connection: see the module's note).
+pub(crate) enum Node<C> {
+    Standalone(C),
+    Master {
+        node: MultiplexedConnection,
+        cluster: C,
+    },
 }
 
-/// One master of a cluster: `SCAN` on a connection to it, `UNLINK` through
-/// the cluster connection (see the module's note).
-struct Master<C> {
-    node: MultiplexedConnection,
-    cluster: C,
-}
-
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanNode for Master<C> {
-    fn scan<'a>(
-        &'a self,
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanNode for Node<C> {
+    async fn scan(
+        &self,
         cursor: u64,
-        pattern: &'a str,
+        pattern: &str,
         count: u32,
-    ) -> StoreFuture<'a, (u64, Vec<String>)> {
-        Box::pin(page(self.node.clone(), cursor, pattern, count))
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        match self {
+            Node::Standalone(conn) => page(conn.clone(), cursor, pattern, count).await,
+            Node::Master { node, .. } => page(node.clone(), cursor, pattern, count).await,
+        }
     }
 
-    fn unlink<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, u64> {
-        Box::pin(async move {
-            let each = join_all(keys.iter().map(|key| {
-                let mut conn = self.cluster.clone();
-                async move {
-                    redis::cmd("UNLINK")
-                        .arg(key)
-                        .query_async::<u64>(&mut conn)
-                        .await
-                }
-            }))
-            .await;
-            let mut removed = 0;
-            for one in each {
-                removed += one.map_err(|e| backend(e, None))?;
+    async fn unlink(&self, keys: &[String]) -> Result<u64, StoreError> {
+        match self {
+            Node::Standalone(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("UNLINK")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(e, None))
             }
-            Ok(removed)
-        })
+            Node::Master { cluster, .. } => {
+                let each = join_all(keys.iter().map(|key| {
+                    let mut conn = cluster.clone();
+                    async move {
+                        redis::cmd("UNLINK")
+                            .arg(key)
+                            .query_async::<u64>(&mut conn)
+                            .await
+                    }
+                }))
+                .await;
+                let mut removed = 0;
+                for one in each {
+                    removed += one.map_err(|e| backend(e, None))?;
+                }
+                Ok(removed)
+            }
+        }
     }
 }
 
@@ -105,7 +97,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanNode for Master<C> {
 pub(super) async fn masters<C: ConnectionLike + Clone + Send + Sync + 'static>(
     clients: &[Client],
     cluster: C,
-) -> Result<Vec<Box<dyn ScanNode>>, StoreError> {
+) -> Result<Vec<Node<C>>, StoreError> {
     let asked = join_all(clients.iter().map(|client| async move {
         let mut node = client
             .get_multiplexed_async_connection()
@@ -120,13 +112,13 @@ pub(super) async fn masters<C: ConnectionLike + Clone + Send + Sync + 'static>(
         Ok::<_, StoreError>(master.then_some(node))
     }))
     .await;
-    let mut nodes: Vec<Box<dyn ScanNode>> = Vec::new();
+    let mut nodes = Vec::new();
     for node in asked {
         if let Some(node) = node? {
-            nodes.push(Box::new(Master {
+            nodes.push(Node::Master {
                 node,
                 cluster: cluster.clone(),
-            }));
+            });
         }
     }
     Ok(nodes)

@@ -53,7 +53,7 @@ use redis::aio::ConnectionLike;
 use redis::{Script, ToRedisArgs, Value};
 
 use super::backend;
-use crate::remote::store::StoreError;
+use crate::store::StoreError;
 
 /// The largest version a counter holds: Lua numbers are doubles.
 pub(super) const MAX_VERSION: u64 = (1 << 53) - 1;

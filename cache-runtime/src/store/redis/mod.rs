@@ -1,3 +1,7 @@
+//! The Redis store (feature `redis`, on by default), and all that is
+//! Redis-specific: URLs and their secrets (`redact`), TLS (`client`), the
+//! builder's `.redis(..)` (`connect`), `REDIS_URL` (`env`).
+//!
 //! The Redis implementation of the remote tier: a standalone server through a
 //! `ConnectionManager` (reconnects by itself), or a Redis Cluster through
 //! `cluster_async` (follows slot moves). Only multi-key reads differ: in a
@@ -9,10 +13,22 @@
 //! that are missing, of another type or not a version (see [`versions`]),
 //! and lock keys that would never expire, or are of another type (see
 //! [`TRY_LOCK`]). Each replacement of a broken key is logged at `warn` and
-//! counted in `store_errors` (through [`RemoteStore::take_repairs`]).
+//! counted in `store_errors` (through [`EntryStore::take_repairs`]).
 
+mod backplane;
+mod client;
+mod connect;
+mod env;
+mod redact;
 mod scan;
 mod versions;
+
+pub(crate) use backplane::{Publisher, RedisBackplane};
+use client::cluster_builder;
+pub(crate) use client::{backend, client, hide};
+pub(crate) use connect::RedisTarget;
+pub(crate) use env::apply as apply_env;
+pub(crate) use redact::{redact, scrub};
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,14 +36,16 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use std::sync::LazyLock;
 
 use redis::{Client, RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
-use super::store::{FetchKeys, Fetched, RemoteStore, ScanNode, StoreError, StoreFuture};
 use crate::key::StoreKey;
+use crate::store::{
+    CounterStore, EntryStore, Fetch, Fetched, LockStore, ScanStore, StoreError, TagStore,
+};
+use futures_util::future::Either;
 
 pub(crate) struct RedisStore<C> {
     conn: C,
@@ -36,87 +54,6 @@ pub(crate) struct RedisStore<C> {
     clients: Vec<Client>,
     /// Broken keys replaced since the counters last took them.
     repairs: AtomicU64,
-}
-
-pub(crate) use super::redact::redact;
-
-/// `error` with every secret of `url` taken out of its message.
-fn scrubbed(error: StoreError, url: &str) -> StoreError {
-    match error {
-        StoreError::Backend(text) => StoreError::Backend(super::redact::scrub(&text, url)),
-        StoreError::Connection(text) => StoreError::Connection(super::redact::scrub(&text, url)),
-        other => other,
-    }
-}
-
-/// `text` with `secret` replaced (an empty one is no secret).
-fn hide(text: String, secret: &str) -> String {
-    if secret.is_empty() {
-        text
-    } else {
-        text.replace(secret, "***")
-    }
-}
-
-pub(super) fn backend(error: RedisError, secret: Option<&str>) -> StoreError {
-    let mut text = error.to_string();
-    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-        text = text.replace(secret, "***");
-    }
-    // A broken connection (not an error reply, not an I/O timeout): the
-    // connection manager reconnects, so the operation may be tried again.
-    let connection = (error.is_io_error() && !error.is_timeout())
-        || error.is_connection_dropped()
-        || error.is_connection_refusal()
-        || error.kind() == redis::ErrorKind::ClusterConnectionNotFound;
-    if connection {
-        StoreError::Connection(text)
-    } else {
-        StoreError::Backend(text)
-    }
-}
-
-/// A client for `url`; with the `tls` feature, `root_ca` (PEM) is trusted for
-/// `rediss://` URLs instead of the system's roots.
-pub(crate) fn client(url: &str, root_ca: Option<&[u8]>) -> Result<Client, StoreError> {
-    #[cfg(feature = "tls")]
-    {
-        // rustls needs a process-wide crypto provider; keep one already set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        if let Some(pem) = root_ca {
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.to_vec()),
-            };
-            return Client::build_with_tls(url, certs).map_err(|e| scrubbed(backend(e, None), url));
-        }
-    }
-    #[cfg(not(feature = "tls"))]
-    if root_ca.is_some() {
-        return Err(StoreError::Backend(
-            "a TLS root certificate needs the `tls` feature of cache-runtime".into(),
-        ));
-    }
-    Client::open(url).map_err(|e| scrubbed(backend(e, None), url))
-}
-
-/// A cluster client builder seeded with `urls`. The password (or ACL user)
-/// and TLS mode come from the first URL; with the `tls` feature, `root_ca`
-/// (PEM) is trusted for every node the client discovers, not only the seeds.
-fn cluster_builder(urls: &[String], root_ca: Option<&[u8]>) -> ClusterClientBuilder {
-    let builder = ClusterClientBuilder::new(urls.iter().map(String::as_str));
-    #[cfg(feature = "tls")]
-    if let Some(pem) = root_ca {
-        // `certs` turns TLS on for every node; `client` has already checked
-        // that each URL is `rediss://`.
-        return builder.certs(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem.to_vec()),
-        });
-    }
-    #[cfg(not(feature = "tls"))]
-    let _ = root_ca;
-    builder
 }
 
 impl RedisStore<ConnectionManager> {
@@ -270,13 +207,15 @@ impl<C: ConnectionLike + Clone + Send + Sync> RedisStore<C> {
         }
         if !broken.is_empty() {
             let names: Vec<K> = broken.iter().map(|&i| keys(i)).collect();
-            let repaired = versions::run(
+            // Boxed: a repair is rare, and its state inline would enlarge
+            // every read's future (the hit's allocation and its move).
+            let repaired = Box::pin(versions::run(
                 &self.conn,
                 self.cluster,
                 &names,
                 versions::Mode::Read,
                 &self.repairs,
-            )
+            ))
             .await?;
             for (i, version) in broken.into_iter().zip(repaired) {
                 out[i] = version;
@@ -369,11 +308,15 @@ fn millis(d: Duration) -> u64 {
     crate::clock::millis(d).max(1)
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisStore<C> {
-    fn fetch<'a>(&'a self, keys: FetchKeys<'a>) -> StoreFuture<'a, Fetched> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStore<C> {
+    fn fetch(&self, keys: Fetch<'_>) -> impl Future<Output = Result<Fetched, StoreError>> + Send {
+        // Three shapes of read, one future type (`Either`): the cache boxes
+        // it once, as each was boxed before.
         let conn = self.conn.clone();
         if self.cluster {
-            return Box::pin(async move {
+            // Boxed: a cluster read is a GET per key already, and its state
+            // inline would enlarge the standalone reads' future.
+            return Either::Left(Box::pin(async move {
                 let names: Vec<StoreKey<'_>> = std::iter::once(keys.entry())
                     .chain(keys.tag_names())
                     .collect();
@@ -381,13 +324,13 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 let entry = entry_of(&mut values);
                 let versions = self.versions_of(values, |i| names[i + 1]).await?;
                 Ok(Fetched { entry, versions })
-            });
+            }));
         }
         if keys.tags.is_empty() {
             // The entry alone: one GET, the cheapest read there is.
             let mut cmd = redis::Cmd::with_capacity(2, 128);
             cmd.arg("GET").arg(keys.entry());
-            return Box::pin(async move {
+            return Either::Right(Either::Left(async move {
                 let mut conn = conn;
                 // The raw reply: an error reply (a key of another Redis type)
                 // is a miss, as MGET reads it.
@@ -400,7 +343,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     Err(e) if e.code() == Some("WRONGTYPE") => Ok(Fetched::default()),
                     Err(e) => Err(backend(e, None)),
                 }
-            });
+            }));
         }
         // One MGET: the entry and its tag versions in one round trip. A key of
         // another Redis type reads as nil: an entry is a miss, a tag key is
@@ -411,7 +354,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
         for tag in keys.tag_names() {
             cmd.arg(tag);
         }
-        Box::pin(async move {
+        Either::Right(Either::Right(async move {
             let mut conn = conn;
             // As a `Value`: converting to `Vec<Value>` re-collects the array.
             let reply: Value = cmd
@@ -433,24 +376,15 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     "unexpected MGET reply: {other:?}"
                 ))),
             }
-        })
+        }))
     }
 
-    fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
+    fn fetch_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
-            if tag_keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let values = self.values(&mut conn, tag_keys).await?;
-            self.versions_of(values.into_iter(), |i| tag_keys[i].as_str())
-                .await
-        })
-    }
-
-    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
@@ -462,87 +396,111 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                     _ => None,
                 })
                 .collect())
-        })
+        }
     }
 
-    fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()> {
+    fn put(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        let set = set_px(key, bytes, ttl);
+        async move {
+            set.query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        }
+    }
+
+    fn put_many(
+        &self,
+        items: Vec<(String, Vec<u8>, Duration)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
             let sets = items
                 .into_iter()
                 .map(|(key, bytes, ttl)| set_px(&key, bytes, ttl))
                 .collect();
             self.run_all(&mut conn, sets).await
-        })
+        }
     }
 
-    fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64> {
+    fn delete(&self, key: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
-            redis::cmd("INCRBY")
-                .arg(key)
-                .arg(delta)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
-
-    fn scan_nodes(&self) -> StoreFuture<'_, Vec<Box<dyn ScanNode>>> {
-        let conn = self.conn.clone();
-        Box::pin(async move {
-            if self.cluster {
-                return scan::masters(&self.clients, conn).await;
-            }
-            Ok(vec![Box::new(scan::Standalone(conn)) as Box<dyn ScanNode>])
-        })
-    }
-
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
-            set_px(key, bytes, ttl)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
-
-    fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, bool> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             let removed: u64 = redis::cmd("UNLINK")
                 .arg(key)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))?;
             Ok(removed > 0)
-        })
+        }
     }
 
-    fn bump<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
-        Box::pin(async move {
-            // A script, not INCR: a missing key starts from a fresh base, not
-            // 0, and a broken one is replaced (see `versions`).
-            versions::run(
-                &self.conn,
-                self.cluster,
-                tag_keys,
-                versions::Mode::Bump,
-                &self.repairs,
-            )
-            .await
-        })
-    }
-
-    fn try_lock<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
-        ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))
+        }
+    }
+
+    fn take_repairs(&self) -> u64 {
+        // A plain load first: the counter is nearly always 0, and a swap on
+        // every call would write a cache line shared by every thread.
+        if self.repairs.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        self.repairs.swap(0, Ordering::Relaxed)
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> TagStore for RedisStore<C> {
+    fn versions(
+        &self,
+        tag_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
+            if tag_keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values = self.values(&mut conn, tag_keys).await?;
+            self.versions_of(values.into_iter(), |i| tag_keys[i].as_str())
+                .await
+        }
+    }
+
+    fn bump(
+        &self,
+        tag_keys: &[String],
+    ) -> impl Future<Output = Result<Vec<u64>, StoreError>> + Send {
+        // A script, not INCR: a missing key starts from a fresh base, not
+        // 0, and a broken one is replaced (see `versions`).
+        versions::run(
+            &self.conn,
+            self.cluster,
+            tag_keys,
+            versions::Mode::Bump,
+            &self.repairs,
+        )
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> LockStore for RedisStore<C> {
+    fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
             let taken: i64 = TRY_LOCK
                 .key(key)
                 .arg(token)
@@ -558,17 +516,17 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 );
             }
             Ok(taken != 0)
-        })
+        }
     }
 
-    fn extend_lock<'a>(
-        &'a self,
-        key: &'a str,
-        token: &'a str,
+    fn extend_lock(
+        &self,
+        key: &str,
+        token: &str,
         ttl: Duration,
-    ) -> StoreFuture<'a, bool> {
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             // Scripts are fine here: locks are off the hit path.
             let done: i64 = EXTEND
                 .key(key)
@@ -578,12 +536,16 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 .await
                 .map_err(|e| backend(e, None))?;
             Ok(done == 1)
-        })
+        }
     }
 
-    fn unlock<'a>(&'a self, key: &'a str, token: &'a str) -> StoreFuture<'a, bool> {
+    fn unlock(
+        &self,
+        key: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
+        async move {
             let done: i64 = UNLOCK
                 .key(key)
                 .arg(token)
@@ -591,38 +553,64 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> RemoteStore for RedisSto
                 .await
                 .map_err(|e| backend(e, None))?;
             Ok(done == 1)
-        })
-    }
-
-    fn publish<'a>(&'a self, channel: &'a str, message: Vec<u8>) -> StoreFuture<'a, ()> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move {
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(|e| backend(e, None))
-        })
-    }
-
-    fn take_repairs(&self) -> u64 {
-        // A plain load first: the counter is nearly always 0, and a swap on
-        // every call would write a cache line shared by every thread.
-        if self.repairs.load(Ordering::Relaxed) == 0 {
-            return 0;
         }
-        self.repairs.swap(0, Ordering::Relaxed)
     }
+}
 
-    fn ping(&self) -> StoreFuture<'_, ()> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> CounterStore for RedisStore<C> {
+    fn increment(
+        &self,
+        key: &str,
+        delta: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         let mut conn = self.conn.clone();
-        Box::pin(async move {
-            redis::cmd("PING")
-                .query_async::<()>(&mut conn)
+        async move {
+            redis::cmd("INCRBY")
+                .arg(key)
+                .arg(delta)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| backend(e, None))
-        })
+        }
+    }
+
+    fn value(&self, key: &str) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
+            // A `GET`, not `INCRBY 0`: a counter no write made yet is not
+            // created. What is not a number reads as 0 (the write log then
+            // starts afresh).
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| backend(e, None))?;
+            Ok(bytes
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0))
+        }
+    }
+}
+
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanStore for RedisStore<C> {
+    type Node = scan::Node<C>;
+
+    fn scan_nodes(&self) -> impl Future<Output = Result<Vec<Self::Node>, StoreError>> + Send {
+        let conn = self.conn.clone();
+        async move {
+            if self.cluster {
+                return scan::masters(&self.clients, conn).await;
+            }
+            Ok(vec![scan::Node::Standalone(conn)])
+        }
+    }
+}
+
+impl<C: Clone> RedisStore<C> {
+    /// The connection the backplane publishes on: the store's own.
+    pub(crate) fn connection(&self) -> C {
+        self.conn.clone()
     }
 }
 
