@@ -3,6 +3,11 @@
 //! time; the others share its outcome, and a stale response is revalidated
 //! in the background by one request at most.
 
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::HeaderMap;
+
 use super::origin::ask_origin;
 use super::respond::serve;
 use super::{Origin, OriginBody, Out, Requested};
@@ -11,9 +16,6 @@ use crate::http::key;
 use crate::http::stored::StoredResponse;
 use crate::http::vary::{secondary, Vary};
 use crate::http::Config;
-use http::request::Parts;
-use http::HeaderMap;
-use std::sync::Arc;
 
 /// What a load shares with the requests that waited for it.
 #[derive(Clone)]

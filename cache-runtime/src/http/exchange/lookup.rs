@@ -1,13 +1,15 @@
 //! Finding the stored response of a request: its URI's entry in memory or
 //! the remote tier, or the variant its `Vary` fields select.
 
+use std::sync::Arc;
+
+use http::HeaderMap;
+
 use crate::http::key;
 use crate::http::stored::{HttpEntry, StoredResponse};
 use crate::http::vary::secondary;
 use crate::http::Config;
 use crate::key::Key;
-use http::HeaderMap;
-use std::sync::Arc;
 
 /// The stored response for a request: the URI's response, or the variant its
 /// `Vary` fields select. The second value is the `fwd` of a miss.

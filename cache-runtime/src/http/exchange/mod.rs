@@ -1,6 +1,20 @@
 //! One request through the layer: look up what is stored, serve it fresh (or
 //! stale where allowed), or go to the origin through the cache's single
 //! flight, store what may be stored, and invalidate on unsafe methods.
+//!
+//! This file holds [`handle`] and a request's early decisions (a fresh hit
+//! from memory, a bypass, a target to normalize); each later step has a file:
+//!
+//! - `read`: a GET or HEAD past memory: hit, stale-while-revalidate, or the origin;
+//! - `lookup`: the stored response and its variant, from memory or the remote tier;
+//! - `collapse`: to the origin through [`Cache::coalesce`](crate::Cache::coalesce)
+//!   (one request per URI), and the background revalidation;
+//! - `origin`: one request to the origin, and its full answer (stored, streamed
+//!   or passed);
+//! - `revalidation`: a 304 freshening the stored response;
+//! - `store`: what is written, and the invalidation of unsafe methods;
+//! - `respond`: stored responses served (304, ranges), passed ones, `Cache-Status`;
+//! - `body`: an origin body read whole within a limit.
 
 use std::sync::Arc;
 

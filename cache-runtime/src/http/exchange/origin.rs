@@ -2,6 +2,16 @@
 //! response on its failure, and its full answer stored (or streamed and
 //! stored once it ended) or passed through.
 
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use tower::Service;
+
 use super::body::collect_within;
 use super::collapse::OriginOutcome;
 use super::respond::{empty, finish_response, pass, serve};
@@ -17,14 +27,6 @@ use crate::http::stored::{StaleRules, StoredResponse};
 use crate::http::tee::Tee;
 use crate::http::vary::{secondary, Vary};
 use crate::http::Config;
-use bytes::Bytes;
-use http::header::{IF_MODIFIED_SINCE, IF_NONE_MATCH};
-use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
-use http_body::Body;
-use std::future::poll_fn;
-use std::sync::Arc;
-use tower::Service;
 
 /// A request the cache does not take part in, sent on as it is.
 pub(super) async fn bypass<S, B, R>(

@@ -2,6 +2,11 @@
 //! found (remote tier, variant), then a hit, a stale answer with a
 //! background revalidation, or the origin.
 
+use std::sync::Arc;
+
+use http::header::RANGE;
+use http::request::Parts;
+
 use super::collapse::{background_revalidation, fetch_coalesced};
 use super::lookup::find_stored;
 use super::origin::bypass;
@@ -13,9 +18,6 @@ use super::{
 use crate::http::freshness::now_millis;
 use crate::http::key;
 use crate::http::Config;
-use http::header::RANGE;
-use http::request::Parts;
-use std::sync::Arc;
 
 pub(super) async fn read_request<S, B, R>(
     config: Arc<Config>,

@@ -1,6 +1,13 @@
 //! Answers: a stored response served (304, ranges, HEAD), an origin
 //! response passed on, and this cache's `Cache-Status` member.
 
+use bytes::Bytes;
+use http::header::{HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty, Full};
+
 use super::Out;
 use crate::http::conditional;
 use crate::http::freshness::age_seconds;
@@ -9,12 +16,6 @@ use crate::http::range::{self, Ranged};
 use crate::http::rendered::Hit;
 use crate::http::stored::StoredResponse;
 use crate::http::{CacheBody, Config};
-use bytes::Bytes;
-use http::header::{HeaderValue, AGE, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
-use http::request::Parts;
-use http::{HeaderMap, Method, Response, StatusCode};
-use http_body::Body;
-use http_body_util::{BodyExt, Empty, Full};
 
 /// A stored response as the answer to `client`: 304 when the client's
 /// validators match, the body left out for HEAD, with `Age` and `Cache-Status`.

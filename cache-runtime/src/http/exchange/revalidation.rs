@@ -1,6 +1,11 @@
 //! A 304 from the origin: the stored response freshened by it (RFC 9111
 //! §4.3.4), stored again when it still may be.
 
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::HeaderMap;
+
 use super::collapse::OriginOutcome;
 use super::origin::own_rule;
 use super::respond::serve;
@@ -15,9 +20,6 @@ use crate::http::storable::{self, NotStored};
 use crate::http::stored::{StaleRules, StoredResponse};
 use crate::http::vary::{secondary, Vary};
 use crate::http::Config;
-use http::request::Parts;
-use http::HeaderMap;
-use std::sync::Arc;
 
 /// A 304 about the stored response `s` (RFC 9111 §4.3.4), held to every
 /// rule a new response is (§3): the freshened response is stored only when

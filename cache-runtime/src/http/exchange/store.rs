@@ -1,6 +1,12 @@
 //! What is written: a response (and its variants' index) through the
 //! cache's tiers, and the invalidation an unsafe method makes (§4.4).
 
+use std::sync::Arc;
+
+use http::header::{CONTENT_LOCATION, LOCATION};
+use http::request::Parts;
+use http::{Method, Request};
+
 use super::origin::call_when_ready;
 use super::respond::pass;
 use super::{path_and_query, Origin, OriginBody, Out, Requested};
@@ -12,10 +18,6 @@ use crate::http::target;
 use crate::http::vary::Vary;
 use crate::http::Config;
 use crate::Policy;
-use http::header::{CONTENT_LOCATION, LOCATION};
-use http::request::Parts;
-use http::{Method, Request};
-use std::sync::Arc;
 
 /// Writes a response (and, for a variant, its URI's index) through the
 /// cache's tiers, tagged with its URI and its own tags. The entries live as
