@@ -96,10 +96,9 @@ where
     if let Some(response) = answer {
         return Ok(response); // This request went to the origin.
     }
-    // Another request's outcome, or (when it does not serve this request)
-    // the origin, alone.
-    // A load that ran put its answer in place (or its error returned above),
-    // so with no answer the load did not run and the request is still here.
+    // Another request's outcome: served when it fits, else the origin, alone.
+    // (A load that ran put its answer in place, or its error returned above:
+    // with no answer, the load did not run and the request is still here.)
     let (service, parts, body, stored) = request.expect("the load did not run");
     if let OriginOutcome::Serve(s) = &outcome {
         if fits(s, &target.identity, &parts.headers) {
