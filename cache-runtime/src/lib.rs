@@ -42,6 +42,7 @@ mod batch;
 mod builder;
 mod cache;
 mod clock;
+mod coalesce;
 mod duration;
 mod error;
 pub mod events;
