@@ -1,13 +1,11 @@
-//! Batch reads and writes: `get_many` reads every missing entry in one round
-//! trip and all their tags' versions in a second; `set_many` writes in one
-//! pipeline (concurrent single-key writes in a cluster).
-
-use std::collections::HashMap;
+//! Batch reads and writes: `get_many` reads every missing entry through the
+//! one remote read (`remote::read`: one round trip, a second only for tag
+//! versions this process does not know); `set_many` writes in one pipeline
+//! (concurrent single-key writes in a cluster).
 
 use std::time::Duration;
 
 use crate::clock::now_millis;
-use crate::flow::entry_from;
 use crate::flow::plan::Plan;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
@@ -15,8 +13,6 @@ use crate::outcome::Storable;
 use crate::remote::entry::{self, EntryError, Header};
 use crate::remote::key_writes::{self, KeyWrite};
 use crate::remote::oversize;
-use crate::remote::Remote;
-use crate::tags::Observed;
 use crate::{Cache, Policy, Result};
 
 impl Cache {
@@ -52,100 +48,10 @@ impl Cache {
             .collect();
         for (slot, value) in missing
             .into_iter()
-            .zip(self.remote_many::<T>(&wanted).await?)
+            .zip(crate::remote::read::read_many::<T>(self, &wanted).await?)
         {
             out[slot] = value;
         }
-        Ok(out)
-    }
-
-    /// The fresh values under `keys` in the remote tier, in order: the entries
-    /// in one round trip, then all their tags' versions in one more. Valid
-    /// values are promoted to memory and counted as remote hits.
-    pub(crate) async fn remote_many<T: Storable>(&self, keys: &[Key]) -> Result<Vec<Option<T>>> {
-        let inner = &self.inner;
-        let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
-        let Some(remote) = &inner.remote else {
-            return Ok(out);
-        };
-        let ns = &inner.namespace;
-        let full: Vec<String> = keys.iter().map(|k| k.full(ns)).collect();
-        let fetched = remote
-            .call(&inner.counters, |s| s.fetch_many(&full))
-            .await?;
-        let now = now_millis();
-        let mut found: Vec<(usize, Header, T)> = Vec::new();
-        for (slot, bytes) in fetched.iter().enumerate() {
-            let Some(bytes) = bytes else { continue };
-            let decoded = entry::decode_header_within(bytes, remote.max_entry())
-                .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(payload)?)));
-            match decoded {
-                Ok((header, value)) if now < header.fresh_until => {
-                    found.push((slot, header, value))
-                }
-                Ok(_) => {}
-                Err(error) => entry::count_unreadable(&inner.counters, &full[slot], &error),
-            }
-        }
-        let mut names: Vec<String> = found
-            .iter()
-            .flat_map(|(_, header, _)| header.tags.iter().map(|(name, _)| name.to_string()))
-            .collect();
-        names.sort();
-        names.dedup();
-        // Before the versions are read: an invalidation while they travel
-        // makes the promoted entries born invalid.
-        let local = inner.tags.snapshot(&names);
-        let current: HashMap<&str, u64> = if names.is_empty() {
-            HashMap::new()
-        } else if inner.tags.any_pending(&names) {
-            // Redis may still hold what this process invalidated: the
-            // entries carrying those tags are not used (see below).
-            HashMap::new()
-        } else {
-            let tag_keys: Vec<String> = names.iter().map(|t| Remote::tag_key(ns, t)).collect();
-            let versions = remote
-                .call(&inner.counters, |s| s.versions(&tag_keys))
-                .await?;
-            if local.observe(&names, &versions) == Observed::Outdated {
-                HashMap::new()
-            } else {
-                names.iter().map(String::as_str).zip(versions).collect()
-            }
-        };
-        for (slot, header, value) in found {
-            let valid = header
-                .tags
-                .iter()
-                .all(|(name, version)| current.get(name.as_ref()) == Some(version));
-            if !valid {
-                continue;
-            }
-            let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
-            let weight = inner.memory.weigh(&value);
-            let snapshot = local.only(&tag_names);
-            let promoted = entry_from(&header, Value::new(value.clone()), snapshot, weight);
-            inner.memory.insert(keys[slot].repr.clone(), promoted);
-            if crate::warm::counted(inner) {
-                inner.counters.remote_hits.incr();
-            }
-            out[slot] = Some(value);
-        }
-        // Each key's one get event: memory missed (`get_now` left it untold).
-        // A warm run's gets are not traffic.
-        let counted = crate::warm::counted(inner);
-        inner.tell(|events| {
-            if !counted {
-                return;
-            }
-            for (key, value) in keys.iter().zip(&out) {
-                let result = match value {
-                    Some(_) => crate::events::GetResult::Hit,
-                    None => crate::events::GetResult::Miss,
-                };
-                events.get(crate::events::Call::new(None, key), result);
-            }
-        });
         Ok(out)
     }
 

@@ -47,7 +47,7 @@ impl Cache {
         if let Some(value) = self.get_now(key) {
             return Ok(Some(value));
         }
-        let found = self.remote_many::<T>(std::slice::from_ref(key)).await?;
+        let found = crate::remote::read::read_many::<T>(self, std::slice::from_ref(key)).await?;
         Ok(found.into_iter().next().flatten())
     }
 
@@ -78,7 +78,7 @@ impl Cache {
                 None => inner.counters.misses.incr(),
             }
         }
-        // Final unless the remote tier may still hit (`remote_many` tells).
+        // Final unless the remote tier may still hit (`remote::read` tells).
         // (No listener of gets, the common case: nothing to build.)
         if inner.get_events && counted && (value.is_some() || inner.remote.is_none()) {
             let result = if value.is_some() {

@@ -98,13 +98,13 @@ impl DynStore for Deferred {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.fetch(keys))
     }
+    fn fetch_batch<'a>(&'a self, requests: &'a [Fetch<'a>]) -> StoreFuture<'a, Vec<Fetched>> {
+        self.store()
+            .map_or_else(|| self.not_yet(), |s| s.fetch_batch(requests))
+    }
     fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
         self.store()
             .map_or_else(|| self.not_yet(), |s| s.versions(tag_keys))
-    }
-    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
-        self.store()
-            .map_or_else(|| self.not_yet(), |s| s.fetch_many(keys))
     }
     fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()> {
         match self.store() {

@@ -15,6 +15,7 @@ pub(crate) mod known;
 pub(crate) mod lock;
 pub(crate) mod outage;
 pub(crate) mod oversize;
+pub(crate) mod read;
 pub(crate) mod store;
 pub(crate) mod user_code;
 pub(crate) mod walk;

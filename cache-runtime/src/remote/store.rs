@@ -46,8 +46,8 @@ impl<N: ScanNode> DynScanNode for N {
 /// (see their docs for the contracts), boxed.
 pub(crate) trait DynStore: Send + Sync + 'static {
     fn fetch<'a>(&'a self, keys: Fetch<'a>) -> StoreFuture<'a, Fetched>;
+    fn fetch_batch<'a>(&'a self, requests: &'a [Fetch<'a>]) -> StoreFuture<'a, Vec<Fetched>>;
     fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
-    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>>;
     fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()>;
     fn increment<'a>(&'a self, key: &'a str, delta: i64) -> StoreFuture<'a, i64>;
     fn counter_value<'a>(&'a self, key: &'a str) -> StoreFuture<'a, i64>;
@@ -79,11 +79,11 @@ impl<S: Store> DynStore for S {
     fn fetch<'a>(&'a self, keys: Fetch<'a>) -> StoreFuture<'a, Fetched> {
         Box::pin(crate::store::EntryStore::fetch(self, keys))
     }
+    fn fetch_batch<'a>(&'a self, requests: &'a [Fetch<'a>]) -> StoreFuture<'a, Vec<Fetched>> {
+        Box::pin(crate::store::EntryStore::fetch_batch(self, requests))
+    }
     fn versions<'a>(&'a self, tag_keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
         Box::pin(crate::store::TagStore::versions(self, tag_keys))
-    }
-    fn fetch_many<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Vec<u8>>>> {
-        Box::pin(crate::store::EntryStore::fetch_many(self, keys))
     }
     fn put_many(&self, items: Vec<(String, Vec<u8>, Duration)>) -> StoreFuture<'_, ()> {
         Box::pin(crate::store::EntryStore::put_many(self, items))

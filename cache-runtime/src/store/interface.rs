@@ -27,6 +27,39 @@ pub trait EntryStore: Send + Sync + 'static {
     fn fetch(&self, request: Fetch<'_>)
         -> impl Future<Output = Result<Fetched, StoreError>> + Send;
 
+    /// Many [`fetch`](Self::fetch)es at once, answered in order: **one round
+    /// trip** where the store can (Redis: one `MGET` of every entry and every
+    /// tag counter; a cluster: concurrent `GET`s), as every remote read of
+    /// the cache (the macro's, `get`, `get_many`, the HTTP layer's) goes
+    /// through it. A request with no tags reads its entry alone.
+    ///
+    /// The default answers one request with [`fetch`](Self::fetch), requests
+    /// without tags with one [`fetch_many`](Self::fetch_many), and otherwise
+    /// runs the [`fetch`](Self::fetch)es concurrently.
+    fn fetch_batch(
+        &self,
+        requests: &[Fetch<'_>],
+    ) -> impl Future<Output = Result<Vec<Fetched>, StoreError>> + Send {
+        async move {
+            match requests {
+                [] => Ok(Vec::new()),
+                [one] => Ok(vec![self.fetch(*one).await?]),
+                _ if requests.iter().all(|r| r.tag_count() == 0) => {
+                    let keys: Vec<String> = requests.iter().map(Fetch::entry_key).collect();
+                    let entries = self.fetch_many(&keys).await?;
+                    Ok(entries
+                        .into_iter()
+                        .map(|entry| Fetched::new(entry, Vec::new()))
+                        .collect())
+                }
+                _ => {
+                    futures_util::future::try_join_all(requests.iter().map(|r| self.fetch(*r)))
+                        .await
+                }
+            }
+        }
+    }
+
     /// The bytes under each of `keys`, in order (`None` for an absent one);
     /// one round trip where the store can. Used by batch reads.
     fn fetch_many(

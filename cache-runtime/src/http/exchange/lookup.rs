@@ -66,6 +66,10 @@ pub(super) async fn remote_entry(
     cache: &crate::Cache,
     key: &Key,
 ) -> crate::Result<Option<HttpEntry>> {
-    let found = Box::pin(cache.remote_many::<HttpEntry>(std::slice::from_ref(key))).await?;
+    let found = Box::pin(crate::remote::read::read_many::<HttpEntry>(
+        cache,
+        std::slice::from_ref(key),
+    ))
+    .await?;
     Ok(found.into_iter().next().flatten())
 }

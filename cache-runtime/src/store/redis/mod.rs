@@ -399,6 +399,80 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStor
         }
     }
 
+    fn fetch_batch(
+        &self,
+        requests: &[Fetch<'_>],
+    ) -> impl Future<Output = Result<Vec<Fetched>, StoreError>> + Send {
+        let mut conn = self.conn.clone();
+        async move {
+            match requests {
+                [] => return Ok(Vec::new()),
+                // One request: `fetch`'s shapes (a lone GET when untagged).
+                [one] => return Ok(vec![self.fetch(*one).await?]),
+                _ => {}
+            }
+            // Every entry followed by its tags' counters: one MGET, or
+            // concurrent GETs across a cluster's slots.
+            let names: Vec<StoreKey<'_>> = requests
+                .iter()
+                .flat_map(|r| std::iter::once(r.entry()).chain(r.tag_names()))
+                .collect();
+            let values = if self.cluster {
+                get_each(&conn, &names).await?
+            } else {
+                let mut cmd = redis::Cmd::with_capacity(1 + names.len(), 64 * (1 + names.len()));
+                cmd.arg("MGET");
+                for name in &names {
+                    cmd.arg(name);
+                }
+                match cmd
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| backend(e, None))?
+                {
+                    Value::Array(values) => values,
+                    other => {
+                        return Err(StoreError::Backend(format!(
+                            "unexpected MGET reply: {other:?}"
+                        )))
+                    }
+                }
+            };
+            if values.len() != names.len() {
+                return Err(StoreError::Backend(format!(
+                    "MGET of {} keys answered {}",
+                    names.len(),
+                    values.len()
+                )));
+            }
+            let mut values = values.into_iter();
+            let mut entries = Vec::with_capacity(requests.len());
+            let mut tag_values = Vec::new();
+            let mut tag_names = Vec::new();
+            for request in requests {
+                entries.push(entry_of(&mut values));
+                for name in request.tag_names() {
+                    // Counted above: as many values as names.
+                    tag_values.push(values.next().unwrap_or(Value::Nil));
+                    tag_names.push(name);
+                }
+            }
+            // Broken or missing counters of the whole batch: one repair.
+            let mut versions = self
+                .versions_of(tag_values.into_iter(), |i| tag_names[i])
+                .await?
+                .into_iter();
+            Ok(requests
+                .iter()
+                .zip(entries)
+                .map(|(request, entry)| Fetched {
+                    entry,
+                    versions: versions.by_ref().take(request.tag_count()).collect(),
+                })
+                .collect())
+        }
+    }
+
     fn put(
         &self,
         key: &str,

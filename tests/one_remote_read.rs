@@ -1,0 +1,130 @@
+//! The one remote read (`remote::read`): round trips per remote hit of the
+//! manual API, counted on the in-process store's handle of the reading
+//! process. Time is paused so that the background confirmation (a
+//! `versions` read each second) cannot run inside a measured call.
+
+use std::time::Duration;
+
+use cache_runtime::store::in_process::{Counts, InProcessStore, Op};
+use cache_runtime::{Cache, Policy};
+
+/// The reads of a remote hit: entries and tag versions.
+fn reads(counts: &Counts) -> u64 {
+    counts.get(Op::Fetch) + counts.get(Op::FetchMany) + counts.get(Op::Versions)
+}
+
+/// A process with a backplane: `reader` over its own handle to `backend`.
+async fn process(backend: &InProcessStore, backplane: bool) -> (Cache, InProcessStore) {
+    let handle = backend.connect();
+    let mut builder = Cache::builder().store(handle.clone()).namespace("one");
+    if backplane {
+        builder = builder.backplane(handle.clone());
+    }
+    let cache = builder.build().await.expect("cache builds");
+    if backplane {
+        // Subscribed: the known-versions table is trusted from now on.
+        while cache.health().await.and_then(|h| h.backplane) != Some(true) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    (cache, handle)
+}
+
+/// Round trips of `get(key)` in `cache` (a hit asserted).
+async fn get_trips(cache: &Cache, handle: &InProcessStore, key: &str) -> u64 {
+    let before = handle.counts();
+    let got = cache.get::<u32>(key).await.expect("get");
+    assert_eq!(got, Some(7), "{key} is a remote hit");
+    reads(&handle.counts().since(&before))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_untagged_get_hit_costs_one_round_trip() {
+    let backend = InProcessStore::new();
+    let (writer, _) = process(&backend, false).await;
+    writer.set("a", 7u32).await.expect("set");
+    let (reader, handle) = process(&backend, true).await;
+    assert_eq!(get_trips(&reader, &handle, "a").await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tagged_get_hit_costs_one_round_trip_once_its_tags_are_known() {
+    let backend = InProcessStore::new();
+    let (writer, _) = process(&backend, true).await;
+    for key in ["t1", "t2", "t3"] {
+        writer
+            .set_with(key, 7u32, &Policy::ttl(Duration::from_secs(3600)), ["t"])
+            .await
+            .expect("set");
+    }
+    let (reader, handle) = process(&backend, true).await;
+    // The first read learns the tag's version from the store.
+    assert_eq!(get_trips(&reader, &handle, "t1").await, 2);
+    // Known and confirmed: the entry alone.
+    assert_eq!(get_trips(&reader, &handle, "t2").await, 1);
+    // Invalidated by another process: once its message lands, the entry
+    // (recorded with the old version) is no hit. Without the message the
+    // known version would be trusted for at most a second, as the macro's.
+    writer.invalidate_tags(["t"]).await.expect("invalidate");
+    let mut polls = 0;
+    while reader.get::<u32>("t3").await.expect("get").is_some() {
+        polls += 1;
+        assert!(polls < 1000, "the invalidation never reached the reader");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tagged_get_hit_without_a_backplane_costs_two_round_trips() {
+    let backend = InProcessStore::new();
+    let (writer, _) = process(&backend, false).await;
+    for key in ["u1", "u2"] {
+        writer
+            .set_with(key, 7u32, &Policy::ttl(Duration::from_secs(3600)), ["u"])
+            .await
+            .expect("set");
+    }
+    let (reader, handle) = process(&backend, false).await;
+    assert_eq!(get_trips(&reader, &handle, "u1").await, 2);
+    assert_eq!(get_trips(&reader, &handle, "u2").await, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_many_reads_every_entry_in_one_round_trip() {
+    let backend = InProcessStore::new();
+    let (writer, _) = process(&backend, false).await;
+    let policy = Policy::ttl(Duration::from_secs(3600));
+    writer
+        .set_many([("m1", 7u32), ("m2", 7u32), ("m3", 7u32)], &policy)
+        .await
+        .expect("set_many");
+    for key in ["n1", "n2", "n3", "n4"] {
+        writer
+            .set_with(key, 7u32, &policy, ["n"])
+            .await
+            .expect("set");
+    }
+    let (reader, handle) = process(&backend, true).await;
+    let before = handle.counts();
+    let got = reader
+        .get_many::<u32, _>(&["m1", "absent", "m2", "m3"])
+        .await
+        .expect("get_many");
+    assert_eq!(got, vec![Some(7), None, Some(7), Some(7)]);
+    assert_eq!(reads(&handle.counts().since(&before)), 1);
+    // Tagged: the first batch learns the tag, the next reads entries only.
+    let before = handle.counts();
+    let got = reader
+        .get_many::<u32, _>(&["n1", "n2"])
+        .await
+        .expect("get_many");
+    assert_eq!(got, vec![Some(7), Some(7)]);
+    assert_eq!(reads(&handle.counts().since(&before)), 2);
+    let before = handle.counts();
+    let got = reader
+        .get_many::<u32, _>(&["n3", "n4"])
+        .await
+        .expect("get_many");
+    assert_eq!(got, vec![Some(7), Some(7)]);
+    assert_eq!(reads(&handle.counts().since(&before)), 1);
+}
