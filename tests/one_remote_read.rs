@@ -128,3 +128,50 @@ async fn get_many_reads_every_entry_in_one_round_trip() {
     assert_eq!(got, vec![Some(7), Some(7)]);
     assert_eq!(reads(&handle.counts().since(&before)), 1);
 }
+
+/// `GET`s and `MGET`s the server has run: the reads of a remote hit.
+fn redis_reads(server: &integration_tests::redis_harness::RedisServer) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    integration_tests::command_calls(&stats, "get")
+        + integration_tests::command_calls(&stats, "mget")
+}
+
+/// On Redis: a tagged `get` hit is one command once the tag is known (a
+/// background confirmation or write-counter read, a few a second, may add a
+/// few to the 200 measured), and `get_many` of many keys is one `MGET`.
+#[tokio::test]
+async fn on_redis_a_tagged_get_hit_is_one_command() {
+    let server = integration_tests::redis_harness::RedisServer::start();
+    let writer = integration_tests::storage_only(&server, "one").await;
+    let policy = Policy::ttl(Duration::from_secs(3600));
+    let keys: Vec<String> = (0..=200).map(|i| format!("r{i}")).collect();
+    for key in &keys {
+        writer
+            .set_with(key, 7u32, &policy, ["r"])
+            .await
+            .expect("set");
+    }
+    let reader = integration_tests::storage_only(&server, "one").await;
+    let started = std::time::Instant::now();
+    while reader.health().await.and_then(|h| h.backplane) != Some(true) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no backplane");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reader.get::<u32>(&keys[0]).await.expect("get"), Some(7));
+    let before = redis_reads(&server);
+    for key in &keys[1..] {
+        assert_eq!(reader.get::<u32>(key).await.expect("get"), Some(7));
+    }
+    let per_hit = (redis_reads(&server) - before) as f64 / 200.0;
+    eprintln!("Redis reads per tagged get hit: {per_hit:.3}");
+    assert!(per_hit < 1.1, "{per_hit} reads per hit");
+    let before = redis_reads(&server);
+    let got = reader
+        .get_many::<u32, _>(&keys[1..])
+        .await
+        .expect("get_many");
+    assert!(got.iter().all(|v| *v == Some(7)));
+    let reads = redis_reads(&server) - before;
+    eprintln!("Redis reads of a get_many of 200 tagged hits: {reads}");
+    assert!(reads <= 2, "{reads} reads for one get_many");
+}

@@ -37,6 +37,7 @@
 //! | [`entry_expires`] | an entry past its TTL is absent; a longer one stays |
 //! | [`put_overwrite_delete`] | `put` replaces, `delete` removes and says whether it existed |
 //! | [`fetch_many_in_order`] | `fetch_many` answers in the order asked, `None` for absent keys |
+//! | [`fetch_batch_as_fetch`] | `fetch_batch` answers each request in order as `fetch` does |
 //! | [`put_many_stores_each`] | `put_many` stores every item |
 //! | [`ping_answers`] | `ping` succeeds on a healthy store |
 //! | [`versions_created_and_stable`] | `versions` creates missing counters and reads the same values until a bump |
@@ -57,6 +58,7 @@
 //! | [`subscription_end_is_clean`] | a dropped subscription leaves the connection working; subscribing again works |
 
 mod backplane;
+mod batch;
 mod counters;
 mod entries;
 mod locks;
@@ -69,6 +71,7 @@ use std::future::Future;
 pub use backplane::{
     publish_reaches_every_subscriber, publish_reaches_other_connection, subscription_end_is_clean,
 };
+pub use batch::fetch_batch_as_fetch;
 pub use counters::{increment_concurrent, increment_counts};
 pub use entries::{
     entry_expires, fetch_absent, fetch_many_in_order, fetch_reads_entry_and_versions, ping_answers,
@@ -113,6 +116,7 @@ async fn store_checks<S: Store>(c: &impl Connect<S>) {
     entry_expires(c).await;
     put_overwrite_delete(c).await;
     fetch_many_in_order(c).await;
+    fetch_batch_as_fetch(c).await;
     put_many_stores_each(c).await;
     ping_answers(c).await;
     versions_created_and_stable(c).await;
