@@ -61,6 +61,8 @@ enum Flaw {
     BackplaneLocal,
     /// A counter that holds no number reads as 0 (through `fetch` too).
     BrokenCounterReadsZero,
+    /// `fetch_batch` answers its requests in reverse order.
+    BatchOutOfOrder,
 }
 
 /// An in-process store with one flaw; the flaws' own state is shared by
@@ -122,6 +124,16 @@ impl EntryStore for Flawed {
     }
     async fn fetch_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.inner.fetch_many(keys).await
+    }
+    async fn fetch_batch(&self, requests: &[Fetch<'_>]) -> Result<Vec<Fetched>, StoreError> {
+        let mut answers = Vec::new();
+        for request in requests {
+            answers.push(self.fetch(*request).await?);
+        }
+        if self.flaw == Flaw::BatchOutOfOrder {
+            answers.reverse();
+        }
+        Ok(answers)
     }
     async fn put(&self, key: &str, bytes: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
         let ttl = match self.flaw {
@@ -313,6 +325,17 @@ async fn a_lock_that_ignores_tokens_is_caught() {
         "lock_tokens",
         Flaw::LockIgnoresTokens,
         conformance::lock_tokens(&connect),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answered_out_of_order_is_caught() {
+    let connect = flawed(Flaw::BatchOutOfOrder);
+    caught(
+        "fetch_batch_as_fetch",
+        Flaw::BatchOutOfOrder,
+        conformance::fetch_batch_as_fetch(&connect),
     )
     .await;
 }
