@@ -175,3 +175,58 @@ async fn on_redis_a_tagged_get_hit_is_one_command() {
     eprintln!("Redis reads of a get_many of 200 tagged hits: {reads}");
     assert!(reads <= 2, "{reads} reads for one get_many");
 }
+
+/// An HTTP remote hit (a response stored with a tag by another process)
+/// reads through the same path: one round trip once the tag is known.
+#[tokio::test(start_paused = true)]
+async fn an_http_remote_hit_costs_one_round_trip_once_its_tags_are_known() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let backend = InProcessStore::new();
+    let (a, _) = process(&backend, true).await;
+    let (b, handle) = process(&backend, true).await;
+    let app = |cache: &Cache| {
+        axum::Router::new()
+            .route(
+                "/{*path}",
+                get(|| async {
+                    (
+                        [("cache-control", "max-age=600"), ("cache-tag", "h")],
+                        "body",
+                    )
+                }),
+            )
+            .layer(cache_runtime::http::CacheLayer::new(cache.clone()))
+    };
+    let (app_a, app_b) = (app(&a), app(&b));
+    let request = |path: &str| {
+        Request::get(path)
+            .header("host", "example.test")
+            .body(Body::empty())
+            .expect("request")
+    };
+    for path in ["/one", "/two"] {
+        let response = app_a.clone().oneshot(request(path)).await.expect("served");
+        assert!(response.status().is_success());
+    }
+    let mut trips = Vec::new();
+    // Each response also carries a tag of its URI (for unsafe methods'
+    // invalidations): the same URI twice, from a process without memory.
+    for path in ["/one", "/one", "/two"] {
+        let before = handle.counts();
+        let response = app_b.clone().oneshot(request(path)).await.expect("served");
+        let status = response
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        assert!(status.contains("; hit"), "{path}: {status}");
+        trips.push(reads(&handle.counts().since(&before)));
+    }
+    // The first hit learns the tags' versions; the second reads the entry
+    // alone; another URI has a tag not known yet.
+    assert_eq!(trips, vec![2, 1, 2]);
+}
