@@ -12,9 +12,9 @@ const KEYS: u64 = 1000;
 /// Misses before the measured ones (the function's first-call work).
 const MISS_WARM: u64 = 1000;
 /// Entries of the miss path's cache: room for the warm-up and 2N misses of
-/// `.ci/bench-gate` (N = 10,000), so no measured miss evicts: a miss into
-/// a full cache, evicting, varied more from run to run (1.2 % against
-/// 0.8 %, with the store's random hash seed).
+/// `.ci/bench-gate` (N = 10,000), so no measured miss evicts: in three
+/// runs each, a miss into a full cache (evicting) spread by 0.7 %, one with
+/// room by 0.4 % (the store's random hash seed moves both).
 const MISS_CAPACITY: usize = 100_000;
 
 /// The value for `id`: 100 bytes.
