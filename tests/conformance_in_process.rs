@@ -396,3 +396,29 @@ async fn the_full_suite_names_the_first_broken_check() {
     let message = message.expect("the suite passed a store whose locks ignore tokens");
     assert!(message.contains("`lock_tokens`"), "{message}");
 }
+
+/// The cross-process checks through two caches on the in-process store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_on_the_in_process_store_pass_the_cache_checks() {
+    let store = InProcessStore::with_nodes(2);
+    conformance::run_cache(|| std::future::ready(store.connect())).await;
+}
+
+/// With every backplane message lost, an invalidation still reaches the
+/// other cache within the bound (by confirmation of the tag's version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_is_seen_elsewhere_with_every_message_lost() {
+    let store = InProcessStore::new();
+    conformance::cache_invalidation_seen_elsewhere(&|| {
+        let handle = store.connect();
+        handle.faults().drop_messages(u64::MAX);
+        std::future::ready(handle)
+    })
+    .await;
+    conformance::cache_versions_monotonic(&|| {
+        let handle = store.connect();
+        handle.faults().drop_messages(u64::MAX);
+        std::future::ready(handle)
+    })
+    .await;
+}
