@@ -575,3 +575,91 @@ async fn a_cancelled_leader_hands_over_to_another_process() {
         "the lock was released"
     );
 }
+
+/// As tests/invalidation_faults.rs's
+/// `a_refused_invalidation_keeps_redis_entries_out_until_it_lands` (an ACL
+/// that refuses `INCR`): the store answers reads but refuses every bump;
+/// until the invalidation lands, neither the storage-only nor the
+/// write-through process serves the store's entry.
+#[tokio::test(start_paused = true)]
+async fn a_refused_invalidation_keeps_store_entries_out_until_it_lands() {
+    let backend = InProcessStore::new();
+    let timeout = Duration::from_millis(250);
+    let storage = process(&backend, "refused", false, timeout).await;
+    let through = process(&backend, "refused", true, timeout).await;
+    let db = Db::new();
+    assert_eq!(item(&storage.cache, &db).await, 1, "stored at version 1");
+    assert_eq!(item(&through.cache, &db).await, 1);
+
+    for p in [&storage, &through] {
+        p.store
+            .faults()
+            .fail_next_of(Op::Bump, u64::MAX, InjectedFault::Backend);
+    }
+    db.bump();
+    for p in [&storage, &through] {
+        let error = p
+            .cache
+            .invalidate_tags(["item:1"])
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(error, Error::InvalidationQueued { .. }),
+            "{error:?}"
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(item(&storage.cache, &db).await, 2, "storage-only");
+        assert_eq!(item(&through.cache, &db).await, 2, "write-through");
+    }
+    for p in [&storage, &through] {
+        p.store.faults().clear();
+    }
+    until("the queued invalidations land", || {
+        storage.cache.stats().pending_invalidations == 0
+            && through.cache.stats().pending_invalidations == 0
+    })
+    .await;
+    assert_eq!(item(&storage.cache, &db).await, 2);
+}
+
+/// As tests/invalidation_faults.rs's `an_invalidation_survives_a_redis_restart`
+/// (the server killed, then restarted on its port): the process is cut off
+/// from the store (every call refused), invalidates, and the queued
+/// invalidation lands once the partition heals.
+#[tokio::test(start_paused = true)]
+async fn an_invalidation_survives_a_partition() {
+    let backend = InProcessStore::new();
+    let p = process(&backend, "partition", true, Duration::from_millis(150)).await;
+    let other = process(&backend, "partition", false, Duration::from_millis(150)).await;
+    let db = Db::new();
+    assert_eq!(item(&p.cache, &db).await, 1);
+
+    p.store.faults().partition();
+    p.bus.faults().partition();
+    db.bump();
+    let error = p
+        .cache
+        .invalidate_tags(["item:1"])
+        .await
+        .expect_err("cut off");
+    assert!(
+        matches!(error, Error::InvalidationQueued { .. }),
+        "{error:?}"
+    );
+    assert_eq!(p.cache.stats().invalidation_failures, 1);
+    assert_eq!(item(&p.cache, &db).await, 2, "in force here at once");
+    assert_eq!(item(&other.cache, &db).await, 1, "not yet in the store");
+
+    p.store.faults().heal();
+    p.bus.faults().heal();
+    until("the queued invalidation lands", || {
+        p.cache.stats().pending_invalidations == 0
+    })
+    .await;
+    assert_eq!(
+        item(&other.cache, &db).await,
+        2,
+        "the other process sees it"
+    );
+}
