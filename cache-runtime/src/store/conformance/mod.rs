@@ -55,8 +55,19 @@
 //! | [`publish_reaches_other_connection`] | a message reaches another connection's subscriber |
 //! | [`publish_reaches_every_subscriber`] | every subscriber of the channel (the publisher's own too), and none of another channel |
 //! | [`subscription_end_is_clean`] | a dropped subscription leaves the connection working; subscribing again works |
+//!
+//! Cross-process checks through two [`Cache`](crate::Cache)s on one
+//! backend ([`run_cache`], about two seconds):
+//!
+//! | check | promise |
+//! |---|---|
+//! | [`cache_shares_entries`] | one cache's `set` and `get_or_load` are the other's hits |
+//! | [`cache_invalidation_seen_elsewhere`] | after `invalidate_tags`, the other cache stops serving the value within [`INVALIDATION_BOUND`], for good |
+//! | [`cache_loads_once_across_instances`] | concurrent `get_or_load`s on two caches run the loader once |
+//! | [`cache_versions_monotonic`] | a value loaded across a bump of its tag is never served after it |
 
 mod backplane;
+mod cache;
 mod counters;
 mod entries;
 mod locks;
@@ -68,6 +79,10 @@ use std::future::Future;
 
 pub use backplane::{
     publish_reaches_every_subscriber, publish_reaches_other_connection, subscription_end_is_clean,
+};
+pub use cache::{
+    cache_invalidation_seen_elsewhere, cache_loads_once_across_instances, cache_shares_entries,
+    cache_versions_monotonic, INVALIDATION_BOUND,
 };
 pub use counters::{increment_concurrent, increment_counts};
 pub use entries::{
@@ -145,4 +160,13 @@ async fn backplane_checks<B: Backplane>(c: &impl Connect<B>) {
 pub async fn run_all<S: Store + Backplane>(connect: impl Connect<S>) {
     store_checks(&connect).await;
     backplane_checks(&connect).await;
+}
+
+/// Runs the cross-process checks through two [`Cache`](crate::Cache)s, in
+/// turn (a factory of connections that are both store and backplane).
+pub async fn run_cache<S: Store + Backplane>(connect: impl Connect<S>) {
+    cache_shares_entries(&connect).await;
+    cache_invalidation_seen_elsewhere(&connect).await;
+    cache_loads_once_across_instances(&connect).await;
+    cache_versions_monotonic(&connect).await;
 }
