@@ -49,6 +49,7 @@
 //! | [`lock_expires`] | a lock past its TTL is free; an extended one is not |
 //! | [`increment_counts`] | `increment` from absent, negative deltas, across connections |
 //! | [`increment_concurrent`] | concurrent increments are atomic (no lost update) |
+//! | [`value_reads_counter`] | `value` reads 0 for an absent key, then what `increment` wrote, changing nothing |
 //! | [`scan_glob_forms`] | `scan` over every node finds exactly the keys of `*`, `?`, `[..]` and `\` patterns |
 //! | [`scan_during_changes`] | a key present for the whole walk is found while others come and go |
 //! | [`unlink_counts`] | `unlink` deletes and counts the keys that existed |
@@ -69,7 +70,7 @@ use std::future::Future;
 pub use backplane::{
     publish_reaches_every_subscriber, publish_reaches_other_connection, subscription_end_is_clean,
 };
-pub use counters::{increment_concurrent, increment_counts};
+pub use counters::{increment_concurrent, increment_counts, value_reads_counter};
 pub use entries::{
     entry_expires, fetch_absent, fetch_many_in_order, fetch_reads_entry_and_versions, ping_answers,
     put_many_stores_each, put_overwrite_delete,
@@ -125,6 +126,7 @@ async fn store_checks<S: Store>(c: &impl Connect<S>) {
     lock_expires(c).await;
     increment_counts(c).await;
     increment_concurrent(c).await;
+    value_reads_counter(c).await;
     scan_glob_forms(c).await;
     scan_during_changes(c).await;
     unlink_counts(c).await;
