@@ -34,7 +34,7 @@
 //! |---|---|
 //! | [`fetch_reads_entry_and_versions`] | `fetch` = the entry and the current versions, in the order of `tag_keys`, seen from another connection |
 //! | [`fetch_absent`] | an absent entry is `None`; its tags' counters are created as `versions` creates them |
-//! | [`entry_expires`] | an entry past its TTL is absent; a longer one stays |
+//! | [`entry_expires`] | an entry past its TTL is absent (to `delete` too); a longer one stays |
 //! | [`put_overwrite_delete`] | `put` replaces, `delete` removes and says whether it existed |
 //! | [`fetch_many_in_order`] | `fetch_many` answers in the order asked, `None` for absent keys |
 //! | [`put_many_stores_each`] | `put_many` stores every item |
