@@ -16,7 +16,7 @@
 //! that are missing, of another type or not a version, and lock keys that
 //! would never expire, or are of another type. Each replacement of a broken
 //! key is logged at `warn` and counted in `store_errors` (through
-//! [`EntryStore::take_repairs`](crate::store::EntryStore::take_repairs)).
+//! [`EntryStore::take_repairs`]).
 //!
 //! Inside: URLs and their secrets (`redact`), TLS (`client`), the
 //! builder's `.redis(..)` (`connect`), `REDIS_URL` (`env`), the tag
