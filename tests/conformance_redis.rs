@@ -73,3 +73,30 @@ async fn a_wrong_password_is_refused_without_showing_it() {
     };
     assert!(!error.contains("wrong-one"), "{error}");
 }
+
+/// Over TLS with the server's own CA (`RedisStore::options().tls_root_ca`);
+/// without it, connecting fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_passes_the_suite() {
+    let server = RedisServer::start_tls();
+    let (url, ca) = (server.tls_url(), server.ca_pem());
+    assert!(
+        RedisStore::connect(&url).await.is_err(),
+        "a private CA was trusted without being given"
+    );
+    let started = Instant::now();
+    conformance::run_all(|| {
+        let (url, ca) = (url.clone(), ca.clone());
+        async move {
+            RedisStore::options()
+                .tls_root_ca(ca)
+                .connect(&url)
+                .await
+                .expect("connect to the test server over TLS")
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    println!("the suite took {took:?}");
+    assert!(took < BOUND, "the suite took {took:?}");
+}
