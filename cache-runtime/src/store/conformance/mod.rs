@@ -34,7 +34,7 @@
 //! |---|---|
 //! | [`fetch_reads_entry_and_versions`] | `fetch` = the entry and the current versions, in the order of `tag_keys`, seen from another connection |
 //! | [`fetch_absent`] | an absent entry is `None`; its tags' counters are created as `versions` creates them |
-//! | [`entry_expires`] | an entry past its TTL is absent; a longer one stays |
+//! | [`entry_expires`] | an entry past its TTL is absent (to `delete` too); a longer one stays |
 //! | [`put_overwrite_delete`] | `put` replaces, `delete` removes and says whether it existed |
 //! | [`fetch_many_in_order`] | `fetch_many` answers in the order asked, `None` for absent keys |
 //! | [`put_many_stores_each`] | `put_many` stores every item |
@@ -49,6 +49,7 @@
 //! | [`lock_expires`] | a lock past its TTL is free; an extended one is not |
 //! | [`increment_counts`] | `increment` from absent, negative deltas, across connections |
 //! | [`increment_concurrent`] | concurrent increments are atomic (no lost update) |
+//! | [`value_reads_counter`] | `value` reads 0 for an absent key, then what `increment` wrote, changing nothing |
 //! | [`scan_glob_forms`] | `scan` over every node finds exactly the keys of `*`, `?`, `[..]` and `\` patterns |
 //! | [`scan_during_changes`] | a key present for the whole walk is found while others come and go |
 //! | [`unlink_counts`] | `unlink` deletes and counts the keys that existed |
@@ -84,7 +85,7 @@ pub use cache::{
     cache_invalidation_seen_elsewhere, cache_loads_once_across_instances, cache_shares_entries,
     cache_versions_monotonic, INVALIDATION_BOUND,
 };
-pub use counters::{increment_concurrent, increment_counts};
+pub use counters::{increment_concurrent, increment_counts, value_reads_counter};
 pub use entries::{
     entry_expires, fetch_absent, fetch_many_in_order, fetch_reads_entry_and_versions, ping_answers,
     put_many_stores_each, put_overwrite_delete,
@@ -140,6 +141,7 @@ async fn store_checks<S: Store>(c: &impl Connect<S>) {
     lock_expires(c).await;
     increment_counts(c).await;
     increment_concurrent(c).await;
+    value_reads_counter(c).await;
     scan_glob_forms(c).await;
     scan_during_changes(c).await;
     unlink_counts(c).await;
