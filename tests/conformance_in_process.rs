@@ -49,6 +49,10 @@ enum Flaw {
     VersionsRestart,
     /// `extend_lock` and `unlock` do not compare the token.
     LockIgnoresTokens,
+    /// `try_lock` always succeeds (no mutual exclusion).
+    LockAlwaysGranted,
+    /// `bump` answers the current versions without raising them.
+    VersionsFrozen,
     /// `fetch` answers the versions in reverse order.
     VersionsOutOfOrder,
     /// `increment` reads, yields, then writes (lost updates).
@@ -180,6 +184,7 @@ impl TagStore for Flawed {
     async fn bump(&self, tag_keys: &[String]) -> Result<Vec<u64>, StoreError> {
         match self.flaw {
             Flaw::VersionsRestart => Ok(self.naive_versions(tag_keys, true)),
+            Flaw::VersionsFrozen => self.inner.versions(tag_keys).await,
             _ => self.inner.bump(tag_keys).await,
         }
     }
@@ -187,7 +192,10 @@ impl TagStore for Flawed {
 
 impl LockStore for Flawed {
     async fn try_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.inner.try_lock(key, token, ttl).await
+        match self.flaw {
+            Flaw::LockAlwaysGranted => Ok(true),
+            _ => self.inner.try_lock(key, token, ttl).await,
+        }
     }
     async fn extend_lock(&self, key: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
         match self.flaw {
@@ -418,4 +426,56 @@ async fn the_full_suite_names_the_first_broken_check() {
     let message = failure(conformance::run(flawed(Flaw::LockIgnoresTokens))).await;
     let message = message.expect("the suite passed a store whose locks ignore tokens");
     assert!(message.contains("`lock_tokens`"), "{message}");
+}
+
+/// The cross-process checks through two caches on the in-process store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_on_the_in_process_store_pass_the_cache_checks() {
+    let store = InProcessStore::with_nodes(2);
+    conformance::run_cache(|| std::future::ready(store.connect())).await;
+}
+
+/// With every backplane message lost, an invalidation still reaches the
+/// other cache within the bound (by confirmation of the tag's version).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_is_seen_elsewhere_with_every_message_lost() {
+    let store = InProcessStore::new();
+    conformance::cache_invalidation_seen_elsewhere(&|| {
+        let handle = store.connect();
+        handle.faults().drop_messages(u64::MAX);
+        std::future::ready(handle)
+    })
+    .await;
+    conformance::cache_versions_monotonic(&|| {
+        let handle = store.connect();
+        handle.faults().drop_messages(u64::MAX);
+        std::future::ready(handle)
+    })
+    .await;
+}
+
+/// A lock that excludes nobody lets both caches load: the cache-level
+/// check of one load across instances catches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_excludes_nobody_is_caught_through_the_cache() {
+    let connect = flawed(Flaw::LockAlwaysGranted);
+    caught(
+        "cache_loads_once_across_instances",
+        Flaw::LockAlwaysGranted,
+        conformance::cache_loads_once_across_instances(&connect),
+    )
+    .await;
+}
+
+/// A bump that hands out the version already read: the value loaded
+/// across it is served afterwards, and the cache-level check catches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_that_do_not_move_are_caught_through_the_cache() {
+    let connect = flawed(Flaw::VersionsFrozen);
+    caught(
+        "cache_versions_monotonic",
+        Flaw::VersionsFrozen,
+        conformance::cache_versions_monotonic(&connect),
+    )
+    .await;
 }

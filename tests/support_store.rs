@@ -187,21 +187,25 @@ impl ScanNode for MapStore {
         pattern: &str,
         _count: u32,
     ) -> Result<(u64, Vec<String>), StoreError> {
+        let now = Instant::now();
         let data = self.data();
+        // Live keys only: one past its TTL is gone, as Redis' SCAN skips it.
         let keys = data
             .bytes
-            .keys()
-            .filter(|k| glob(pattern.as_bytes(), k.as_bytes()))
-            .cloned()
+            .iter()
+            .filter(|(k, (_, until))| *until > now && glob(pattern.as_bytes(), k.as_bytes()))
+            .map(|(k, _)| k.clone())
             .collect();
         Ok((0, keys))
     }
 
     async fn unlink(&self, keys: &[String]) -> Result<u64, StoreError> {
+        let now = Instant::now();
         let mut data = self.data();
+        // A key past its TTL did not exist: removed, not counted.
         Ok(keys
             .iter()
-            .filter(|k| data.bytes.remove(*k).is_some())
+            .filter(|k| data.bytes.remove(*k).is_some_and(|(_, until)| until > now))
             .count() as u64)
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::store::{DynScanNode, DynStore, StoreError, StoreFuture};
 use crate::store::{Fetch, Fetched};
 
-/// Makes one connection attempt (a `RedisStore::connect*` call).
+/// Makes one connection attempt (a `store::redis::Redis::connect*` call).
 pub(crate) type Connect = Arc<dyn Fn() -> StoreFuture<'static, Box<dyn DynStore>> + Send + Sync>;
 
 /// The wait before the second attempt; it doubles up to [`MAX_BACKOFF`].

@@ -146,7 +146,8 @@ mod fetch;
 pub mod in_process;
 mod interface;
 #[cfg(feature = "redis")]
-pub(crate) mod redis;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod subscription;
 
 pub use error::StoreError;

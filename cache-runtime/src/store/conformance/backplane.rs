@@ -97,7 +97,13 @@ pub async fn subscription_end_is_clean<B: Backplane>(connect: &impl Connect<B>) 
         CHECK,
         "publish",
     );
-    let got = next(CHECK, "a new subscription", &mut again).await;
+    let mut got = next(CHECK, "a new subscription", &mut again).await;
+    // A message published before `subscribe` returned may still arrive (in
+    // a cluster, PUBLISH reaches the other nodes over the cluster bus, after
+    // the publisher has its answer): the contract promises the later ones.
+    if got == b"nobody" {
+        got = next(CHECK, "a new subscription", &mut again).await;
+    }
     same(
         CHECK,
         "the message a new subscription received",

@@ -79,3 +79,49 @@ pub async fn increment_concurrent<S: CounterStore>(connect: &impl Connect<S>) {
         TASKS * EACH,
     );
 }
+
+/// `value` reads 0 for an absent key without changing it, then what
+/// `increment` wrote (from another connection too), and never changes the
+/// counter itself: reading it twice gives one answer, and the next
+/// increment counts from it.
+pub async fn value_reads_counter<S: CounterStore>(connect: &impl Connect<S>) {
+    const CHECK: &str = "value_reads_counter";
+    let (one, other) = (connect.connect().await, connect.connect().await);
+    let key = format!("{}:counter", namespace());
+    same(
+        CHECK,
+        "value of an absent key",
+        ok(one.value(&key).await, CHECK, "value"),
+        0,
+    );
+    same(
+        CHECK,
+        "increment by 3 after reading the absent key",
+        ok(other.increment(&key, 3).await, CHECK, "increment"),
+        3,
+    );
+    same(
+        CHECK,
+        "value from another connection after increment by 3",
+        ok(one.value(&key).await, CHECK, "value"),
+        3,
+    );
+    same(
+        CHECK,
+        "value read again",
+        ok(other.value(&key).await, CHECK, "value"),
+        3,
+    );
+    same(
+        CHECK,
+        "increment by -10 after two reads",
+        ok(one.increment(&key, -10).await, CHECK, "increment"),
+        -7,
+    );
+    same(
+        CHECK,
+        "value after increment by -10",
+        ok(other.value(&key).await, CHECK, "value"),
+        -7,
+    );
+}

@@ -143,6 +143,13 @@ pub async fn entry_expires<S: EntryStore + TagStore>(connect: &impl Connect<S>) 
     );
     let fetched = ok(other.fetch(short).await, CHECK, "fetch");
     same(CHECK, "an expired entry, fetched", &fetched.entry, &None);
+    // Gone means gone for every call: a delete finds nothing to remove.
+    same(
+        CHECK,
+        "delete of an expired entry (whether it existed)",
+        ok(one.delete(&short.entry_key()).await, CHECK, "delete"),
+        false,
+    );
     let fetched = ok(other.fetch(long).await, CHECK, "fetch");
     same(
         CHECK,

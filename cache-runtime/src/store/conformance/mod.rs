@@ -34,7 +34,7 @@
 //! |---|---|
 //! | [`fetch_reads_entry_and_versions`] | `fetch` = the entry and the current versions, in the order of `tag_keys`, seen from another connection |
 //! | [`fetch_absent`] | an absent entry is `None`; its tags' counters are created as `versions` creates them |
-//! | [`entry_expires`] | an entry past its TTL is absent; a longer one stays |
+//! | [`entry_expires`] | an entry past its TTL is absent (to `delete` too); a longer one stays |
 //! | [`put_overwrite_delete`] | `put` replaces, `delete` removes and says whether it existed |
 //! | [`fetch_many_in_order`] | `fetch_many` answers in the order asked, `None` for absent keys |
 //! | [`fetch_batch_as_fetch`] | `fetch_batch` answers each request in order as `fetch` does |
@@ -50,15 +50,27 @@
 //! | [`lock_expires`] | a lock past its TTL is free; an extended one is not |
 //! | [`increment_counts`] | `increment` from absent, negative deltas, across connections |
 //! | [`increment_concurrent`] | concurrent increments are atomic (no lost update) |
+//! | [`value_reads_counter`] | `value` reads 0 for an absent key, then what `increment` wrote, changing nothing |
 //! | [`scan_glob_forms`] | `scan` over every node finds exactly the keys of `*`, `?`, `[..]` and `\` patterns |
 //! | [`scan_during_changes`] | a key present for the whole walk is found while others come and go |
 //! | [`unlink_counts`] | `unlink` deletes and counts the keys that existed |
 //! | [`publish_reaches_other_connection`] | a message reaches another connection's subscriber |
 //! | [`publish_reaches_every_subscriber`] | every subscriber of the channel (the publisher's own too), and none of another channel |
 //! | [`subscription_end_is_clean`] | a dropped subscription leaves the connection working; subscribing again works |
+//!
+//! Cross-process checks through two [`Cache`](crate::Cache)s on one
+//! backend ([`run_cache`], about two seconds):
+//!
+//! | check | promise |
+//! |---|---|
+//! | [`cache_shares_entries`] | one cache's `set` and `get_or_load` are the other's hits |
+//! | [`cache_invalidation_seen_elsewhere`] | after `invalidate_tags`, the other cache stops serving the value within [`INVALIDATION_BOUND`], for good |
+//! | [`cache_loads_once_across_instances`] | concurrent `get_or_load`s on two caches run the loader once |
+//! | [`cache_versions_monotonic`] | a value loaded across a bump of its tag is never served after it |
 
 mod backplane;
 mod batch;
+mod cache;
 mod counters;
 mod entries;
 mod locks;
@@ -72,7 +84,11 @@ pub use backplane::{
     publish_reaches_every_subscriber, publish_reaches_other_connection, subscription_end_is_clean,
 };
 pub use batch::fetch_batch_as_fetch;
-pub use counters::{increment_concurrent, increment_counts};
+pub use cache::{
+    cache_invalidation_seen_elsewhere, cache_loads_once_across_instances, cache_shares_entries,
+    cache_versions_monotonic, INVALIDATION_BOUND,
+};
+pub use counters::{increment_concurrent, increment_counts, value_reads_counter};
 pub use entries::{
     entry_expires, fetch_absent, fetch_many_in_order, fetch_reads_entry_and_versions, ping_answers,
     put_many_stores_each, put_overwrite_delete,
@@ -129,6 +145,7 @@ async fn store_checks<S: Store>(c: &impl Connect<S>) {
     lock_expires(c).await;
     increment_counts(c).await;
     increment_concurrent(c).await;
+    value_reads_counter(c).await;
     scan_glob_forms(c).await;
     scan_during_changes(c).await;
     unlink_counts(c).await;
@@ -149,4 +166,13 @@ async fn backplane_checks<B: Backplane>(c: &impl Connect<B>) {
 pub async fn run_all<S: Store + Backplane>(connect: impl Connect<S>) {
     store_checks(&connect).await;
     backplane_checks(&connect).await;
+}
+
+/// Runs the cross-process checks through two [`Cache`](crate::Cache)s, in
+/// turn (a factory of connections that are both store and backplane).
+pub async fn run_cache<S: Store + Backplane>(connect: impl Connect<S>) {
+    cache_shares_entries(&connect).await;
+    cache_invalidation_seen_elsewhere(&connect).await;
+    cache_loads_once_across_instances(&connect).await;
+    cache_versions_monotonic(&connect).await;
 }

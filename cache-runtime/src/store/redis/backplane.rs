@@ -22,8 +22,11 @@ pub(crate) enum Publisher {
     Cluster(ClusterConnection),
 }
 
-/// See the module's comment.
-pub(crate) struct RedisBackplane {
+/// Redis' [`Backplane`]: `PUBLISH` on the store's connection, `SUBSCRIBE`
+/// on a pub/sub connection of its own through each seed in turn. From
+/// [`RedisStore::backplane`](super::RedisStore::backplane); clones share
+/// the connection.
+pub struct RedisBackplane {
     clients: Vec<Client>,
     /// The seed the next subscription goes through.
     next: AtomicUsize,
@@ -31,6 +34,16 @@ pub(crate) struct RedisBackplane {
     /// `remote::deferred`); until then a publication fails as a connection
     /// fault, as the store's operations do.
     publisher: Arc<OnceLock<Publisher>>,
+}
+
+impl Clone for RedisBackplane {
+    fn clone(&self) -> Self {
+        Self {
+            clients: self.clients.clone(),
+            next: AtomicUsize::new(self.next.load(Ordering::Relaxed)),
+            publisher: Arc::clone(&self.publisher),
+        }
+    }
 }
 
 impl RedisBackplane {

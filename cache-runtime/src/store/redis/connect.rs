@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{client, redact, Publisher, RedisBackplane, RedisStore};
+use super::{client, redact, Publisher, Redis, RedisBackplane};
 use crate::remote::deferred::{Connect, Deferred};
 use crate::remote::store::{DynBackplane, DynStore};
 use crate::{CacheBuilder, Error, Result};
@@ -92,15 +92,8 @@ pub(crate) async fn connect(
         ),
     };
     // What needs no server is checked first: these errors are the caller's.
-    // A root CA without a certificate would trust nothing (the client takes
-    // it as an empty list): a mistake, not an outage.
-    if root_ca.is_some_and(|pem| !contains(pem, b"-----BEGIN CERTIFICATE-----")) {
-        return Err(Error::Connect {
-            url: shown,
-            source: crate::StoreError::Backend(
-                "the TLS root CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-            ),
-        });
+    if let Err(source) = check_root_ca(root_ca) {
+        return Err(Error::Connect { url: shown, source });
     }
     let mut clients = Vec::with_capacity(urls.len());
     for url in &urls {
@@ -120,12 +113,12 @@ pub(crate) async fn connect(
         let (urls, root_ca, publisher) = (urls.clone(), root_ca.clone(), publisher.clone());
         Box::pin(async move {
             let store: Box<dyn DynStore> = if cluster {
-                let store = RedisStore::connect_cluster(&urls, root_ca.as_deref(), timeout).await?;
+                let store = Redis::connect_cluster(&urls, root_ca.as_deref(), timeout).await?;
                 let _ = publisher.set(Publisher::Cluster(store.connection()));
                 Box::new(store)
             } else {
                 let url = urls.first().map_or("", String::as_str);
-                let store = RedisStore::connect(url, root_ca.as_deref(), timeout).await?;
+                let store = Redis::connect(url, root_ca.as_deref(), timeout).await?;
                 let _ = publisher.set(Publisher::Standalone(store.connection()));
                 Box::new(store)
             };
@@ -139,6 +132,17 @@ pub(crate) async fn connect(
             Ok((Box::new(store), transport, false))
         }
     }
+}
+
+/// Refuses a root CA without a certificate: the client would take it as an
+/// empty list and trust nothing (a mistake, not an outage).
+pub(super) fn check_root_ca(root_ca: Option<&[u8]>) -> Result<(), crate::StoreError> {
+    if root_ca.is_some_and(|pem| !contains(pem, b"-----BEGIN CERTIFICATE-----")) {
+        return Err(crate::StoreError::Backend(
+            "the TLS root CA holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `haystack` contains `needle`.

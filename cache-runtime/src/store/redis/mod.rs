@@ -1,33 +1,44 @@
-//! The Redis store (feature `redis`, on by default), and all that is
-//! Redis-specific: URLs and their secrets (`redact`), TLS (`client`), the
-//! builder's `.redis(..)` (`connect`), `REDIS_URL` (`env`).
+//! The Redis store (feature `redis`, on by default): [`RedisStore`], a
+//! [`Store`](crate::store::Store) over a standalone server or a Redis
+//! Cluster, and its [`RedisBackplane`]. The builder's
+//! [`redis`](crate::CacheBuilder::redis) and
+//! [`redis_cluster`](crate::CacheBuilder::redis_cluster) use the same
+//! store (connecting in the background if the server is down at start-up).
 //!
-//! The Redis implementation of the remote tier: a standalone server through a
-//! `ConnectionManager` (reconnects by itself), or a Redis Cluster through
-//! `cluster_async` (follows slot moves). Only multi-key reads differ: in a
-//! cluster an entry and its tags' version keys sit in different slots, so
-//! they are read with concurrent single-key GETs instead of one MGET: one
-//! round trip of latency, one command per key.
+//! A standalone server is reached through a connection manager
+//! (reconnects by itself), a cluster through a cluster connection (follows
+//! slot moves). Only multi-key reads differ: in a cluster an entry and its
+//! tags' version keys sit in different slots, so they are read with
+//! concurrent single-key `GET`s instead of one `MGET`: one round trip of
+//! latency, one command per key.
 //!
 //! What faults leave behind is repaired where it is found: tag version keys
-//! that are missing, of another type or not a version (see [`versions`]),
-//! and lock keys that would never expire, or are of another type (see
-//! [`TRY_LOCK`]). Each replacement of a broken key is logged at `warn` and
-//! counted in `store_errors` (through [`EntryStore::take_repairs`]).
+//! that are missing, of another type or not a version, and lock keys that
+//! would never expire, or are of another type. Each replacement of a broken
+//! key is logged at `warn` and counted in `store_errors` (through
+//! [`EntryStore::take_repairs`]).
+//!
+//! Inside: URLs and their secrets (`redact`), TLS (`client`), the
+//! builder's `.redis(..)` (`connect`), `REDIS_URL` (`env`), the tag
+//! version scripts (`versions`), pattern walks (`scan`), the public type
+//! (`public`).
 
 mod backplane;
 mod client;
 mod connect;
 mod env;
+mod public;
 mod redact;
 mod scan;
 mod versions;
 
-pub(crate) use backplane::{Publisher, RedisBackplane};
+pub(crate) use backplane::Publisher;
+pub use backplane::RedisBackplane;
 use client::cluster_builder;
 pub(crate) use client::{backend, client, hide};
 pub(crate) use connect::RedisTarget;
 pub(crate) use env::apply as apply_env;
+pub use public::{RedisNode, RedisOptions, RedisStore};
 pub(crate) use redact::{redact, scrub};
 
 use std::future::Future;
@@ -47,7 +58,7 @@ use crate::store::{
 };
 use futures_util::future::Either;
 
-pub(crate) struct RedisStore<C> {
+pub(crate) struct Redis<C> {
     conn: C,
     cluster: bool,
     /// Clients for the backplane's pub/sub connection (a cluster's nodes).
@@ -56,7 +67,7 @@ pub(crate) struct RedisStore<C> {
     repairs: AtomicU64,
 }
 
-impl RedisStore<ConnectionManager> {
+impl Redis<ConnectionManager> {
     /// Connects and checks the connection (and credentials) with a PING.
     pub(crate) async fn connect(
         url: &str,
@@ -76,7 +87,7 @@ impl RedisStore<ConnectionManager> {
     }
 }
 
-impl RedisStore<ClusterConnection> {
+impl Redis<ClusterConnection> {
     /// Connects to a cluster through any of `urls` and checks it with a PING.
     /// With `rediss://` URLs every node is reached over TLS; with the `tls`
     /// feature, `root_ca` (PEM) is trusted instead of the system's roots.
@@ -104,7 +115,7 @@ impl RedisStore<ClusterConnection> {
     }
 }
 
-impl<C: ConnectionLike + Send> RedisStore<C> {
+impl<C: ConnectionLike + Send> Redis<C> {
     /// Awaits `connect` and checks the connection (and credentials) with a
     /// PING, within twice `timeout`. Errors never show the password of the
     /// first of `clients`.
@@ -148,7 +159,7 @@ impl<C: ConnectionLike + Send> RedisStore<C> {
     }
 }
 
-impl<C: ConnectionLike + Clone + Send> RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send> Redis<C> {
     /// The values of `keys`: one MGET, or concurrent GETs across a cluster's slots.
     async fn values(&self, conn: &mut C, keys: &[String]) -> Result<Vec<Value>, StoreError> {
         if self.cluster {
@@ -164,6 +175,11 @@ impl<C: ConnectionLike + Clone + Send> RedisStore<C> {
     /// Runs single-key commands whose replies are not needed: one pipeline, or
     /// concurrently one by one across a cluster's slots.
     async fn run_all(&self, conn: &mut C, cmds: Vec<redis::Cmd>) -> Result<(), StoreError> {
+        // Nothing to send: an empty pipeline is refused by the client
+        // ("empty command"), and nothing is what was asked.
+        if cmds.is_empty() {
+            return Ok(());
+        }
         if self.cluster {
             let each = cmds.into_iter().map(|cmd| {
                 let mut conn = conn.clone();
@@ -184,7 +200,7 @@ impl<C: ConnectionLike + Clone + Send> RedisStore<C> {
     }
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync> RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send + Sync> Redis<C> {
     /// Tag versions from `values` (read for the tag keys `keys(i)`); the keys
     /// that came back missing or broken are created or replaced by the
     /// repair script: a second round trip, only for them.
@@ -308,7 +324,7 @@ fn millis(d: Duration) -> u64 {
     crate::clock::millis(d).max(1)
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for Redis<C> {
     fn fetch(&self, keys: Fetch<'_>) -> impl Future<Output = Result<Fetched, StoreError>> + Send {
         // Three shapes of read, one future type (`Either`): the cache boxes
         // it once, as each was boxed before.
@@ -534,7 +550,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for RedisStor
     }
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> TagStore for RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> TagStore for Redis<C> {
     fn versions(
         &self,
         tag_keys: &[String],
@@ -566,7 +582,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> TagStore for RedisStore<
     }
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> LockStore for RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> LockStore for Redis<C> {
     fn try_lock(
         &self,
         key: &str,
@@ -631,7 +647,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> LockStore for RedisStore
     }
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> CounterStore for RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> CounterStore for Redis<C> {
     fn increment(
         &self,
         key: &str,
@@ -667,7 +683,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> CounterStore for RedisSt
     }
 }
 
-impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanStore for RedisStore<C> {
+impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanStore for Redis<C> {
     type Node = scan::Node<C>;
 
     fn scan_nodes(&self) -> impl Future<Output = Result<Vec<Self::Node>, StoreError>> + Send {
@@ -681,10 +697,15 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> ScanStore for RedisStore
     }
 }
 
-impl<C: Clone> RedisStore<C> {
+impl<C: Clone> Redis<C> {
     /// The connection the backplane publishes on: the store's own.
     pub(crate) fn connection(&self) -> C {
         self.conn.clone()
+    }
+
+    /// The clients the backplane subscribes through (a cluster's seeds).
+    fn clients(&self) -> Vec<Client> {
+        self.clients.clone()
     }
 }
 
