@@ -13,30 +13,30 @@ use integration_tests::redis_harness::{RedisCluster, RedisServer};
 /// The suite's bound for one store (issue 17: under ~10 s each).
 const BOUND: Duration = Duration::from_secs(10);
 
+/// A new connection to the standalone server at `url`.
+async fn connect(url: String) -> RedisStore {
+    RedisStore::connect(&url)
+        .await
+        .expect("connect to the test server")
+}
+
+/// A new connection to the cluster seeded by `urls`.
+async fn connect_cluster(urls: Vec<String>) -> RedisStore {
+    RedisStore::options()
+        .timeout(Duration::from_secs(1))
+        .connect_cluster(urls)
+        .await
+        .expect("connect to the test cluster")
+}
+
 async fn standalone(url: String) {
     let started = Instant::now();
-    conformance::run_all(|| {
-        let url = url.clone();
-        async move {
-            RedisStore::connect(&url)
-                .await
-                .expect("connect to the test server")
-        }
-    })
-    .await;
+    conformance::run_all(|| connect(url.clone())).await;
     let took = started.elapsed();
     println!("the suite took {took:?}");
     assert!(took < BOUND, "the suite took {took:?}");
     // The cross-process promises, through two caches on this server.
-    conformance::run_cache(|| {
-        let url = url.clone();
-        async move {
-            RedisStore::connect(&url)
-                .await
-                .expect("connect to the test server")
-        }
-    })
-    .await;
+    conformance::run_cache(|| connect(url.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,31 +56,11 @@ async fn redis_cluster_passes_the_suite() {
     let cluster = RedisCluster::start(3);
     let urls = cluster.urls();
     let started = Instant::now();
-    conformance::run_all(|| {
-        let urls = urls.clone();
-        async move {
-            RedisStore::options()
-                .timeout(Duration::from_secs(1))
-                .connect_cluster(urls)
-                .await
-                .expect("connect to the test cluster")
-        }
-    })
-    .await;
+    conformance::run_all(|| connect_cluster(urls.clone())).await;
     let took = started.elapsed();
     println!("the suite took {took:?}");
     assert!(took < BOUND, "the suite took {took:?}");
-    conformance::run_cache(|| {
-        let urls = urls.clone();
-        async move {
-            RedisStore::options()
-                .timeout(Duration::from_secs(1))
-                .connect_cluster(urls)
-                .await
-                .expect("connect to the test cluster")
-        }
-    })
-    .await;
+    conformance::run_cache(|| connect_cluster(urls.clone())).await;
 }
 
 /// A wrong password is refused at connection, without showing it.
