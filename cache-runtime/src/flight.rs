@@ -8,7 +8,6 @@
 //! overtaken a load, callers that come after it never wait for (and are
 //! never handed) the value that load began before the invalidation.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,19 +18,21 @@ use tokio::sync::Notify;
 
 use crate::key::Repr;
 use crate::tags::TagSnapshot;
+use crate::value::SharedValue;
 
-/// A load's shared result: the value, or `None` when the waiters must retry.
-pub(crate) type Shared = Option<Arc<dyn Any + Send + Sync>>;
+/// What a flight hands its waiters: the leader's value, or `None` when they
+/// must retry.
+pub(crate) type FlightResult = Option<SharedValue>;
 
 /// One load in progress.
 pub(crate) struct Flight {
     notify: Notify,
-    result: Mutex<Option<Shared>>,
+    result: Mutex<Option<FlightResult>>,
 }
 
 impl Flight {
     /// Waits until the leader is done; its value, or `None` to retry.
-    pub(crate) async fn wait(&self) -> Shared {
+    pub(crate) async fn wait(&self) -> FlightResult {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -216,11 +217,12 @@ impl LeadGuard {
     /// Ends the flight with `result`: a value for the waiters, or `None` to make
     /// them retry. Call after the value is stored, so a caller who finds no
     /// flight finds the entry.
-    pub(crate) fn complete(mut self, result: Shared) {
-        self.finish(result);
+    pub(crate) fn complete(mut self, result: FlightResult) {
+        self.end(result);
     }
 
-    fn finish(&mut self, result: Shared) {
+    /// Removes the flight and hands `result` to its waiters, once.
+    fn end(&mut self, result: FlightResult) {
         if self.done {
             return;
         }
@@ -250,7 +252,7 @@ impl LeadGuard {
 impl Drop for LeadGuard {
     fn drop(&mut self) {
         // Cancelled or unwinding without a value: let a waiter take over.
-        self.finish(None);
+        self.end(None);
     }
 }
 

@@ -15,7 +15,7 @@ use std::mem::{align_of, size_of, MaybeUninit};
 use std::sync::Arc;
 
 /// A value shared between the memory tier, waiters of a load and refreshes.
-pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
+pub(crate) type SharedValue = Arc<dyn Any + Send + Sync>;
 
 /// A stored value of any type.
 pub(crate) struct Value {
@@ -27,7 +27,7 @@ pub(crate) struct Value {
 
 enum Repr {
     Inline(Inline),
-    Shared(Shared),
+    Shared(SharedValue),
 }
 
 /// Room for a value kept inline, in words (so aligned for any `V` whose
@@ -50,7 +50,7 @@ unsafe impl Sync for Inline {}
 struct Ops {
     clone: unsafe fn(*const ()) -> Inline,
     drop: unsafe fn(*mut ()),
-    share: unsafe fn(*const ()) -> Shared,
+    share: unsafe fn(*const ()) -> SharedValue,
     any: unsafe fn(*const ()) -> *const (dyn Any + Send + Sync),
 }
 
@@ -78,7 +78,7 @@ unsafe fn drop_inline<V>(data: *mut ()) {
     unsafe { std::ptr::drop_in_place(data.cast::<V>()) }
 }
 
-unsafe fn share_inline<V: Clone + Send + Sync + 'static>(data: *const ()) -> Shared {
+unsafe fn share_inline<V: Clone + Send + Sync + 'static>(data: *const ()) -> SharedValue {
     // SAFETY: see above.
     Arc::new(unsafe { &*data.cast::<V>() }.clone())
 }
@@ -157,7 +157,7 @@ impl Value {
     /// (a load's result, already shared with its waiters).
     pub(crate) fn new_or_shared<V: Clone + Send + Sync + 'static>(
         value: &V,
-        shared: Shared,
+        shared: SharedValue,
     ) -> Value {
         if fits::<V>() {
             Value::new(value.clone())
@@ -167,7 +167,7 @@ impl Value {
     }
 
     /// A value already shared.
-    pub(crate) fn from_shared(shared: Shared) -> Value {
+    pub(crate) fn from_shared(shared: SharedValue) -> Value {
         Value {
             type_id: Any::type_id(&*shared),
             repr: Repr::Shared(shared),
@@ -196,7 +196,7 @@ impl Value {
 
     /// The value as shared: a reference count, or for an inline value a
     /// clone into a new `Arc` (off the hit path: fail-safe, joined loads).
-    pub(crate) fn to_shared(&self) -> Shared {
+    pub(crate) fn to_shared(&self) -> SharedValue {
         match &self.repr {
             // SAFETY: `data` holds the live value `ops` belongs to.
             Repr::Inline(inline) => unsafe { (inline.ops.share)(inline.ptr()) },

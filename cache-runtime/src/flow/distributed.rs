@@ -10,7 +10,7 @@
 use std::any::TypeId;
 use std::time::{Duration, Instant};
 
-use super::remote_read::{read, DecodeFn, RemoteRead};
+use super::remote_read::{read_remote, DecodeFn, RemoteRead};
 use super::slow::{Lead, Missed};
 use crate::remote::lock::{LockGuard, LOAD_LOCK_TTL};
 use crate::remote::Remote;
@@ -40,7 +40,7 @@ pub(crate) async fn lead_across_processes(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
-        match read(cache, &lead.key, &lead.tags, &lead.plan, decode, None).await {
+        match read_remote(cache, &lead.key, &lead.tags, &lead.plan, decode, None).await {
             RemoteRead::Fresh(value) if value.type_id() == value_type => {
                 if let Some(lock) = lock {
                     let _ = lock.release().await;

@@ -33,7 +33,11 @@ impl<V> Found<V> {
 /// Judges `entry` at `now` under `plan`. Called under the memory shard's read
 /// lock: it clones the value it returns and, only off the hit path, the entry.
 #[inline]
-pub(crate) fn judge<V: Clone + 'static>(entry: &Entry, plan: &Plan, now: u64) -> (Found<V>, bool) {
+pub(crate) fn judge_memory<V: Clone + 'static>(
+    entry: &Entry,
+    plan: &Plan,
+    now: u64,
+) -> (Found<V>, bool) {
     let Some(value) = entry.value.downcast_ref::<V>() else {
         // Another type under the same key (two functions sharing a template key).
         return (Found::Miss { fail_safe: None }, true);
@@ -66,7 +70,7 @@ pub(crate) fn judge<V: Clone + 'static>(entry: &Entry, plan: &Plan, now: u64) ->
 }
 
 /// The value of `entry` if it is fresh at `now`, of type `V` and not
-/// invalidated: [`judge`]'s first outcome, without the rest.
+/// invalidated: [`judge_memory`]'s first outcome, without the rest.
 #[inline(always)]
 pub(crate) fn fresh_value<V: Clone + 'static>(entry: &Entry, now: u64) -> Option<V> {
     if now >= entry.fresh_until || !entry.tags.is_current() {

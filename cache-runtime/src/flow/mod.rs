@@ -35,7 +35,7 @@ use crate::outcome::ReturnKind;
 use crate::private::Site;
 use crate::stats::Got;
 use crate::Cache;
-use lookup::{fresh_value, judge, Found};
+use lookup::{fresh_value, judge_memory, Found};
 use plan::Plan;
 use slow::{miss, Lead, MissCall, Missed};
 
@@ -153,7 +153,9 @@ where
     let (found, wrong_type) = if inner.memory.is_enabled() {
         let now = now_millis();
         inner
-            .memory_read(&key.repr, now, |entry| judge::<M::Value>(entry, &plan, now))
+            .memory_read(&key.repr, now, |entry| {
+                judge_memory::<M::Value>(entry, &plan, now)
+            })
             .unwrap_or_else(Found::absent)
     } else {
         Found::absent()

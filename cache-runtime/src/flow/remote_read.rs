@@ -1,7 +1,6 @@
 //! Reading an entry from the remote tier, with its tags' current versions in
 //! the same round trip, and promoting it to memory.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use super::plan::Plan;
@@ -12,9 +11,8 @@ use crate::remote::entry::{self, EntryError, Header};
 use crate::remote::known::Versions;
 use crate::store::Fetch;
 use crate::tags::{Observed, TagSnapshot};
+use crate::value::SharedValue;
 use crate::Cache;
-
-pub(crate) type Shared = Arc<dyn Any + Send + Sync>;
 
 /// Decodes a CBOR payload into the caller's value type: behind an `Arc` when
 /// `shared` (it goes to memory and to a load's waiters too), else inline when
@@ -39,7 +37,7 @@ pub(crate) enum RemoteRead {
     Fresh(Value),
     Stale(Entry),
     Miss {
-        fail_safe: Option<Shared>,
+        fail_safe: Option<SharedValue>,
         /// The tags' versions, to write the loaded entry with; `None` when the
         /// remote tier could not be read (the load then skips it).
         versions: Option<Vec<u64>>,
@@ -73,7 +71,7 @@ pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot, weigh
 /// backplane keeps them: `remote::known`), the entry is read alone, in one
 /// `GET`; otherwise, or when the entry recorded other versions than those
 /// known, the entry and its tags' version counters are read together.
-pub(crate) async fn read(
+pub(crate) async fn read_remote(
     cache: &Cache,
     key: &Key,
     tags: &[String],
@@ -112,7 +110,7 @@ pub(crate) async fn read(
         let Ok(fetched) = remote.call(&inner.counters, |s| s.fetch(keys)).await else {
             return unread();
         };
-        match judge(
+        match judge_remote(
             cache,
             key,
             tags,
@@ -139,7 +137,7 @@ pub(crate) async fn read(
     if let (Some(known), Some(ticket)) = (known, ticket) {
         known.learn(tags, &fetched.versions, ticket);
     }
-    match judge(
+    match judge_remote(
         cache,
         key,
         tags,
@@ -175,7 +173,7 @@ enum Judged {
 /// of `tags`; `snapshot` (taken before the read) is what a memory entry
 /// made from them records.
 #[allow(clippy::too_many_arguments)]
-fn judge(
+fn judge_remote(
     cache: &Cache,
     key: &Key,
     tags: &[String],

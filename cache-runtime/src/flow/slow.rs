@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::distributed::lead_across_processes;
 use super::plan::Plan;
-use super::remote_read::{read, DecodeFn, RemoteRead, Shared};
+use super::remote_read::{read_remote, DecodeFn, RemoteRead};
 use super::{trace, Refresher, Step, Ticket};
 use crate::clock::now_millis;
 use crate::events::{Call, FaultKind, GetResult};
@@ -22,7 +22,7 @@ use crate::outcome::ReturnKind;
 use crate::remote::lock::LockGuard;
 use crate::stats::Got;
 use crate::tags::TagSnapshot;
-use crate::value::Value;
+use crate::value::{SharedValue, Value};
 use crate::Cache;
 
 /// How a miss ended.
@@ -48,7 +48,7 @@ pub(crate) struct Lead {
     pub(crate) plan: Plan,
     pub(crate) tags: Vec<String>,
     pub(crate) guard: Option<LeadGuard>,
-    pub(crate) fail_safe: Option<Shared>,
+    pub(crate) fail_safe: Option<SharedValue>,
     pub(crate) remote_versions: Option<Vec<u64>>,
     /// The distributed lock, when this caller loads for every process.
     pub(crate) lock: Option<LockGuard>,
@@ -91,7 +91,7 @@ pub(crate) struct MissCall {
     pub(crate) plan: Plan,
     pub(crate) key: Key,
     pub(crate) tags: Vec<String>,
-    pub(crate) fail_safe: Option<Shared>,
+    pub(crate) fail_safe: Option<SharedValue>,
     pub(crate) value_type: TypeId,
     pub(crate) decode: DecodeFn,
     pub(crate) started: Option<Instant>,
@@ -118,7 +118,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     // A miss read before the flight: its fail-safe value and tag versions.
     let mut earlier = None;
     if !inner.memory.is_enabled() {
-        match read(cache, &call.key, &call.tags, &call.plan, decode, None).await {
+        match read_remote(cache, &call.key, &call.tags, &call.plan, decode, None).await {
             RemoteRead::Miss {
                 fail_safe,
                 versions,
@@ -181,7 +181,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
             }
         }
         _ => {
-            read(
+            read_remote(
                 cache,
                 &call.key,
                 &call.tags,

@@ -3,10 +3,10 @@
 //!
 //! - `thresholds`: the limits ([`HealthThresholds`]).
 //! - `window`: the ring of counter snapshots the ratios are computed over.
-//! - `judge`: figures and limits in, status and reasons out (pure).
+//! - `assess`: figures and limits in, status and reasons out (pure).
 //! - `report`: [`Cache::health_report`](crate::Cache::health_report).
 
-mod judge;
+mod assess;
 mod report;
 mod thresholds;
 mod window;

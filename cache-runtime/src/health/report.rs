@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::judge::{judge, Figures, Tiers};
+use super::assess::{assess, Figures, Tiers};
 use super::{HealthReport, HealthThresholds};
 use crate::{Cache, Stats};
 
@@ -68,7 +68,7 @@ impl Cache {
             remote,
             tiers,
         };
-        let (status, mut reasons) = judge(&figures, thresholds);
+        let (status, mut reasons) = assess(&figures, thresholds);
         if let Some(error) = inner.remote.as_ref().and_then(|r| r.connect_error()) {
             reasons.push(format!(
                 "the remote tier has not connected since start-up ({error}); connecting in the background"

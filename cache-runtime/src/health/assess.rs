@@ -1,4 +1,4 @@
-//! Judging: a pure function from the figures of a report and the thresholds
+//! Assessing health: a pure function from the figures of a report and the thresholds
 //! to a status and the reasons for it, in words.
 
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub(super) enum Tiers {
 }
 
 /// The status and the reasons for it (none when healthy).
-pub(super) fn judge(f: &Figures, t: &HealthThresholds) -> (HealthStatus, Vec<String>) {
+pub(super) fn assess(f: &Figures, t: &HealthThresholds) -> (HealthStatus, Vec<String>) {
     let mut verdict = Verdict::default();
     let over = format!("over the last {} s", seconds(f.window));
     if f.tiers == Tiers::Disabled {
@@ -203,7 +203,7 @@ mod tests {
     }
 
     fn judged(f: Figures) -> (HealthStatus, Vec<String>) {
-        judge(&f, &HealthThresholds::default())
+        assess(&f, &HealthThresholds::default())
     }
 
     #[test]
@@ -368,12 +368,12 @@ mod tests {
             hit_ratio: Some(0.55),
             ..quiet()
         };
-        assert_eq!(judge(&f, &t).0, HealthStatus::Healthy);
+        assert_eq!(assess(&f, &t).0, HealthStatus::Healthy);
         let never = HealthThresholds::default().hit_ratio(0.0, 0.0);
         let zero = Figures {
             hit_ratio: Some(0.0),
             ..quiet()
         };
-        assert_eq!(judge(&zero, &never).0, HealthStatus::Healthy);
+        assert_eq!(assess(&zero, &never).0, HealthStatus::Healthy);
     }
 }
