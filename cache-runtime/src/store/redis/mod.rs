@@ -355,6 +355,11 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> EntryStore for Redis<C> 
                         entry: Some(bytes),
                         versions: Vec::new(),
                     }),
+                    // An error reply other than WRONGTYPE (NOPERM, a
+                    // script error) is the store's error, not a miss.
+                    Ok(Value::ServerError(e)) if e.code() != "WRONGTYPE" => {
+                        Err(StoreError::Backend(e.to_string()))
+                    }
                     Ok(_) => Ok(Fetched::default()),
                     Err(e) if e.code() == Some("WRONGTYPE") => Ok(Fetched::default()),
                     Err(e) => Err(backend(e, None)),
