@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use crate::clock::now_millis;
+use crate::coherence::key_writes::{self, KeyWrite};
 use crate::flow::plan::Plan;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::outcome::Storable;
 use crate::remote::entry::{self, EntryError, Header};
-use crate::remote::key_writes::{self, KeyWrite};
 use crate::remote::oversize;
 use crate::{Cache, Policy, Result};
 

@@ -13,10 +13,11 @@ static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 use std::time::Duration;
 
 use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
+use crate::coherence;
+use crate::coherence::backplane::{self, Backplane};
 use crate::events::{Events, Listener};
 use crate::flight::Flights;
 use crate::memory::{Bounds, MemoryTier, WeighFn};
-use crate::remote::backplane::{self, Backplane};
 use crate::remote::breaker::BreakerConfig;
 use crate::remote::store::{DynBackplane, DynStore};
 use crate::remote::{self, Remote};
@@ -102,8 +103,8 @@ impl CacheBuilder {
             root_ca: None,
             remote_timeout: remote::DEFAULT_TIMEOUT,
             breaker: BreakerConfig::default(),
-            known_tags: remote::known::DEFAULT_CAPACITY,
-            outage_grace: remote::outage::DEFAULT_GRACE,
+            known_tags: coherence::known::DEFAULT_CAPACITY,
+            outage_grace: coherence::outage::DEFAULT_GRACE,
             enabled: true,
             remote_retries: remote::DEFAULT_RETRIES,
             health: crate::HealthThresholds::default(),
@@ -622,7 +623,7 @@ impl CacheBuilder {
         let cache = self.assemble(remote, backplane);
         if backplane && cache.inner.remote.is_some() {
             backplane::start(&cache.inner, wait).await;
-            remote::confirm::start(&cache.inner, wait).await;
+            coherence::confirm::start(&cache.inner, wait).await;
         }
         Ok(cache)
     }

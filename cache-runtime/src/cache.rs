@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::builder::CacheBuilder;
+use crate::coherence::backplane::Backplane;
+use crate::coherence::invalidation::Invalidations;
 use crate::flight::Flights;
-use crate::invalidation::Invalidations;
 use crate::key::Key;
 use crate::memory::MemoryTier;
-use crate::remote::backplane::Backplane;
 use crate::remote::breaker::BreakerState;
 use crate::remote::Remote;
 use crate::stats::{Counters, Stats};
@@ -100,7 +100,7 @@ impl Inner {
     /// The memory tier's entry, unless memory is not trusted at `now` (the
     /// backplane is down, or tag versions were not confirmed within the
     /// last second: memory may have missed invalidations, and reads go to
-    /// the remote tier), and no outage grace applies (`remote::outage`).
+    /// the remote tier), and no outage grace applies (`coherence::outage`).
     #[inline]
     pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<crate::memory::Entry> {
         if let Some(backplane) = &self.backplane {
@@ -203,7 +203,7 @@ impl Cache {
     {
         let names: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let count = names.len();
-        crate::invalidation::invalidate(self, names)
+        crate::coherence::invalidation::invalidate(self, names)
             .await
             .map_err(|source| Error::InvalidationQueued {
                 tags: count,
@@ -324,7 +324,7 @@ fn millis<S: serde::Serializer>(
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        crate::invalidation::on_drop(self);
+        crate::coherence::invalidation::on_drop(self);
     }
 }
 

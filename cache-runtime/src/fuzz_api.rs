@@ -2,7 +2,8 @@
 //! (cargo feature `__fuzz`, off by default). Not API: thin wrappers that run a
 //! decoder on untrusted bytes and report only whether it accepted them.
 
-use crate::remote::{backplane, cbor_text, entry};
+use crate::coherence::backplane;
+use crate::remote::{cbor_text, entry};
 
 /// Decodes `bytes` as a stored entry: the header, then the payload as a
 /// generic CBOR value and as a `String`; then `bytes` with a matching

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 
 use crate::cache::Inner;
+use crate::coherence::key_writes::{self, KeyWrite};
 use crate::key::Key;
-use crate::remote::key_writes::{self, KeyWrite};
 use crate::{Cache, Result};
 
 /// Counters of a cache without a remote tier.

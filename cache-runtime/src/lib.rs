@@ -43,6 +43,7 @@ mod builder;
 mod cache;
 mod clock;
 mod coalesce;
+mod coherence;
 mod duration;
 mod error;
 pub mod events;
@@ -52,7 +53,6 @@ mod global;
 mod health;
 #[cfg(feature = "http")]
 pub mod http;
-mod invalidation;
 mod key;
 mod keyspace;
 mod manual;

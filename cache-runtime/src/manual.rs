@@ -12,13 +12,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::clock::now_millis;
+use crate::coherence::key_writes::{self, KeyWrite};
 use crate::events::{Call, FaultKind, GetResult, LoadOutcome};
 use crate::flight::{Join, LeadGuard};
 use crate::flow::plan::Plan;
 use crate::flow::{begin_with, remote_versions, store_value, Begun, Step, Write};
 use crate::key::Key;
 use crate::outcome::{AsResult, Storable};
-use crate::remote::key_writes::{self, KeyWrite};
 use crate::{Cache, Policy, Result};
 
 impl Cache {

@@ -10,7 +10,7 @@
 //! reply older than what was seen is not used at all. And an invalidation
 //! that Redis has not confirmed yet keeps its tags *pending*: every snapshot
 //! taken meanwhile is never current, so nothing carrying them is served from
-//! this process until Redis has it (`crate::invalidation`).
+//! this process until Redis has it (`crate::coherence::invalidation`).
 //!
 //! The registry holds tags weakly: a tag lives as long as some entry, load,
 //! read or pending invalidation carries it. A tag nobody carries has nothing

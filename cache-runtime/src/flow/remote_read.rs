@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use super::plan::Plan;
 use crate::clock::now_millis;
+use crate::coherence::known::Versions;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::remote::entry::{self, EntryError, Header};
-use crate::remote::known::Versions;
 use crate::store::Fetch;
 use crate::tags::{Observed, TagSnapshot};
 use crate::value::SharedValue;
@@ -68,7 +68,7 @@ pub(crate) fn entry_from(header: &Header, value: Value, tags: TagSnapshot, weigh
 /// this process invalidated.
 ///
 /// When this process knows the current versions of the entry's tags (the
-/// backplane keeps them: `remote::known`), the entry is read alone, in one
+/// backplane keeps them: `coherence::known`), the entry is read alone, in one
 /// `GET`; otherwise, or when the entry recorded other versions than those
 /// known, the entry and its tags' version counters are read together.
 pub(crate) async fn read_remote(

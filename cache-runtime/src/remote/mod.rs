@@ -2,18 +2,13 @@
 //! application's) behind a timeout and a circuit breaker, so that a slow or failing store costs a bounded time and
 //! is skipped while it is down. Every fault is counted in `store_errors`.
 
-pub(crate) mod backplane;
 pub(crate) mod breaker;
 pub(crate) mod cbor_text;
-pub(crate) mod confirm;
 // Only the Redis store connects in the background so far.
 #[cfg(feature = "redis")]
 pub(crate) mod deferred;
 pub(crate) mod entry;
-pub(crate) mod key_writes;
-pub(crate) mod known;
 pub(crate) mod lock;
-pub(crate) mod outage;
 pub(crate) mod oversize;
 pub(crate) mod read;
 pub(crate) mod store;
@@ -53,7 +48,7 @@ fn micros() -> u64 {
 pub(crate) struct Remote {
     store: Box<dyn DynStore>,
     /// Where invalidations are published (and the subscriber subscribes):
-    /// `None` for a store without one (`remote::confirm` bounds staleness).
+    /// `None` for a store without one (`coherence::confirm` bounds staleness).
     backplane: Option<std::sync::Arc<dyn DynBackplane>>,
     breaker: Breaker,
     timeout: Duration,
@@ -90,7 +85,7 @@ impl Remote {
         self
     }
 
-    /// The backplane, for the subscriber (`remote::backplane`).
+    /// The backplane, for the subscriber (`coherence::backplane`).
     pub(crate) fn backplane_handle(&self) -> Option<std::sync::Arc<dyn DynBackplane>> {
         self.backplane.clone()
     }

@@ -7,7 +7,7 @@
 //! - an entry stored without tags (`set`, `set_many`, the HTTP layer's
 //!   responses without tags): **one**;
 //! - an entry with tags, while this process's known-versions table
-//!   (`remote::known`, kept by the backplane and confirmed within a second)
+//!   (`coherence::known`, kept by the backplane and confirmed within a second)
 //!   holds every one of them and they match the entry's: **one**;
 //! - otherwise (no backplane, a tag not known or not confirmed lately, or
 //!   the entry recorded other versions than those known): **two**, the

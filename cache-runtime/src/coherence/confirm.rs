@@ -20,9 +20,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::key_writes;
-use super::Remote;
 use crate::cache::Inner;
 use crate::clock::now_millis;
+use crate::remote::Remote;
 
 /// How often tag versions are confirmed: well inside `MAX_AGE_MS`, so that
 /// one slow round does not stop memory hits.

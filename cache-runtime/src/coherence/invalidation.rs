@@ -34,7 +34,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::cache::Inner;
-use crate::remote::backplane;
+use crate::coherence::backplane;
 use crate::remote::store::StoreError;
 use crate::remote::Remote;
 use crate::tags::TagSlot;

@@ -8,7 +8,7 @@
 //! A message can also be lost while subscribed (its sender died between its
 //! `INCR` and its `PUBLISH`, or the `PUBLISH` failed). So the memory tier is
 //! trusted only for [`MAX_AGE_MS`] after the versions of every tag it holds
-//! were last confirmed by Redis (`remote::confirm`, a few times a second).
+//! were last confirmed by Redis (`coherence::confirm`, a few times a second).
 //!
 //! A message is a hint, never an authority: the version it claims for a tag
 //! is believed only a bounded step above what Redis was seen to hold, so a
@@ -25,14 +25,14 @@ use tokio::sync::{oneshot, Notify};
 use super::key_writes::{self, WriteLog};
 use super::known::{KnownVersions, MAX_AGE_MS};
 use super::outage::Outage;
-use super::store::DynBackplane;
 use crate::cache::Inner;
+use crate::remote::store::DynBackplane;
 
 /// One message: who sent it, the tags it invalidates and their new versions
 /// (in the same order; absent from messages of earlier builds, which makes
 /// receivers forget those tags' versions instead), and the manual-API keys
 /// (or the `delete_matching` pattern) a write changed, with the write's
-/// number (`remote::key_writes`).
+/// number (`coherence::key_writes`).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct Message {
     origin: u64,
@@ -59,7 +59,7 @@ pub(crate) fn encode(origin: u64, tags: &[String], versions: &[u64]) -> Option<V
     })
 }
 
-/// A message for a write by key (see `remote::key_writes`).
+/// A message for a write by key (see `coherence::key_writes`).
 pub(crate) fn encode_writes(
     origin: u64,
     keys: Vec<String>,
@@ -97,7 +97,7 @@ pub(crate) struct Backplane {
     pub(crate) origin: u64,
     /// Whether messages arrive at all: `false` for a store without a
     /// backplane, whose memory tier is then kept current by the
-    /// confirmations alone (`remote::confirm`), and whose known versions are
+    /// confirmations alone (`coherence::confirm`), and whose known versions are
     /// never trusted (every remote hit reads its tags' versions).
     listening: bool,
     subscribed: AtomicBool,
@@ -114,7 +114,7 @@ pub(crate) struct Backplane {
     pub(crate) writes: WriteLog,
     /// The tags' versions this process knows, trusted while subscribed.
     pub(crate) known: KnownVersions,
-    /// The outage grace (`remote::outage`).
+    /// The outage grace (`coherence::outage`).
     pub(crate) outage: Outage,
     shutdown: Arc<Notify>,
 }
@@ -147,7 +147,7 @@ impl Backplane {
         self.listening
     }
 
-    /// Serves memory through an outage for `grace` (`remote::outage`).
+    /// Serves memory through an outage for `grace` (`coherence::outage`).
     pub(crate) fn outage_grace(mut self, grace: Duration) -> Self {
         self.outage = Outage::new(grace);
         self
@@ -232,7 +232,7 @@ pub(crate) async fn start(inner: &Arc<Inner>, wait: Duration) {
 
 /// The longest pause between two attempts to subscribe again. Short: the
 /// subscription coming back is how a process learns that Redis is back (its
-/// queued invalidations are then retried at once, `crate::invalidation`),
+/// queued invalidations are then retried at once, `crate::coherence::invalidation`),
 /// and an attempt on a server that is down costs one refused connection.
 const MAX_RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(250);
 

@@ -6,7 +6,7 @@
 //! A write takes a number from the namespace's write counter (`INCR
 //! {namespace}#writes`) before it changes Redis, and publishes the keys with
 //! that number after. Each process notes the numbers it heard (its own
-//! included); the periodic confirmation (`remote::confirm`) reads the
+//! included); the periodic confirmation (`coherence::confirm`) reads the
 //! counter, and a number that was taken a round earlier but never heard
 //! means a message was lost: the memory tier is cleared, since which keys it
 //! named is unknown. A writer that dies between its `INCR` and its write
