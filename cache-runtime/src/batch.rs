@@ -39,7 +39,7 @@ impl Cache {
             .map(|k| self.get_now(&Key::manual(k.as_ref())))
             .collect();
         let missing: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
-        if inner.remote.is_none() || missing.is_empty() {
+        if inner.tiers.remote.is_none() || missing.is_empty() {
             return Ok(out);
         }
         let wanted: Vec<Key> = missing
@@ -94,22 +94,25 @@ impl Cache {
         for (key, value) in items {
             names.push(key.as_ref().to_string());
             let key = Key::manual(key.as_ref());
-            if let Some(remote) = &inner.remote {
+            if let Some(remote) = &inner.tiers.remote {
                 match entry::encode_within(&header, &value, remote.max_entry()) {
-                    Ok(bytes) => writes.push((key.full(&inner.namespace), bytes, ttl)),
+                    Ok(bytes) => writes.push((key.full(&inner.config.namespace), bytes, ttl)),
                     Err(error @ EntryError::Oversized { .. }) => {
-                        let full = key.full(&inner.namespace);
-                        oversize::count(&inner.counters, &full, &error);
+                        let full = key.full(&inner.config.namespace);
+                        oversize::count(&inner.observe.counters, &full, &error);
                         oversized.push(full);
                     }
                     Err(error) => {
-                        inner.counters.fault(crate::events::FaultKind::Other);
+                        inner
+                            .observe
+                            .counters
+                            .fault(crate::events::FaultKind::Other);
                         tracing::warn!(%error, "cache value could not be encoded for the remote tier");
                     }
                 }
             }
             let entry = Entry {
-                weight: inner.memory.weigh(&value),
+                weight: inner.tiers.memory.weigh(&value),
                 value: Value::new(value),
                 fresh_until,
                 stale_until,
@@ -120,33 +123,35 @@ impl Cache {
             entries.push((key, entry));
         }
         let mut outcome = Ok(());
-        if let Some(remote) = &inner.remote {
+        if let Some(remote) = &inner.tiers.remote {
             // Out of memory before the remote write: dropped halfway, this
             // process then reads what Redis holds, never its old values.
             for (key, _) in &entries {
-                inner.memory.remove(&key.repr);
+                inner.tiers.memory.remove(&key.repr);
             }
             if !writes.is_empty() || !oversized.is_empty() {
-                let seq = key_writes::reserve(self).await;
+                let seq = key_writes::reserve(&*self.inner).await;
                 if !writes.is_empty() {
                     outcome = remote
-                        .call(&inner.counters, |s| s.put_many(writes.clone()))
+                        .call(&inner.observe.counters, |s| s.put_many(writes.clone()))
                         .await;
                 }
                 // Not stored: no older value under these keys may outlive
                 // the new ones (rare, so one delete each).
                 for full in &oversized {
-                    let deleted = remote.call(&inner.counters, |s| s.delete(full)).await;
+                    let deleted = remote
+                        .call(&inner.observe.counters, |s| s.delete(full))
+                        .await;
                     if outcome.is_ok() {
                         outcome = deleted.map(drop);
                     }
                 }
                 let keys = names.iter().map(String::as_str).collect();
-                key_writes::publish(self, seq, KeyWrite::Keys(keys)).await;
+                key_writes::publish(&*self.inner, seq, KeyWrite::Keys(keys)).await;
             }
         }
         for (key, entry) in entries {
-            inner.memory.insert(key.repr, entry);
+            inner.tiers.memory.insert(key.repr, entry);
         }
         Ok(outcome?)
     }

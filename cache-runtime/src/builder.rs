@@ -12,9 +12,9 @@ use std::sync::Arc;
 static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 use std::time::Duration;
 
-use crate::cache::{Cache, Inner, DEFAULT_NAMESPACE, DEFAULT_TTL};
-use crate::coherence;
+use crate::cache::{Cache, Config, Inner, Observe, Tiers, DEFAULT_NAMESPACE, DEFAULT_TTL};
 use crate::coherence::backplane::{self, Backplane};
+use crate::coherence::{self, Coherence};
 use crate::events::{Events, Listener};
 use crate::flight::Flights;
 use crate::memory::{Bounds, MemoryTier, WeighFn};
@@ -83,6 +83,24 @@ pub struct CacheBuilder {
     warm_timeout: Duration,
     metrics: bool,
     max_entry_bytes: usize,
+}
+
+impl Cache {
+    /// A memory-only cache of at most `capacity` entries, with default settings.
+    /// This is what `#[cached]` uses before [`crate::install`] is called.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::memory(10_000);
+    /// assert_eq!(cache.namespace(), "cache");
+    /// ```
+    pub fn memory(capacity: usize) -> Cache {
+        CacheBuilder::new().memory(capacity).build_now()
+    }
+
+    /// Starts a configured cache.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::new()
+    }
 }
 
 impl CacheBuilder {
@@ -621,7 +639,7 @@ impl CacheBuilder {
         // this process knows.
         let backplane = self.memory.is_some() || self.known_tags > 0;
         let cache = self.assemble(remote, backplane);
-        if backplane && cache.inner.remote.is_some() {
+        if backplane && cache.inner.tiers.remote.is_some() {
             backplane::start(&cache.inner, wait).await;
             coherence::confirm::start(&cache.inner, wait).await;
         }
@@ -676,33 +694,41 @@ impl CacheBuilder {
         };
         let cache = Cache {
             inner: Arc::new(Inner {
-                id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
-                enabled: self.enabled,
-                namespace: self.namespace,
-                defaults: self.defaults.with_ttl(self.default_ttl),
-                profiles: self.profiles,
-                memory,
-                plans: Default::default(),
-                local_counters: Default::default(),
-                backplane: remote.as_ref().filter(|_| backplane).map(|remote| {
-                    let backplane = Backplane::new(known_tags).outage_grace(self.outage_grace);
-                    // Without one, the confirmations keep memory current.
-                    if remote.backplane_handle().is_some() {
-                        backplane
-                    } else {
-                        backplane.deaf()
-                    }
-                }),
-                remote,
+                config: Config {
+                    id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+                    enabled: self.enabled,
+                    namespace: self.namespace,
+                    defaults: self.defaults.with_ttl(self.default_ttl),
+                    profiles: self.profiles,
+                    warm_timeout: self.warm_timeout,
+                },
+                coherence: Coherence {
+                    backplane: remote.as_ref().filter(|_| backplane).map(|remote| {
+                        let backplane = Backplane::new(known_tags).outage_grace(self.outage_grace);
+                        // Without one, the confirmations keep memory current.
+                        if remote.backplane_handle().is_some() {
+                            backplane
+                        } else {
+                            backplane.deaf()
+                        }
+                    }),
+                    invalidations: Default::default(),
+                },
+                tiers: Tiers {
+                    memory,
+                    remote,
+                    local_counters: Default::default(),
+                },
                 tags: TagRegistry::new(),
-                invalidations: Default::default(),
+                plans: Default::default(),
                 flights: Flights::new(),
-                counters,
-                health: crate::health::Monitor::new(self.health),
-                warming: Default::default(),
-                warm_timeout: self.warm_timeout,
-                get_events: events.as_ref().is_some_and(|e| e.wants_gets()),
-                events,
+                observe: Observe {
+                    counters,
+                    health: crate::health::Monitor::new(self.health),
+                    warming: Default::default(),
+                    get_events: events.as_ref().is_some_and(|e| e.wants_gets()),
+                    events,
+                },
             }),
         };
         // The health report's window, sampled in the background when built

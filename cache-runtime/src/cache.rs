@@ -4,16 +4,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::builder::CacheBuilder;
-use crate::coherence::backplane::Backplane;
-use crate::coherence::invalidation::Invalidations;
+use crate::coherence::{invalidation, outage, Coherence, Handle, Host};
 use crate::flight::Flights;
 use crate::key::Key;
+use crate::keyspace::counters::LocalCounters;
+use crate::keyspace::glob;
 use crate::memory::MemoryTier;
 use crate::remote::breaker::BreakerState;
 use crate::remote::Remote;
 use crate::stats::{Counters, Stats};
 use crate::tags::TagRegistry;
+use crate::warm::scope::Warming;
 use crate::{Error, Policy, Result};
 
 /// Default TTL when neither the function, its profile nor the builder sets one.
@@ -46,7 +47,29 @@ pub struct Cache {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The shared state of a [`Cache`], in a few parts. Each part is inline (no
+/// pointer of its own): a memory hit reads `tiers.memory`,
+/// `coherence.backplane` and `tags` at fixed offsets from the one `Arc`.
 pub(crate) struct Inner {
+    /// What the builder set.
+    pub(crate) config: Config,
+    /// Where values are kept.
+    pub(crate) tiers: Tiers,
+    /// What keeps this process's memory and tag versions in step with others.
+    pub(crate) coherence: Coherence,
+    /// Tag versions in this process: what every entry's tags are checked against.
+    pub(crate) tags: TagRegistry,
+    /// The plan of each `#[cached]` function called with this cache, by site
+    /// number: freed with the cache, like the counters the plans point to.
+    pub(crate) plans: crate::flow::plan::PlanTable,
+    /// Loads in progress (single flight).
+    pub(crate) flights: Arc<Flights>,
+    /// What the cache counts, reports and tells.
+    pub(crate) observe: Observe,
+}
+
+/// The settings a cache was built with.
+pub(crate) struct Config {
     /// Unique per cache built in this process (never reused, unlike an address).
     pub(crate) id: u64,
     /// `false`: every call runs its function (the cache has no tier either).
@@ -54,26 +77,25 @@ pub(crate) struct Inner {
     pub(crate) namespace: String,
     pub(crate) defaults: Policy,
     pub(crate) profiles: HashMap<String, Policy>,
+    /// How long one input's call of a warm run may take (`CacheBuilder::warm_timeout`).
+    pub(crate) warm_timeout: Duration,
+}
+
+/// The tiers values live in.
+pub(crate) struct Tiers {
     pub(crate) memory: MemoryTier,
     pub(crate) remote: Option<Remote>,
-    /// The plan of each `#[cached]` function called with this cache, by site
-    /// number: freed with the cache, like the counters the plans point to.
-    pub(crate) plans: crate::flow::plan::PlanTable,
     /// Counters of a cache without a remote tier.
-    pub(crate) local_counters: crate::keyspace::LocalCounters,
-    /// Write-through only: carries invalidations between processes.
-    pub(crate) backplane: Option<Backplane>,
-    pub(crate) tags: TagRegistry,
-    /// Invalidations the remote tier has not confirmed yet.
-    pub(crate) invalidations: Invalidations,
-    pub(crate) flights: Arc<Flights>,
+    pub(crate) local_counters: LocalCounters,
+}
+
+/// Counters, health, listeners and warm runs.
+pub(crate) struct Observe {
     pub(crate) counters: Arc<Counters>,
     /// Thresholds and the window of health reports.
     pub(crate) health: crate::health::Monitor,
     /// Warm runs in progress (their calls are not counted as hits or misses).
-    pub(crate) warming: crate::warm::Warming,
-    /// How long one input's call of a warm run may take (`CacheBuilder::warm_timeout`).
-    pub(crate) warm_timeout: std::time::Duration,
+    pub(crate) warming: Warming,
     /// The listeners (also in `counters`, for the tiers); `None` without any.
     pub(crate) events: Option<Arc<crate::events::Events>>,
     /// Whether a listener wants get events; kept plans copy it into
@@ -84,15 +106,15 @@ pub(crate) struct Inner {
 impl Inner {
     /// A snapshot of the counters.
     pub(crate) fn stats(&self) -> Stats {
-        let mut stats = self.counters.snapshot();
-        stats.pending_invalidations = self.invalidations.pending() as u64;
+        let mut stats = self.observe.counters.snapshot();
+        stats.pending_invalidations = self.coherence.invalidations.pending() as u64;
         stats
     }
 
     /// Tells the listeners, if any.
     #[inline(always)]
     pub(crate) fn tell(&self, event: impl FnOnce(&crate::events::Events)) {
-        if let Some(events) = &self.events {
+        if let Some(events) = &self.observe.events {
             event(events);
         }
     }
@@ -103,13 +125,10 @@ impl Inner {
     /// the remote tier), and no outage grace applies (`coherence::outage`).
     #[inline]
     pub(crate) fn memory_get(&self, key: &crate::key::Repr) -> Option<crate::memory::Entry> {
-        if let Some(backplane) = &self.backplane {
-            let now = crate::clock::now_millis();
-            if !backplane.memory_trusted(now) && !self.outage_serves(now) {
-                return None;
-            }
+        if self.coherence.backplane.is_some() && !self.memory_usable(crate::clock::now_millis()) {
+            return None;
         }
-        self.memory.get(key)
+        self.tiers.memory.get(key)
     }
 
     /// Like [`Inner::memory_get`] at `now`, but runs `read` on the entry by
@@ -121,35 +140,77 @@ impl Inner {
         now: u64,
         read: impl FnOnce(&crate::memory::Entry) -> T,
     ) -> Option<T> {
-        if let Some(backplane) = &self.backplane {
-            if !backplane.memory_trusted(now) && !self.outage_serves(now) {
-                return None;
-            }
+        if !self.memory_usable(now) {
+            return None;
         }
-        self.memory.read(key, read)
+        self.tiers.memory.read(key, read)
+    }
+
+    /// Whether the memory tier may serve at `now`: no backplane, or one that
+    /// trusts memory, or an outage grace that applies (`coherence::outage`).
+    #[inline(always)]
+    pub(crate) fn memory_usable(&self, now: u64) -> bool {
+        match &self.coherence.backplane {
+            Some(backplane) => backplane.memory_trusted(now) || outage::serves(self, now),
+            None => true,
+        }
+    }
+}
+
+impl Host for Inner {
+    fn coherence(&self) -> &Coherence {
+        &self.coherence
+    }
+
+    fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+
+    fn remote(&self) -> Option<&Remote> {
+        self.tiers.remote.as_ref()
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.observe.counters
+    }
+
+    fn tags(&self) -> &TagRegistry {
+        &self.tags
+    }
+
+    fn memory_enabled(&self) -> bool {
+        self.tiers.memory.is_enabled()
+    }
+
+    fn clear_memory(&self) {
+        self.tiers.memory.clear();
+    }
+
+    fn forget_key(&self, key: &str) {
+        self.tiers.memory.remove(&Key::manual(key).repr);
+    }
+
+    fn forget_matching(&self, pattern: &str) {
+        glob::forget_matching(&self.tiers.memory, &self.config.namespace, pattern);
+    }
+
+    fn tell_invalidate(&self, tags: &[String]) {
+        self.tell(|events| events.invalidate(tags));
+    }
+}
+
+impl Handle for Cache {
+    type Host = Inner;
+
+    fn host(&self) -> &Arc<Inner> {
+        &self.inner
     }
 }
 
 impl Cache {
-    /// A memory-only cache of at most `capacity` entries, with default settings.
-    /// This is what `#[cached]` uses before [`crate::install`] is called.
-    ///
-    /// ```
-    /// let cache = cache_runtime::Cache::memory(10_000);
-    /// assert_eq!(cache.namespace(), "cache");
-    /// ```
-    pub fn memory(capacity: usize) -> Cache {
-        CacheBuilder::new().memory(capacity).build_now()
-    }
-
-    /// Starts a configured cache.
-    pub fn builder() -> CacheBuilder {
-        CacheBuilder::new()
-    }
-
     /// The namespace every key of this cache starts with.
     pub fn namespace(&self) -> &str {
-        &self.inner.namespace
+        &self.inner.config.namespace
     }
 
     /// A snapshot of the counters.
@@ -203,7 +264,7 @@ impl Cache {
     {
         let names: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let count = names.len();
-        crate::coherence::invalidation::invalidate(self, names)
+        invalidation::invalidate(self, names)
             .await
             .map_err(|source| Error::InvalidationQueued {
                 tags: count,
@@ -211,11 +272,37 @@ impl Cache {
             })
     }
 
+    /// Waits until every queued invalidation reached the remote tier, or
+    /// `timeout` passed; the number of tags still queued (0: all sent).
+    ///
+    /// An invalidation the remote tier did not confirm (see
+    /// [`invalidate_tags`](Cache::invalidate_tags)) is retried in the
+    /// background; call this at shutdown so that a process does not exit
+    /// with invalidations other processes never hear of.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_runtime::Cache::memory(100);
+    /// let left = cache.flush_invalidations(std::time::Duration::from_secs(5)).await;
+    /// assert_eq!(left, 0);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits. The queue keeps draining
+    /// in the background.
+    pub async fn flush_invalidations(&self, timeout: Duration) -> usize {
+        invalidation::flush(&self.inner, timeout).await
+    }
+
     /// The keys held in the memory tier, as full key strings
     /// (`{namespace}:{key}`), in no particular order. For diagnostics.
     pub fn memory_keys(&self) -> Vec<String> {
-        let ns = &self.inner.namespace;
+        let ns = &self.inner.config.namespace;
         self.inner
+            .tiers
             .memory
             .keys()
             .into_iter()
@@ -226,7 +313,7 @@ impl Cache {
     /// The number of entries in the memory tier (expired ones included until
     /// they are evicted or replaced).
     pub fn memory_len(&self) -> usize {
-        self.inner.memory.len()
+        self.inner.tiers.memory.len()
     }
 
     /// The weight of the memory tier's entries: with
@@ -237,7 +324,7 @@ impl Cache {
     /// both an entry and a weight bound, an entry weighs at least the weight
     /// bound over the entry bound (how the entry bound is held).
     pub fn memory_weight(&self) -> u64 {
-        self.inner.memory.weight()
+        self.inner.tiers.memory.weight()
     }
 
     /// The state of the remote tier: reachable or not, its round-trip time,
@@ -262,26 +349,27 @@ impl Cache {
     /// open period).
     pub async fn health(&self) -> Option<Health> {
         let inner = &self.inner;
-        let remote = inner.remote.as_ref()?;
+        let remote = inner.tiers.remote.as_ref()?;
         let started = std::time::Instant::now();
-        let ping = remote.call(&inner.counters, |s| s.ping()).await;
+        let ping = remote.call(&inner.observe.counters, |s| s.ping()).await;
         Some(Health {
             connected: ping.is_ok(),
             ping: ping.ok().map(|_| started.elapsed()),
             breaker: remote.breaker_state(),
             backplane: inner
+                .coherence
                 .backplane
                 .as_ref()
                 .filter(|b| b.listening())
                 .map(|b| b.subscribed()),
-            pending_invalidations: inner.invalidations.pending(),
+            pending_invalidations: inner.coherence.invalidations.pending(),
         })
     }
 
     /// The policy a call resolves to: its own options over the profile's over
     /// the cache's defaults.
     pub(crate) fn profile(&self, name: &str) -> Option<&Policy> {
-        self.inner.profiles.get(name)
+        self.inner.config.profiles.get(name)
     }
 }
 
@@ -324,15 +412,15 @@ fn millis<S: serde::Serializer>(
 
 impl Drop for Cache {
     fn drop(&mut self) {
-        crate::coherence::invalidation::on_drop(self);
+        invalidation::on_drop(self);
     }
 }
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
-            .field("namespace", &self.inner.namespace)
-            .field("memory_len", &self.inner.memory.len())
+            .field("namespace", &self.inner.config.namespace)
+            .field("memory_len", &self.inner.tiers.memory.len())
             .finish_non_exhaustive()
     }
 }

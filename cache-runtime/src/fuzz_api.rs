@@ -2,7 +2,7 @@
 //! (cargo feature `__fuzz`, off by default). Not API: thin wrappers that run a
 //! decoder on untrusted bytes and report only whether it accepted them.
 
-use crate::coherence::backplane;
+use crate::coherence::message;
 use crate::remote::{cbor_text, entry};
 
 /// Decodes `bytes` as a stored entry: the header, then the payload as a
@@ -62,5 +62,5 @@ pub fn decode_cbor_text(payload: &[u8]) -> Option<String> {
 
 /// Decodes `bytes` as a backplane message; returns whether it decoded.
 pub fn decode_backplane(bytes: &[u8]) -> bool {
-    backplane::decode(bytes).is_some()
+    message::decode(bytes).is_some()
 }

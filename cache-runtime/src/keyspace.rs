@@ -1,17 +1,10 @@
 //! Atomic counters and deletion by pattern, scoped to the cache's namespace.
 
-use std::collections::HashMap;
+pub(crate) mod counters;
+pub(crate) mod glob;
 
-use parking_lot::Mutex;
-
-use crate::cache::Inner;
 use crate::coherence::key_writes::{self, KeyWrite};
-use crate::key::Key;
 use crate::{Cache, Result};
-
-/// Counters of a cache without a remote tier.
-#[derive(Default)]
-pub(crate) struct LocalCounters(Mutex<HashMap<String, i64>>);
 
 impl Cache {
     /// Adds `delta` to the counter `key` (created at 0) and returns the new
@@ -39,15 +32,15 @@ impl Cache {
     /// pending).
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64> {
         let inner = &self.inner;
-        match &inner.remote {
+        match &inner.tiers.remote {
             Some(remote) => {
-                let full = counter_key(&inner.namespace, key);
+                let full = counter_key(&inner.config.namespace, key);
                 Ok(remote
-                    .call_once(&inner.counters, |s| s.increment(&full, delta))
+                    .call_once(&inner.observe.counters, |s| s.increment(&full, delta))
                     .await?)
             }
             None => {
-                let mut map = inner.local_counters.0.lock();
+                let mut map = inner.tiers.local_counters.lock();
                 let value = map.entry(key.to_string()).or_insert(0);
                 *value = value.wrapping_add(delta);
                 Ok(*value)
@@ -125,51 +118,28 @@ impl Cache {
     /// walks again from the first page.
     pub async fn delete_matching(&self, pattern: &str) -> Result<u64> {
         let inner = &self.inner;
-        let removed_memory = forget_matching(inner, pattern);
-        let Some(remote) = &inner.remote else {
+        let removed_memory =
+            glob::forget_matching(&inner.tiers.memory, &inner.config.namespace, pattern);
+        let Some(remote) = &inner.tiers.remote else {
             return Ok(removed_memory);
         };
         let store_pattern = format!(
             "{}{}",
-            escape_glob(&format!("{}:", inner.namespace), false),
+            escape_glob(&format!("{}:", inner.config.namespace), false),
             escape_glob(&crate::key::reserved::escaped(pattern), true)
         );
-        let seq = key_writes::reserve(self).await;
+        let seq = key_writes::reserve(&*self.inner).await;
         let removed = remote
-            .delete_matching(&inner.counters, &store_pattern)
+            .delete_matching(&inner.observe.counters, &store_pattern)
             .await;
         // Published whatever the outcome: other processes drop what this one
         // may have deleted.
-        key_writes::publish(self, seq, KeyWrite::Pattern(pattern)).await;
+        key_writes::publish(&*self.inner, seq, KeyWrite::Pattern(pattern)).await;
         removed.map_err(|stopped| crate::Error::DeleteIncomplete {
             deleted: stopped.deleted,
             source: stopped.error,
         })
     }
-}
-
-/// Removes from the memory tier every entry whose key matches `pattern` (as
-/// in [`Cache::delete_matching`]); how many.
-pub(crate) fn forget_matching(inner: &Inner, pattern: &str) -> u64 {
-    let ns = &inner.namespace;
-    // The namespace is never empty and has no `:` (`build()` checks it),
-    // so `{ns}:` is where this namespace's entries, and only they, begin.
-    let prefix = format!("{ns}:");
-    // Written like a manual key: its reserved characters are escaped the
-    // same way, and `*` (not reserved) stays a wildcard.
-    let pattern = crate::key::reserved::escaped(pattern);
-    let mut removed = 0;
-    for repr in inner.memory.keys() {
-        let full = Key { repr: repr.clone() }.full(ns);
-        if full
-            .strip_prefix(&prefix)
-            .is_some_and(|rest| glob_star(&pattern, rest))
-            && inner.memory.remove(&repr)
-        {
-            removed += 1;
-        }
-    }
-    removed
 }
 
 /// `{namespace}#counter:{key}`, the key's reserved characters escaped.
@@ -196,43 +166,9 @@ fn escape_glob(text: &str, star: bool) -> String {
     out
 }
 
-/// Whether `text` matches `pattern` where only `*` is special.
-fn glob_star(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let (first, rest) = match parts.split_first() {
-        Some(split) => split,
-        None => return text.is_empty(),
-    };
-    let Some(mut remaining) = text.strip_prefix(first) else {
-        return false;
-    };
-    let Some((last, middle)) = rest.split_last() else {
-        return remaining.is_empty();
-    };
-    for part in middle {
-        match remaining.find(part) {
-            Some(at) => remaining = &remaining[at + part.len()..],
-            None => return false,
-        }
-    }
-    remaining.len() >= last.len() && remaining.ends_with(last)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_star_matches_only_stars() {
-        assert!(glob_star("user:*", "user:7"));
-        assert!(glob_star("*:7", "user:7"));
-        assert!(glob_star("a*b*c", "axxbyyc"));
-        assert!(!glob_star("a*b*c", "axxbyy"));
-        assert!(!glob_star("user:?", "user:7"));
-        assert!(glob_star("user:?", "user:?"));
-        assert!(glob_star("exact", "exact"));
-        assert!(!glob_star("exact", "exactly"));
-    }
 
     #[test]
     fn user_glob_characters_are_escaped() {

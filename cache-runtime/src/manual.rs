@@ -64,7 +64,7 @@ impl Cache {
                     Some(v) if fresh => Some(v.clone()),
                     Some(_) => None,
                     None => {
-                        inner.counters.fault(FaultKind::Decode);
+                        inner.observe.counters.fault(FaultKind::Decode);
                         None
                     }
                 }
@@ -74,13 +74,14 @@ impl Cache {
         let counted = crate::warm::counted(inner);
         if counted {
             match value {
-                Some(_) => inner.counters.hits.incr(),
-                None => inner.counters.misses.incr(),
+                Some(_) => inner.observe.counters.hits.incr(),
+                None => inner.observe.counters.misses.incr(),
             }
         }
         // Final unless the remote tier may still hit (`remote::read` tells).
         // (No listener of gets, the common case: nothing to build.)
-        if inner.get_events && counted && (value.is_some() || inner.remote.is_none()) {
+        if inner.observe.get_events && counted && (value.is_some() || inner.tiers.remote.is_none())
+        {
             let result = if value.is_some() {
                 GetResult::Hit
             } else {
@@ -132,12 +133,12 @@ impl Cache {
         let key_now = Key::manual(key);
         // Out of memory before the remote write: dropped halfway, this
         // process then reads what Redis holds, never its old value.
-        if self.inner.remote.is_some() {
-            self.inner.memory.remove(&key_now.repr);
+        if self.inner.tiers.remote.is_some() {
+            self.inner.tiers.memory.remove(&key_now.repr);
         }
-        let seq = key_writes::reserve(self).await;
+        let seq = key_writes::reserve(&*self.inner).await;
         self.store_typed(&key_now, value, &plan, &tags).await;
-        key_writes::publish(self, seq, KeyWrite::Keys(vec![key])).await;
+        key_writes::publish(&*self.inner, seq, KeyWrite::Keys(vec![key])).await;
         Ok(())
     }
 
@@ -168,15 +169,17 @@ impl Cache {
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let name = key;
         let key = Key::manual(key);
-        let in_memory = self.inner.memory.remove(&key.repr);
-        let Some(remote) = &self.inner.remote else {
+        let in_memory = self.inner.tiers.memory.remove(&key.repr);
+        let Some(remote) = &self.inner.tiers.remote else {
             return Ok(in_memory);
         };
-        let full = key.full(&self.inner.namespace);
-        let seq = key_writes::reserve(self).await;
-        let in_remote = remote.call(&self.inner.counters, |s| s.delete(&full)).await;
+        let full = key.full(&self.inner.config.namespace);
+        let seq = key_writes::reserve(&*self.inner).await;
+        let in_remote = remote
+            .call(&self.inner.observe.counters, |s| s.delete(&full))
+            .await;
         // Told even when the delete failed: others drop a key they may hold.
-        key_writes::publish(self, seq, KeyWrite::Keys(vec![name])).await;
+        key_writes::publish(&*self.inner, seq, KeyWrite::Keys(vec![name])).await;
         Ok(in_memory || in_remote?)
     }
 
@@ -218,7 +221,7 @@ impl Cache {
         Fut: Future<Output = std::result::Result<T, E>>,
     {
         let mut plan = Plan::from_policy(policy, self, false);
-        plan.distributed = self.inner.remote.is_some();
+        plan.distributed = self.inner.tiers.remote.is_some();
         let tags = || tags.into_iter().map(|t| t.as_ref().to_string()).collect();
         let key = Key::manual(key);
         let step = match begin_with::<AsResult, std::result::Result<T, E>, _>(self, plan, key, tags)
@@ -296,7 +299,7 @@ impl Cache {
                 .iter()
                 .map(|(i, _)| keys[*i].as_ref().to_string())
                 .collect();
-            inner.counters.loads.incr();
+            inner.observe.counters.loads.incr();
             let started = std::time::Instant::now();
             let loaded = load(missing).await;
             let outcome = match &loaded {
@@ -311,7 +314,7 @@ impl Cache {
             let mut loaded = match loaded {
                 Ok(loaded) => loaded,
                 Err(e) => {
-                    inner.counters.load_errors.incr();
+                    inner.observe.counters.load_errors.incr();
                     crate::warm::record(inner, crate::warm::Outcome::Failed);
                     return Err(e);
                 }
@@ -333,7 +336,7 @@ impl Cache {
             }
         }
         for (i, flight) in waiting {
-            inner.counters.coalesced.incr();
+            inner.observe.counters.coalesced.incr();
             let key = Key::manual(keys[i].as_ref());
             inner.tell(|events| events.coalesced(Call::new(None, &key)));
             let shared = flight.wait().await;

@@ -24,72 +24,10 @@ use tokio::sync::{oneshot, Notify};
 
 use super::key_writes::{self, WriteLog};
 use super::known::{KnownVersions, MAX_AGE_MS};
+use super::message::{channel, decode};
 use super::outage::Outage;
-use crate::cache::Inner;
+use super::Host;
 use crate::remote::store::DynBackplane;
-
-/// One message: who sent it, the tags it invalidates and their new versions
-/// (in the same order; absent from messages of earlier builds, which makes
-/// receivers forget those tags' versions instead), and the manual-API keys
-/// (or the `delete_matching` pattern) a write changed, with the write's
-/// number (`coherence::key_writes`).
-#[derive(serde::Serialize, serde::Deserialize)]
-pub(crate) struct Message {
-    origin: u64,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    versions: Vec<u64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    keys: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pattern: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    write: Option<u64>,
-}
-
-pub(crate) fn encode(origin: u64, tags: &[String], versions: &[u64]) -> Option<Vec<u8>> {
-    to_bytes(&Message {
-        origin,
-        tags: tags.to_vec(),
-        versions: versions.to_vec(),
-        keys: Vec::new(),
-        pattern: None,
-        write: None,
-    })
-}
-
-/// A message for a write by key (see `coherence::key_writes`).
-pub(crate) fn encode_writes(
-    origin: u64,
-    keys: Vec<String>,
-    pattern: Option<String>,
-    write: Option<u64>,
-) -> Option<Vec<u8>> {
-    to_bytes(&Message {
-        origin,
-        tags: Vec::new(),
-        versions: Vec::new(),
-        keys,
-        pattern,
-        write,
-    })
-}
-
-fn to_bytes(message: &Message) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    ciborium::into_writer(message, &mut out).ok()?;
-    Some(out)
-}
-
-pub(crate) fn decode(bytes: &[u8]) -> Option<Message> {
-    ciborium::from_reader(bytes).ok()
-}
-
-/// The channel of a namespace.
-pub(crate) fn channel(namespace: &str) -> String {
-    format!("{namespace}#invalidations")
-}
 
 /// A cache's side of the backplane.
 pub(crate) struct Backplane {
@@ -200,8 +138,8 @@ impl Drop for Backplane {
 
 /// Starts the subscriber task; resolves once the first subscription is up
 /// (or after `wait`, whichever is first).
-pub(crate) async fn start(inner: &Arc<Inner>, wait: Duration) {
-    let (Some(backplane), Some(remote)) = (&inner.backplane, &inner.remote) else {
+pub(crate) async fn start<H: Host>(inner: &Arc<H>, wait: Duration) {
+    let (Some(backplane), Some(remote)) = (&inner.coherence().backplane, inner.remote()) else {
         return;
     };
     let Some(transport) = remote.backplane_handle() else {
@@ -212,7 +150,7 @@ pub(crate) async fn start(inner: &Arc<Inner>, wait: Duration) {
     let task = subscriber(
         Arc::downgrade(inner),
         transport,
-        channel(&inner.namespace),
+        channel(inner.namespace()),
         ready,
     );
     // `build()` checks for a runtime first; should there be none, the
@@ -238,8 +176,8 @@ const MAX_RESUBSCRIBE_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Subscribes through `transport` (Redis' goes through a cluster's nodes in
 /// turn), subscribing again after each loss (the subscription's end).
-async fn subscriber(
-    cache: Weak<Inner>,
+async fn subscriber<H: Host>(
+    cache: Weak<H>,
     transport: Arc<dyn DynBackplane>,
     channel: String,
     ready: oneshot::Sender<()>,
@@ -252,11 +190,11 @@ async fn subscriber(
             {
                 let Some(inner) = cache.upgrade() else { return };
                 // Invalidations may have been missed while unsubscribed.
-                inner.memory.clear();
-                if let Some(b) = &inner.backplane {
+                inner.clear_memory();
+                if let Some(b) = &inner.coherence().backplane {
                     b.outage.current(crate::clock::now_millis());
                     if ready.is_none() {
-                        tracing::info!(namespace = %inner.namespace, "cache backplane subscribed again; memory tier emptied, used again once tag versions are confirmed");
+                        tracing::info!(namespace = %inner.namespace(), "cache backplane subscribed again; memory tier emptied, used again once tag versions are confirmed");
                     }
                     b.known.set_trusted(true);
                     b.writes.reset();
@@ -265,7 +203,7 @@ async fn subscriber(
                     b.confirm_now.notify_one();
                 }
                 // Redis is back: queued invalidations go now.
-                if let Some(remote) = &inner.remote {
+                if let Some(remote) = inner.remote() {
                     remote.reconnected();
                 }
             }
@@ -274,21 +212,26 @@ async fn subscriber(
             }
             while let Some(message) = messages.next().await {
                 let Some(inner) = cache.upgrade() else { return };
-                apply(&inner, &message);
+                apply(&*inner, &message);
             }
         }
         let Some(inner) = cache.upgrade() else { return };
-        if let Some(b) = &inner.backplane {
+        if let Some(b) = &inner.coherence().backplane {
             b.known.set_trusted(false);
             if b.lost() {
-                inner.counters.fault(crate::events::FaultKind::Connection);
-                tracing::warn!(namespace = %inner.namespace, "cache backplane disconnected; memory tier not trusted until it reconnects (but for the outage grace while Redis is unreachable)");
+                inner.counters().fault(crate::events::FaultKind::Connection);
+                tracing::warn!(namespace = %inner.namespace(), "cache backplane disconnected; memory tier not trusted until it reconnects (but for the outage grace while Redis is unreachable)");
             }
         }
         // Kept for the outage grace: unused while not trusted, and emptied
         // when the subscription is back.
-        if inner.backplane.as_ref().is_none_or(|b| !b.outage.enabled()) {
-            inner.memory.clear();
+        if inner
+            .coherence()
+            .backplane
+            .as_ref()
+            .is_none_or(|b| !b.outage.enabled())
+        {
+            inner.clear_memory();
         }
         drop(inner);
         tokio::time::sleep(backoff).await;
@@ -296,12 +239,12 @@ async fn subscriber(
     }
 }
 
-fn apply(inner: &Inner, payload: &[u8]) {
+fn apply<H: Host>(inner: &H, payload: &[u8]) {
     let Some(message) = decode(payload) else {
-        inner.counters.fault(crate::events::FaultKind::Decode);
+        inner.counters().fault(crate::events::FaultKind::Decode);
         return;
     };
-    let Some(backplane) = &inner.backplane else {
+    let Some(backplane) = &inner.coherence().backplane else {
         return;
     };
     if backplane.origin == message.origin {
@@ -316,40 +259,7 @@ fn apply(inner: &Inner, payload: &[u8]) {
     let with_versions = message.versions.len() == message.tags.len();
     for (i, tag) in message.tags.iter().enumerate() {
         let version = with_versions.then(|| message.versions[i]);
-        inner.tags.heard(tag, version);
+        inner.tags().heard(tag, version);
         backplane.known.heard(tag, version);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_round_trip_and_garbage_is_rejected() {
-        let bytes = encode(7, &["a".into(), "b:c".into()], &[3, 4]).unwrap();
-        let m = decode(&bytes).unwrap();
-        assert_eq!(
-            (m.origin, m.tags, m.versions),
-            (7, vec!["a".to_string(), "b:c".to_string()], vec![3, 4])
-        );
-        assert!(decode(b"\xff\x00garbage").is_none());
-    }
-
-    #[test]
-    fn messages_without_versions_still_decode() {
-        #[derive(serde::Serialize)]
-        struct Before {
-            origin: u64,
-            tags: Vec<String>,
-        }
-        let mut bytes = Vec::new();
-        let before = Before {
-            origin: 1,
-            tags: vec!["a".into()],
-        };
-        ciborium::into_writer(&before, &mut bytes).unwrap();
-        let m = decode(&bytes).unwrap();
-        assert_eq!((m.tags, m.versions), (vec!["a".to_string()], vec![]));
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::key_writes;
-use crate::cache::Inner;
+use super::Host;
 use crate::clock::now_millis;
 use crate::remote::Remote;
 
@@ -32,8 +32,8 @@ const CHUNK: usize = 1024;
 
 /// Starts confirming the tag versions of a cache with a memory tier and a
 /// backplane; resolves after the first confirmation (or after `wait`).
-pub(crate) async fn start(inner: &Arc<Inner>, wait: Duration) {
-    if inner.backplane.is_none() || !inner.memory.is_enabled() {
+pub(crate) async fn start<H: Host>(inner: &Arc<H>, wait: Duration) {
+    if inner.coherence().backplane.is_none() || !inner.memory_enabled() {
         return;
     }
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -44,14 +44,14 @@ pub(crate) async fn start(inner: &Arc<Inner>, wait: Duration) {
     let _ = tokio::time::timeout(wait, confirmed).await;
 }
 
-async fn run(cache: Weak<Inner>, first: oneshot::Sender<()>) {
+async fn run<H: Host>(cache: Weak<H>, first: oneshot::Sender<()>) {
     let mut first = Some(first);
     loop {
         let Some(inner) = cache.upgrade() else { return };
-        let Some(backplane) = &inner.backplane else {
+        let Some(backplane) = &inner.coherence().backplane else {
             return;
         };
-        if round(&inner).await {
+        if round(&*inner).await {
             if let Some(first) = first.take() {
                 let _ = first.send(());
             }
@@ -64,8 +64,8 @@ async fn run(cache: Weak<Inner>, first: oneshot::Sender<()>) {
 }
 
 /// One confirmation; whether it succeeded.
-async fn round(inner: &Inner) -> bool {
-    let (Some(backplane), Some(remote)) = (&inner.backplane, &inner.remote) else {
+async fn round<H: Host>(inner: &H) -> bool {
+    let (Some(backplane), Some(remote)) = (&inner.coherence().backplane, inner.remote()) else {
         return false;
     };
     // Without a backplane there is nothing to wait for: these rounds are
@@ -77,27 +77,27 @@ async fn round(inner: &Inner) -> bool {
     let sent_at = now_millis();
     // The write counter first: a number taken before this read and not
     // heard by the next round was lost.
-    let counter = key_writes::counter_key(&inner.namespace);
+    let counter = key_writes::counter_key(inner.namespace());
     match remote
-        .call(&inner.counters, |s| s.counter_value(&counter))
+        .call(inner.counters(), |s| s.counter_value(&counter))
         .await
     {
         Ok(value) => {
             let now = u64::try_from(value).unwrap_or(0);
             if !backplane.writes.confirm(now) {
-                inner.memory.clear();
-                tracing::warn!(namespace = %inner.namespace, "a cache write message was lost; memory tier cleared");
+                inner.clear_memory();
+                tracing::warn!(namespace = %inner.namespace(), "a cache write message was lost; memory tier cleared");
             }
         }
         Err(_) => return false,
     }
-    let slots = inner.tags.live();
+    let slots = inner.tags().live();
     for chunk in slots.chunks(CHUNK) {
         let keys: Vec<String> = chunk
             .iter()
-            .map(|slot| Remote::tag_key(&inner.namespace, &slot.name))
+            .map(|slot| Remote::tag_key(inner.namespace(), &slot.name))
             .collect();
-        match remote.call(&inner.counters, |s| s.versions(&keys)).await {
+        match remote.call(inner.counters(), |s| s.versions(&keys)).await {
             Ok(versions) if versions.len() == chunk.len() => {
                 for (slot, version) in chunk.iter().zip(versions) {
                     slot.confirm(version);

@@ -20,7 +20,7 @@
 //!
 //! The queue lives in the process. When the last handle of a cache is
 //! dropped with invalidations still queued, a task keeps retrying them for
-//! up to [`DROP_FLUSH`] while the runtime runs; [`Cache::flush_invalidations`]
+//! up to [`DROP_FLUSH`] while the runtime runs; `Cache::flush_invalidations`
 //! waits for the queue at shutdown. What is still queued when the process
 //! exits is lost: other processes then serve the entries it covered until
 //! they expire.
@@ -33,12 +33,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::cache::Inner;
-use crate::coherence::backplane;
+use super::{message, Handle, Host};
 use crate::remote::store::StoreError;
 use crate::remote::Remote;
 use crate::tags::TagSlot;
-use crate::Cache;
 
 /// How long the last handle's drop keeps retrying queued invalidations.
 pub(crate) const DROP_FLUSH: Duration = Duration::from_secs(5);
@@ -82,23 +80,23 @@ impl Invalidations {
 
 /// Invalidates `names`: here at once, in the remote tier now or later.
 /// `Err` when the remote tier did not confirm it; it is then queued.
-pub(crate) async fn invalidate(cache: &Cache, names: Vec<String>) -> Result<(), StoreError> {
-    let inner = &cache.inner;
+pub(crate) async fn invalidate<C: Handle>(cache: &C, names: Vec<String>) -> Result<(), StoreError> {
+    let inner = &**cache.host();
     for name in &names {
-        inner.counters.invalidations.incr();
-        tracing::debug!(namespace = %inner.namespace, tag = %name, "cache tag invalidated");
+        inner.counters().invalidations.incr();
+        tracing::debug!(namespace = %inner.namespace(), tag = %name, "cache tag invalidated");
     }
-    inner.tell(|events| events.invalidate(&names));
-    if inner.remote.is_none() {
+    inner.tell_invalidate(&names);
+    if inner.remote().is_none() {
         for name in &names {
-            inner.tags.invalidate(name);
+            inner.tags().invalidate(name);
         }
         return Ok(());
     }
     if names.is_empty() {
         return Ok(());
     }
-    let slots = inner.tags.begin_pending(&names);
+    let slots = inner.tags().begin_pending(&names);
     let started = Started {
         cache: Some(cache.clone()),
         queued: Some(Queued { names, slots }),
@@ -124,19 +122,19 @@ pub(crate) async fn invalidate(cache: &Cache, names: Vec<String>) -> Result<(), 
 /// An invalidation whose tags are pending here: sent, and on failure (or
 /// when dropped before it finished) queued, so its tags never stay pending
 /// without a send or a retry on the way.
-struct Started {
+struct Started<C: Handle> {
     /// `None` once finished.
-    cache: Option<Cache>,
+    cache: Option<C>,
     queued: Option<Queued>,
 }
 
-impl Started {
+impl<C: Handle> Started<C> {
     async fn run(mut self) -> Result<(), StoreError> {
         let (Some(cache), Some(queued)) = (&self.cache, &self.queued) else {
             return Ok(());
         };
-        let inner = &cache.inner;
-        let Some(remote) = &inner.remote else {
+        let inner = &**cache.host();
+        let Some(remote) = inner.remote() else {
             return Ok(());
         };
         let outcome = send(inner, remote, &queued.names, &queued.slots).await;
@@ -149,19 +147,25 @@ impl Started {
     }
 }
 
-impl Drop for Started {
+impl<C: Handle> Drop for Started<C> {
     fn drop(&mut self) {
         let (Some(cache), Some(queued)) = (self.cache.take(), self.queued.take()) else {
             return;
         };
-        let inner = &cache.inner;
-        inner.counters.invalidation_failures.incr();
+        let inner = &**cache.host();
+        inner.counters().invalidation_failures.incr();
         inner
+            .coherence()
             .invalidations
             .queued_tags
             .fetch_add(queued.names.len(), Ordering::SeqCst);
-        inner.invalidations.queue.lock().push_back(queued);
-        start_retrying(inner, Arc::downgrade(&cache.inner));
+        inner
+            .coherence()
+            .invalidations
+            .queue
+            .lock()
+            .push_back(queued);
+        start_retrying(inner, Arc::downgrade(cache.host()));
         // Dropping `cache` here may be the last handle: `on_drop` then
         // keeps the queue draining for `DROP_FLUSH`.
     }
@@ -169,19 +173,19 @@ impl Drop for Started {
 
 /// Bumps `names` in the remote tier, and on success ends their pending
 /// state here, learns their new versions and tells other processes.
-async fn send(
-    inner: &Inner,
+async fn send<H: Host>(
+    inner: &H,
     remote: &Remote,
     names: &[String],
     slots: &[Arc<TagSlot>],
 ) -> Result<(), StoreError> {
     let tag_keys: Vec<String> = names
         .iter()
-        .map(|t| Remote::tag_key(&inner.namespace, t))
+        .map(|t| Remote::tag_key(inner.namespace(), t))
         .collect();
-    let known = inner.backplane.as_ref().map(|b| &b.known);
+    let known = inner.coherence().backplane.as_ref().map(|b| &b.known);
     let ticket = known.and_then(|k| k.ticket());
-    let versions = match remote.call(&inner.counters, |s| s.bump(&tag_keys)).await {
+    let versions = match remote.call(inner.counters(), |s| s.bump(&tag_keys)).await {
         Ok(versions) => versions,
         Err(error) => {
             // The INCRs may have run: stop trusting what we knew.
@@ -194,21 +198,26 @@ async fn send(
     if let (Some(known), Some(ticket)) = (known, ticket) {
         known.learn(names, &versions, ticket);
     }
-    inner.tags.confirmed(slots, &versions);
-    let origin = inner.backplane.as_ref().map_or(0, |b| b.origin);
-    if let Some(message) = backplane::encode(origin, names, &versions) {
-        let channel = backplane::channel(&inner.namespace);
+    inner.tags().confirmed(slots, &versions);
+    let origin = inner.coherence().backplane.as_ref().map_or(0, |b| b.origin);
+    if let Some(message) = message::encode(origin, names, &versions) {
+        let channel = message::channel(inner.namespace());
         // Redis has the invalidation: a lost message costs other processes
         // at most the confirmation bound (1 s), so this is counted, not returned.
-        let _ = remote.publish(&inner.counters, &channel, message).await;
+        let _ = remote.publish(inner.counters(), &channel, message).await;
     }
     Ok(())
 }
 
 /// Starts the retry task unless it runs. Without a tokio runtime the queue
 /// waits for the next invalidation made under one.
-fn start_retrying(inner: &Inner, cache: Weak<Inner>) {
-    if inner.invalidations.retrying.swap(true, Ordering::SeqCst) {
+fn start_retrying<H: Host>(inner: &H, cache: Weak<H>) {
+    if inner
+        .coherence()
+        .invalidations
+        .retrying
+        .swap(true, Ordering::SeqCst)
+    {
         return;
     }
     match tokio::runtime::Handle::try_current() {
@@ -216,22 +225,26 @@ fn start_retrying(inner: &Inner, cache: Weak<Inner>) {
             handle.spawn(retry(cache));
         }
         Err(_) => {
-            inner.invalidations.retrying.store(false, Ordering::SeqCst);
-            inner.counters.fault(crate::events::FaultKind::Other);
+            inner
+                .coherence()
+                .invalidations
+                .retrying
+                .store(false, Ordering::SeqCst);
+            inner.counters().fault(crate::events::FaultKind::Other);
             tracing::warn!("no tokio runtime to retry queued cache invalidations in");
         }
     }
 }
 
 /// Retries the queue in order until it is empty or the cache is gone.
-async fn retry(cache: Weak<Inner>) {
+async fn retry<H: Host>(cache: Weak<H>) {
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u32;
     // Woken when the remote tier is back (a call succeeded after failures,
     // the backplane subscribed again), so that the queue does not wait out
     // a backoff grown during an outage.
     let back = match cache.upgrade() {
-        Some(inner) => inner.remote.as_ref().map(|r| r.back()),
+        Some(inner) => inner.remote().map(|r| r.back()),
         None => return,
     };
     loop {
@@ -243,28 +256,29 @@ async fn retry(cache: Weak<Inner>) {
             None => tokio::time::sleep(jitter(backoff)).await,
         }
         let Some(inner) = cache.upgrade() else { return };
-        let Some(remote) = &inner.remote else { return };
+        let Some(remote) = inner.remote() else { return };
         let (names, slots, count) = {
-            let queue = inner.invalidations.queue.lock();
+            let queue = inner.coherence().invalidations.queue.lock();
             let batch: Vec<&Queued> = queue.iter().take(BATCH).collect();
             let names: Vec<String> = batch.iter().flat_map(|q| q.names.clone()).collect();
             let slots: Vec<Arc<TagSlot>> = batch.iter().flat_map(|q| q.slots.clone()).collect();
             (names, slots, batch.len())
         };
         if count > 0 {
-            match send(&inner, remote, &names, &slots).await {
+            match send(&*inner, remote, &names, &slots).await {
                 Ok(()) => {
-                    let mut queue = inner.invalidations.queue.lock();
+                    let mut queue = inner.coherence().invalidations.queue.lock();
                     let sent = count.min(queue.len());
                     queue.drain(..sent);
                     drop(queue);
                     inner
+                        .coherence()
                         .invalidations
                         .queued_tags
                         .fetch_sub(names.len(), Ordering::SeqCst);
                     if failures > 0 {
                         tracing::info!(
-                            namespace = %inner.namespace,
+                            namespace = %inner.namespace(),
                             tags = names.len(),
                             "queued cache invalidations reached the remote tier"
                         );
@@ -276,8 +290,8 @@ async fn retry(cache: Weak<Inner>) {
                     // Once, then every 32nd failure: a long outage logs little.
                     if failures.is_multiple_of(32) {
                         tracing::warn!(
-                            namespace = %inner.namespace,
-                            queued = inner.invalidations.pending(),
+                            namespace = %inner.namespace(),
+                            queued = inner.coherence().invalidations.pending(),
                             %error,
                             "queued cache invalidations still wait for the remote tier; retrying"
                         );
@@ -288,13 +302,21 @@ async fn retry(cache: Weak<Inner>) {
                 }
             }
         }
-        if inner.invalidations.is_empty() {
-            inner.invalidations.retrying.store(false, Ordering::SeqCst);
-            inner.invalidations.emptied.notify_waiters();
+        if inner.coherence().invalidations.is_empty() {
+            inner
+                .coherence()
+                .invalidations
+                .retrying
+                .store(false, Ordering::SeqCst);
+            inner.coherence().invalidations.emptied.notify_waiters();
             // An invalidation queued after the check above but before the
             // flag was cleared found the task running: take it up again.
-            if inner.invalidations.is_empty()
-                || inner.invalidations.retrying.swap(true, Ordering::SeqCst)
+            if inner.coherence().invalidations.is_empty()
+                || inner
+                    .coherence()
+                    .invalidations
+                    .retrying
+                    .swap(true, Ordering::SeqCst)
             {
                 return;
             }
@@ -310,79 +332,61 @@ fn jitter(d: Duration) -> Duration {
     (d + Duration::from_micros(spread)).saturating_sub(Duration::from_micros(quarter))
 }
 
-impl Cache {
-    /// Waits until every queued invalidation reached the remote tier, or
-    /// `timeout` passed; the number of tags still queued (0: all sent).
-    ///
-    /// An invalidation the remote tier did not confirm (see
-    /// [`invalidate_tags`](Cache::invalidate_tags)) is retried in the
-    /// background; call this at shutdown so that a process does not exit
-    /// with invalidations other processes never hear of.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// let cache = cache_runtime::Cache::memory(100);
-    /// let left = cache.flush_invalidations(std::time::Duration::from_secs(5)).await;
-    /// assert_eq!(left, 0);
-    /// # }
-    /// ```
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only waits. The queue keeps draining
-    /// in the background.
-    pub async fn flush_invalidations(&self, timeout: Duration) -> usize {
-        let invalidations = &self.inner.invalidations;
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            let emptied = invalidations.emptied.notified();
-            tokio::pin!(emptied);
-            emptied.as_mut().enable();
-            if invalidations.is_empty() {
-                return 0;
-            }
-            start_retrying(&self.inner, Arc::downgrade(&self.inner));
-            let wait = deadline.map_or(Duration::from_millis(100), |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(100))
-            });
-            if wait.is_zero() {
-                return invalidations.pending();
-            }
-            let _ = tokio::time::timeout(wait, emptied).await;
+/// Waits until every queued invalidation of `inner` reached the remote
+/// tier, or `timeout` passed; the number of tags still queued (0: all sent).
+pub(crate) async fn flush<H: Host>(inner: &Arc<H>, timeout: Duration) -> usize {
+    let invalidations = &inner.coherence().invalidations;
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let emptied = invalidations.emptied.notified();
+        tokio::pin!(emptied);
+        emptied.as_mut().enable();
+        if invalidations.is_empty() {
+            return 0;
         }
+        start_retrying(&**inner, Arc::downgrade(inner));
+        let wait = deadline.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
+        });
+        if wait.is_zero() {
+            return invalidations.pending();
+        }
+        let _ = tokio::time::timeout(wait, emptied).await;
     }
 }
 
 /// Called when a handle of `cache` is dropped: the last one, with
 /// invalidations queued, keeps the cache alive for [`DROP_FLUSH`] more so
 /// that the queue can drain.
-pub(crate) fn on_drop(cache: &Cache) {
-    let inner = &cache.inner;
-    if Arc::strong_count(inner) != 1 || inner.invalidations.pending() == 0 {
+pub(crate) fn on_drop<C: Handle>(cache: &C) {
+    let inner = cache.host();
+    if Arc::strong_count(inner) != 1 || inner.coherence().invalidations.pending() == 0 {
         return;
     }
     // Once: the flush task's own handle is the last one when it ends.
-    if inner.invalidations.drop_flush.swap(true, Ordering::SeqCst) {
+    if inner
+        .coherence()
+        .invalidations
+        .drop_flush
+        .swap(true, Ordering::SeqCst)
+    {
         return;
     }
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         tracing::error!(
-            namespace = %inner.namespace,
-            tags = inner.invalidations.pending(),
+            namespace = %inner.namespace(),
+            tags = inner.coherence().invalidations.pending(),
             "cache dropped outside a tokio runtime with invalidations the remote tier never confirmed"
         );
         return;
     };
-    let keep = Cache {
-        inner: inner.clone(),
-    };
+    let keep = cache.clone();
     handle.spawn(async move {
-        let left = keep.flush_invalidations(DROP_FLUSH).await;
+        let left = flush(keep.host(), DROP_FLUSH).await;
         if left > 0 {
             tracing::error!(
-                namespace = %keep.inner.namespace,
+                namespace = %keep.host().namespace(),
                 tags = left,
                 "cache dropped with invalidations the remote tier never confirmed; other processes serve what they covered until it expires"
             );

@@ -17,9 +17,7 @@ use std::collections::BTreeSet;
 
 use parking_lot::Mutex;
 
-use super::backplane;
-use crate::cache::Inner;
-use crate::Cache;
+use super::{message, Host};
 
 /// What a write changed.
 pub(crate) enum KeyWrite<'a> {
@@ -37,45 +35,43 @@ pub(crate) fn counter_key(namespace: &str) -> String {
 /// Takes a number for a write about to be made; `None` without a remote
 /// tier, or when the counter could not be reached (the message then goes
 /// without a number, and a lost one goes unseen until the entries expire).
-pub(crate) async fn reserve(cache: &Cache) -> Option<u64> {
-    let inner = &cache.inner;
-    let remote = inner.remote.as_ref()?;
-    let key = counter_key(&inner.namespace);
+pub(crate) async fn reserve<H: Host>(inner: &H) -> Option<u64> {
+    let remote = inner.remote()?;
+    let key = counter_key(inner.namespace());
     let seq = remote
-        .call_once(&inner.counters, |s| s.increment(&key, 1))
+        .call_once(inner.counters(), |s| s.increment(&key, 1))
         .await
         .ok()
         .and_then(|n| u64::try_from(n).ok())?;
-    if let Some(backplane) = &inner.backplane {
+    if let Some(backplane) = &inner.coherence().backplane {
         backplane.writes.heard(seq);
     }
     Some(seq)
 }
 
 /// Tells other processes that `write` (numbered `seq`) was made.
-pub(crate) async fn publish(cache: &Cache, seq: Option<u64>, write: KeyWrite<'_>) {
-    let inner = &cache.inner;
-    let Some(remote) = &inner.remote else { return };
-    let origin = inner.backplane.as_ref().map_or(0, |b| b.origin);
+pub(crate) async fn publish<H: Host>(inner: &H, seq: Option<u64>, write: KeyWrite<'_>) {
+    let Some(remote) = inner.remote() else { return };
+    let origin = inner.coherence().backplane.as_ref().map_or(0, |b| b.origin);
     let (keys, pattern) = match write {
         KeyWrite::Keys(keys) => (keys.into_iter().map(str::to_string).collect(), None),
         KeyWrite::Pattern(pattern) => (Vec::new(), Some(pattern.to_string())),
     };
-    let Some(message) = backplane::encode_writes(origin, keys, pattern, seq) else {
+    let Some(message) = message::encode_writes(origin, keys, pattern, seq) else {
         return;
     };
-    let channel = backplane::channel(&inner.namespace);
+    let channel = message::channel(inner.namespace());
     // Counted by `call`; a lost message is caught by the confirmation.
-    let _ = remote.publish(&inner.counters, &channel, message).await;
+    let _ = remote.publish(inner.counters(), &channel, message).await;
 }
 
 /// Drops from memory what another process's write changed.
-pub(crate) fn apply(inner: &Inner, keys: &[String], pattern: Option<&str>) {
+pub(crate) fn apply<H: Host>(inner: &H, keys: &[String], pattern: Option<&str>) {
     for key in keys {
-        inner.memory.remove(&crate::key::Key::manual(key).repr);
+        inner.forget_key(key);
     }
     if let Some(pattern) = pattern {
-        crate::keyspace::forget_matching(inner, pattern);
+        inner.forget_matching(pattern);
     }
 }
 

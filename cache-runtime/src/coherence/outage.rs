@@ -23,7 +23,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::cache::Inner;
+use super::Host;
 use crate::clock::now_millis;
 
 /// The default grace: see the README ("When Redis fails") for the choice.
@@ -59,41 +59,39 @@ impl Outage {
     }
 }
 
-impl Inner {
-    /// Whether the memory tier may serve at `now` though it is not trusted:
-    /// the remote tier is unreachable and the grace since memory was last
-    /// current has not run out. Past the grace it empties the memory tier
-    /// and starts a new grace (see the module's comment).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn outage_serves(&self, now: u64) -> bool {
-        let (Some(backplane), Some(remote)) = (&self.backplane, &self.remote) else {
-            return false;
-        };
-        let outage = &backplane.outage;
-        if !outage.enabled() || !remote.unreachable() {
-            return false;
-        }
-        let since = outage.current_at.load(Ordering::Acquire);
-        if now < since.saturating_add(outage.grace) {
-            return true;
-        }
-        // One caller empties memory and starts the next grace; the others
-        // see the new start (and an emptier memory) at once.
-        if outage
-            .current_at
-            .compare_exchange(since, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            self.memory.clear();
-            tracing::info!(
-                namespace = %self.namespace,
-                grace_ms = outage.grace,
-                "the remote cache tier is still unreachable after the outage grace: memory tier emptied, its entries are loaded again"
-            );
-        }
-        true
+/// Whether `host`'s memory tier may serve at `now` though it is not trusted:
+/// the remote tier is unreachable and the grace since memory was last
+/// current has not run out. Past the grace it empties the memory tier and
+/// starts a new grace (see the module's comment).
+#[cold]
+#[inline(never)]
+pub(crate) fn serves<H: Host>(host: &H, now: u64) -> bool {
+    let (Some(backplane), Some(remote)) = (&host.coherence().backplane, host.remote()) else {
+        return false;
+    };
+    let outage = &backplane.outage;
+    if !outage.enabled() || !remote.unreachable() {
+        return false;
     }
+    let since = outage.current_at.load(Ordering::Acquire);
+    if now < since.saturating_add(outage.grace) {
+        return true;
+    }
+    // One caller empties memory and starts the next grace; the others
+    // see the new start (and an emptier memory) at once.
+    if outage
+        .current_at
+        .compare_exchange(since, now, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        host.clear_memory();
+        tracing::info!(
+            namespace = %host.namespace(),
+            grace_ms = outage.grace,
+            "the remote cache tier is still unreachable after the outage grace: memory tier emptied, its entries are loaded again"
+        );
+    }
+    true
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub(crate) async fn lead_across_processes(
     value_type: TypeId,
 ) -> Missed {
     let inner = &cache.inner;
-    let lock_key = Remote::load_lock_key(&inner.namespace, &lead.key);
+    let lock_key = Remote::load_lock_key(&inner.config.namespace, &lead.key);
     let deadline = Instant::now() + MAX_WAIT;
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -47,6 +47,7 @@ pub(crate) async fn lead_across_processes(
                 }
                 if crate::warm::counted(inner) {
                     inner
+                        .observe
                         .counters
                         .count_get(lead.plan.counts, crate::stats::Got::RemoteHit);
                 }

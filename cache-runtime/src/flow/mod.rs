@@ -59,7 +59,7 @@ pub enum Step<M, R> {
 pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -> Option<R> {
     let inner = &cache.inner;
     // Storage-only: nothing to look at (and no key to hash, no clock to read).
-    if !inner.memory.is_enabled() {
+    if !inner.tiers.memory.is_enabled() {
         return None;
     }
     let plan = inner.plans.get(site.plan.index())?;
@@ -71,7 +71,7 @@ pub fn hit<M: ReturnKind<R>, R>(cache: &Cache, site: &'static Site, key: &Key) -
         inner.memory_read(&key.repr, now, |entry| fresh_value::<M::Value>(entry, now))??;
     if crate::warm::counted(inner) {
         // The function's own counter (kept plans have one), not the cache's.
-        inner.counters.count_get(plan.counts, Got::Hit);
+        inner.observe.counters.count_get(plan.counts, Got::Hit);
     }
     Some(M::join(value))
 }
@@ -99,7 +99,7 @@ where
     match Plan::for_site(site, cache) {
         Ok(plan) => begin_with(cache, plan, key, tags),
         Err(error) => {
-            cache.inner.counters.config_errors.incr();
+            cache.inner.observe.counters.config_errors.incr();
             tracing::warn!(function = site.name, %error, "cache call runs uncached");
             Begun::Ready(Step::Load(Ticket::uncached(cache)))
         }
@@ -141,16 +141,16 @@ where
     T: FnOnce() -> Vec<String>,
 {
     let inner = &cache.inner;
-    if !inner.enabled {
+    if !inner.config.enabled {
         return disabled(cache, plan, key);
     }
     if !key.is_valid() {
-        inner.counters.fault(FaultKind::Other);
+        inner.observe.counters.fault(FaultKind::Other);
         tracing::warn!("cache key arguments failed to serialize; call runs uncached");
         return Begun::Ready(Step::Load(Ticket::uncached(cache)));
     }
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
-    let (found, wrong_type) = if inner.memory.is_enabled() {
+    let (found, wrong_type) = if inner.tiers.memory.is_enabled() {
         let now = now_millis();
         inner
             .memory_read(&key.repr, now, |entry| {
@@ -161,18 +161,18 @@ where
         Found::absent()
     };
     if wrong_type {
-        inner.counters.fault(FaultKind::Decode);
+        inner.observe.counters.fault(FaultKind::Decode);
     }
     let call = Call::new(plan.function, &key);
     let fail_safe = match found {
         Found::Fresh { value, early } => {
             if crate::warm::counted(inner) {
-                inner.counters.count_get(plan.counts, Got::Hit);
+                inner.observe.counters.count_get(plan.counts, Got::Hit);
                 inner.tell(|events| events.get(call, GetResult::Hit));
             }
             if let Some(tags) = early {
                 if let Some(guard) = inner.flights.try_lead(&key.repr, tags) {
-                    inner.counters.early_refreshes.incr();
+                    inner.observe.counters.early_refreshes.incr();
                     trace(cache, &key, "hit, refresh ahead", started);
                     let refresher = Refresher::new(cache, key, plan, guard, None);
                     return Begun::Ready(Step::Refresh(M::join(value), refresher));
@@ -183,7 +183,7 @@ where
         }
         Found::Stale { value, tags_entry } => {
             if crate::warm::counted(inner) {
-                inner.counters.count_get(plan.counts, Got::Stale);
+                inner.observe.counters.count_get(plan.counts, Got::Stale);
                 inner.tell(|events| events.get(call, GetResult::Stale));
             }
             trace(cache, &key, "stale hit", started);
@@ -201,10 +201,10 @@ where
     };
     let counted = crate::warm::counted(inner);
     if counted {
-        inner.counters.count_get(plan.counts, Got::Miss);
+        inner.observe.counters.count_get(plan.counts, Got::Miss);
     }
     let tags = tags();
-    if !plan.single_flight && inner.remote.is_none() {
+    if !plan.single_flight && inner.tiers.remote.is_none() {
         // The call's one get event: this path decides it. Every other miss
         // goes through `miss`, which tells what it found (a remote hit, a
         // joined load, a miss), so telling here too would count it twice.
@@ -245,7 +245,7 @@ where
 fn disabled<M: ReturnKind<R>, R>(cache: &Cache, plan: Plan, key: Key) -> Begun<'_, M, R> {
     let inner = &cache.inner;
     if crate::warm::counted(inner) {
-        inner.counters.count_get(plan.counts, Got::Miss);
+        inner.observe.counters.count_get(plan.counts, Got::Miss);
         inner.tell(|events| events.get(Call::new(plan.function, &key), GetResult::Miss));
     }
     let lead = Lead {
@@ -272,7 +272,7 @@ pub(crate) fn trace(cache: &Cache, key: &Key, outcome: &'static str, started: Op
 fn trace_call(cache: &Cache, key: &Key, outcome: &'static str, started: Instant) {
     {
         tracing::debug!(
-            key = %key.full(&cache.inner.namespace),
+            key = %key.full(&cache.inner.config.namespace),
             outcome,
             elapsed_us = started.elapsed().as_micros() as u64,
             "cache call"
@@ -294,7 +294,7 @@ pub async fn invalidate_after<M: ReturnKind<R>, R>(cache: &Cache, result: &R, ta
         // tier did not confirm is in force here and queued for retry; the
         // cache counted it (`Stats::invalidation_failures`), and it is logged.
         if let Err(error) = cache.invalidate_tags(tags).await {
-            tracing::warn!(namespace = %cache.inner.namespace, %error, "#[invalidate]: the remote tier did not confirm the invalidation; it is queued for retry");
+            tracing::warn!(namespace = %cache.inner.config.namespace, %error, "#[invalidate]: the remote tier did not confirm the invalidation; it is queued for retry");
         }
     }
 }

@@ -40,7 +40,7 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub(crate) fn from_policy(policy: &Policy, cache: &Cache, refreshable: bool) -> Plan {
-        let p = policy.or(&cache.inner.defaults);
+        let p = policy.or(&cache.inner.config.defaults);
         Plan {
             ttl: p.ttl.map_or(0, millis),
             stale: if refreshable {
@@ -78,7 +78,7 @@ impl Plan {
         // gets in counters of its own, which the cache owns.
         Ok(inner.plans.remember(site.plan.number(), || {
             let counts = SiteCounts::new(site.name);
-            plan.counts = Some(inner.counters.sites.register(counts));
+            plan.counts = Some(inner.observe.counters.sites.register(counts));
             plan
         }))
     }
@@ -99,11 +99,11 @@ impl Plan {
         };
         let mut plan = Plan::from_policy(&policy, cache, site.refreshable);
         plan.single_flight = site.lock != LockMode::None;
-        plan.distributed = cache.inner.remote.is_some()
+        plan.distributed = cache.inner.tiers.remote.is_some()
             && matches!(site.lock, LockMode::Default | LockMode::Distributed);
         plan.cache_none = site.cache_none;
         plan.function = Some(site.name);
-        plan.fast_hit = plan.beta == 0.0 && !cache.inner.get_events;
+        plan.fast_hit = plan.beta == 0.0 && !cache.inner.observe.get_events;
         Ok(plan)
     }
 
@@ -232,7 +232,7 @@ pub(crate) mod tests {
         // Every cache's plan is kept (hits take the fast path), each its own.
         for (cache, ttl) in &caches {
             let kept = cache.inner.plans.get(SITE.plan.index()).map(|p| p.ttl);
-            assert_eq!(kept, Some(*ttl), "cache {}", cache.inner.id);
+            assert_eq!(kept, Some(*ttl), "cache {}", cache.inner.config.id);
         }
     }
 
@@ -281,6 +281,7 @@ pub(crate) mod tests {
         }
         let counts: Vec<Weak<SiteCounts>> = cache
             .inner
+            .observe
             .counters
             .sites
             .list()
@@ -300,7 +301,7 @@ pub(crate) mod tests {
             "freed with the cache"
         );
         // The other cache keeps its own.
-        assert_eq!(other.inner.counters.sites.list().len(), 3);
+        assert_eq!(other.inner.observe.counters.sites.list().len(), 3);
         for site in &SITES {
             assert!(other.inner.plans.get(site.plan.index()).is_some());
         }

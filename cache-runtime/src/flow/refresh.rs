@@ -64,12 +64,15 @@ impl Refresher {
         let state = *self.state;
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             let inner = &state.cache.inner;
-            inner.counters.fault(crate::events::FaultKind::Other);
+            inner
+                .observe
+                .counters
+                .fault(crate::events::FaultKind::Other);
             tracing::warn!("no tokio runtime to refresh a cache entry in the background");
             return;
         };
         let inner = &state.cache.inner;
-        inner.counters.refreshes.incr();
+        inner.observe.counters.refreshes.incr();
         let call = Call::new(state.plan.function, &state.key);
         // Early (refresh-ahead) refreshes start from a fresh hit, with no entry.
         inner.tell(|events| events.refresh(call, state.entry.is_none()));
@@ -82,7 +85,7 @@ impl RefreshState {
         let inner = &self.cache.inner;
         let tags = match &self.entry {
             Some(entry) => entry.tags.names(),
-            None => match inner.memory.get(&self.key.repr) {
+            None => match inner.tiers.memory.get(&self.key.repr) {
                 Some(entry) => entry.tags.names(),
                 None => Vec::new(),
             },
@@ -90,7 +93,7 @@ impl RefreshState {
         // Remote versions are read before the load, like a foreground load's.
         let remote_versions = remote_versions(&self.cache, &tags).await;
         let snapshot = load_snapshot(&self.cache, &tags, remote_versions.as_deref());
-        inner.counters.loads.incr();
+        inner.observe.counters.loads.incr();
         let started = Instant::now();
         let outcome = AssertUnwindSafe(load).catch_unwind().await;
         let took = started.elapsed();
@@ -120,8 +123,8 @@ impl RefreshState {
             }
             Ok(Err(_)) | Err(_) => {
                 // The stale value stays; the next stale hit tries again.
-                inner.counters.load_errors.incr();
-                tracing::warn!(key = %self.key.full(&inner.namespace), "background cache refresh failed");
+                inner.observe.counters.load_errors.incr();
+                tracing::warn!(key = %self.key.full(&inner.config.namespace), "background cache refresh failed");
             }
         }
     }

@@ -80,7 +80,7 @@ pub(crate) async fn read_remote(
     snapshot: Option<&TagSnapshot>,
 ) -> RemoteRead {
     let inner = &cache.inner;
-    let Some(remote) = &inner.remote else {
+    let Some(remote) = &inner.tiers.remote else {
         return unread();
     };
     if inner.tags.any_pending(tags) {
@@ -89,13 +89,13 @@ pub(crate) async fn read_remote(
     let taken;
     let snapshot = match snapshot {
         Some(snapshot) => Some(snapshot),
-        None if inner.memory.is_enabled() => {
+        None if inner.tiers.memory.is_enabled() => {
             taken = inner.tags.snapshot(tags);
             Some(&taken)
         }
         None => None,
     };
-    let known = inner.backplane.as_ref().map(|b| &b.known);
+    let known = inner.coherence.backplane.as_ref().map(|b| &b.known);
     let known_versions = if tags.is_empty() {
         Some(Versions::default())
     } else {
@@ -103,11 +103,14 @@ pub(crate) async fn read_remote(
     };
     if let Some(versions) = known_versions {
         let keys = Fetch {
-            namespace: &inner.namespace,
+            namespace: &inner.config.namespace,
             key,
             tags: &[],
         };
-        let Ok(fetched) = remote.call(&inner.counters, |s| s.fetch(keys)).await else {
+        let Ok(fetched) = remote
+            .call(&inner.observe.counters, |s| s.fetch(keys))
+            .await
+        else {
             return unread();
         };
         match judge_remote(
@@ -126,12 +129,15 @@ pub(crate) async fn read_remote(
         }
     }
     let keys = Fetch {
-        namespace: &inner.namespace,
+        namespace: &inner.config.namespace,
         key,
         tags,
     };
     let ticket = known.and_then(|k| k.ticket());
-    let Ok(fetched) = remote.call(&inner.counters, |s| s.fetch(keys)).await else {
+    let Ok(fetched) = remote
+        .call(&inner.observe.counters, |s| s.fetch(keys))
+        .await
+    else {
         return unread();
     };
     if let (Some(known), Some(ticket)) = (known, ticket) {
@@ -200,7 +206,11 @@ fn judge_remote(
     let Some(bytes) = bytes else {
         return miss(versions);
     };
-    let max = inner.remote.as_ref().map_or(usize::MAX, |r| r.max_entry());
+    let max = inner
+        .tiers
+        .remote
+        .as_ref()
+        .map_or(usize::MAX, |r| r.max_entry());
     let (header, payload) = match entry::decode_header_within(&bytes, max) {
         Ok(decoded) => decoded,
         Err(error) => return undecodable(cache, key, error, versions),
@@ -215,8 +225,8 @@ fn judge_remote(
     if !current {
         return Judged::NotCurrent;
     }
-    let memory = inner.memory.is_enabled();
-    let weight = inner.memory.weigh_encoded(payload.len());
+    let memory = inner.tiers.memory.is_enabled();
+    let weight = inner.tiers.memory.weigh_encoded(payload.len());
     let value = match decode(payload, memory) {
         Ok(value) => value,
         Err(error) => return undecodable(cache, key, error, versions),
@@ -237,13 +247,13 @@ fn judge_remote(
         // take it without a clone.
         if memory {
             let entry = entry_from(&header, value.clone(), snapshot, weight);
-            inner.memory.insert(key.repr.clone(), entry);
+            inner.tiers.memory.insert(key.repr.clone(), entry);
         }
         return Judged::Read(RemoteRead::Fresh(value));
     }
     let entry = entry_from(&header, value, snapshot, weight);
     if stale {
-        inner.memory.insert(key.repr.clone(), entry.clone());
+        inner.tiers.memory.insert(key.repr.clone(), entry.clone());
         Judged::Read(RemoteRead::Stale(entry))
     } else {
         Judged::Read(RemoteRead::Miss {
@@ -258,7 +268,11 @@ fn judge_remote(
 #[cold]
 fn undecodable(cache: &Cache, key: &Key, error: EntryError, versions: &[u64]) -> Judged {
     let inner = &cache.inner;
-    entry::count_unreadable(&inner.counters, &key.full(&inner.namespace), &error);
+    entry::count_unreadable(
+        &inner.observe.counters,
+        &key.full(&inner.config.namespace),
+        &error,
+    );
     Judged::Read(RemoteRead::Miss {
         fail_safe: None,
         versions: Some(versions.to_vec()),

@@ -117,7 +117,7 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     // memory for the calls after them.
     // A miss read before the flight: its fail-safe value and tag versions.
     let mut earlier = None;
-    if !inner.memory.is_enabled() {
+    if !inner.tiers.memory.is_enabled() {
         match read_remote(cache, &call.key, &call.tags, &call.plan, decode, None).await {
             RemoteRead::Miss {
                 fail_safe,
@@ -209,6 +209,7 @@ fn lead_distributed<'a>(
     Box::pin(async move {
         let call = cache
             .inner
+            .observe
             .get_events
             .then(|| (lead.plan, lead.key.clone()));
         let missed = lead_across_processes(cache, lead, decode, value_type).await;
@@ -247,7 +248,10 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
     match read {
         RemoteRead::Fresh(value) if value.type_id() == value_type => {
             if crate::warm::counted(inner) {
-                inner.counters.count_get(plan.counts, Got::RemoteHit);
+                inner
+                    .observe
+                    .counters
+                    .count_get(plan.counts, Got::RemoteHit);
                 told(cache, &plan, &key, GetResult::Hit);
             }
             trace(cache, &key, "remote hit", started);
@@ -260,7 +264,7 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
         }
         RemoteRead::Stale(entry) if entry.value.type_id() == value_type => {
             if crate::warm::counted(inner) {
-                inner.counters.count_get(plan.counts, Got::Stale);
+                inner.observe.counters.count_get(plan.counts, Got::Stale);
                 told(cache, &plan, &key, GetResult::Stale);
             }
             trace(cache, &key, "remote stale hit", started);
@@ -277,7 +281,7 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             })
         }
         RemoteRead::Fresh(_) | RemoteRead::Stale(_) => {
-            inner.counters.fault(FaultKind::Decode);
+            inner.observe.counters.fault(FaultKind::Decode);
             told(cache, &plan, &key, GetResult::Miss);
             Settled::Done(Missed::Lead(Lead {
                 key,
@@ -334,7 +338,7 @@ async fn join_flight(
             Join::Lead(guard) => return Ok(Some(guard)),
             Join::Alone => return Ok(None),
             Join::Wait(flight) => {
-                inner.counters.coalesced.incr();
+                inner.observe.counters.coalesced.incr();
                 inner.tell(|events| events.coalesced(Call::new(plan.function, key)));
                 // Boxed: waiting is rare, and keeps the hit's future small.
                 if let Some(shared) = Box::pin(flight.wait()).await {

@@ -39,7 +39,7 @@ pub(crate) async fn store<V: Storable>(
     let inner = &cache.inner;
     let now = now_millis();
     let (fresh_until, stale_until, fail_safe_until) = w.plan.deadlines(now);
-    if let (Some(remote), Some(versions)) = (&inner.remote, w.remote_versions) {
+    if let (Some(remote), Some(versions)) = (&inner.tiers.remote, w.remote_versions) {
         let header = Header {
             created: now,
             fresh_until,
@@ -55,30 +55,37 @@ pub(crate) async fn store<V: Storable>(
         };
         match entry::encode_within(&header, value, remote.max_entry()) {
             Ok(bytes) => {
-                let full = w.key.full(&inner.namespace);
+                let full = w.key.full(&inner.config.namespace);
                 let ttl = Duration::from_millis(
                     stale_until.max(fail_safe_until).saturating_sub(now).max(1),
                 );
                 // A failed write is counted by `call`; the caller still gets its value.
                 let _ = remote
-                    .call(&inner.counters, |s| s.put(&full, bytes.clone(), ttl))
+                    .call(&inner.observe.counters, |s| {
+                        s.put(&full, bytes.clone(), ttl)
+                    })
                     .await;
             }
             Err(error @ EntryError::Oversized { .. }) => {
-                let full = w.key.full(&inner.namespace);
-                oversize::count(&inner.counters, &full, &error);
+                let full = w.key.full(&inner.config.namespace);
+                oversize::count(&inner.observe.counters, &full, &error);
                 // Not stored: no older value under the key may outlive the
                 // one the caller gets (a `set` over a small value). A failed
                 // delete is counted by `call`.
-                let _ = remote.call(&inner.counters, |s| s.delete(&full)).await;
+                let _ = remote
+                    .call(&inner.observe.counters, |s| s.delete(&full))
+                    .await;
             }
             Err(error) => {
-                inner.counters.fault(crate::events::FaultKind::Other);
+                inner
+                    .observe
+                    .counters
+                    .fault(crate::events::FaultKind::Other);
                 tracing::warn!(%error, "cache value could not be encoded for the remote tier");
             }
         }
     }
-    inner.memory.insert(
+    inner.tiers.memory.insert(
         w.key.repr.clone(),
         Entry {
             value: Value::new_or_shared(value, shared),
@@ -87,7 +94,7 @@ pub(crate) async fn store<V: Storable>(
             fail_safe_until,
             load_millis: u32::try_from(w.load_millis).unwrap_or(u32::MAX),
             tags: w.local,
-            weight: inner.memory.weigh(value),
+            weight: inner.tiers.memory.weigh(value),
         },
     );
 }
@@ -103,7 +110,7 @@ pub(crate) fn load_snapshot(
 ) -> TagSnapshot {
     let inner = &cache.inner;
     let snapshot = inner.tags.snapshot(tags);
-    if inner.remote.is_none() || tags.is_empty() {
+    if inner.tiers.remote.is_none() || tags.is_empty() {
         return snapshot;
     }
     match remote_versions {
@@ -127,16 +134,16 @@ pub(crate) fn load_snapshot(
 /// confirmed (the write then skips the remote tier).
 pub(crate) async fn remote_versions(cache: &Cache, tags: &[String]) -> Option<Vec<u64>> {
     let inner = &cache.inner;
-    let remote = inner.remote.as_ref()?;
+    let remote = inner.tiers.remote.as_ref()?;
     if inner.tags.any_pending(tags) {
         return None;
     }
     let keys: Vec<String> = tags
         .iter()
-        .map(|t| Remote::tag_key(&inner.namespace, t))
+        .map(|t| Remote::tag_key(&inner.config.namespace, t))
         .collect();
     remote
-        .call(&inner.counters, |s| s.versions(&keys))
+        .call(&inner.observe.counters, |s| s.versions(&keys))
         .await
         .ok()
 }

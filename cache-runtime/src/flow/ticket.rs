@@ -109,7 +109,7 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
         // Versions are taken before the function runs: an invalidation while it
         // runs makes the stored entry born invalid.
         let snapshot = super::store::load_snapshot(&cache, &tags, remote_versions.as_deref());
-        inner.counters.loads.incr();
+        inner.observe.counters.loads.incr();
         let started = Instant::now();
         // Other processes wait while we hold the lock: keep it while we load.
         let keep_alive = lock.as_ref().map(|l| l.keep_alive(LOAD_LOCK_TTL));
@@ -152,15 +152,15 @@ impl<M: ReturnKind<R>, R> Ticket<M, R> {
             },
             Err(panic) => Err(panic),
         };
-        inner.counters.load_errors.incr();
+        inner.observe.counters.load_errors.incr();
         crate::warm::record(inner, crate::warm::Outcome::Failed);
         release(lock).await;
         if let Some(old) = fail_safe {
             if let Some(value) = old.downcast_ref::<M::Value>() {
-                inner.counters.fail_safe_serves.incr();
+                inner.observe.counters.fail_safe_serves.incr();
                 inner.tell(|events| events.fail_safe(Call::new(plan.function, &key)));
                 tracing::warn!(
-                    key = %key.full(&inner.namespace),
+                    key = %key.full(&inner.config.namespace),
                     panicked = failure.is_err(),
                     "cache load failed; serving the expired value (fail-safe)"
                 );

@@ -50,13 +50,13 @@ impl Cache {
         let remote = self.health().await;
         let now = Instant::now();
         let stats = self.stats();
-        let (at, base) = since_recovery(inner, inner.health.base(now));
+        let (at, base) = since_recovery(inner, inner.observe.health.base(now));
         let window = now.saturating_duration_since(at);
-        let thresholds = &inner.health.thresholds;
+        let thresholds = &inner.observe.health.thresholds;
         let delta = Delta::between(&base, &stats);
-        let tiers = if !inner.enabled {
+        let tiers = if !inner.config.enabled {
             Tiers::Disabled
-        } else if inner.memory.is_enabled() && memory_trusted(inner) {
+        } else if inner.tiers.memory.is_enabled() && memory_trusted(inner) {
             Tiers::Memory
         } else {
             Tiers::RemoteOnly
@@ -69,7 +69,7 @@ impl Cache {
             tiers,
         };
         let (status, mut reasons) = assess(&figures, thresholds);
-        if let Some(error) = inner.remote.as_ref().and_then(|r| r.connect_error()) {
+        if let Some(error) = inner.tiers.remote.as_ref().and_then(|r| r.connect_error()) {
             reasons.push(format!(
                 "the remote tier has not connected since start-up ({error}); connecting in the background"
             ));
@@ -88,18 +88,14 @@ impl Cache {
 }
 
 fn memory_trusted(inner: &crate::cache::Inner) -> bool {
-    let now = crate::clock::now_millis();
-    inner
-        .backplane
-        .as_ref()
-        .is_none_or(|b| b.memory_trusted(now) || inner.outage_serves(now))
+    inner.memory_usable(crate::clock::now_millis())
 }
 
 /// The window's start, or the last recovery of the remote tier if that is
 /// later: the faults of an outage that is over do not keep a cache that
 /// works again unhealthy for a whole window.
 fn since_recovery(inner: &crate::cache::Inner, base: (Instant, Stats)) -> (Instant, Stats) {
-    match inner.remote.as_ref().and_then(|r| r.recovered()) {
+    match inner.tiers.remote.as_ref().and_then(|r| r.recovered()) {
         Some(recovered) if recovered.0 > base.0 => recovered,
         _ => base,
     }

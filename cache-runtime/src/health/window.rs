@@ -75,7 +75,7 @@ impl Monitor {
 /// Starts the sampling task of `inner` unless it runs; a no-op outside a
 /// tokio runtime (a report made later, inside one, starts it).
 pub(crate) fn start(inner: &Arc<Inner>) {
-    let monitor = &inner.health;
+    let monitor = &inner.observe.health;
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -87,7 +87,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
     // tries again, and the figures cover the cache's whole life.
     let period = monitor.period();
     let Ok(mut ticks) = std::panic::catch_unwind(|| tokio::time::interval(period)) else {
-        tracing::warn!(namespace = %inner.namespace, "the tokio runtime has no timers: health reports judge the cache's lifetime counters");
+        tracing::warn!(namespace = %inner.config.namespace, "the tokio runtime has no timers: health reports judge the cache's lifetime counters");
         return;
     };
     // A late tick (a busy runtime) is taken late, not made up in a burst.
@@ -113,7 +113,7 @@ async fn sample(cache: Weak<Inner>, mut ticks: tokio::time::Interval, _running: 
     loop {
         ticks.tick().await;
         let Some(inner) = cache.upgrade() else { return };
-        inner.health.push(Instant::now(), inner.stats());
+        inner.observe.health.push(Instant::now(), inner.stats());
     }
 }
 
@@ -156,7 +156,7 @@ mod tests {
             let report = cache.health_report().await;
             assert!(report.status.is_healthy());
             assert!(
-                cache.inner.health.sampling.load(Ordering::Acquire),
+                cache.inner.observe.health.sampling.load(Ordering::Acquire),
                 "not tried again by every report"
             );
         });

@@ -15,13 +15,13 @@ use crate::Cache;
 /// none (see the module docs).
 pub(crate) fn start(cache: &Cache) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        tracing::debug!(namespace = %cache.inner.namespace, "no tokio runtime: this cache's gets and gauges are not reported");
+        tracing::debug!(namespace = %cache.inner.config.namespace, "no tokio runtime: this cache's gets and gauges are not reported");
         return;
     };
     let inner = Arc::downgrade(&cache.inner);
     // The counters outlive the cache here, for a last drain after its drop.
-    let counters = cache.inner.counters.clone();
-    let namespace = cache.inner.namespace.clone();
+    let counters = cache.inner.observe.counters.clone();
+    let namespace = cache.inner.config.namespace.clone();
     handle.spawn(run(inner, counters, namespace));
 }
 
@@ -87,10 +87,10 @@ impl Drain {
 
     fn gauges(&self, inner: &Inner) {
         let ns = &self.namespace;
-        gauge!(names::MEMORY_ENTRIES, labels(ns, None)).set(inner.memory.len() as f64);
+        gauge!(names::MEMORY_ENTRIES, labels(ns, None)).set(inner.tiers.memory.len() as f64);
         gauge!(names::PENDING_INVALIDATIONS, labels(ns, None))
-            .set(inner.invalidations.pending() as f64);
-        if let Some(remote) = &inner.remote {
+            .set(inner.coherence.invalidations.pending() as f64);
+        if let Some(remote) = &inner.tiers.remote {
             let state = match remote.breaker_state() {
                 BreakerState::Closed => 0.0,
                 BreakerState::HalfOpen => 1.0,
@@ -98,7 +98,7 @@ impl Drain {
             };
             gauge!(names::BREAKER_STATE, labels(ns, None)).set(state);
         }
-        if let Some(backplane) = inner.backplane.as_ref().filter(|b| b.listening()) {
+        if let Some(backplane) = inner.coherence.backplane.as_ref().filter(|b| b.listening()) {
             let up = if backplane.subscribed() { 1.0 } else { 0.0 };
             gauge!(names::BACKPLANE_UP, labels(ns, None)).set(up);
         }

@@ -46,7 +46,7 @@ impl std::fmt::Debug for LockGuard {
 }
 
 fn remote(cache: &Cache) -> Result<&Remote> {
-    cache.inner.remote.as_ref().ok_or_else(|| {
+    cache.inner.tiers.remote.as_ref().ok_or_else(|| {
         Error::Config(
             "distributed locks need a remote tier: call .redis(url) on the builder".into(),
         )
@@ -76,7 +76,7 @@ impl LockGuard {
             released: false,
         };
         let taken = remote
-            .call(&cache.inner.counters, |s| {
+            .call(&cache.inner.observe.counters, |s| {
                 s.try_lock(&guard.key, &guard.token, ttl)
             })
             .await;
@@ -107,7 +107,7 @@ impl LockGuard {
     pub async fn extend(&self, ttl: Duration) -> Result<bool> {
         let remote = remote(&self.cache)?;
         Ok(remote
-            .call(&self.cache.inner.counters, |s| {
+            .call(&self.cache.inner.observe.counters, |s| {
                 s.extend_lock(&self.key, &self.token, ttl)
             })
             .await?)
@@ -123,7 +123,7 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<bool> {
         let remote = remote(&self.cache)?;
         let released = remote
-            .call(&self.cache.inner.counters, |s| {
+            .call(&self.cache.inner.observe.counters, |s| {
                 s.unlock(&self.key, &self.token)
             })
             .await;
@@ -141,11 +141,13 @@ impl LockGuard {
             handle.spawn(async move {
                 loop {
                     tokio::time::sleep(ttl / 3).await;
-                    let Some(remote) = cache.inner.remote.as_ref() else {
+                    let Some(remote) = cache.inner.tiers.remote.as_ref() else {
                         return;
                     };
                     let extended = remote
-                        .call(&cache.inner.counters, |s| s.extend_lock(&key, &token, ttl))
+                        .call(&cache.inner.observe.counters, |s| {
+                            s.extend_lock(&key, &token, ttl)
+                        })
                         .await;
                     if !matches!(extended, Ok(true)) {
                         return;
@@ -168,9 +170,9 @@ impl Drop for LockGuard {
             let cache = self.cache.clone();
             let (key, token) = (self.key.clone(), self.token.clone());
             handle.spawn(async move {
-                if let Some(remote) = cache.inner.remote.as_ref() {
+                if let Some(remote) = cache.inner.tiers.remote.as_ref() {
                     let _ = remote
-                        .call(&cache.inner.counters, |s| s.unlock(&key, &token))
+                        .call(&cache.inner.observe.counters, |s| s.unlock(&key, &token))
                         .await;
                 }
             });

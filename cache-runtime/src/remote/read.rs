@@ -36,10 +36,10 @@ use crate::{Cache, Result};
 pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Result<Vec<Option<T>>> {
     let inner = &cache.inner;
     let mut out: Vec<Option<T>> = keys.iter().map(|_| None).collect();
-    let Some(remote) = &inner.remote else {
+    let Some(remote) = &inner.tiers.remote else {
         return Ok(out);
     };
-    let ns = &inner.namespace;
+    let ns = &inner.config.namespace;
     // The tags are in the headers: each entry is asked for alone.
     let requests: Vec<Fetch<'_>> = keys
         .iter()
@@ -50,7 +50,7 @@ pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Resul
         })
         .collect();
     let fetched = remote
-        .call(&inner.counters, |s| s.fetch_batch(&requests))
+        .call(&inner.observe.counters, |s| s.fetch_batch(&requests))
         .await?;
     let now = now_millis();
     let mut found: Vec<(usize, Header, T)> = Vec::new();
@@ -61,7 +61,9 @@ pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Resul
         match decoded {
             Ok((header, value)) if now < header.fresh_until => found.push((slot, header, value)),
             Ok(_) => {}
-            Err(error) => entry::count_unreadable(&inner.counters, &keys[slot].full(ns), &error),
+            Err(error) => {
+                entry::count_unreadable(&inner.observe.counters, &keys[slot].full(ns), &error)
+            }
         }
     }
     let mut names: Vec<String> = found
@@ -86,7 +88,7 @@ pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Resul
         // entries carrying those tags are not used (see below).
         HashMap::new()
     } else {
-        let known = inner.backplane.as_ref().map(|b| &b.known);
+        let known = inner.coherence.backplane.as_ref().map(|b| &b.known);
         // The versions this process knows, when it trusts them all and every
         // entry recorded them: no second round trip.
         let from_known = known
@@ -111,7 +113,7 @@ pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Resul
                 let tag_keys: Vec<String> = names.iter().map(|t| Remote::tag_key(ns, t)).collect();
                 let ticket = known.and_then(|k| k.ticket());
                 let versions = remote
-                    .call(&inner.counters, |s| s.versions(&tag_keys))
+                    .call(&inner.observe.counters, |s| s.versions(&tag_keys))
                     .await?;
                 if let (Some(known), Some(ticket)) = (known, ticket) {
                     known.learn(&names, &versions, ticket);
@@ -129,12 +131,12 @@ pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Resul
             continue;
         }
         let tag_names: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
-        let weight = inner.memory.weigh(&value);
+        let weight = inner.tiers.memory.weigh(&value);
         let snapshot = local.only(&tag_names);
         let promoted = entry_from(&header, Value::new(value.clone()), snapshot, weight);
-        inner.memory.insert(keys[slot].repr.clone(), promoted);
+        inner.tiers.memory.insert(keys[slot].repr.clone(), promoted);
         if crate::warm::counted(inner) {
-            inner.counters.remote_hits.incr();
+            inner.observe.counters.remote_hits.incr();
         }
         out[slot] = Some(value);
     }

@@ -8,7 +8,7 @@
 //! instead.
 
 mod progress;
-mod scope;
+pub(crate) mod scope;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 
+use crate::cache::Inner;
 use crate::Cache;
 use progress::Progress;
+pub(crate) use scope::Outcome;
 use scope::Scope;
-pub(crate) use scope::{counted, record, Outcome, Warming};
 
 /// What a [`Cache::warm`] run did.
 ///
@@ -61,6 +62,20 @@ impl WarmSummary {
             Outcome::Failed => self.failed += 1,
         }
     }
+}
+
+/// Whether a hit, stale hit or miss of `inner` is counted in its stats: not
+/// when the call runs inside one of its warm runs.
+#[inline(always)]
+pub(crate) fn counted(inner: &Inner) -> bool {
+    inner.observe.warming.counts(inner.config.id)
+}
+
+/// Records how a load of `inner` ended, when it ran inside one of its warm
+/// runs (see `Warming::record`).
+#[inline]
+pub(crate) fn record(inner: &Inner, outcome: Outcome) {
+    inner.observe.warming.record(inner.config.id, outcome);
 }
 
 /// How long one input's call may run by default: far past any load a
@@ -177,11 +192,11 @@ impl Cache {
         let inner = &self.inner;
         let started = Instant::now();
         let inputs = inputs.into_iter();
-        let mut progress = Progress::new(&inner.namespace, inputs.size_hint(), started);
+        let mut progress = Progress::new(&inner.config.namespace, inputs.size_hint(), started);
         // Before the first call, so that every call of the run is seen.
-        let _run = inner.warming.enter();
-        let id = inner.id;
-        let limit = inner.warm_timeout;
+        let _run = inner.observe.warming.enter();
+        let id = inner.config.id;
+        let limit = inner.config.warm_timeout;
         let calls = inputs.map(|input| Scope::run(id, limited(limit, guarded(&f, input))));
         let mut calls = futures_util::stream::iter(calls).buffer_unordered(concurrency.max(1));
         let mut summary = WarmSummary::default();
@@ -210,7 +225,7 @@ impl Cache {
                 outcome
             };
             summary.add(outcome);
-            inner.counters.warmed.incr();
+            inner.observe.counters.warmed.incr();
             if timer.is_none() {
                 progress.tick(&summary);
             }

@@ -10,8 +10,6 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cache::Inner;
-
 tokio::task_local! {
     static SCOPE: Scope;
 }
@@ -79,27 +77,30 @@ impl Scope {
     }
 }
 
-/// Whether a hit, stale hit or miss of `inner` is counted in its stats: not
-/// when the call runs inside one of its warm runs.
-#[inline(always)]
-pub(crate) fn counted(inner: &Inner) -> bool {
-    inner.warming.runs.load(Ordering::Relaxed) == 0 || !in_scope(inner.id)
+impl Warming {
+    /// Whether a hit, stale hit or miss of the cache numbered `cache` is
+    /// counted in its stats: not when the call runs inside one of its warm runs.
+    #[inline(always)]
+    pub(crate) fn counts(&self, cache: u64) -> bool {
+        self.runs.load(Ordering::Relaxed) == 0 || !in_scope(cache)
+    }
+
+    /// Records how a load of the cache numbered `cache` ended, when it ran
+    /// inside one of its warm runs. The last load to end wins: a load nested
+    /// in another (a cached function calling another) ends first, so the
+    /// outermost one decides.
+    #[inline]
+    pub(crate) fn record(&self, cache: u64, outcome: Outcome) {
+        if self.runs.load(Ordering::Relaxed) != 0 {
+            record_cold(cache, outcome);
+        }
+    }
 }
 
 #[cold]
 #[inline(never)]
 fn in_scope(cache: u64) -> bool {
     SCOPE.try_with(|s| s.cache == cache).unwrap_or(false)
-}
-
-/// Records how a load of `inner` ended, when it ran inside one of its warm
-/// runs. The last load to end wins: a load nested in another (a cached
-/// function calling another) ends first, so the outermost one decides.
-#[inline]
-pub(crate) fn record(inner: &Inner, outcome: Outcome) {
-    if inner.warming.runs.load(Ordering::Relaxed) != 0 {
-        record_cold(inner.id, outcome);
-    }
 }
 
 #[cold]
