@@ -22,7 +22,7 @@ use std::borrow::Borrow;
 use std::future::Future;
 use std::time::Duration;
 
-pub use crate::flow::plan::PlanCache;
+pub use crate::flow::plan::number::PlanCache;
 
 pub use crate::flow::{begin, hit, invalidate_after, Begin, Begun, Refresher, Step, Ticket};
 pub use crate::key::{

@@ -1,5 +1,5 @@
 //! One cache's resolved plans, one per `#[cached]` site used with it, indexed
-//! by the site's number ([`PlanCache`](super::PlanCache)). A hit finds its
+//! by the site's number ([`PlanCache`](super::number::PlanCache)). A hit finds its
 //! plan in three loads whatever the number of caches its function is used
 //! with (a cache per tenant), allocating nothing; the table, its plans and
 //! their counters go with the cache.

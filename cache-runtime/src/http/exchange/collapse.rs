@@ -9,6 +9,7 @@ use http::request::Parts;
 use http::HeaderMap;
 
 use super::origin::ask_origin;
+use super::outcome::OriginOutcome;
 use super::respond::serve;
 use super::{Origin, OriginBody, Out, Requested};
 use crate::http::freshness::now_millis;
@@ -16,19 +17,6 @@ use crate::http::key;
 use crate::http::stored::StoredResponse;
 use crate::http::vary::{secondary, Vary};
 use crate::http::Config;
-
-/// What a load shares with the requests that waited for it.
-#[derive(Clone)]
-pub(super) enum OriginOutcome {
-    /// A stored response (just stored, freshened, or stale on an error).
-    Serve(Arc<StoredResponse>),
-    /// Nothing the waiters can use: each goes to the origin itself.
-    Pass,
-    /// The origin's answer may not be stored, by its own rules (`private`,
-    /// `no-store`, `Set-Cookie`, ...): as `Pass`, and the target is
-    /// remembered as uncacheable for a while (hit-for-miss).
-    Uncacheable,
-}
 
 /// Remembers what a load found: an uncacheable answer marks the target
 /// (its next requests are not coalesced), a stored one clears the mark.

@@ -16,6 +16,7 @@
 //! - `respond`: stored responses served (304, ranges), passed ones, `Cache-Status`;
 //! - `body`: an origin body read whole within a limit.
 
+use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -38,6 +39,7 @@ mod body;
 mod collapse;
 mod lookup;
 mod origin;
+mod outcome;
 mod read;
 mod respond;
 mod revalidation;
@@ -163,6 +165,19 @@ where
 
 /// The inner service polled ready, for this request; its clone waits for
 /// the next (a hit uses neither, and leaves the ready one in place).
+/// Calls a service that may not have been polled ready (the one handed to
+/// `call_when_ready` was; a clone for a background revalidation was not).
+pub(super) async fn call_when_ready<S, B, R>(
+    mut service: S,
+    request: Request<B>,
+) -> Result<Response<R>, S::Error>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    poll_fn(|cx| service.poll_ready(cx)).await?;
+    service.call(request).await
+}
+
 fn take_ready<S: Clone>(inner: &mut S) -> S {
     let clone = inner.clone();
     std::mem::replace(inner, clone)

@@ -2,7 +2,6 @@
 //! response on its failure, and its full answer stored (or streamed and
 //! stored once it ended) or passed through.
 
-use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,16 +12,16 @@ use http_body::Body;
 use tower::Service;
 
 use super::body::collect_within;
-use super::collapse::OriginOutcome;
+use super::outcome::{own_rule, OriginOutcome};
 use super::respond::{empty, finish_response, pass, serve};
 use super::revalidation::not_modified;
 use super::store::store_response;
-use super::{CloneParts, Out, Requested};
+use super::{call_when_ready, CloneParts, Out, Requested};
 use crate::http::cache_control::Directives;
 use crate::http::conditional;
 use crate::http::freshness::{self, now_millis, Fallback};
 use crate::http::headers::{stored_fields, take_tags};
-use crate::http::storable::{self, NotStored};
+use crate::http::storable;
 use crate::http::stored::{StaleRules, StoredResponse};
 use crate::http::tee::Tee;
 use crate::http::vary::{secondary, Vary};
@@ -312,28 +311,4 @@ where
         }) as Box<dyn FnOnce(Bytes) + Send>
     });
     Tee::new(body, limit, done)
-}
-
-/// Whether a response is not stored by a rule of its own (so the target
-/// is remembered as uncacheable), rather than because of this request
-/// (its `Authorization`, its `no-store`, its fields too long to key on).
-pub(super) fn own_rule(reason: NotStored, request: &Directives) -> bool {
-    match reason {
-        NotStored::Authorization => false,
-        NotStored::NoStore => !request.no_store,
-        _ => true,
-    }
-}
-
-/// Calls a service that may not have been polled ready (the one handed to
-/// `call_when_ready` was; a clone for a background revalidation was not).
-pub(super) async fn call_when_ready<S, B, R>(
-    mut service: S,
-    request: Request<B>,
-) -> Result<Response<R>, S::Error>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-{
-    poll_fn(|cx| service.poll_ready(cx)).await?;
-    service.call(request).await
 }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::HeaderMap;
 
-use super::collapse::OriginOutcome;
-use super::origin::own_rule;
+use super::outcome::{own_rule, OriginOutcome};
 use super::respond::serve;
 use super::store::store_response;
 use super::{Out, Requested};

@@ -7,9 +7,8 @@ use http::header::{CONTENT_LOCATION, LOCATION};
 use http::request::Parts;
 use http::{Method, Request};
 
-use super::origin::call_when_ready;
 use super::respond::pass;
-use super::{path_and_query, Origin, OriginBody, Out, Requested};
+use super::{call_when_ready, path_and_query, Origin, OriginBody, Out, Requested};
 use crate::http::conditional;
 use crate::http::freshness::now_millis;
 use crate::http::key;
