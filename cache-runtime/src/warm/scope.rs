@@ -1,8 +1,8 @@
 //! What the cache saw inside one warmed input's call.
 //!
 //! [`Cache::warm`](crate::Cache::warm) runs each input's future inside a
-//! task-local [`Scope`]. The read path asks [`counted`] before it counts a
-//! hit, stale hit or miss, and the load path tells [`record`] how a load
+//! task-local [`Scope`]. The read path asks [`Warming::counts`] before it counts a
+//! hit, stale hit or miss, and the load path tells [`Warming::record`] how a load
 //! ended; both look at the task-local only while a warm run of *this* cache
 //! is in progress (one relaxed load of [`Warming::runs`] otherwise), so user
 //! calls pay one predictable branch and nothing else.
