@@ -68,15 +68,30 @@ async fn a_read_in_flight_during_an_invalidation_never_serves_the_old_value_afte
         let x = x.clone();
         tokio::spawn(async move { slow_redis_item(&x, 1).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The reader holds the key's flight (its read of the frozen Redis is
+    // under way) once a second caller waits on it.
+    let probe = {
+        let x = x.clone();
+        tokio::spawn(async move { slow_redis_item(&x, 1).await })
+    };
+    let reading = within!(Duration::from_secs(10), x.stats().coalesced >= 1);
+    assert!(
+        reading.is_some(),
+        "the reader leads a read of the frozen Redis"
+    );
     SLOW_REDIS.bump();
     let invalidator = {
         let x = x.clone();
         tokio::spawn(async move { x.invalidate_tags(["item:1"]).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The invalidation is in force here (counted, its tags pending) before
+    // Redis answers the read.
+    let started = within!(Duration::from_secs(10), x.stats().invalidations >= 1);
+    assert!(started.is_some(), "the invalidation started");
     server.thaw();
     let _ = reader.await.expect("reader");
+    // Started before the invalidation: whatever it got is allowed.
+    let _ = probe.await.expect("probe");
     invalidator
         .await
         .expect("invalidator")
