@@ -5,11 +5,12 @@
 //! that an invalidation overtook never hands out what it brought.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_runtime::{cached, invalidate, Cache, Error};
 use integration_tests::redis_harness::RedisServer;
 use integration_tests::within;
+use tokio::sync::Semaphore;
 
 /// The "database": one version per test (each test has its own static).
 struct Db(AtomicU64);
@@ -67,15 +68,30 @@ async fn a_read_in_flight_during_an_invalidation_never_serves_the_old_value_afte
         let x = x.clone();
         tokio::spawn(async move { slow_redis_item(&x, 1).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The reader holds the key's flight (its read of the frozen Redis is
+    // under way) once a second caller waits on it.
+    let probe = {
+        let x = x.clone();
+        tokio::spawn(async move { slow_redis_item(&x, 1).await })
+    };
+    let reading = within!(Duration::from_secs(10), x.stats().coalesced >= 1);
+    assert!(
+        reading.is_some(),
+        "the reader leads a read of the frozen Redis"
+    );
     SLOW_REDIS.bump();
     let invalidator = {
         let x = x.clone();
         tokio::spawn(async move { x.invalidate_tags(["item:1"]).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The invalidation is in force here (counted, its tags pending) before
+    // Redis answers the read.
+    let started = within!(Duration::from_secs(10), x.stats().invalidations >= 1);
+    assert!(started.is_some(), "the invalidation started");
     server.thaw();
     let _ = reader.await.expect("reader");
+    // Started before the invalidation: whatever it got is allowed.
+    let _ = probe.await.expect("probe");
     invalidator
         .await
         .expect("invalidator")
@@ -119,12 +135,11 @@ async fn an_unconfirmed_invalidation_holds_locally_and_reaches_redis_later() {
     server.freeze();
     FROZEN.bump();
     for cache in [&through, &storage] {
-        let started = Instant::now();
-        let error = cache
-            .invalidate_tags(["item:1"])
+        // Bounded by the 150 ms remote timeout, not by Redis coming back.
+        let error = tokio::time::timeout(Duration::from_secs(2), cache.invalidate_tags(["item:1"]))
             .await
+            .expect("invalidate_tags returns while Redis is frozen")
             .expect_err("Redis is frozen");
-        assert!(started.elapsed() < Duration::from_secs(2));
         assert!(
             matches!(error, Error::InvalidationQueued { tags: 1, .. }),
             "{error:?}"
@@ -227,12 +242,17 @@ async fn a_lost_message_leaves_memory_stale_for_about_a_second_at_most() {
 }
 
 static FLIGHT: Db = Db::new();
+static FLIGHT_RUNS: AtomicU64 = AtomicU64::new(0);
+/// Holds the first load until the test lets it finish.
+static FLIGHT_GATE: Semaphore = Semaphore::const_new(0);
 
 #[cached(cache = cache, key = "item:{id}", tags = ["item:{id}"], ttl = "1h")]
 async fn slow_item(cache: &Cache, id: u64) -> u64 {
     let _ = id;
     let version = FLIGHT.get();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    if FLIGHT_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        FLIGHT_GATE.acquire().await.unwrap().forget();
+    }
     version
 }
 
@@ -245,17 +265,23 @@ async fn a_load_overtaken_by_an_invalidation_is_not_joined() {
         let cache = cache.clone();
         tokio::spawn(async move { slow_item(&cache, 1).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The early load has read version 1 and holds at the gate.
+    let running = within!(
+        Duration::from_secs(10),
+        FLIGHT_RUNS.load(Ordering::SeqCst) == 1
+    );
+    assert!(running.is_some(), "the early load started");
     FLIGHT.bump();
     cache
         .invalidate_tags(["item:1"])
         .await
         .expect("memory only");
-    assert_eq!(
-        slow_item(&cache, 1).await,
-        2,
-        "a caller after the invalidation"
-    );
+    // The early load is still held: a caller that joined it would hang.
+    let late = tokio::time::timeout(Duration::from_secs(5), slow_item(&cache, 1))
+        .await
+        .expect("the late caller joined the overtaken load");
+    assert_eq!(late, 2, "a caller after the invalidation");
+    FLIGHT_GATE.add_permits(1);
     assert_eq!(early.await.expect("early caller"), 1);
     assert_eq!(
         slow_item(&cache, 1).await,

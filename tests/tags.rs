@@ -4,8 +4,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use cache_runtime::{cached, invalidate, Cache};
-use integration_tests::Calls;
-use tokio::time::sleep;
+use integration_tests::{within, Calls};
+use tokio::sync::Semaphore;
 
 static CACHE: LazyLock<Cache> = LazyLock::new(|| Cache::memory(100_000));
 
@@ -46,18 +46,25 @@ async fn tags_invalidate_their_entries_only() {
 }
 
 static SLOW_LOADS: Calls = Calls::new();
+/// Holds the first load until the test has invalidated.
+static REPORT_GATE: Semaphore = Semaphore::const_new(0);
 #[cached(cache = &*CACHE, tags = ["report"])]
 async fn slow_report(x: u32) -> usize {
     let n = SLOW_LOADS.hit();
-    sleep(Duration::from_millis(200)).await;
+    if n == 0 {
+        REPORT_GATE.acquire().await.unwrap().forget();
+    }
     x as usize + n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_during_a_load_is_not_lost() {
     let load = tokio::spawn(slow_report(1));
-    sleep(Duration::from_millis(50)).await;
+    // The function runs (its tag snapshot is taken): now invalidate.
+    let started = within!(Duration::from_secs(10), SLOW_LOADS.get() == 1);
+    assert!(started.is_some(), "the load started");
     CACHE.invalidate_tags(["report"]).await.unwrap();
+    REPORT_GATE.add_permits(1);
     assert_eq!(load.await.unwrap(), 1, "the caller still gets its result");
     assert_eq!(
         slow_report(1).await,

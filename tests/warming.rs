@@ -2,11 +2,13 @@
 //! ratio, and entries that a second cache on the same Redis sees.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_runtime::{cached, Cache, Policy, WarmSummary};
 use integration_tests::redis_harness::RedisServer;
-use integration_tests::{write_through, Calls};
+use integration_tests::{within, write_through, Calls};
+use tokio::sync::Semaphore;
 
 static USERS: Calls = Calls::new();
 
@@ -70,7 +72,9 @@ async fn the_summary_counts_a_mix_exactly_and_stats_are_untouched() {
     assert_eq!(cache.stats().misses, before.misses);
 }
 
-#[tokio::test]
+// Paused time: each load's 2 ms pass only once every running load waits on
+// its timer, so as many loads overlap as the bound lets start.
+#[tokio::test(start_paused = true)]
 async fn concurrency_is_bounded_and_zero_means_one() {
     let cache = Cache::memory(1_000);
     for (asked, bound) in [(4, 4), (0, 1)] {
@@ -104,16 +108,20 @@ async fn concurrency_is_bounded_and_zero_means_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_calls_during_a_warm_run_still_count() {
     let cache = Cache::memory(1_000);
+    // The warm run's loads hold here until the user's calls are done.
+    let gate = Arc::new(Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
     let warming = {
-        let cache = cache.clone();
+        let (cache, gate, started) = (cache.clone(), gate.clone(), started.clone());
         tokio::spawn(async move {
             cache
                 .warm(0..20u32, 2, |i| {
-                    let cache = cache.clone();
+                    let (cache, gate, started) = (cache.clone(), gate.clone(), started.clone());
                     async move {
                         let got: Result<u32, String> = cache
                             .get_or_load(&format!("w{i}"), &Policy::new(), [""; 0], || async move {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
+                                started.fetch_add(1, Ordering::SeqCst);
+                                gate.acquire().await.unwrap().forget();
                                 Ok(i)
                             })
                             .await;
@@ -123,11 +131,14 @@ async fn user_calls_during_a_warm_run_still_count() {
                 .await
         })
     };
-    // Meanwhile (about 100 ms of warming), user misses on other keys.
+    // The warm run is under way (its first loads wait at the gate):
+    // meanwhile, user misses on other keys.
+    let under_way = within!(Duration::from_secs(10), started.load(Ordering::SeqCst) == 2);
+    assert!(under_way.is_some(), "the warm run started");
     for i in 0..10 {
         assert_eq!(cache.get::<u32>(&format!("user{i}")).await.unwrap(), None);
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    gate.add_permits(20);
     let summary = warming.await.unwrap();
     assert_eq!(summary.loaded, 20);
     let stats = cache.stats();

@@ -33,6 +33,49 @@
 //!
 //! See the README for every argument of `#[cached]`, the key format and the
 //! guarantees.
+//!
+//! # Testing with paused time
+//!
+//! Entries expire by the wall clock, which tokio's paused time does not move.
+//! With the `test-util` feature (for dev-dependencies only; it implies
+//! tokio's `test-util`) the cache's clock follows `tokio::time::Instant`, so
+//! a test advances entries past their TTL, stale or fail-safe window with
+//! `tokio::time::advance` instead of sleeping. Without the feature the clock
+//! is the plain wall clock and costs nothing more.
+//!
+//! ```
+//! # #[cfg(feature = "test-util")]
+//! # mod with_feature {
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::time::Duration;
+//! use cache_runtime::{cached, Cache};
+//!
+//! static RUNS: AtomicU32 = AtomicU32::new(0);
+//!
+//! #[cached(cache = cache, ttl = "10s")]
+//! async fn price(cache: &Cache, id: u32) -> u32 {
+//!     RUNS.fetch_add(1, Ordering::SeqCst);
+//!     id * 100
+//! }
+//!
+//! // In your tests: #[tokio::test(start_paused = true)]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! pub async fn the_entry_expires_after_its_ttl() {
+//!     let cache = Cache::memory(100);
+//!     price(&cache, 7).await;
+//!     tokio::time::advance(Duration::from_millis(9_999)).await;
+//!     price(&cache, 7).await; // still fresh: served from memory
+//!     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+//!     tokio::time::advance(Duration::from_millis(1)).await;
+//!     price(&cache, 7).await; // expired: the function runs again
+//!     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+//! }
+//! # }
+//! # fn main() {
+//! #     #[cfg(feature = "test-util")]
+//! #     with_feature::the_entry_expires_after_its_ttl();
+//! # }
+//! ```
 
 #![warn(missing_docs)]
 // `doc(cfg)` notes on docs.rs (built with `--cfg docsrs`): what needs a feature.

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::panic::{resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+// tokio's: std's outside tests; on paused time a load's duration (XFetch's
+// delta, the load event's) is the time the test let pass.
+use tokio::time::Instant;
 
 use futures_util::FutureExt;
 

@@ -10,9 +10,12 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+// tokio's, not std's: the same instant outside tests, and tokio's paused time
+// in tests (`tokio::time::pause`/`advance` open and close the breaker).
+use tokio::time::Instant;
 
 /// The state of a cache's circuit breaker, as reported by stats and health.
 /// Serialized as `"closed"`, `"open"` or `"half_open"`.
@@ -193,8 +196,13 @@ mod tests {
         })
     }
 
-    #[test]
-    fn opens_after_threshold_then_probes_then_closes() {
+    // The tests run on tokio's paused time: `advance` moves the breaker's
+    // clock exactly, so "before the open period ends" and "after it" are
+    // decided by the test, not by the machine's load.
+    use tokio::time::advance;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_threshold_then_probes_then_closes() {
         let b = breaker(3, 50);
         for _ in 0..2 {
             b.failure(b.permit().unwrap());
@@ -203,7 +211,12 @@ mod tests {
         b.failure(b.permit().unwrap());
         assert_eq!(b.state(), BreakerState::Open);
         assert!(b.permit().is_none(), "open: no calls");
-        std::thread::sleep(Duration::from_millis(70));
+        advance(Duration::from_millis(49)).await;
+        assert!(
+            b.permit().is_none(),
+            "still open 1 ms before the period ends"
+        );
+        advance(Duration::from_millis(1)).await;
         let probe = b.permit().expect("a probe after the open period");
         assert!(matches!(probe, Permit::Probe));
         assert_eq!(b.state(), BreakerState::HalfOpen);
@@ -213,15 +226,24 @@ mod tests {
         assert!(matches!(b.permit(), Some(Permit::Call)));
     }
 
-    #[test]
-    fn failed_probe_reopens() {
+    #[tokio::test(start_paused = true)]
+    async fn failed_probe_reopens() {
         let b = breaker(1, 30);
         b.failure(b.permit().unwrap());
-        std::thread::sleep(Duration::from_millis(40));
+        advance(Duration::from_millis(30)).await;
         let probe = b.permit().unwrap();
+        assert!(matches!(probe, Permit::Probe));
+        advance(Duration::from_millis(20)).await;
         b.failure(probe);
         assert_eq!(b.state(), BreakerState::Open);
         assert!(b.permit().is_none());
+        advance(Duration::from_millis(29)).await;
+        assert!(
+            b.permit().is_none(),
+            "the period runs again from the failed probe, not from the first opening"
+        );
+        advance(Duration::from_millis(1)).await;
+        assert!(matches!(b.permit(), Some(Permit::Probe)));
     }
 
     #[test]
@@ -266,15 +288,17 @@ mod tests {
         });
     }
 
-    #[test]
-    fn a_probe_whose_caller_was_dropped_is_replaced_after_the_open_period() {
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_caller_was_dropped_is_replaced_after_the_open_period() {
         let b = breaker(1, 30);
         b.failure(b.permit().unwrap());
-        std::thread::sleep(Duration::from_millis(40));
+        advance(Duration::from_millis(30)).await;
         // The caller is cancelled: the probe never reports back.
         assert!(matches!(b.permit(), Some(Permit::Probe)));
         assert!(b.permit().is_none(), "one probe at a time");
-        std::thread::sleep(Duration::from_millis(40));
+        advance(Duration::from_millis(29)).await;
+        assert!(b.permit().is_none(), "the probe is not abandoned yet");
+        advance(Duration::from_millis(1)).await;
         let probe = b.permit().expect("the abandoned probe is replaced");
         b.success(probe);
         assert_eq!(b.state(), BreakerState::Closed);
