@@ -1,25 +1,52 @@
 //! The byte format of a cache entry stored in the remote tier (Redis).
 //!
 //! An entry is a small versioned binary header, the value encoded as CBOR
-//! (with `ciborium`), and a checksum. All integers are little-endian. Format
-//! version 2:
+//! (with `ciborium`), possibly compressed, and a checksum. All integers are
+//! little-endian. Format version 3:
 //!
 //! | offset | size | field             | meaning                                                        |
 //! |-------:|-----:|-------------------|----------------------------------------------------------------|
 //! |      0 |    2 | magic             | the bytes `b"CE"`                                              |
-//! |      2 |    1 | version           | `u8`, = 2                                                      |
-//! |      3 |    1 | flags             | `u8`; bit 0 is reserved for compression; every bit must be 0 in v2 |
+//! |      2 |    1 | version           | `u8`, = 3                                                      |
+//! |      3 |    1 | flags             | `u8`; bit 0: the payload is compressed; every other bit must be 0 |
 //! |      4 |    8 | created           | `u64`, milliseconds since the Unix epoch                       |
 //! |     12 |    8 | fresh_until       | `u64`, ms since the epoch                                      |
 //! |     20 |    8 | stale_until       | `u64`, ms since the epoch, `>= fresh_until`                    |
 //! |     28 |    8 | fail_safe_until   | `u64`, ms since the epoch, `>= fresh_until`                    |
 //! |     36 |    4 | load_millis       | `u32`, how long the loader took                                |
-//! |     40 |    2 | tag count         | `u16`, at most [`MAX_TAGS`]                                    |
-//! |     42 |      | tags              | per tag: name length `u16` (at most [`MAX_TAG_NAME_LEN`]), the name (UTF-8), version `u64` |
-//! |        |      | payload           | the value as one CBOR item                                     |
-//! |  end-8 |    8 | checksum          | `u64`, XXH3-64 (seed 0) of every byte before it                |
+//! |     40 |    8 | schema            | `u64`, the stored type's schema fingerprint ([`fingerprint`])  |
+//! |     48 |    2 | tag count         | `u16`, at most [`MAX_TAGS`]                                    |
+//! |     50 |      | tags              | per tag: name length `u16` (at most [`MAX_TAG_NAME_LEN`]), the name (UTF-8), version `u64` |
+//! |        |      | payload           | flag bit 0 clear: the value as one CBOR item; set: the CBOR's length `u32`, then the CBOR compressed as one LZ4 block ([`compress`]) |
+//! |  end-8 |    8 | checksum          | `u64`, XXH3-64 (seed 0) of every byte before it (the stored, compressed bytes) |
 //!
-//! Version 1 was the same without the checksum. A bit flipped in Redis (a
+//! Version 2 was the same without the schema fingerprint, and with no flag
+//! allowed. A version 2 entry read by this build is a plain miss (another
+//! format version, below), overwritten by the load that follows.
+//!
+//! **Compression** (version 3): when the cache has a threshold
+//! ([`CacheBuilder::compress_above`](crate::CacheBuilder::compress_above),
+//! off by default) and the CBOR of a value is longer, the payload is
+//! compressed if that makes it shorter. Reading one never trusts its
+//! declared length: above the maximum entry size it is refused
+//! ([`EntryError::InflatesPastMax`], counted as oversized), above what LZ4
+//! can produce from the block it is refused, and the codec must produce
+//! exactly that length, writing into a buffer of that length only
+//! ([`EntryError::Decompress`], counted as corruption): no input inflates
+//! past the bound, and none panics.
+//!
+//! **Schema fingerprints** (version 3): the header carries the fingerprint
+//! of the type the value was written as ([`fingerprint::of`]); a reader of
+//! another type's shape (a field added, renamed or retyped, a tuple
+//! widened, an enum variant added) gets [`EntryError::SchemaMismatch`]
+//! before any byte of the payload is decoded or decompressed: a clean miss,
+//! counted in `Stats::schema_mismatches` (not as corruption nor as a decode
+//! error), overwritten by the load that follows. Without it, a struct whose
+//! field was renamed with `#[serde(default)]` read an older entry as a
+//! value with the default. During a rolling deploy, old and new builds
+//! overwrite each other's entries of a changed type: misses, not errors.
+//!
+//! Version 1 was version 2 without the checksum. A bit flipped in Redis (a
 //! faulty disk, memory or network path, a restore of a damaged snapshot)
 //! used to decode as a different value about one time in four; the checksum
 //! covers header and payload, so a damaged entry is refused before any
@@ -33,7 +60,7 @@
 //! caught). It is a guard against accidents, not against someone who can
 //! write to Redis (they can store any value anyway).
 //!
-//! An entry of another format version (version 1, written before the
+//! An entry of another format version (versions 1 and 2, written before the
 //! upgrade, or a later version from a newer build during a rolling upgrade)
 //! is a plain miss, not a fault: [`EntryError::UnsupportedVersion`], counted
 //! in no error counter, so an upgrade does not read as a burst of errors in
@@ -54,7 +81,8 @@
 //!
 //! Size: an entry is at most the cache's maximum entry size
 //! ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes),
-//! 16 MiB by default), checksum included. [`encode_within`] writes through a
+//! 16 MiB by default), checksum included, and so is its uncompressed form:
+//! the bound is the same with or without compression. [`encode_within`] writes through a
 //! writer that fails once the bound is passed, so a larger value stops being
 //! encoded there (the buffer never grows past the bound) and is not stored:
 //! [`EntryError::Oversized`]. [`decode_header_within`] refuses a longer entry
@@ -72,13 +100,19 @@ use super::oversize::Bounded;
 use super::user_code;
 use crate::events::FaultKind;
 
+pub(crate) mod compress;
+pub(crate) mod fingerprint;
+
+pub(crate) use fingerprint::of as schema_of;
+
 /// The first two bytes of every entry.
 pub(crate) const MAGIC: [u8; 2] = *b"CE";
 /// The format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 2;
-/// The flag bits version 2 accepts: none. Bit 0 (`0x01`) is reserved for a
-/// compressed payload in a later version.
-const KNOWN_FLAGS: u8 = 0;
+pub(crate) const FORMAT_VERSION: u8 = 3;
+/// Flag bit 0: the payload is compressed ([`compress`]).
+pub(crate) const FLAG_COMPRESSED: u8 = 0x01;
+/// The flag bits version 3 accepts.
+const KNOWN_FLAGS: u8 = FLAG_COMPRESSED;
 /// The most tags an entry may carry.
 pub(crate) const MAX_TAGS: usize = 256;
 /// The longest tag name, in bytes.
@@ -87,7 +121,7 @@ pub(crate) const MAX_TAG_NAME_LEN: usize = 1024;
 pub(crate) const MAX_CBOR_DEPTH: usize = 128;
 
 /// Size of the fixed part of the header (up to and including the tag count).
-const FIXED_LEN: usize = 2 + 1 + 1 + 8 * 4 + 4 + 2;
+const FIXED_LEN: usize = 2 + 1 + 1 + 8 * 4 + 4 + 8 + 2;
 /// Smallest encoding of one tag: an empty name plus its length and version.
 const MIN_TAG_LEN: usize = 2 + 8;
 /// Size of the checksum at the end of the entry.
@@ -111,6 +145,8 @@ pub(crate) struct Header<'a> {
     pub(crate) fail_safe_until: u64,
     /// How long the loader took, in milliseconds.
     pub(crate) load_millis: u32,
+    /// The schema fingerprint of the value's type ([`schema_of`]).
+    pub(crate) schema: u64,
     /// The entry's tags with the tag version seen when the value was loaded.
     /// Decoding borrows the names from the entry's bytes.
     pub(crate) tags: Vec<(Cow<'a, str>, u64)>,
@@ -203,37 +239,75 @@ pub(crate) enum EntryError {
     /// the write skips the store, the caller keeps its value.
     #[error("cache entry value could not be encoded: the stored type's Serialize panicked: {0}")]
     EncodePanicked(String),
+    /// The entry was written for another shape of the stored type: a clean
+    /// miss, counted in `Stats::schema_mismatches`, never decoded.
+    #[error(
+        "cache entry written for another shape of the stored type: schema {stored:#018x}, \
+         this type's {expected:#018x}"
+    )]
+    SchemaMismatch {
+        /// The fingerprint the entry carries.
+        stored: u64,
+        /// The reading type's.
+        expected: u64,
+    },
+    /// A compressed payload that does not decompress to its declared
+    /// length: counted as corruption.
+    #[error("cache entry value could not be decompressed: {0}")]
+    Decompress(String),
+    /// A compressed payload whose declared length is over the maximum
+    /// entry size: refused before decompressing (a miss, counted as
+    /// oversized).
+    #[error(
+        "compressed cache entry declares {len} bytes, more than the maximum entry size of {max} bytes"
+    )]
+    InflatesPastMax {
+        /// The declared uncompressed length.
+        len: usize,
+        /// The bound, in bytes.
+        max: usize,
+    },
 }
 
 impl EntryError {
     /// How a read counts this error: [`FaultKind::Corrupt`] for a damaged
-    /// entry (and one whose value's `Deserialize` panicked), `None` for an entry of another format version (a plain miss:
+    /// entry (and one whose value's `Deserialize` panicked, or that does
+    /// not decompress), [`FaultKind::SchemaMismatch`] for an entry of
+    /// another shape of the type, `None` for an entry of another format version (a plain miss:
     /// entries of the previous version after an upgrade, or of a newer one
     /// during a rolling upgrade), [`FaultKind::Oversized`] for an entry over the maximum entry size,
     /// [`FaultKind::Decode`] for anything else.
     pub(crate) fn fault(&self) -> Option<FaultKind> {
         match self {
-            EntryError::Corrupt { .. } | EntryError::DecodePanicked(_) => Some(FaultKind::Corrupt),
+            EntryError::Corrupt { .. }
+            | EntryError::DecodePanicked(_)
+            | EntryError::Decompress(_) => Some(FaultKind::Corrupt),
             EntryError::UnsupportedVersion(_) => None,
-            EntryError::Oversized { .. } | EntryError::OversizedRead { .. } => {
-                Some(FaultKind::Oversized)
-            }
+            EntryError::SchemaMismatch { .. } => Some(FaultKind::SchemaMismatch),
+            EntryError::Oversized { .. }
+            | EntryError::OversizedRead { .. }
+            | EntryError::InflatesPastMax { .. } => Some(FaultKind::Oversized),
             _ => Some(FaultKind::Decode),
         }
     }
 }
 
 /// Counts an entry read from the store that is not served, and logs it:
-/// damage at `warn` as corruption, another format version at `debug` (not a
+/// damage at `warn` as corruption, another shape of the type at `debug`
+/// (a deploy that changed it), another format version at `debug` (not a
 /// fault), an entry over the maximum size as `oversize::count` does,
 /// anything else at `warn` as a decode error.
 #[cold]
 pub(crate) fn count_unreadable(counters: &crate::stats::Counters, key: &str, error: &EntryError) {
     match error.fault() {
         Some(FaultKind::Oversized) => super::oversize::count(counters, key, error),
+        Some(FaultKind::SchemaMismatch) => {
+            counters.fault(FaultKind::SchemaMismatch);
+            tracing::debug!(key, %error, "remote cache entry of another shape of the stored type treated as a miss");
+        }
         Some(FaultKind::Corrupt) => {
             counters.fault(FaultKind::Corrupt);
-            if let EntryError::DecodePanicked(_) = error {
+            if let EntryError::DecodePanicked(_) | EntryError::Decompress(_) = error {
                 tracing::warn!(key, %error, "remote cache entry whose value's Deserialize panicked treated as a miss (corrupt)");
             } else {
                 tracing::warn!(key, %error, "corrupt remote cache entry (checksum mismatch) treated as a miss");
@@ -287,13 +361,35 @@ fn check_times(fresh_until: u64, stale_until: u64, fail_safe_until: u64) -> Resu
     Ok(())
 }
 
-/// [`encode_within`] with no bound.
+/// How an entry is written: the cache's settings that shape it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The maximum entry size ([`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)).
+    pub(crate) max: usize,
+    /// Payloads (CBOR) longer than this are compressed
+    /// ([`CacheBuilder::compress_above`](crate::CacheBuilder::compress_above));
+    /// `None`: never.
+    pub(crate) compress_above: Option<usize>,
+}
+
+#[cfg(test)]
+impl Limits {
+    /// No compression, at most `max` bytes.
+    pub(crate) fn max(max: usize) -> Self {
+        Self {
+            max,
+            compress_above: None,
+        }
+    }
+}
+
+/// [`encode_within`] with no bound and no compression.
 #[cfg(test)]
 pub(crate) fn encode<T: Serialize + ?Sized>(
     header: &Header<'_>,
     value: &T,
 ) -> Result<Vec<u8>, EntryError> {
-    encode_within(header, value, usize::MAX)
+    encode_within(header, value, Limits::max(usize::MAX))
 }
 
 /// Encodes `header` and `value` into one buffer of at most `max` bytes: the
@@ -302,13 +398,16 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
 ///
 /// Fails if the header breaks a limit the decoder enforces (tag count, tag name
 /// length, time order), if `value` cannot be serialized, or, as soon as
-/// the encoding passes `max`, with [`EntryError::Oversized`]: the buffer
-/// never grows past `max` bytes, whatever the value's size.
+/// the encoding passes `limits.max`, with [`EntryError::Oversized`]: the buffer
+/// never grows past `max` bytes, whatever the value's size. A CBOR payload
+/// longer than `limits.compress_above` is then compressed, when that saves
+/// bytes (the bound applies to the uncompressed form, as the reader checks).
 pub(crate) fn encode_within<T: Serialize + ?Sized>(
     header: &Header<'_>,
     value: &T,
-    max: usize,
+    limits: Limits,
 ) -> Result<Vec<u8>, EntryError> {
+    let max = limits.max;
     header.validate()?;
     let header_len = header.encoded_len();
     // Room for the checksum is kept aside: the payload may take the rest.
@@ -327,6 +426,7 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
     out.extend_from_slice(&header.stale_until.to_le_bytes());
     out.extend_from_slice(&header.fail_safe_until.to_le_bytes());
     out.extend_from_slice(&header.load_millis.to_le_bytes());
+    out.extend_from_slice(&header.schema.to_le_bytes());
     // Both conversions hold after `validate` (256 tags, 1024 bytes); map the
     // impossible failure to the same errors rather than panicking.
     let count =
@@ -348,6 +448,17 @@ pub(crate) fn encode_within<T: Serialize + ?Sized>(
             ciborium::ser::Error::Io(_) => EntryError::Oversized { max },
             ciborium::ser::Error::Value(e) => EntryError::CborEncode(e),
         })?;
+    let payload_len = out.len() - header_len;
+    if limits
+        .compress_above
+        .is_some_and(|above| payload_len > above)
+    {
+        if let Some(packed) = compress::compress(&out[header_len..]) {
+            out.truncate(header_len);
+            out.extend_from_slice(&packed);
+            out[3] |= FLAG_COMPRESSED;
+        }
+    }
     // Exactly the checksum's room: a push on a full buffer would double it.
     out.reserve_exact(CHECKSUM_LEN);
     seal(&mut out);
@@ -408,29 +519,73 @@ fn damaged_prefix(bytes: &[u8], error: EntryError) -> EntryError {
     }
 }
 
+/// An entry's payload, as [`decode_header_within`] found it: pass it to
+/// [`decode_value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Payload<'a> {
+    /// The stored bytes: the CBOR, or its compressed block.
+    stored: &'a [u8],
+    /// The CBOR's length when `stored` is compressed (checked against the
+    /// maximum entry size and the codec's ratio already).
+    inflated: Option<usize>,
+    /// The schema fingerprint the entry carries.
+    schema: u64,
+}
+
+impl<'a> Payload<'a> {
+    /// The CBOR's length (uncompressed).
+    pub(crate) fn len(&self) -> usize {
+        self.inflated.unwrap_or(self.stored.len())
+    }
+
+    /// Whether the stored payload is compressed.
+    #[cfg(test)]
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.inflated.is_some()
+    }
+
+    /// The CBOR: borrowed, or decompressed into a buffer of its declared
+    /// length.
+    fn cbor(&self) -> Result<Cow<'a, [u8]>, EntryError> {
+        match self.inflated {
+            None => Ok(Cow::Borrowed(self.stored)),
+            Some(raw_len) => {
+                let block = &self.stored[compress::RAW_LEN_LEN..];
+                compress::decompress(block, raw_len).map(Cow::Owned)
+            }
+        }
+    }
+}
+
 /// [`decode_header`] for an entry of at most `max` bytes: a longer one is
 /// refused first ([`EntryError::OversizedRead`]), before its checksum is
-/// computed or anything of it is decoded.
+/// computed or anything of it is decoded; a compressed payload must not
+/// declare more than `max` bytes either ([`EntryError::InflatesPastMax`]).
 pub(crate) fn decode_header_within(
     bytes: &[u8],
     max: usize,
-) -> Result<(Header<'_>, &[u8]), EntryError> {
+) -> Result<(Header<'_>, Payload<'_>), EntryError> {
     if bytes.len() > max {
         return Err(EntryError::OversizedRead {
             len: bytes.len(),
             max,
         });
     }
-    decode_header(bytes)
+    parse(bytes, max)
 }
 
 /// Checks the checksum, then decodes and validates the header of an entry;
-/// returns it with the CBOR payload that follows (pass that to
-/// [`decode_value`]).
-///
+/// returns it with the payload that follows (pass that to
+/// [`decode_value`]). No bound but LZ4's own ratio on a compressed
+/// payload's declared length: [`decode_header_within`] is the reader's.
+#[cfg(any(test, feature = "__fuzz"))]
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, Payload<'_>), EntryError> {
+    parse(bytes, usize::MAX)
+}
+
 /// Allocates one `Vec` for the tags (none when there are none); tag names are
 /// borrowed from `bytes`.
-pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryError> {
+fn parse(bytes: &[u8], max: usize) -> Result<(Header<'_>, Payload<'_>), EntryError> {
     let mut input = Cursor { rest: bytes };
 
     let magic = input.array::<2>("magic")?;
@@ -459,6 +614,7 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryEr
     let fail_safe_until = input.u64("fail_safe_until")?;
     check_times(fresh_until, stale_until, fail_safe_until)?;
     let load_millis = input.u32("load_millis")?;
+    let schema = input.u64("schema")?;
 
     let count = usize::from(input.u16("tag count")?);
     if count > MAX_TAGS {
@@ -481,26 +637,61 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(Header<'_>, &[u8]), EntryEr
         tags.push((Cow::Borrowed(name), tag_version));
     }
 
+    let inflated = if flags & FLAG_COMPRESSED != 0 {
+        Some(compress::split(input.rest, max)?.0)
+    } else {
+        None
+    };
     let header = Header {
         created,
         fresh_until,
         stale_until,
         fail_safe_until,
         load_millis,
+        schema,
         tags,
     };
-    Ok((header, input.rest))
+    let payload = Payload {
+        stored: input.rest,
+        inflated,
+        schema,
+    };
+    Ok((header, payload))
 }
 
-/// Decodes the CBOR payload returned by [`decode_header`] as a `T`.
+/// Decodes the payload returned by [`decode_header_within`] as a `T`: first
+/// its schema fingerprint must be `T`'s ([`EntryError::SchemaMismatch`]
+/// otherwise, before anything is decompressed or decoded), then as
+/// [`decode_any`].
+#[inline]
+pub(crate) fn decode_value<T: DeserializeOwned + 'static>(
+    payload: &Payload<'_>,
+) -> Result<T, EntryError> {
+    let expected = schema_of::<T>();
+    if payload.schema != expected {
+        return Err(EntryError::SchemaMismatch {
+            stored: payload.schema,
+            expected,
+        });
+    }
+    decode_any(payload)
+}
+
+/// Decompresses the payload if it is compressed, then decodes it as a `T`,
+/// whatever shape the entry was written for (the fuzz targets' decoder).
+pub(crate) fn decode_any<T: DeserializeOwned>(payload: &Payload<'_>) -> Result<T, EntryError> {
+    decode_cbor_value(&payload.cbor()?)
+}
+
+/// Decodes CBOR as a `T`.
 ///
 /// The payload must be exactly one CBOR item (trailing bytes are an error);
 /// nesting is limited to [`MAX_CBOR_DEPTH`]. A panic in `T`'s
 /// `Deserialize` (the user's code, on untrusted bytes) is
 /// [`EntryError::DecodePanicked`], never the caller's panic.
 #[inline]
-pub(crate) fn decode_value<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
-    user_code::contain(|| decode_cbor(payload)).map_err(EntryError::DecodePanicked)?
+pub(crate) fn decode_cbor_value<T: DeserializeOwned>(cbor: &[u8]) -> Result<T, EntryError> {
+    user_code::contain(|| decode_cbor(cbor)).map_err(EntryError::DecodePanicked)?
 }
 
 fn decode_cbor<T: DeserializeOwned>(payload: &[u8]) -> Result<T, EntryError> {
@@ -618,6 +809,7 @@ mod tests {
             stale_until: 1_700_000_120_000,
             fail_safe_until: 1_700_003_600_000,
             load_millis: 42,
+            schema: schema_of::<Profile>(),
             tags: tags
                 .iter()
                 .map(|(n, v)| (Cow::Owned((*n).to_owned()), *v))
@@ -658,7 +850,7 @@ mod tests {
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Header<'_>, T), EntryError> {
         let (header, payload) = decode_header(bytes)?;
-        Ok((header, decode_value(payload)?))
+        Ok((header, decode_any(&payload)?))
     }
 
     // ---- round trips ----
@@ -671,7 +863,7 @@ mod tests {
         let (back, payload) = decode_header(&bytes).unwrap();
         assert_eq!(back, h);
         assert_eq!(bytes.len() - payload.len(), FIXED_LEN + CHECKSUM_LEN);
-        assert_eq!(decode_value::<Profile>(payload).unwrap(), profile());
+        assert_eq!(decode_any::<Profile>(&payload).unwrap(), profile());
     }
 
     #[test]
@@ -698,6 +890,7 @@ mod tests {
             stale_until: u64::MAX,
             fail_safe_until: u64::MAX,
             load_millis: u32::MAX,
+            schema: u64::MAX,
             tags: (0..MAX_TAGS as u64)
                 .map(|v| (Cow::Owned(name.clone()), v))
                 .collect(),
@@ -745,12 +938,8 @@ mod tests {
         "6673636f726573_83_01_18c8_1a00011170",          // "scores": [1, 200, 70000]
     );
 
-    /// The exact bytes of one entry. This freezes format version 2: if this
-    /// test fails, the layout (or the CBOR encoding of the value, or the
-    /// checksum) changed, and entries already in Redis would be misread. Do
-    /// not update the literal; bump `FORMAT_VERSION` (and keep reading the
-    /// old version or let old entries miss) and add a golden test for the new
-    /// version instead.
+    /// The exact bytes of one entry of format version 2, as builds before
+    /// the schema fingerprint wrote it: read as another version (a miss).
     const GOLDEN_V2: &str = concat!(
         "4345",                               // magic "CE"
         "02",                                 // version 2
@@ -773,29 +962,120 @@ mod tests {
         "10dd264951abe7d0", // checksum: XXH3-64 of all the bytes above, 0xd0e7ab514926dd10
     );
 
-    #[test]
-    fn golden_bytes_v2() {
-        let bytes = valid_entry();
-        let golden = GOLDEN_V2.replace('_', "");
-        assert_eq!(
-            hex(&bytes),
-            golden,
-            "format v2 changed: bump FORMAT_VERSION"
-        );
-        let bytes = unhex(&golden);
-        let (h, value) = decode::<Profile>(&bytes).unwrap();
-        assert_eq!(h, header(&[("user:7", 3), ("users", 1)]));
-        assert_eq!(value, profile());
+    /// The exact bytes of one entry. This freezes format version 3, and
+    /// the schema fingerprint of `Profile` (the tracing algorithm): if this
+    /// test fails, the layout (or the CBOR encoding of the value, the
+    /// checksum, or the fingerprints) changed, and entries already in Redis
+    /// would be misread or missed. Do not update the literal; bump
+    /// `FORMAT_VERSION` (and keep reading the old version or let old
+    /// entries miss) and add a golden test for the new version instead.
+    const GOLDEN_V3: &str = concat!(
+        "4345",                               // magic "CE"
+        "03",                                 // version 3
+        "00",                                 // flags: not compressed
+        "0068e5cf8b010000",                   // created 1_700_000_000_000
+        "6052e6cf8b010000",                   // fresh_until 1_700_000_060_000
+        "c03ce7cf8b010000",                   // stale_until 1_700_000_120_000
+        "80561cd08b010000",                   // fail_safe_until 1_700_003_600_000
+        "2a000000",                           // load_millis 42
+        "17c3f680264440e4",                   // schema: Profile's fingerprint
+        "0200",                               // 2 tags
+        "0600_757365723a37_0300000000000000", // tag: len 6, "user:7", version 3
+        "0500_7573657273_0100000000000000",   // tag: len 5, "users", version 1
+        // CBOR map(5):
+        "a5",
+        "626964_07",                                     // "id": 7
+        "646e616d65_63616e6e",                           // "name": "ann"
+        "65726f6c6573_82_6561646d696e_636f7073",         // "roles": ["admin", "ops"]
+        "65656d61696c_6f616e6e406578616d706c652e636f6d", // "email": "ann@example.com"
+        "6673636f726573_83_01_18c8_1a00011170",          // "scores": [1, 200, 70000]
+        "40fae535beb4ed05",                              // checksum: XXH3-64 of all the bytes above
+    );
+
+    /// A compressed entry of format version 3: `[profile(); 3]` without
+    /// tags, compressed above 64 bytes.
+    const GOLDEN_V3_COMPRESSED: &str = concat!(
+        "4345",             // magic "CE"
+        "03",               // version 3
+        "01",               // flags: compressed
+        "0068e5cf8b010000", // created
+        "6052e6cf8b010000", // fresh_until
+        "c03ce7cf8b010000", // stale_until
+        "80561cd08b010000", // fail_safe_until
+        "2a000000",         // load_millis 42
+        "807a97158d6afcb5", // schema: Vec<Profile>'s fingerprint
+        "0000",             // no tags
+        "d0000000",         // the CBOR's length: 208
+        // The LZ4 block: a token (15 + 55 literals, then a match), the
+        // literals (array(3), the first map), the match's offset and length
+        // (the two other maps, 138 bytes, copied from 69 bytes back), and
+        // the last 5 literals.
+        "ff37",
+        "83_a5626964_07646e616d65_63616e6e65726f6c6573_826561646d696e636f7073",
+        "65656d61696c6f616e6e406578616d706c652e636f6d6673636f72657383_0118c81a00011170",
+        "4500_71",
+        "60_c81a00011170",
+        "831751f84656eb84", // checksum: XXH3-64 of the stored bytes above
+    );
+
+    pub(super) fn compressed_entry() -> Vec<u8> {
+        let mut h = header(&[]);
+        h.schema = schema_of::<Vec<Profile>>();
+        let limits = Limits {
+            max: usize::MAX,
+            compress_above: Some(64),
+        };
+        encode_within(&h, &vec![profile(); 3], limits).unwrap()
     }
 
     #[test]
-    fn v1_entries_read_as_another_version() {
-        let bytes = unhex(&GOLDEN_V1.replace('_', ""));
+    fn golden_bytes_v3() {
+        let bytes = valid_entry();
+        let golden = GOLDEN_V3.replace('_', "");
         assert_eq!(
-            decode_header(&bytes).unwrap_err(),
-            EntryError::UnsupportedVersion(1)
+            hex(&bytes),
+            golden,
+            "format v3 changed: bump FORMAT_VERSION"
         );
-        assert_eq!(EntryError::UnsupportedVersion(1).fault(), None);
+        let bytes = unhex(&golden);
+        let (h, payload) = decode_header(&bytes).unwrap();
+        assert_eq!(h, header(&[("user:7", 3), ("users", 1)]));
+        assert!(!payload.is_compressed());
+        assert_eq!(decode_value::<Profile>(&payload).unwrap(), profile());
+    }
+
+    #[test]
+    fn golden_bytes_v3_compressed() {
+        let bytes = compressed_entry();
+        let golden = GOLDEN_V3_COMPRESSED.replace('_', "");
+        assert_eq!(
+            hex(&bytes),
+            golden,
+            "format v3 (compressed) changed: bump FORMAT_VERSION"
+        );
+        let bytes = unhex(&golden);
+        let (h, payload) = decode_header(&bytes).unwrap();
+        assert_eq!(h.schema, schema_of::<Vec<Profile>>());
+        assert!(payload.is_compressed());
+        let uncompressed = encode(&h, &vec![profile(); 3]).unwrap();
+        assert!(bytes.len() < uncompressed.len());
+        assert_eq!(payload.len(), uncompressed.len() - FIXED_LEN - CHECKSUM_LEN);
+        assert_eq!(
+            decode_value::<Vec<Profile>>(&payload).unwrap(),
+            vec![profile(); 3]
+        );
+    }
+
+    #[test]
+    fn older_versions_read_as_another_version() {
+        for (golden, version) in [(GOLDEN_V1, 1), (GOLDEN_V2, 2)] {
+            let bytes = unhex(&golden.replace('_', ""));
+            assert_eq!(
+                decode_header(&bytes).unwrap_err(),
+                EntryError::UnsupportedVersion(version)
+            );
+            assert_eq!(EntryError::UnsupportedVersion(version).fault(), None);
+        }
     }
 
     #[test]
@@ -816,6 +1096,173 @@ mod tests {
                 assert_eq!(err.fault(), Some(FaultKind::Corrupt));
             }
         }
+    }
+
+    // ---- compression ----
+
+    #[test]
+    fn compression_follows_the_threshold() {
+        let value = vec![profile(); 20];
+        let h = header(&[("user:7", 3)]);
+        let plain = encode(&h, &value).unwrap();
+        let cbor_len = plain.len() - h.encoded_len() - CHECKSUM_LEN;
+        let at = |above| {
+            let limits = Limits {
+                max: usize::MAX,
+                compress_above: above,
+            };
+            encode_within(&h, &value, limits).unwrap()
+        };
+        // Off, or a threshold the payload does not pass: not compressed.
+        assert_eq!(at(None), plain);
+        assert_eq!(at(Some(cbor_len)), plain);
+        // Passed: compressed, several times smaller, same value back.
+        let packed = at(Some(cbor_len - 1));
+        assert_eq!(packed[3], FLAG_COMPRESSED);
+        assert!(
+            packed.len() * 4 < plain.len(),
+            "{} vs {}",
+            packed.len(),
+            plain.len()
+        );
+        let (back, payload) = decode_header_within(&packed, plain.len()).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(payload.len(), cbor_len);
+        assert_eq!(decode_any::<Vec<Profile>>(&payload).unwrap(), value);
+        // A value that does not shrink stays as it is.
+        let mut rng = fastrand::Rng::with_seed(3);
+        let noise = ByteString(std::iter::repeat_with(|| rng.u8(..)).take(2000).collect());
+        let limits = Limits {
+            max: usize::MAX,
+            compress_above: Some(0),
+        };
+        assert_eq!(encode_within(&h, &noise, limits).unwrap()[3], 0);
+    }
+
+    #[test]
+    fn a_compressed_entry_is_bounded_by_the_maximum_entry_size() {
+        let bytes = compressed_entry();
+        let (_, payload) = decode_header(&bytes).unwrap();
+        // Its stored length fits the bound, its CBOR does not: refused
+        // before decompressing, counted as oversized.
+        let err = decode_header_within(&bytes, payload.len() - 1).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::InflatesPastMax {
+                len: payload.len(),
+                max: payload.len() - 1
+            }
+        );
+        assert_eq!(err.fault(), Some(FaultKind::Oversized));
+        assert!(decode_header_within(&bytes, payload.len()).is_ok());
+        // Written: the bound applies to the CBOR before compression.
+        let limits = Limits {
+            max: bytes.len() + 10,
+            compress_above: Some(64),
+        };
+        assert!(matches!(
+            encode_within(&header(&[]), &vec![profile(); 3], limits).unwrap_err(),
+            EntryError::Oversized { .. }
+        ));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_allocating() {
+        // A hostile writer (the checksum matches): a tiny block claiming
+        // 4 GiB. Refused by the maximum entry size, or, with no bound, by
+        // what LZ4 can produce from the block; never allocated.
+        let bomb = edited(&compressed_entry(), |b| {
+            b.truncate(FIXED_LEN);
+            b.extend_from_slice(&u32::MAX.to_le_bytes());
+            b.extend_from_slice(&[0x1f, 0x00, 0x01, 0x00, 0x00]);
+        });
+        assert!(matches!(
+            decode_header_within(&bomb, 16 << 20).unwrap_err(),
+            EntryError::InflatesPastMax { .. }
+        ));
+        let err = decode_header(&bomb).unwrap_err();
+        assert!(matches!(err, EntryError::Decompress(_)), "{err:?}");
+        assert_eq!(err.fault(), Some(FaultKind::Corrupt));
+        // A length within the ratio that the block does not produce: an
+        // error when decoded, counted as corruption.
+        let liar = edited(&compressed_entry(), |b| {
+            let at = FIXED_LEN;
+            b[at..at + 4].copy_from_slice(&300u32.to_le_bytes());
+        });
+        let (_, payload) = decode_header(&liar).unwrap();
+        let err = decode_value::<Vec<Profile>>(&payload).unwrap_err();
+        assert!(matches!(err, EntryError::Decompress(_)), "{err:?}");
+        assert_eq!(err.fault(), Some(FaultKind::Corrupt));
+        // The compressed flag on a payload that is not compressed.
+        let flagged = edited(&valid_entry(), |b| b[3] = FLAG_COMPRESSED);
+        let failed = decode_header(&flagged)
+            .and_then(|(_, payload)| decode_value::<Profile>(&payload).map(drop));
+        assert!(failed.is_err());
+    }
+
+    #[test]
+    fn a_damaged_compressed_entry_is_corruption() {
+        let value = compressed_entry();
+        for bit in 0..value.len() * 8 {
+            let mut bytes = value.clone();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            assert!(matches!(
+                decode_header(&bytes).unwrap_err(),
+                EntryError::Corrupt { .. }
+            ));
+        }
+        // Hostile blocks behind a matching checksum: an error, never a panic.
+        let mut rng = fastrand::Rng::with_seed(0xb10c);
+        for _ in 0..5_000 {
+            let bytes = edited(&value, |b| {
+                let at = rng.usize(FIXED_LEN..b.len());
+                b[at] = rng.u8(..);
+            });
+            if let Ok((_, payload)) = decode_header_within(&bytes, 1 << 20) {
+                let _ = decode_value::<Vec<Profile>>(&payload);
+                let _ = decode_any::<ciborium::Value>(&payload);
+            }
+        }
+    }
+
+    // ---- schema fingerprints ----
+
+    #[test]
+    fn another_shape_is_a_schema_mismatch_before_decoding() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Renamed {
+            id: u64,
+            #[serde(default)]
+            full_name: String,
+            roles: Vec<String>,
+            email: Option<String>,
+            scores: Vec<u32>,
+        }
+        let bytes = valid_entry();
+        let (_, payload) = decode_header(&bytes).unwrap();
+        // Without the fingerprint, the renamed field reads as its default.
+        let silently = decode_any::<Renamed>(&payload).unwrap();
+        assert_eq!(silently.full_name, "");
+        let err = decode_value::<Renamed>(&payload).unwrap_err();
+        assert_eq!(
+            err,
+            EntryError::SchemaMismatch {
+                stored: schema_of::<Profile>(),
+                expected: schema_of::<Renamed>(),
+            }
+        );
+        assert_eq!(err.fault(), Some(FaultKind::SchemaMismatch));
+        // Checked before the payload is decompressed or decoded.
+        let bytes = edited(&compressed_entry(), |b| {
+            let at = FIXED_LEN;
+            b[at..at + 4].copy_from_slice(&300u32.to_le_bytes());
+        });
+        let (_, payload) = decode_header(&bytes).unwrap();
+        assert!(matches!(
+            decode_value::<Vec<Renamed>>(&payload).unwrap_err(),
+            EntryError::SchemaMismatch { .. }
+        ));
     }
 
     // ---- rejections ----
@@ -851,13 +1298,13 @@ mod tests {
 
     #[test]
     fn rejects_unknown_versions() {
-        for v in [0u8, 1, 3, 255] {
+        for v in [0u8, 1, 2, 4, 255] {
             let bytes = edited(&valid_entry(), |b| b[2] = v);
             assert_eq!(
                 decode_header(&bytes).unwrap_err(),
                 EntryError::UnsupportedVersion(v)
             );
-            // Damage to the version byte of a v2 entry is corruption.
+            // Damage to the version byte of a v3 entry is corruption.
             let mut bytes = valid_entry();
             bytes[2] = v;
             assert!(matches!(
@@ -868,8 +1315,8 @@ mod tests {
     }
 
     #[test]
-    fn rejects_any_flag_in_v2() {
-        for flags in [0x01, 0b10, 0x80, 0xff] {
+    fn rejects_unknown_flags_in_v3() {
+        for flags in [0b10, 0x80, 0xfe, 0xff] {
             let bytes = edited(&valid_entry(), |b| b[3] = flags);
             assert_eq!(
                 decode_header(&bytes).unwrap_err(),
@@ -883,7 +1330,7 @@ mod tests {
         // Decode: a count of 257 (and u16::MAX) in an otherwise valid header.
         for count in [257u16, u16::MAX] {
             let bytes = edited(&encode(&header(&[]), &1u8).unwrap(), |b| {
-                b[40..42].copy_from_slice(&count.to_le_bytes())
+                b[48..50].copy_from_slice(&count.to_le_bytes())
             });
             assert_eq!(
                 decode_header(&bytes).unwrap_err(),
@@ -892,7 +1339,7 @@ mod tests {
         }
         // A count within the limit that the input cannot hold is truncation.
         let bytes = edited(&encode(&header(&[]), &1u8).unwrap(), |b| {
-            b[40..42].copy_from_slice(&256u16.to_le_bytes())
+            b[48..50].copy_from_slice(&256u16.to_le_bytes())
         });
         assert_eq!(
             decode_header(&bytes).unwrap_err(),
@@ -910,7 +1357,7 @@ mod tests {
     fn rejects_tag_name_too_long() {
         // Decode: a declared name length of 1025 with the bytes present.
         let bytes = edited(&encode(&header(&[("t", 1)]), &1u8).unwrap(), |b| {
-            b[42..44].copy_from_slice(&1025u16.to_le_bytes());
+            b[50..52].copy_from_slice(&1025u16.to_le_bytes());
             b.extend(std::iter::repeat_n(b'a', 2000));
         });
         assert_eq!(
@@ -929,7 +1376,7 @@ mod tests {
     #[test]
     fn rejects_tag_name_length_past_the_end() {
         let bytes = edited(&encode(&header(&[("t", 1)]), &1u8).unwrap(), |b| {
-            b[42..44].copy_from_slice(&1000u16.to_le_bytes())
+            b[50..52].copy_from_slice(&1000u16.to_le_bytes())
         });
         assert_eq!(
             decode_header(&bytes).unwrap_err(),
@@ -939,10 +1386,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_utf8_in_tag_name() {
-        let bytes = edited(&valid_entry(), |b| b[44] = 0xff); // first byte of "user:7"
+        let bytes = edited(&valid_entry(), |b| b[52] = 0xff); // first byte of "user:7"
         assert_eq!(decode_header(&bytes).unwrap_err(), EntryError::BadUtf8);
         // invalid 2-byte sequence
-        let bytes = edited(&valid_entry(), |b| b[44..46].copy_from_slice(&[0xc3, 0x28]));
+        let bytes = edited(&valid_entry(), |b| b[52..54].copy_from_slice(&[0xc3, 0x28]));
         assert_eq!(decode_header(&bytes).unwrap_err(), EntryError::BadUtf8);
     }
 
@@ -993,23 +1440,23 @@ mod tests {
         let bytes = valid_entry();
         let (_, payload) = decode_header(&bytes).unwrap();
         assert!(matches!(
-            decode_value::<Vec<u64>>(payload).unwrap_err(),
+            decode_any::<Vec<u64>>(&payload).unwrap_err(),
             EntryError::CborDecode(_)
         ));
         assert!(matches!(
-            decode_value::<u64>(&[]).unwrap_err(),
+            decode_cbor_value::<u64>(&[]).unwrap_err(),
             EntryError::CborDecode(_)
         ));
-        let mut longer = payload.to_vec();
+        let mut longer = payload.stored.to_vec();
         longer.push(0x00);
-        let err = decode_value::<Profile>(&longer).unwrap_err();
+        let err = decode_cbor_value::<Profile>(&longer).unwrap_err();
         assert_eq!(
             err,
             EntryError::CborDecode("1 trailing bytes after the value".to_owned())
         );
         // Not CBOR at all (reserved additional info 28).
         assert!(matches!(
-            decode_value::<u64>(&[0x1c]).unwrap_err(),
+            decode_cbor_value::<u64>(&[0x1c]).unwrap_err(),
             EntryError::CborDecode(_)
         ));
     }
@@ -1054,7 +1501,7 @@ mod tests {
         // A long payload (ciborium's path) and a plain string (the fast path).
         let bytes = valid_entry();
         let (_, payload) = decode_header(&bytes).unwrap();
-        let err = decode_value::<Panics>(payload).unwrap_err();
+        let err = decode_any::<Panics>(&payload).unwrap_err();
         assert_eq!(
             err,
             EntryError::DecodePanicked("deserialize boom".to_owned())
@@ -1063,7 +1510,7 @@ mod tests {
         let text = encode(&header(&[]), "a string").unwrap();
         let (_, payload) = decode_header(&text).unwrap();
         assert!(matches!(
-            decode_value::<Panics>(payload).unwrap_err(),
+            decode_any::<Panics>(&payload).unwrap_err(),
             EntryError::DecodePanicked(_)
         ));
     }
@@ -1093,6 +1540,12 @@ mod tests {
             EntryError::OversizedRead { len: 11, max: 10 },
             EntryError::DecodePanicked("z".to_owned()),
             EntryError::EncodePanicked("w".to_owned()),
+            EntryError::SchemaMismatch {
+                stored: 1,
+                expected: 2,
+            },
+            EntryError::Decompress("v".to_owned()),
+            EntryError::InflatesPastMax { len: 12, max: 10 },
         ];
         for e in all {
             assert!(!e.to_string().is_empty());
@@ -1100,7 +1553,7 @@ mod tests {
         }
         assert_eq!(
             EntryError::UnsupportedVersion(1).to_string(),
-            "unsupported cache entry format version 1; this build reads version 2"
+            "unsupported cache entry format version 1; this build reads version 3"
         );
     }
 
@@ -1142,21 +1595,21 @@ mod tests {
         // the first after filling the bound, the second at its first write.
         let big = vec![200u8; 64 << 20];
         assert_eq!(
-            encode_within(&h, &big, MAX).unwrap_err(),
+            encode_within(&h, &big, Limits::max(MAX)).unwrap_err(),
             EntryError::Oversized { max: MAX }
         );
         assert_eq!(
-            encode_within(&h, &ByteString(big), MAX).unwrap_err(),
+            encode_within(&h, &ByteString(big), Limits::max(MAX)).unwrap_err(),
             EntryError::Oversized { max: MAX }
         );
         // An entry of exactly `max` bytes is written; one byte less refuses it.
         let value = ByteString(vec![1; 1000]);
         let whole = encode(&h, &value).unwrap();
-        let exact = encode_within(&h, &value, whole.len()).unwrap();
+        let exact = encode_within(&h, &value, Limits::max(whole.len())).unwrap();
         assert_eq!(exact, whole);
         assert_eq!(exact.capacity(), whole.len(), "no slack past the bound");
         assert_eq!(
-            encode_within(&h, &value, whole.len() - 1).unwrap_err(),
+            encode_within(&h, &value, Limits::max(whole.len() - 1)).unwrap_err(),
             EntryError::Oversized {
                 max: whole.len() - 1
             }
@@ -1164,11 +1617,11 @@ mod tests {
         // A bound smaller than the header (and checksum) refuses everything.
         for max in [0, 7, h.encoded_len() + CHECKSUM_LEN - 1] {
             assert_eq!(
-                encode_within(&h, &(), max).unwrap_err(),
+                encode_within(&h, &(), Limits::max(max)).unwrap_err(),
                 EntryError::Oversized { max }
             );
         }
-        assert!(encode_within(&h, &(), h.encoded_len() + CHECKSUM_LEN + 1).is_ok());
+        assert!(encode_within(&h, &(), Limits::max(h.encoded_len() + CHECKSUM_LEN + 1)).is_ok());
         // Counted as oversized, not as a decode error.
         assert_eq!(
             EntryError::Oversized { max: 1 }.fault(),
@@ -1225,18 +1678,18 @@ mod tests {
         let mut text_with_some = text.clone();
         text_with_some.extend_from_slice(&[b'a'; 10_000]);
 
-        assert!(decode_value::<Vec<u64>>(&array).is_err());
-        assert!(decode_value::<Vec<u8>>(&array).is_err());
-        assert!(decode_value::<Vec<String>>(&array).is_err());
-        assert!(decode_value::<Vec<()>>(&array).is_err());
-        assert!(decode_value::<HashMap<String, u64>>(&map).is_err());
-        assert!(decode_value::<Vec<u8>>(&bytes).is_err());
-        assert!(decode_value::<String>(&text).is_err());
-        assert!(decode_value::<String>(&text_with_some).is_err());
-        assert!(decode_value::<ciborium::Value>(&array).is_err());
-        assert!(decode_value::<ciborium::Value>(&map).is_err());
-        assert!(decode_value::<ciborium::Value>(&bytes).is_err());
-        assert!(decode_value::<ciborium::Value>(&text).is_err());
+        assert!(decode_cbor_value::<Vec<u64>>(&array).is_err());
+        assert!(decode_cbor_value::<Vec<u8>>(&array).is_err());
+        assert!(decode_cbor_value::<Vec<String>>(&array).is_err());
+        assert!(decode_cbor_value::<Vec<()>>(&array).is_err());
+        assert!(decode_cbor_value::<HashMap<String, u64>>(&map).is_err());
+        assert!(decode_cbor_value::<Vec<u8>>(&bytes).is_err());
+        assert!(decode_cbor_value::<String>(&text).is_err());
+        assert!(decode_cbor_value::<String>(&text_with_some).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&array).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&map).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&bytes).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&text).is_err());
         // As a field of a struct, through a full entry.
         let entry = edited(&encode(&header(&[]), &()).unwrap(), |entry| {
             entry.truncate(FIXED_LEN);
@@ -1249,7 +1702,7 @@ mod tests {
         // An indefinite-length array that never ends.
         let mut open = vec![0x9f];
         open.extend(std::iter::repeat_n(0x01, 1000));
-        assert!(decode_value::<Vec<u8>>(&open).is_err());
+        assert!(decode_cbor_value::<Vec<u8>>(&open).is_err());
         // Generous bound: each case is microseconds; a real 2^60 loop never ends.
         assert!(start.elapsed() < Duration::from_secs(10));
     }
@@ -1261,22 +1714,22 @@ mod tests {
             v.push(0x00);
             v
         };
-        assert!(decode_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH)).is_ok());
+        assert!(decode_cbor_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH)).is_ok());
         // The longest payload read with the small scratch buffer.
         let short = nested(MAX_CBOR_DEPTH - 1);
         assert_eq!(short.len(), MAX_CBOR_DEPTH);
-        assert!(decode_value::<ciborium::Value>(&short).is_ok());
-        let err = decode_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH + 1)).unwrap_err();
+        assert!(decode_cbor_value::<ciborium::Value>(&short).is_ok());
+        let err = decode_cbor_value::<ciborium::Value>(&nested(MAX_CBOR_DEPTH + 1)).unwrap_err();
         assert_eq!(
             err,
             EntryError::CborDecode("nested deeper than 128 levels".to_owned())
         );
         // Far deeper than the stack could take: still a clean error.
-        assert!(decode_value::<ciborium::Value>(&nested(1_000_000)).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&nested(1_000_000)).is_err());
         let maps = [0xa1, 0x00].repeat(100_000); // map(1) {0: map(1) {0: ...
-        assert!(decode_value::<ciborium::Value>(&maps).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&maps).is_err());
         let tags = [0xd8, 0x64].repeat(100_000); // tag(100) tag(100) ...
-        assert!(decode_value::<ciborium::Value>(&tags).is_err());
+        assert!(decode_cbor_value::<ciborium::Value>(&tags).is_err());
     }
 
     // ---- fuzz ----
@@ -1291,9 +1744,9 @@ mod tests {
                 assert!(h.fresh_until <= h.fail_safe_until);
                 assert!(h.tags.len() <= MAX_TAGS);
                 assert!(h.tags.iter().all(|(n, _)| n.len() <= MAX_TAG_NAME_LEN));
-                let _ = decode_value::<Profile>(payload);
-                let _ = decode_value::<ciborium::Value>(payload);
-                let _ = decode_value::<Vec<String>>(payload);
+                let _ = decode_any::<Profile>(&payload);
+                let _ = decode_any::<ciborium::Value>(&payload);
+                let _ = decode_any::<Vec<String>>(&payload);
             }
         };
 
@@ -1308,7 +1761,7 @@ mod tests {
             check(&bytes);
             // Sealed, they get past the checksum too.
             check(&sealed(bytes.clone()));
-            let _ = decode_value::<ciborium::Value>(&bytes);
+            let _ = decode_cbor_value::<ciborium::Value>(&bytes);
         }
 
         // Random single-byte mutations of a valid entry: refused by the
