@@ -676,6 +676,22 @@ mod tests {
     }
 
     #[test]
+    fn compress_above_takes_the_forms_of_memory_bytes() {
+        assert_eq!(from(&[]).unwrap().compress_above, None);
+        for (value, bytes) in [("4096", 4096), ("4KB", 4000), ("4KiB", 4096), ("0", 0)] {
+            let b = from(&[("CACHE_COMPRESS_ABOVE", value)]).unwrap();
+            assert_eq!(b.compress_above, Some(bytes), "{value}");
+        }
+        let e = err(&[("CACHE_COMPRESS_ABOVE", "lots")]);
+        assert!(e.contains("CACHE_COMPRESS_ABOVE=\"lots\""), "{e}");
+        let b = Cache::builder()
+            .env_from([("CACHE_COMPRESS_ABOVE", "1MiB")])
+            .unwrap()
+            .compress_above(10);
+        assert_eq!(b.compress_above, Some(10));
+    }
+
+    #[test]
     fn malformed_memory_bytes_name_the_variable() {
         for value in [
             "lots", "-1", "64 M", "64K", "1e9", "1.2.3", ".", "MB", "0x10", "64MBs",

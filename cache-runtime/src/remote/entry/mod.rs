@@ -1227,6 +1227,43 @@ mod tests {
 
     // ---- schema fingerprints ----
 
+    /// The remote decode's cost with and without the schema check (one
+    /// `TypeId` lookup): `cargo test --release -p cache-runtime --lib
+    /// measure_the_schema_check -- --ignored --nocapture` (BENCHMARKS.md).
+    #[test]
+    #[ignore = "a measurement: run in release"]
+    fn measure_the_schema_check() {
+        let bytes = valid_entry();
+        let (_, payload) = decode_header(&bytes).unwrap();
+        let n = 1_000_000u32;
+        let _ = decode_value::<Profile>(&payload).unwrap();
+        for round in 0..3 {
+            let start = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(
+                    decode_any::<Profile>(std::hint::black_box(&payload)).unwrap(),
+                );
+            }
+            let unchecked = start.elapsed() / n;
+            let start = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(
+                    decode_value::<Profile>(std::hint::black_box(&payload)).unwrap(),
+                );
+            }
+            let checked = start.elapsed() / n;
+            let start = Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(schema_of::<Profile>());
+            }
+            let lookup = start.elapsed() / n;
+            eprintln!("round {round}: decode {unchecked:?}, with the schema check {checked:?}, lookup alone {lookup:?}");
+        }
+        let start = Instant::now();
+        let _ = fingerprint::trace::<Profile>();
+        eprintln!("first trace of Profile: {:?}", start.elapsed());
+    }
+
     #[test]
     fn another_shape_is_a_schema_mismatch_before_decoding() {
         #[derive(Debug, Deserialize)]
