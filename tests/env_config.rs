@@ -319,6 +319,7 @@ async fn stats_and_health_serialize_to_json() {
         "decode_errors",
         "corrupt_entries",
         "oversized_entries",
+        "schema_mismatches",
         "invalidation_failures",
         "pending_invalidations",
     ] {

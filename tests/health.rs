@@ -257,7 +257,7 @@ async fn the_json_shape_is_pinned() {
                 "loads": 0, "load_errors": 0, "store_errors": 0, "refreshes": 0,
                 "early_refreshes": 0, "fail_safe_serves": 0, "coalesced": 0,
                 "evictions": 0, "invalidations": 0, "decode_errors": 0,
-                "corrupt_entries": 0, "oversized_entries": 0, "invalidation_failures": 0, "pending_invalidations": 0,
+                "corrupt_entries": 0, "oversized_entries": 0, "schema_mismatches": 0, "invalidation_failures": 0, "pending_invalidations": 0,
                 "warmed": 0, "listener_panics": 0, "events_dropped": 0, "hit_ratio": 0.7
             }
         })

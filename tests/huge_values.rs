@@ -406,24 +406,14 @@ async fn byte_strings_take_half_the_room_in_redis() {
         cache.get::<PlainThumbnail>("plain").await.unwrap(),
         Some(plain)
     );
-    // Switching a field to serde_bytes: entries written before still read
-    // (serde_bytes accepts an array of integers too), and the reverse.
-    assert_eq!(
-        cache
-            .get::<Thumbnail>("plain")
-            .await
-            .unwrap()
-            .map(|t| t.png),
-        Some(data.clone())
-    );
-    assert_eq!(
-        cache
-            .get::<PlainThumbnail>("field")
-            .await
-            .unwrap()
-            .map(|t| t.png),
-        Some(data)
-    );
+    // Switching a field to serde_bytes changes the type's shape (a byte
+    // string where a sequence of integers was): entries written before are
+    // clean misses after the change (entry format v3's schema fingerprint),
+    // then overwritten by their load; never a decode error. (Before the
+    // fingerprint they read, as serde_bytes accepts an array of integers.)
+    assert_eq!(cache.get::<Thumbnail>("plain").await.unwrap(), None);
+    assert_eq!(cache.get::<PlainThumbnail>("field").await.unwrap(), None);
+    assert_eq!(cache.stats().schema_mismatches, 2);
     assert_eq!(cache.stats().decode_errors, 0);
 }
 

@@ -84,6 +84,7 @@ impl Cache {
             stale_until,
             fail_safe_until,
             load_millis: 0,
+            schema: entry::schema_of::<T>(),
             tags: Vec::new(),
         };
         let mut writes = Vec::new();
@@ -95,7 +96,7 @@ impl Cache {
             names.push(key.as_ref().to_string());
             let key = Key::manual(key.as_ref());
             if let Some(remote) = &inner.tiers.remote {
-                match entry::encode_within(&header, &value, remote.max_entry()) {
+                match entry::encode_within(&header, &value, remote.limits()) {
                     Ok(bytes) => writes.push((key.full(&inner.config.namespace), bytes, ttl)),
                     Err(error @ EntryError::Oversized { .. }) => {
                         let full = key.full(&inner.config.namespace);

@@ -35,9 +35,10 @@ fn decode_entry_as_is(bytes: &[u8]) -> bool {
             .all(|(name, _)| name.len() <= entry::MAX_TAG_NAME_LEN),
         "a tag name past the limit was accepted"
     );
-    let _ = entry::decode_value::<ciborium::Value>(payload);
-    let _ = entry::decode_value::<String>(payload);
-    let _ = entry::decode_value::<Vec<u64>>(payload);
+    let _ = entry::decode_any::<ciborium::Value>(&payload);
+    let _ = entry::decode_any::<String>(&payload);
+    let _ = entry::decode_any::<Vec<u64>>(&payload);
+    let _ = entry::decode_value::<Vec<u64>>(&payload);
     true
 }
 

@@ -24,8 +24,12 @@ use serde::Serialize;
 /// }
 /// ```
 ///
-/// Entries written before such a change still read: `serde_bytes` accepts
-/// an array of integers too (tested in `tests/huge_values.rs`). The HTTP
+/// Such a change changes the type's shape: entries written before it are
+/// misses after it (counted in
+/// [`Stats::schema_mismatches`](crate::Stats::schema_mismatches)), rewritten
+/// by their next load (tested in `tests/huge_values.rs`). Any change to a
+/// stored type's fields, their names or types, or its enum variants does
+/// the same: an entry is read only as the shape it was written for. The HTTP
 /// layer stores bodies and header values as byte strings. An entry larger than
 /// [`CacheBuilder::max_entry_bytes`](crate::CacheBuilder::max_entry_bytes)
 /// is not written to the remote tier.

@@ -148,6 +148,7 @@ pub(crate) struct Counters {
     pub(crate) decode_errors: Counter,
     pub(crate) corrupt_entries: Counter,
     pub(crate) oversized_entries: Counter,
+    pub(crate) schema_mismatches: Counter,
     pub(crate) config_errors: Counter,
     pub(crate) invalidation_failures: Counter,
     pub(crate) warmed: Counter,
@@ -216,6 +217,11 @@ pub struct Stats {
     /// read from it that were longer and treated as misses. Not in
     /// `store_errors` nor `decode_errors`: the store did nothing wrong.
     pub oversized_entries: u64,
+    /// Remote entries written for another shape of the stored type (a
+    /// field added, renamed or retyped, a variant added: another build's
+    /// type under the same key or function name), each a clean miss that
+    /// the load overwrote. Not in `decode_errors`: nothing was damaged.
+    pub schema_mismatches: u64,
     /// Invalidations the remote tier did not confirm at once (they were
     /// queued and retried).
     pub invalidation_failures: u64,
@@ -270,6 +276,7 @@ impl serde::Serialize for Stats {
             decode_errors,
             corrupt_entries,
             oversized_entries,
+            schema_mismatches,
             invalidation_failures,
             pending_invalidations,
             warmed,
@@ -293,6 +300,7 @@ impl serde::Serialize for Stats {
             ("decode_errors", decode_errors),
             ("corrupt_entries", corrupt_entries),
             ("oversized_entries", oversized_entries),
+            ("schema_mismatches", schema_mismatches),
             ("invalidation_failures", invalidation_failures),
             ("pending_invalidations", pending_invalidations),
             ("warmed", warmed),
@@ -344,6 +352,7 @@ impl Counters {
                 self.corrupt_entries.add(n);
             }
             FaultKind::Oversized => self.oversized_entries.add(n),
+            FaultKind::SchemaMismatch => self.schema_mismatches.add(n),
             _ => self.store_errors.add(n),
         }
         if let Some(events) = &self.events {
@@ -394,6 +403,7 @@ impl Counters {
             decode_errors: self.decode_errors.get(),
             corrupt_entries: self.corrupt_entries.get(),
             oversized_entries: self.oversized_entries.get(),
+            schema_mismatches: self.schema_mismatches.get(),
             invalidation_failures: self.invalidation_failures.get(),
             pending_invalidations: 0,
             warmed: self.warmed.get(),

@@ -37,6 +37,7 @@ impl fmt::Debug for CacheBuilder {
             .field("remote_retries", &self.remote_retries)
             .field("outage_grace", &self.outage_grace)
             .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("compress_above", &self.compress_above)
             .field("enabled", &self.enabled)
             .finish_non_exhaustive()
     }

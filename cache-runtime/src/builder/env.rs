@@ -29,6 +29,8 @@ const MEMORY_CAPACITY: &str = "CACHE_MEMORY_CAPACITY";
 const MEMORY_BYTES: &str = "CACHE_MEMORY_BYTES";
 /// The largest entry in the remote tier, in bytes.
 const MAX_ENTRY_BYTES: &str = "CACHE_MAX_ENTRY_BYTES";
+/// Remote entries whose encoded value is larger are compressed.
+const COMPRESS_ABOVE: &str = "CACHE_COMPRESS_ABOVE";
 /// Time limit of each remote operation.
 const REMOTE_TIMEOUT: &str = "CACHE_REMOTE_TIMEOUT";
 /// Retries of a remote operation after a connection fault.
@@ -41,12 +43,13 @@ const OUTAGE_GRACE: &str = "CACHE_OUTAGE_GRACE";
 const PROFILE_PREFIX: &str = "CACHE_PROFILE_";
 
 /// Every fixed name, to pick ours out of the process environment.
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 10] = [
     NAMESPACE,
     DEFAULT_TTL,
     MEMORY_CAPACITY,
     MEMORY_BYTES,
     MAX_ENTRY_BYTES,
+    COMPRESS_ABOVE,
     REMOTE_TIMEOUT,
     REMOTE_RETRIES,
     DISABLED,
@@ -105,6 +108,7 @@ impl CacheBuilder {
     /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
     /// | `CACHE_MEMORY_BYTES` | [`memory_bytes`](Self::memory_bytes): a number of bytes, or one with a unit, `KB`, `MB`, `GB`, `TB` (powers of 1000) or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), case-insensitive: `64MB`, `1GiB`, `1.5 GiB`, `67108864` |
     /// | `CACHE_MAX_ENTRY_BYTES` | [`max_entry_bytes`](Self::max_entry_bytes), in the forms of `CACHE_MEMORY_BYTES`, above 0 |
+    /// | `CACHE_COMPRESS_ABOVE` | [`compress_above`](Self::compress_above), in the forms of `CACHE_MEMORY_BYTES` (`4KB`, `4096`) |
     /// | `CACHE_REMOTE_TIMEOUT` | [`remote_timeout`](Self::remote_timeout), a duration |
     /// | `CACHE_REMOTE_RETRIES` | [`remote_retries`](Self::remote_retries) |
     /// | `CACHE_DISABLED` | `true` (or `1`, `yes`, `on`): [`enabled(false)`](Self::enabled) |
@@ -262,6 +266,11 @@ impl CacheBuilder {
             }
             // Past the address space is no bound at all.
             self.max_entry_bytes = usize::try_from(max).unwrap_or(usize::MAX);
+        }
+        if let Some(bytes) = get(COMPRESS_ABOVE) {
+            let above = parse_bytes(COMPRESS_ABOVE, bytes)?;
+            // Past the address space nothing is compressed.
+            self.compress_above = usize::try_from(above).ok();
         }
         if let Some(timeout) = get(REMOTE_TIMEOUT) {
             let raw = timeout;
@@ -664,6 +673,22 @@ mod tests {
             .unwrap()
             .max_entry_bytes(5);
         assert_eq!(b.max_entry_bytes, 5);
+    }
+
+    #[test]
+    fn compress_above_takes_the_forms_of_memory_bytes() {
+        assert_eq!(from(&[]).unwrap().compress_above, None);
+        for (value, bytes) in [("4096", 4096), ("4KB", 4000), ("4KiB", 4096), ("0", 0)] {
+            let b = from(&[("CACHE_COMPRESS_ABOVE", value)]).unwrap();
+            assert_eq!(b.compress_above, Some(bytes), "{value}");
+        }
+        let e = err(&[("CACHE_COMPRESS_ABOVE", "lots")]);
+        assert!(e.contains("CACHE_COMPRESS_ABOVE=\"lots\""), "{e}");
+        let b = Cache::builder()
+            .env_from([("CACHE_COMPRESS_ABOVE", "1MiB")])
+            .unwrap()
+            .compress_above(10);
+        assert_eq!(b.compress_above, Some(10));
     }
 
     #[test]

@@ -55,11 +55,17 @@ pub enum FaultKind {
     /// [`Stats::oversized_entries`](crate::Stats::oversized_entries) only:
     /// not a fault of the store, so not in `store_errors` nor in health.
     Oversized,
+    /// An entry written for another shape of the stored type (a field
+    /// added, renamed or retyped; a variant added): a miss, never decoded.
+    /// Counted in [`Stats::schema_mismatches`](crate::Stats::schema_mismatches)
+    /// only: a deploy that changed the type causes these, not a fault of
+    /// the store.
+    SchemaMismatch,
 }
 
 impl FaultKind {
     /// A short lowercase name: `timeout`, `connection`, `breaker_open`,
-    /// `decode`, `corrupt`, `other` or `oversized` (the `kind` label of the
+    /// `decode`, `corrupt`, `other`, `oversized` or `schema_mismatch` (the `kind` label of the
     /// `metrics` feature; `decode`, `corrupt` and `oversized` are counted
     /// under names of their own).
     pub fn as_str(self) -> &'static str {
@@ -71,6 +77,7 @@ impl FaultKind {
             FaultKind::Corrupt => "corrupt",
             FaultKind::Other => "other",
             FaultKind::Oversized => "oversized",
+            FaultKind::SchemaMismatch => "schema_mismatch",
         }
     }
 }

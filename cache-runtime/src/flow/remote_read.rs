@@ -8,7 +8,7 @@ use crate::clock::now_millis;
 use crate::coherence::known::Versions;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
-use crate::remote::entry::{self, EntryError, Header};
+use crate::remote::entry::{self, EntryError, Header, Payload};
 use crate::store::Fetch;
 use crate::tags::{Observed, TagSnapshot};
 use crate::value::SharedValue;
@@ -17,11 +17,11 @@ use crate::Cache;
 /// Decodes a CBOR payload into the caller's value type: behind an `Arc` when
 /// `shared` (it goes to memory and to a load's waiters too), else inline when
 /// small (a storage-only hit hands it straight to its caller).
-pub(crate) type DecodeFn = fn(&[u8], shared: bool) -> Result<Value, EntryError>;
+pub(crate) type DecodeFn = fn(&Payload<'_>, shared: bool) -> Result<Value, EntryError>;
 
 /// A [`DecodeFn`] for `V`.
 pub(crate) fn decode_for<V: crate::outcome::Storable>(
-    payload: &[u8],
+    payload: &Payload<'_>,
     shared: bool,
 ) -> Result<Value, EntryError> {
     let value = entry::decode_value::<V>(payload)?;
@@ -227,7 +227,7 @@ fn judge_remote(
     }
     let memory = inner.tiers.memory.is_enabled();
     let weight = inner.tiers.memory.weigh_encoded(payload.len());
-    let value = match decode(payload, memory) {
+    let value = match decode(&payload, memory) {
         Ok(value) => value,
         Err(error) => return undecodable(cache, key, error, versions),
     };

@@ -46,6 +46,7 @@ pub(crate) async fn store<V: Storable>(
             stale_until,
             fail_safe_until,
             load_millis: u32::try_from(w.load_millis).unwrap_or(u32::MAX),
+            schema: entry::schema_of::<V>(),
             tags: w
                 .tags
                 .iter()
@@ -53,7 +54,7 @@ pub(crate) async fn store<V: Storable>(
                 .zip(versions)
                 .collect(),
         };
-        match entry::encode_within(&header, value, remote.max_entry()) {
+        match entry::encode_within(&header, value, remote.limits()) {
             Ok(bytes) => {
                 let full = w.key.full(&inner.config.namespace);
                 let ttl = Duration::from_millis(

@@ -43,6 +43,8 @@ impl Listener for MetricsListener {
             counter!(names::CORRUPT_ENTRIES, labels).increment(1);
         } else if event.kind == FaultKind::Oversized {
             counter!(names::OVERSIZED_ENTRIES, labels).increment(1);
+        } else if event.kind == FaultKind::SchemaMismatch {
+            counter!(names::SCHEMA_MISMATCHES, labels).increment(1);
         } else {
             labels.push(Label::new("kind", event.kind.as_str()));
             counter!(names::REMOTE_ERRORS, labels).increment(1);

@@ -43,6 +43,7 @@ pub(crate) mod names {
     pub(crate) const DECODE_ERRORS: &str = "cache_decode_errors_total";
     pub(crate) const CORRUPT_ENTRIES: &str = "cache_corrupt_entries_total";
     pub(crate) const OVERSIZED_ENTRIES: &str = "cache_oversized_entries_total";
+    pub(crate) const SCHEMA_MISMATCHES: &str = "cache_schema_mismatches_total";
     pub(crate) const REMOTE_ERRORS: &str = "cache_remote_errors_total";
     pub(crate) const REMOTE_DURATION: &str = "cache_remote_duration_seconds";
     pub(crate) const BREAKER_STATE: &str = "cache_breaker_state";
@@ -77,6 +78,7 @@ pub(crate) fn describe() {
         describe_counter!(DECODE_ERRORS, "Entries or messages from the remote tier that did not decode.");
         describe_counter!(CORRUPT_ENTRIES, "Of the decode errors, remote entries whose checksum did not match.");
         describe_counter!(OVERSIZED_ENTRIES, "Entries over the maximum entry size: not written to the remote tier, or read from it and not decoded.");
+        describe_counter!(SCHEMA_MISMATCHES, "Remote entries written for another shape of the stored type: misses, never decoded.");
         describe_counter!(REMOTE_ERRORS, "Failed operations of the remote tier, by kind: timeout, connection, breaker_open, other.");
         describe_histogram!(REMOTE_DURATION, Unit::Seconds, "How long each operation on the remote tier took.");
         describe_gauge!(BREAKER_STATE, "The remote tier's circuit breaker: 0 closed, 1 half-open, 2 open.");

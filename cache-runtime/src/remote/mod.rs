@@ -55,6 +55,8 @@ pub(crate) struct Remote {
     retries: u32,
     /// The maximum size of an entry, in bytes (`oversize`).
     max_entry: usize,
+    /// Entries whose CBOR is longer are compressed (`entry::compress`).
+    compress_above: Option<usize>,
     /// Whether the last call that reached the store failed to get an answer
     /// (refused or dropped connection, timeout): the store is unreachable,
     /// not merely answering with errors. Calls skipped by an open breaker
@@ -74,6 +76,7 @@ impl Remote {
             timeout,
             retries: DEFAULT_RETRIES,
             max_entry: oversize::DEFAULT_MAX_ENTRY_BYTES,
+            compress_above: None,
             unreachable: AtomicBool::new(false),
             recovered: parking_lot::Mutex::new(None),
         }
@@ -140,6 +143,20 @@ impl Remote {
     /// The maximum size of an entry written or read, in bytes.
     pub(crate) fn max_entry(&self) -> usize {
         self.max_entry
+    }
+
+    /// Compresses entries whose CBOR is longer than `above` bytes.
+    pub(crate) fn compress_above(mut self, above: Option<usize>) -> Self {
+        self.compress_above = above;
+        self
+    }
+
+    /// How entries are written: the maximum size and the compression threshold.
+    pub(crate) fn limits(&self) -> entry::Limits {
+        entry::Limits {
+            max: self.max_entry,
+            compress_above: self.compress_above,
+        }
     }
 
     /// Runs one store operation under the breaker and the timeout; after a

@@ -57,7 +57,7 @@ pub(crate) async fn read_many<T: Storable>(cache: &Cache, keys: &[Key]) -> Resul
     for (slot, answer) in fetched.iter().enumerate() {
         let Some(bytes) = &answer.entry else { continue };
         let decoded = entry::decode_header_within(bytes, remote.max_entry())
-            .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(payload)?)));
+            .and_then(|(header, payload)| Ok((header, entry::decode_value::<T>(&payload)?)));
         match decoded {
             Ok((header, value)) if now < header.fresh_until => found.push((slot, header, value)),
             Ok(_) => {}
