@@ -6,6 +6,7 @@
 //! before reuse) are the store's timeout: no call waits on the pool forever,
 //! even without the cache's own timeout around it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,10 @@ pub(crate) struct Shared {
     /// The URL as shown: no password.
     pub(super) shown: String,
     pub(super) timeout: Duration,
+    /// A statement found a table missing (dropped, or lost with the
+    /// transaction that created it when the server crashed): the next
+    /// connection handed out creates the tables again first.
+    schema_lost: AtomicBool,
 }
 
 impl Shared {
@@ -64,16 +69,32 @@ impl Shared {
             config,
             url: url.to_string(),
             timeout,
+            schema_lost: AtomicBool::new(false),
         }))
     }
 
-    /// A connection from the pool.
+    /// A connection from the pool (the tables created again first if a
+    /// statement found one missing).
     pub(super) async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(|e| self.pool_error(e))
+        let client = self.pool.get().await.map_err(|e| self.pool_error(e))?;
+        // One relaxed load on the hit path; the flag is nearly always off.
+        if self.schema_lost.load(Ordering::Relaxed) {
+            client
+                .batch_execute(super::schema::CREATE)
+                .await
+                .map_err(|e| self.error(e))?;
+            if self.schema_lost.swap(false, Ordering::Relaxed) {
+                tracing::warn!(url = %self.shown, "the cache's PostgreSQL tables were missing: created again");
+            }
+        }
+        Ok(client)
     }
 
     /// A client error as the cache reads it, without the password.
     pub(super) fn error(&self, error: tokio_postgres::Error) -> StoreError {
+        if error.code() == Some(&SqlState::UNDEFINED_TABLE) {
+            self.schema_lost.store(true, Ordering::Relaxed);
+        }
         let connection = is_connection(&error);
         let text = scrub(&error.to_string(), &self.url, Some(&self.config));
         let text = match error.as_db_error() {
