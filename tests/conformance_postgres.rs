@@ -55,5 +55,8 @@ async fn keys_that_look_like_sql_are_data() {
     let nodes = store.scan_nodes().await.unwrap();
     let (_, found) = nodes[0].scan(0, "ns:'*", 100).await.unwrap();
     assert_eq!(found, vec![key.to_string()]);
-    assert_eq!(db.sql("SELECT count(*) FROM cache_runtime_entries").trim(), "1");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM cache_runtime_entries").trim(),
+        "1"
+    );
 }

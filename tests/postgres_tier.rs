@@ -51,7 +51,11 @@ async fn two_caches_share_entries_and_see_each_others_invalidations_within_a_sec
     let a = cache(&db.url(), "shared", true).await;
     let b = cache(&db.url(), "shared", true).await;
     let first = user(&a, 1).await;
-    assert_eq!(user(&b, 1).await, first, "b reads a's entry from PostgreSQL");
+    assert_eq!(
+        user(&b, 1).await,
+        first,
+        "b reads a's entry from PostgreSQL"
+    );
     assert_eq!(SHARED.get(), 1);
     assert_eq!(b.stats().remote_hits, 1);
     // Now in b's memory: only the backplane or a confirmation takes it out.
@@ -60,7 +64,11 @@ async fn two_caches_share_entries_and_see_each_others_invalidations_within_a_sec
     a.invalidate_tags(["users"]).await.unwrap();
     let started = Instant::now();
     let seen = within(Duration::from_secs(1), async || user(&b, 1).await != first).await;
-    assert!(seen, "b still served the invalidated entry after {:?}", started.elapsed());
+    assert!(
+        seen,
+        "b still served the invalidated entry after {:?}",
+        started.elapsed()
+    );
     println!("b saw the invalidation after {:?}", started.elapsed());
     assert_eq!(SHARED.get(), 2);
     assert_eq!(user(&a, 1).await, user(&b, 1).await);
@@ -80,20 +88,29 @@ async fn thirty_two_cold_calls_over_two_caches_load_once() {
         calls.push(tokio::spawn(async move {
             barrier.wait().await;
             cache
-                .get_or_load("cold", &Policy::ttl(Duration::from_secs(60)), ["t"], || async move {
-                    let n = loads.fetch_add(1, Ordering::SeqCst) + 1;
-                    // Long enough for every other call to find the load
-                    // under way (here, or in the other cache: the lock).
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    Ok::<_, String>(n)
-                })
+                .get_or_load(
+                    "cold",
+                    &Policy::ttl(Duration::from_secs(60)),
+                    ["t"],
+                    || async move {
+                        let n = loads.fetch_add(1, Ordering::SeqCst) + 1;
+                        // Long enough for every other call to find the load
+                        // under way (here, or in the other cache: the lock).
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Ok::<_, String>(n)
+                    },
+                )
                 .await
         }));
     }
     for call in calls {
         assert_eq!(call.await.unwrap().unwrap(), 1);
     }
-    assert_eq!(loads.load(Ordering::SeqCst), 1, "the loader ran more than once");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "the loader ran more than once"
+    );
 }
 
 static FAULTS: Calls = Calls::new();
@@ -133,9 +150,17 @@ async fn calls_answer_while_postgres_is_down_and_use_it_again_after_a_restart() 
         assert_eq!(faulty(&cache, 10 + i).await, 11 + i, "the function answers");
         // A miss is a read, maybe a lock and a write: each bounded by the
         // remote timeout, most skipped once the breaker opens.
-        assert!(call.elapsed() < timeout * 4, "a call took {:?}", call.elapsed());
+        assert!(
+            call.elapsed() < timeout * 4,
+            "a call took {:?}",
+            call.elapsed()
+        );
     }
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(cache.stats().store_errors >= 1);
     assert_eq!(cache.health().await.map(|h| h.connected), Some(false));
 
@@ -174,7 +199,11 @@ async fn an_unreachable_server_starts_degraded_and_is_used_once_it_is_up() {
         .build()
         .await
         .expect("build() does not fail for an unreachable server");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let report = cache.health_report().await;
     assert!(report.remote.is_some_and(|r| !r.connected), "{report:?}");
     assert_eq!(faulty(&cache, 1000).await, 1001, "the function answers");
@@ -186,7 +215,11 @@ async fn an_unreachable_server_starts_degraded_and_is_used_once_it_is_up() {
     .await;
     assert!(up, "{:?}", cache.health_report().await);
     // Tables were created on that first connect.
-    assert!(db.sql("SELECT count(*) FROM cache_runtime_tags").trim().parse::<u64>().is_ok());
+    assert!(db
+        .sql("SELECT count(*) FROM cache_runtime_tags")
+        .trim()
+        .parse::<u64>()
+        .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,7 +228,10 @@ async fn a_malformed_url_is_an_error_that_shows_no_password() {
         .postgres("postgres://app:hunter2-pw@db:notaport/app")
         .build()
         .await;
-    let error = built.err().expect("a malformed URL is an error").to_string();
+    let error = built
+        .err()
+        .expect("a malformed URL is an error")
+        .to_string();
     assert!(!error.contains("hunter2"), "{error}");
 
     let env = Cache::builder().env_from([(
@@ -211,11 +247,20 @@ async fn a_malformed_url_is_an_error_that_shows_no_password() {
         ("REDIS_URL", "redis://127.0.0.1:6390"),
     ]);
     let error = both.err().expect("two remote tiers").to_string();
-    assert!(error.contains("REDIS_URL") && !error.contains("hunter2"), "{error}");
+    assert!(
+        error.contains("REDIS_URL") && !error.contains("hunter2"),
+        "{error}"
+    );
 
     // Debug of a builder never shows the password either.
-    let shown = format!("{:?}", Cache::builder().postgres("postgres://app:hunter2-pw@db/app"));
-    assert!(shown.contains("postgres://app:***@db") && !shown.contains("hunter2"), "{shown}");
+    let shown = format!(
+        "{:?}",
+        Cache::builder().postgres("postgres://app:hunter2-pw@db/app")
+    );
+    assert!(
+        shown.contains("postgres://app:***@db") && !shown.contains("hunter2"),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,10 +275,7 @@ async fn cache_postgres_url_configures_the_tier() {
         .build()
         .await
         .unwrap();
-    cache
-        .set("k", 7u32)
-        .await
-        .unwrap();
+    cache.set("k", 7u32).await.unwrap();
     let rows = db.sql("SELECT count(*) FROM cache_runtime_entries WHERE key = 'env:k'::bytea");
     assert_eq!(rows.trim(), "1");
     assert!(cache.health().await.is_some_and(|h| h.connected));

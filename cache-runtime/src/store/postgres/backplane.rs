@@ -52,7 +52,10 @@ impl PostgresBackplane {
 
 /// The identifier `channel` is sent on.
 fn identifier(channel: &str) -> String {
-    format!("cache_{:032x}", xxhash_rust::xxh3::xxh3_128(channel.as_bytes()))
+    format!(
+        "cache_{:032x}",
+        xxhash_rust::xxh3::xxh3_128(channel.as_bytes())
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -67,7 +70,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     let value = |d: u8| (d as char).to_digit(16);
@@ -122,7 +125,8 @@ impl Backplane for PostgresBackplane {
             // and forwards notifications until the connection or the
             // subscription ends.
             tokio::spawn(async move {
-                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 loop {
                     tokio::select! {
                         message = messages.next() => match message {

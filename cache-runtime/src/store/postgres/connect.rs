@@ -56,12 +56,11 @@ pub(crate) async fn connect(
     url: &str,
     timeout: Duration,
 ) -> Result<(Box<dyn DynStore>, Arc<dyn DynBackplane>, bool)> {
-    let shared = Shared::new(url, timeout, DEFAULT_MAX_CONNECTIONS).map_err(|source| {
-        Error::Connect {
+    let shared =
+        Shared::new(url, timeout, DEFAULT_MAX_CONNECTIONS).map_err(|source| Error::Connect {
             url: super::redact::unparsable(url),
             source,
-        }
-    })?;
+        })?;
     let shown = shared.shown.clone();
     // The backplane works on the pool whether the tables exist or not.
     let transport: Arc<dyn DynBackplane> = Arc::new(PostgresBackplane::new(Arc::clone(&shared)));

@@ -83,11 +83,11 @@ impl EntryStore for PostgresStore {
         let entry: Option<Vec<u8>> = row.try_get(0).map_err(|e| self.shared.error(e))?;
         let read: Vec<Option<i64>> = row.try_get(1).map_err(|e| self.shared.error(e))?;
         if read.len() != tags.len() {
-            return Err(StoreError::Backend("a read answered too few versions".into()));
+            return Err(StoreError::Backend(
+                "a read answered too few versions".into(),
+            ));
         }
-        let versions = self
-            .complete(|i| tags[i].as_bytes().to_vec(), read)
-            .await?;
+        let versions = self.complete(|i| tags[i].as_bytes().to_vec(), read).await?;
         Ok(Fetched::new(entry, versions))
     }
 
@@ -213,7 +213,9 @@ impl PostgresStore {
         let entries: Vec<Option<Vec<u8>>> = row.try_get(0).map_err(|e| self.shared.error(e))?;
         let versions: Vec<Option<i64>> = row.try_get(1).map_err(|e| self.shared.error(e))?;
         if entries.len() != keys.len() || versions.len() != tags.len() {
-            return Err(StoreError::Backend("a batch read answered the wrong count".into()));
+            return Err(StoreError::Backend(
+                "a batch read answered the wrong count".into(),
+            ));
         }
         Ok((entries, versions))
     }

@@ -15,7 +15,10 @@ impl LockStore for PostgresStore {
             .await
             .map_err(|e| self.shared.error(e))?;
         let row = client
-            .query_opt(&statement, &[&key.as_bytes(), &token.as_bytes(), &ttl_ms(ttl)])
+            .query_opt(
+                &statement,
+                &[&key.as_bytes(), &token.as_bytes(), &ttl_ms(ttl)],
+            )
             .await
             .map_err(|e| self.shared.error(e))?;
         Ok(row.is_some())
@@ -28,7 +31,10 @@ impl LockStore for PostgresStore {
             .await
             .map_err(|e| self.shared.error(e))?;
         let changed = client
-            .execute(&statement, &[&key.as_bytes(), &token.as_bytes(), &ttl_ms(ttl)])
+            .execute(
+                &statement,
+                &[&key.as_bytes(), &token.as_bytes(), &ttl_ms(ttl)],
+            )
             .await
             .map_err(|e| self.shared.error(e))?;
         Ok(changed == 1)

@@ -100,7 +100,11 @@ impl Shared {
         let text = match error.as_db_error() {
             // The server's own words ("relation ... does not exist"), not
             // only "db error".
-            Some(db) => scrub(&format!("{text}: {}", db.message()), &self.url, Some(&self.config)),
+            Some(db) => scrub(
+                &format!("{text}: {}", db.message()),
+                &self.url,
+                Some(&self.config),
+            ),
             None => text,
         };
         if connection {
@@ -119,7 +123,9 @@ impl Shared {
                 "no connection to {} within {:?}",
                 self.shown, self.timeout
             )),
-            other => StoreError::Connection(scrub(&other.to_string(), &self.url, Some(&self.config))),
+            other => {
+                StoreError::Connection(scrub(&other.to_string(), &self.url, Some(&self.config)))
+            }
         }
     }
 }

@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn the_literal_prefix_bounds_the_range() {
         assert_eq!(bounds("ns:k?"), (b"ns:k".to_vec(), b"ns:l".to_vec()));
-        assert_eq!(bounds(r"ns:lit\*"), (b"ns:lit*".to_vec(), b"ns:lit+".to_vec()));
+        assert_eq!(
+            bounds(r"ns:lit\*"),
+            (b"ns:lit*".to_vec(), b"ns:lit+".to_vec())
+        );
         assert_eq!(bounds("*"), (Vec::new(), vec![0xFF]));
         assert_eq!(bounds("[ab]x"), (Vec::new(), vec![0xFF]));
     }

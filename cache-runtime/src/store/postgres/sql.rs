@@ -115,7 +115,8 @@ pub(super) const UNLOCK: &str = concat!(
 );
 
 /// Adds `$2` to counter `$1` (0 when absent); the new value.
-pub(super) const INCREMENT: &str = "INSERT INTO cache_runtime_counters AS c (key, value) VALUES ($1, $2) \
+pub(super) const INCREMENT: &str =
+    "INSERT INTO cache_runtime_counters AS c (key, value) VALUES ($1, $2) \
      ON CONFLICT (key) DO UPDATE SET value = c.value + EXCLUDED.value RETURNING value";
 
 /// Counter `$1`, unchanged.
