@@ -228,17 +228,14 @@ async fn a_malformed_url_is_an_error_that_shows_no_password() {
         .postgres("postgres://app:hunter2-pw@db:notaport/app")
         .build()
         .await;
-    let error = built
-        .err()
-        .expect("a malformed URL is an error")
-        .to_string();
+    let error = built.expect_err("a malformed URL is an error").to_string();
     assert!(!error.contains("hunter2"), "{error}");
 
     let env = Cache::builder().env_from([(
         "CACHE_POSTGRES_URL",
         "postgres://app:hunter2-pw@db:notaport/app",
     )]);
-    let error = env.err().expect("a malformed URL is an error").to_string();
+    let error = env.expect_err("a malformed URL is an error").to_string();
     assert!(error.contains("CACHE_POSTGRES_URL"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 
@@ -246,7 +243,7 @@ async fn a_malformed_url_is_an_error_that_shows_no_password() {
         ("CACHE_POSTGRES_URL", "postgres://app:hunter2-pw@db/app"),
         ("REDIS_URL", "redis://127.0.0.1:6390"),
     ]);
-    let error = both.err().expect("two remote tiers").to_string();
+    let error = both.expect_err("two remote tiers").to_string();
     assert!(
         error.contains("REDIS_URL") && !error.contains("hunter2"),
         "{error}"
