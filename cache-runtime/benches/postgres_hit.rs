@@ -145,6 +145,21 @@ fn raw_pool(url: &str) -> Pool {
         .expect("pool")
 }
 
+/// The store's hit statement (`store/postgres/sql.rs`, `FETCH_ONE`).
+const STORE_SQL: &str = "SELECT value FROM cache_runtime_entries WHERE key = $1 AND expires_at > (extract(epoch from clock_timestamp()) * 1000)::int8";
+
+/// The key the cached function's entry is stored under.
+fn cache_key(rt: &tokio::runtime::Runtime, raw: &Pool) -> Vec<u8> {
+    rt.block_on(async {
+        let client = raw.get().await.expect("client");
+        let row = client
+            .query_one("SELECT key FROM cache_runtime_entries LIMIT 1", &[])
+            .await
+            .expect("the entry");
+        row.get(0)
+    })
+}
+
 const RAW: &str = "SELECT value FROM raw_items WHERE key = $1";
 
 fn hit(c: &mut Criterion) {
@@ -194,17 +209,37 @@ fn hit(c: &mut Criterion) {
         drop(client);
         (cache, raw)
     });
-    let before = cache.stats();
+    // Statements per hit, from the server's count of transactions (each
+    // statement outside a transaction is one); its stats lag up to a second.
+    let commits = || {
+        rt.block_on(async {
+            let client = raw.get().await.expect("client");
+            let row = client
+                .query_one(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+                    &[],
+                )
+                .await
+                .expect("stats");
+            row.get::<_, i64>(0)
+        })
+    };
+    let before = (cache.stats(), commits());
     rt.block_on(async {
-        for _ in 0..100 {
+        for _ in 0..1000 {
             item(&cache, 1).await;
         }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     });
-    let after = cache.stats();
+    let after = (cache.stats(), commits());
     assert_eq!(
-        after.remote_hits - before.remote_hits,
-        100,
+        after.0.remote_hits - before.0.remote_hits,
+        1000,
         "every call is a remote hit"
+    );
+    println!(
+        "transactions for 1000 storage-only hits: {} (the count's own included)",
+        after.1 - before.1
     );
 
     let mut group = c.benchmark_group("postgres_hit_sequential");
@@ -220,6 +255,21 @@ fn hit(c: &mut Criterion) {
                 .expect("a row");
             let bytes: Vec<u8> = row.get(0);
             String::from_utf8(bytes).expect("utf8")
+        })
+    });
+    // The store's own statement, raw: what the server's side of a hit costs.
+    let key = cache_key(&rt, &raw);
+    group.bench_function("raw_store_statement", |b| {
+        b.to_async(&rt).iter(|| async {
+            let client = raw.get().await.expect("client");
+            let statement = client.prepare_cached(STORE_SQL).await.expect("prepare");
+            let row = client
+                .query_opt(&statement, &[&key.as_slice()])
+                .await
+                .expect("select")
+                .expect("a row");
+            let bytes: Vec<u8> = row.get(0);
+            bytes
         })
     });
     group.bench_function("cached_storage_only", |b| {
