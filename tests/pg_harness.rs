@@ -1,16 +1,15 @@
 //! A real PostgreSQL for the integration tests: [`PgDatabase::start`] gives a
 //! fresh, empty database and its URL.
 //!
-//! * With `DATABASE_URL` set, that server is used: a database of its own is
-//!   created on it (`CREATE DATABASE`, so the URL's user needs `CREATEDB`)
-//!   and dropped on drop.
-//! * Otherwise a private server is started, in the style of
-//!   [`redis_harness`](crate::redis_harness): `initdb` into a temporary
-//!   directory, then `postgres` on a free loopback port (never 5432, only
-//!   `127.0.0.1`, its socket in that directory) with `fsync=off`. Running
-//!   as root, both run as the `postgres` user (PostgreSQL refuses root).
-//!   It is stopped on drop (SIGQUIT, then SIGKILL) and the directory
-//!   removed; on Linux it also gets SIGKILL if the test process dies first.
+//! A private server is started for each database, in the style of
+//! [`redis_harness`](crate::redis_harness): `initdb` into a temporary
+//! directory, then `postgres` on a free loopback port (never 5432, only
+//! `127.0.0.1`, its socket in that directory) with `fsync=off`. Running as
+//! root, both run as the `postgres` user (PostgreSQL refuses root). It is
+//! stopped on drop (SIGQUIT, then SIGKILL) and the directory removed; on
+//! Linux it also gets SIGKILL if the test process dies first. A server
+//! someone else started (`DATABASE_URL`, port 5432) is never used: a test
+//! must not read or write a database it does not own.
 //!
 //! The binaries are looked for in `PG_BIN_DIR`, then on `PATH`, then in the
 //! newest `/usr/lib/postgresql/<version>/bin` (Debian's layout). If they are
@@ -22,7 +21,7 @@
 //! use integration_tests::pg_harness::PgDatabase;
 //!
 //! let db = PgDatabase::start();
-//! println!("DATABASE_URL={}", db.url());
+//! println!("url: {}", db.url());
 //! ```
 
 use std::fs::{self, File};
@@ -50,8 +49,7 @@ const SUPERUSER: &str = "postgres";
 
 const INSTALL_HINT: &str = "install PostgreSQL with `apt-get install -y postgresql` (as root, \
      after `apt-get update`; its binaries go to /usr/lib/postgresql/<version>/bin), \
-     or point PG_BIN_DIR at the directory holding initdb, postgres and psql, \
-     or set DATABASE_URL to a server whose user may CREATE DATABASE";
+     or point PG_BIN_DIR at the directory holding initdb, postgres and psql";
 
 // ---------------------------------------------------------------------------
 // Binaries
@@ -322,20 +320,11 @@ impl Drop for PgServer {
 // ---------------------------------------------------------------------------
 // A database
 
-/// Where a [`PgDatabase`] lives.
-#[derive(Debug)]
-enum Host {
-    /// A private server of this harness.
-    Private(PgServer),
-    /// The server of `DATABASE_URL`: the URL without its database part.
-    External { base: String },
-}
-
-/// A fresh database on a private server or on `DATABASE_URL`'s; see the
-/// module's docs. Dropped (or its server stopped) on drop.
+/// A fresh database on a private server of its own; see the module's docs.
+/// The server is stopped on drop.
 #[derive(Debug)]
 pub struct PgDatabase {
-    host: Host,
+    server: PgServer,
     name: String,
 }
 
@@ -343,51 +332,55 @@ pub struct PgDatabase {
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 impl PgDatabase {
-    /// A new empty database.
+    /// A new empty database on a new private server.
     ///
     /// # Panics
     ///
     /// If PostgreSQL is not installed (the message says how to install it),
-    /// a private server does not come up (the message has its log tail), or
-    /// the database cannot be created.
+    /// the server does not come up (the message has its log tail), or the
+    /// database cannot be created.
     pub fn start() -> PgDatabase {
         let name = format!(
             "test_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-            Some(url) => {
-                let base = url_base(&url);
-                let db = PgDatabase {
-                    host: Host::External { base },
-                    name,
-                };
-                db.external_sql(&format!("CREATE DATABASE {}", db.name));
-                db
-            }
-            None => {
-                let server = PgServer::start();
-                if let Err(e) = server.psql("postgres", &format!("CREATE DATABASE {name}")) {
-                    panic!("{e}");
-                }
-                PgDatabase {
-                    host: Host::Private(server),
-                    name,
-                }
-            }
+        let server = PgServer::start();
+        if let Err(e) = server.psql("postgres", &format!("CREATE DATABASE {name}")) {
+            panic!("{e}");
         }
+        PgDatabase { server, name }
     }
 
-    /// The database's URL, `postgres://user@127.0.0.1:port/name` for a
-    /// private server.
+    /// The database's URL, `postgres://postgres@127.0.0.1:port/name`.
     pub fn url(&self) -> String {
-        match &self.host {
-            Host::Private(server) => format!(
-                "postgres://{SUPERUSER}@127.0.0.1:{}/{}",
-                server.port, self.name
-            ),
-            Host::External { base } => format!("{base}/{}", self.name),
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/{}",
+            self.server.port, self.name
+        )
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Stops the server at once (SIGQUIT: connections are cut); the data
+    /// stays for [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    ///
+    /// # Panics
+    ///
+    /// If it does not come up.
+    pub fn restart(&mut self) {
+        self.server.stop();
+        let port = self.server.port;
+        if let Err(e) = self.server.launch_on(port) {
+            panic!("PostgreSQL did not restart on port {port}: {e}");
         }
     }
 
@@ -398,52 +391,15 @@ impl PgDatabase {
     ///
     /// If the command fails.
     pub fn sql(&self, sql: &str) -> String {
-        match &self.host {
-            Host::Private(server) => server
-                .psql(&self.name, sql)
-                .unwrap_or_else(|e| panic!("{e}")),
-            Host::External { base } => external_psql(&format!("{base}/{}", self.name), sql)
-                .unwrap_or_else(|e| panic!("{e}")),
-        }
+        self.server
+            .psql(&self.name, sql)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// The private server's log tail (empty for `DATABASE_URL`'s server).
+    /// The server's log tail.
     pub fn log_tail(&self, lines: usize) -> String {
-        match &self.host {
-            Host::Private(server) => file_tail(&server.log_path(), lines),
-            Host::External { .. } => String::new(),
-        }
+        file_tail(&self.server.log_path(), lines)
     }
-
-    fn external_sql(&self, sql: &str) {
-        let Host::External { base } = &self.host else {
-            return;
-        };
-        if let Err(e) = external_psql(&format!("{base}/postgres"), sql) {
-            panic!("{e}; {INSTALL_HINT}");
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        // A private server goes with its directory; on a shared server the
-        // database is dropped (connections of killed services may linger for
-        // a moment: FORCE).
-        if let Host::External { base } = &self.host {
-            let _ = external_psql(
-                &format!("{base}/postgres"),
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            );
-        }
-    }
-}
-
-/// `psql` against a URL (the external server).
-fn external_psql(url: &str, sql: &str) -> Result<String, String> {
-    let mut cmd = pg_command(&bin_dir().join("psql"), None);
-    cmd.arg(url);
-    run_psql(cmd, sql)
 }
 
 /// Runs `sql` with `cmd` (`psql` and its connection arguments) and returns
@@ -461,26 +417,5 @@ fn run_psql(mut cmd: Command, sql: &str) -> Result<String, String> {
             done.status,
             String::from_utf8_lossy(&done.stderr)
         ))
-    }
-}
-
-/// `postgres://u:p@h:1/db?x=y` without `/db?x=y`: the server's URL.
-fn url_base(url: &str) -> String {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let path = url[after_scheme..]
-        .find(['/', '?'])
-        .map_or(url.len(), |i| after_scheme + i);
-    url[..path].to_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_base;
-
-    #[test]
-    fn url_base_drops_the_database() {
-        assert_eq!(url_base("postgres://u:p@h:1/db"), "postgres://u:p@h:1");
-        assert_eq!(url_base("postgres://h/db?sslmode=disable"), "postgres://h");
-        assert_eq!(url_base("postgres://h:5"), "postgres://h:5");
     }
 }

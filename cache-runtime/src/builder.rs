@@ -63,6 +63,9 @@ pub struct CacheBuilder {
     /// The Redis tier (`store::redis::connect`).
     #[cfg(feature = "redis")]
     pub(crate) redis: Option<crate::store::redis::RedisTarget>,
+    /// The PostgreSQL tier's URL (`store::postgres::connect`).
+    #[cfg(feature = "postgres")]
+    pub(crate) postgres: Option<String>,
     /// The application's store ([`store`](Self::store)); `redis` or this.
     pub(crate) store: Option<Box<dyn DynStore>>,
     /// The application's backplane ([`backplane`](Self::backplane)); over
@@ -116,6 +119,8 @@ impl CacheBuilder {
             defaults: Policy::new(),
             #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
             store: None,
             backplane: None,
             #[cfg(feature = "redis")]
@@ -310,6 +315,10 @@ impl CacheBuilder {
         #[cfg(feature = "redis")]
         {
             self.redis = None;
+        }
+        #[cfg(feature = "postgres")]
+        {
+            self.postgres = None;
         }
         self
     }
@@ -644,13 +653,10 @@ impl CacheBuilder {
         let timeout = self.remote_timeout.min(MAX_REMOTE_TIMEOUT);
         let connected = match self.store.take() {
             Some(store) => Some((store, None, true)),
-            #[cfg(feature = "redis")]
             None => self
-                .connect_redis(timeout)
+                .connect_shared(timeout)
                 .await?
                 .map(|(store, transport, up)| (store, Some(transport), up)),
-            #[cfg(not(feature = "redis"))]
-            None => None,
         };
         let (remote, up) = match connected {
             Some((store, transport, up)) => {
@@ -691,10 +697,33 @@ impl CacheBuilder {
         self.assemble(None, false)
     }
 
+    /// Connects to the Redis or PostgreSQL tier set (the last call of
+    /// `.redis`, `.postgres` clears the other): store, backplane, whether up now.
+    #[allow(clippy::unused_async)] // with neither feature there is nothing to await
+    async fn connect_shared(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<(Box<dyn DynStore>, Arc<dyn DynBackplane>, bool)>> {
+        #[cfg(feature = "redis")]
+        if let Some(connected) = self.connect_redis(timeout).await? {
+            return Ok(Some(connected));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(connected) = self.connect_postgres(timeout).await? {
+            return Ok(Some(connected));
+        }
+        let _ = timeout;
+        Ok(None)
+    }
+
     /// Whether a remote tier is configured.
     pub(crate) fn has_remote(&self) -> bool {
         #[cfg(feature = "redis")]
         if self.redis.is_some() {
+            return true;
+        }
+        #[cfg(feature = "postgres")]
+        if self.postgres.is_some() {
             return true;
         }
         self.store.is_some()

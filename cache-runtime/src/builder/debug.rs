@@ -20,6 +20,14 @@ impl fmt::Debug for CacheBuilder {
         let root_ca = self.root_ca.as_ref().map(|_| "<pem>");
         #[cfg(not(feature = "redis"))]
         let (redis, root_ca): (Option<Vec<String>>, Option<&str>) = (None, None);
+        #[cfg(feature = "postgres")]
+        let postgres = self.postgres.as_deref().map(|url| {
+            use crate::store::postgres::{redacted_config, unparsable};
+            url.parse()
+                .map_or_else(|_| unparsable(url), |config| redacted_config(&config))
+        });
+        #[cfg(not(feature = "postgres"))]
+        let postgres: Option<String> = None;
         let mut profiles: Vec<_> = self.profiles.iter().collect();
         profiles.sort_by(|a, b| a.0.cmp(b.0));
         f.debug_struct("CacheBuilder")
@@ -31,6 +39,7 @@ impl fmt::Debug for CacheBuilder {
             .field("defaults", &self.defaults)
             .field("redis", &redis)
             .field("root_ca", &root_ca)
+            .field("postgres", &postgres)
             .field("store", &self.store.as_ref().map(|_| "<store>"))
             .field("backplane", &self.backplane.as_ref().map(|_| "<backplane>"))
             .field("remote_timeout", &self.remote_timeout)

@@ -19,6 +19,9 @@ use crate::{Cache, Error, Policy, Result};
 /// `redis` feature; without it, setting one is an error, not a cache
 /// silently without its remote tier.
 const REDIS_NAMES: [&str; 2] = ["REDIS_URL", "REDIS_CLUSTER_URLS"];
+/// The PostgreSQL tier's URL (`store::postgres::env`); without the
+/// `postgres` feature, setting it is an error.
+const POSTGRES_URL: &str = "CACHE_POSTGRES_URL";
 /// Prefix of every key.
 const NAMESPACE: &str = "CACHE_NAMESPACE";
 /// Default TTL.
@@ -103,6 +106,7 @@ impl CacheBuilder {
     /// |---|---|
     /// | `REDIS_URL` | remote tier on a standalone Redis, as [`redis`](Self::redis) |
     /// | `REDIS_CLUSTER_URLS` | remote tier on a Redis Cluster, seed URLs comma-separated, as [`redis_cluster`](Self::redis_cluster) |
+    /// | `CACHE_POSTGRES_URL` | remote tier on PostgreSQL, `postgres://user:password@host:port/db`, as `postgres` (feature `postgres`); not beside a Redis variable |
     /// | `CACHE_NAMESPACE` | [`namespace`](Self::namespace) |
     /// | `CACHE_DEFAULT_TTL` | [`default_ttl`](Self::default_ttl), a duration in the macro's forms (`250ms`, `30s`, `10m`, `2h`, `1d`, or seconds), above 0 |
     /// | `CACHE_MEMORY_CAPACITY` | [`memory`](Self::memory) in entries; `0` for no memory tier (storage only) |
@@ -205,6 +209,18 @@ impl CacheBuilder {
                 name,
                 "***",
                 "cache-runtime is built without its `redis` feature: enable it for a Redis tier",
+            ));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            self = crate::store::postgres::apply_env(self, get)?;
+        }
+        #[cfg(not(feature = "postgres"))]
+        if get(POSTGRES_URL).is_some() {
+            return Err(invalid(
+                POSTGRES_URL,
+                "***",
+                "cache-runtime is built without its `postgres` feature: enable it for a PostgreSQL tier",
             ));
         }
         if let Some(namespace) = get(NAMESPACE) {
@@ -332,7 +348,10 @@ impl CacheBuilder {
 }
 
 fn is_ours(name: &str) -> bool {
-    NAMES.contains(&name) || REDIS_NAMES.contains(&name) || name.starts_with(PROFILE_PREFIX)
+    NAMES.contains(&name)
+        || REDIS_NAMES.contains(&name)
+        || name == POSTGRES_URL
+        || name.starts_with(PROFILE_PREFIX)
 }
 
 /// The error for `name` set to `shown` (already redacted where it must be).

@@ -4,8 +4,8 @@
 
 pub(crate) mod breaker;
 pub(crate) mod cbor_text;
-// Only the Redis store connects in the background so far.
-#[cfg(feature = "redis")]
+// The Redis and PostgreSQL stores connect in the background.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) mod deferred;
 pub(crate) mod entry;
 pub(crate) mod lock;

@@ -46,7 +46,7 @@
 
 mod backend;
 mod faults;
-mod glob;
+pub(crate) mod glob;
 mod ops;
 mod traits;
 

@@ -27,6 +27,10 @@ impl CacheBuilder {
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis = Some(RedisTarget::Standalone(url.into()));
         self.store = None;
+        #[cfg(feature = "postgres")]
+        {
+            self.postgres = None;
+        }
         self
     }
 
@@ -46,6 +50,10 @@ impl CacheBuilder {
             urls.into_iter().map(Into::into).collect(),
         ));
         self.store = None;
+        #[cfg(feature = "postgres")]
+        {
+            self.postgres = None;
+        }
         self
     }
 
