@@ -110,11 +110,13 @@ pub fn template(t: &TemplateArg, finish: TokenStream) -> TokenStream {
             }
         });
     }
-    let mutability = (!calls.is_empty()).then(|| quote!(mut));
+    // `key` borrows the template mutably (`tag` takes it): `mut` even
+    // with no segment to render.
     quote_spanned! {span=> {
         #[allow(unused_imports)]
         use #p::{RenderDirect as _, RenderDisplay as _};
-        let #mutability #var = #p::Template::new(#escape);
+        #[allow(unused_mut)]
+        let mut #var = #p::Template::new(#escape);
         #(#calls)*
         #var.#finish
     }}
