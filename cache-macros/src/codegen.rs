@@ -110,13 +110,11 @@ pub fn template(t: &TemplateArg, finish: TokenStream) -> TokenStream {
             }
         });
     }
-    // `key` borrows the template mutably (`tag` takes it): `mut` even
-    // with no segment to render.
+    let mutability = (!calls.is_empty()).then(|| quote!(mut));
     quote_spanned! {span=> {
         #[allow(unused_imports)]
         use #p::{RenderDirect as _, RenderDisplay as _};
-        #[allow(unused_mut)]
-        let mut #var = #p::Template::new(#escape);
+        let #mutability #var = #p::Template::new(#escape);
         #(#calls)*
         #var.#finish
     }}

@@ -28,48 +28,11 @@ pub struct Template {
 }
 
 /// The rendered text: inline while it fits, then on the heap.
-///
-/// The inline text is kept as words, each piece shifted into place, not as
-/// bytes stored one by one: the key is then hashed and compared word by word,
-/// and a word load spanning several earlier byte stores cannot be forwarded
-/// from the store buffer; those stalls made a template-key hit half again as
-/// slow as a default-key hit (BENCHMARKS.md, issue 18). Kept in registers,
-/// the words are shifts and ors.
 struct Out {
     len: usize,
-    /// Bytes `0..16` of the inline text, little-endian; zero past `len`.
-    lo: u128,
-    /// Bytes `16..INLINE` of the inline text, little-endian; zero past `len`.
-    hi: u64,
-    /// Used once the text outgrew the inline words (`String::new` does not allocate).
+    inline: [u8; INLINE],
+    /// Used once the text outgrew `inline` (`String::new` does not allocate).
     heap: String,
-}
-
-/// Up to 8 bytes as a little-endian word, zero above them; reads the bytes
-/// in at most two loads (overlapping ones when the length is not a power
-/// of two), never byte stores.
-#[inline(always)]
-fn load_le(bytes: &[u8]) -> u64 {
-    let n = bytes.len();
-    let word32 = |at: usize| {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&bytes[at..at + 4]);
-        u64::from(u32::from_le_bytes(w))
-    };
-    match n {
-        0 => 0,
-        1..=3 => {
-            u64::from(bytes[0])
-                | (u64::from(bytes[n / 2]) << (8 * (n / 2)))
-                | (u64::from(bytes[n - 1]) << (8 * (n - 1)))
-        }
-        4..=7 => word32(0) | (word32(n - 4) << (8 * (n - 4))),
-        _ => {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[..8]);
-            u64::from_le_bytes(w)
-        }
-    }
 }
 
 impl Out {
@@ -77,60 +40,31 @@ impl Out {
     fn new() -> Out {
         Out {
             len: 0,
-            lo: 0,
-            hi: 0,
+            inline: [0; INLINE],
             heap: String::new(),
         }
     }
 
-    /// Ors `n` (at most 8) bytes, `word`'s low ones, in at `len`; they fit.
-    #[inline(always)]
-    fn put(&mut self, word: u64, n: usize) {
-        let at = self.len;
-        if at < 16 {
-            self.lo |= u128::from(word) << (8 * at);
-            // The bytes past 16; `16 - at < n <= 8`, so the shift is below 64.
-            if at + n > 16 {
-                self.hi |= word >> (8 * (16 - at));
-            }
-        } else {
-            // `at + n <= INLINE`, so `at - 16 < 8`.
-            self.hi |= word << (8 * (at - 16));
-        }
-        self.len = at + n;
-    }
-
     #[inline(always)]
     fn push_str(&mut self, s: &str) {
-        if self.len + s.len() > INLINE || !self.heap.is_empty() {
-            self.spill(s);
-            return;
+        let end = self.len + s.len();
+        match self.inline.get_mut(self.len..end) {
+            Some(room) if self.heap.is_empty() => {
+                room.copy_from_slice(s.as_bytes());
+                self.len = end;
+            }
+            _ => self.spill(s),
         }
-        let mut rest = s.as_bytes();
-        while rest.len() > 8 {
-            self.put(load_le(&rest[..8]), 8);
-            rest = &rest[8..];
-        }
-        self.put(load_le(rest), rest.len());
     }
 
     #[cold]
     fn spill(&mut self, s: &str) {
         if self.heap.is_empty() {
             self.heap.reserve(self.len + s.len() + 16);
-            let bytes = self.inline_bytes();
             let inline = std::mem::take(&mut self.len);
-            self.heap.push_str(as_str(&bytes[..inline]));
+            self.heap.push_str(as_str(&self.inline[..inline]));
         }
         self.heap.push_str(s);
-    }
-
-    /// The inline text's bytes (then zeros).
-    fn inline_bytes(&self) -> [u8; 24] {
-        let mut bytes = [0u8; 24];
-        bytes[..16].copy_from_slice(&self.lo.to_le_bytes());
-        bytes[16..].copy_from_slice(&self.hi.to_le_bytes());
-        bytes
     }
 
     /// Writes an integer's digits in place when they fit inline; whether
@@ -138,54 +72,37 @@ impl Out {
     #[inline(always)]
     fn push_integer(&mut self, negative: bool, magnitude: u64) -> bool {
         let width = usize::from(negative) + decimal_width(magnitude);
-        if width > 16 || self.len + width > INLINE || !self.heap.is_empty() {
-            return false;
-        }
-        // The digits as a little-endian word, the last digit highest.
-        let mut word = 0u128;
-        let mut n = magnitude;
-        let mut at = width;
-        loop {
-            at -= 1;
-            word |= u128::from(b'0' + (n % 10) as u8) << (8 * at);
-            n /= 10;
-            if n == 0 {
-                break;
+        let end = self.len + width;
+        match self.inline.get_mut(self.len..end) {
+            Some(room) if self.heap.is_empty() => {
+                write_integer(room, negative, magnitude);
+                self.len = end;
+                true
             }
+            _ => false,
         }
-        if negative {
-            word |= u128::from(b'-');
-        }
-        if width > 8 {
-            self.put(word as u64, 8);
-            self.put((word >> 64) as u64, width - 8);
-        } else {
-            self.put(word as u64, width);
-        }
-        true
     }
 
     fn push(&mut self, c: char) {
         self.push_str(c.encode_utf8(&mut [0; 4]));
     }
 
-    /// The text, owned.
-    fn to_string(&self) -> String {
+    #[inline(always)]
+    fn as_str(&self) -> &str {
         if self.heap.is_empty() {
-            as_str(&self.inline_bytes()[..self.len]).to_owned()
+            as_str(&self.inline[..self.len])
         } else {
-            self.heap.clone()
+            &self.heap
         }
     }
 
-    /// The text as a key (leaves the heap text, if any, empty).
     #[inline(always)]
-    fn finish(&mut self) -> KeyText {
+    fn finish(self) -> KeyText {
         if self.heap.is_empty() {
-            // The words are zero past `len`, as `KeyText` needs.
-            KeyText::inline_words(self.lo as u64, (self.lo >> 64) as u64, self.hi, self.len)
+            // The buffer is zeroed past `len`, as `KeyText` needs.
+            KeyText::inline(self.inline, self.len)
         } else {
-            KeyText::from_string(std::mem::take(&mut self.heap))
+            KeyText::from_string(self.heap)
         }
     }
 }
@@ -332,12 +249,9 @@ impl Template {
     }
 
     /// The rendered text as a key of `site`, ending in `#v{N}` with
-    /// `version = N` (no rendered text contains `#`). Borrows the template,
-    /// so its words are not copied with it (a copy read them back through
-    /// wider loads than they were stored with, which stalls); generated
-    /// code calls it once, last.
+    /// `version = N` (no rendered text contains `#`).
     #[inline]
-    pub fn key(&mut self, site: &'static Site) -> Key {
+    pub fn key(mut self, site: &'static Site) -> Key {
         if let Some(version) = site.version {
             self.out.push_str("#v");
             let mut digits = [0u8; 20];
@@ -349,7 +263,7 @@ impl Template {
 
     /// The rendered text as a tag.
     pub fn tag(self) -> String {
-        self.out.to_string()
+        self.out.as_str().to_owned()
     }
 }
 
@@ -454,67 +368,6 @@ mod tests {
         t.lit("user:");
         t.value(&7u8);
         assert_eq!(t.key(&V2).full("app"), "app:user:7#v2");
-    }
-
-    /// The words built in place are the key `KeyText::new` makes of the
-    /// same text, at every length and offset (across the 8- and 16-byte
-    /// word edges, at the inline limit and past it).
-    #[test]
-    fn keys_built_in_words_equal_keys_of_their_text() {
-        static SITE: Site = Site {
-            name: "t",
-            ..Site::DEFAULT
-        };
-        let numbers = [
-            0i64,
-            7,
-            -7,
-            42,
-            1000,
-            99_999_999,
-            123_456_789,
-            -123_456_789_012,
-            i64::MAX,
-            i64::MIN,
-        ];
-        for prefix_len in 0..=24 {
-            let prefix: String = "abcdefghijklmnopqrstuvwxyz"[..prefix_len].to_string();
-            for n in numbers {
-                for suffix in ["", "!", "xyz", "éé"] {
-                    let mut t = Template::new(":");
-                    t.lit(&prefix);
-                    t.value(&n);
-                    t.lit(suffix);
-                    let text = format!("{prefix}{n}{suffix}");
-                    let key = t.key(&SITE);
-                    match &key.repr {
-                        crate::key::Repr::Text(rendered) => {
-                            assert!(*rendered == KeyText::new(&text), "{text:?}");
-                            assert_eq!(rendered.as_str(), text);
-                            assert_eq!(rendered.hash64(3), KeyText::new(&text).hash64(3));
-                        }
-                        _ => panic!("a text key"),
-                    }
-                    let mut t = Template::new(":");
-                    t.lit(&prefix);
-                    t.value(&n);
-                    t.lit(suffix);
-                    assert_eq!(t.tag(), text);
-                    // The integer path (what `{id}` of an integer renders through).
-                    let mut t = Template::new(":");
-                    t.lit(&prefix);
-                    t.integer(n < 0, n.unsigned_abs());
-                    t.lit(suffix);
-                    let key = t.key(&SITE);
-                    match &key.repr {
-                        crate::key::Repr::Text(rendered) => {
-                            assert!(*rendered == KeyText::new(&text), "{text:?}");
-                        }
-                        _ => panic!("a text key"),
-                    }
-                }
-            }
-        }
     }
 
     #[test]

@@ -118,22 +118,6 @@ impl KeyText {
         })
     }
 
-    /// Inline text from its words, little-endian: `lo` and `mid` hold bytes
-    /// 0..16, `hi` bytes 16..23 (its last byte is ignored); zeros past `len`.
-    /// Built as three words, so that reading them back as words (hashing,
-    /// comparing) is forwarded from these stores (see `Template`).
-    #[inline(always)]
-    pub(crate) fn inline_words(lo: u64, mid: u64, hi: u64, len: usize) -> KeyText {
-        let len = LENS[len.min(INLINE)] as u64;
-        let hi = (hi & 0x00ff_ffff_ffff_ffff) | (len << 56);
-        // SAFETY: `Inline` is `repr(C)`, 24 bytes with no padding (see
-        // `words`): the three words in little-endian order are its bytes, the
-        // text then the length, whose byte (at most INLINE) is a valid `Len`.
-        KeyText::Inline(unsafe {
-            std::mem::transmute::<[u64; 3], Inline>([lo.to_le(), mid.to_le(), hi.to_le()])
-        })
-    }
-
     /// The text of `s`, kept in its allocation when it is too long to inline.
     pub(crate) fn from_string(s: String) -> KeyText {
         if s.len() <= INLINE {
