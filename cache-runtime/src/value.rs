@@ -11,71 +11,106 @@
 
 use std::any::{Any, TypeId};
 use std::marker::PhantomData;
-use std::mem::{align_of, size_of, MaybeUninit};
+use std::mem::{align_of, size_of, ManuallyDrop, MaybeUninit};
 use std::sync::Arc;
 
 /// A value shared between the memory tier, waiters of a load and refreshes.
 pub(crate) type SharedValue = Arc<dyn Any + Send + Sync>;
 
-/// A stored value of any type.
+/// A stored value of any type: up to three words of data and the operations
+/// of what they hold, four words in all. The value's type is known through
+/// `ops` (no `TypeId` kept beside it: 16 bytes of every memory entry, about a
+/// tenth of one at 1,000,000 entries; BENCHMARKS.md, issue 18).
 pub(crate) struct Value {
-    /// Always the concrete type of the value in `repr`: set only by the
-    /// constructors, from the value itself. The unchecked casts rely on it.
-    type_id: TypeId,
-    repr: Repr,
-}
-
-enum Repr {
-    Inline(Inline),
-    Shared(SharedValue),
+    /// What `ops` says: a `V` itself, an `Arc<V>` or a [`SharedValue`].
+    data: MaybeUninit<[usize; WORDS]>,
+    /// Set only by the constructors, from the value itself: the unchecked
+    /// casts rely on it.
+    ops: &'static Ops,
 }
 
 /// Room for a value kept inline, in words (so aligned for any `V` whose
 /// alignment is at most a word's).
 const WORDS: usize = 3;
 
-/// A value of some type `V` that fits in `data`, and `V`'s operations.
-struct Inline {
-    data: MaybeUninit<[usize; WORDS]>,
-    ops: &'static Ops,
+/// What `data` holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The value itself (a `V` that fits).
+    Inline,
+    /// An `Arc<V>` (a `V` too large to hold inline).
+    Arc,
+    /// A [`SharedValue`] of a type only known at run time.
+    Dyn,
 }
 
-// SAFETY: an `Inline` is only made (in `Inline::new`) from a `V: Send + Sync`,
-// and owns it; sending or sharing it sends or shares that `V`.
-unsafe impl Send for Inline {}
-// SAFETY: as above.
-unsafe impl Sync for Inline {}
-
-/// The operations of one inline type, on a pointer to its `data`.
+/// The operations of one kind of value, on a pointer to its `data`.
 struct Ops {
-    clone: unsafe fn(*const ()) -> Inline,
+    kind: Kind,
+    /// The value's type (not called for `Kind::Dyn`, which asks the value).
+    /// A function: `TypeId::of` is not `const` at this crate's MSRV.
+    type_id: fn() -> TypeId,
+    /// Clones the held data from the first pointer into the second.
+    clone: unsafe fn(*const (), *mut ()),
     drop: unsafe fn(*mut ()),
     share: unsafe fn(*const ()) -> SharedValue,
     any: unsafe fn(*const ()) -> *const (dyn Any + Send + Sync),
 }
 
-struct OpsOf<V>(PhantomData<V>);
+fn type_id_of<V: 'static>() -> TypeId {
+    TypeId::of::<V>()
+}
 
-impl<V: Clone + Send + Sync + 'static> OpsOf<V> {
+struct InlineOps<V>(PhantomData<V>);
+
+impl<V: Clone + Send + Sync + 'static> InlineOps<V> {
     const OPS: Ops = Ops {
-        clone: clone_inline::<V>,
-        drop: drop_inline::<V>,
+        kind: Kind::Inline,
+        type_id: type_id_of::<V>,
+        clone: clone_held::<V>,
+        drop: drop_held::<V>,
         share: share_inline::<V>,
         any: any_inline::<V>,
     };
 }
 
-// SAFETY (the four below): called only through the `Ops` of the `V` that
-// `Inline::new` wrote at `data`, with a pointer to that live `V`.
-unsafe fn clone_inline<V: Clone + Send + Sync + 'static>(data: *const ()) -> Inline {
-    // SAFETY: see above.
-    let value = unsafe { &*data.cast::<V>() };
-    Inline::new(value.clone()).unwrap_or_else(|_| unreachable!("V fitted before"))
+struct ArcOps<V>(PhantomData<V>);
+
+impl<V: Send + Sync + 'static> ArcOps<V> {
+    const OPS: Ops = Ops {
+        kind: Kind::Arc,
+        type_id: type_id_of::<V>,
+        clone: clone_held::<Arc<V>>,
+        drop: drop_held::<Arc<V>>,
+        share: share_arc::<V>,
+        any: any_arc::<V>,
+    };
 }
 
-unsafe fn drop_inline<V>(data: *mut ()) {
-    // SAFETY: see above; `Inline::drop` calls this once.
-    unsafe { std::ptr::drop_in_place(data.cast::<V>()) }
+/// The operations of a [`SharedValue`]. A static: one address.
+static DYN_OPS: Ops = Ops {
+    kind: Kind::Dyn,
+    type_id: type_id_of::<DynMarker>,
+    clone: clone_held::<SharedValue>,
+    drop: drop_held::<SharedValue>,
+    share: share_dyn,
+    any: any_dyn,
+};
+
+/// The type `DYN_OPS` names, which no value has.
+struct DynMarker;
+
+// SAFETY (the functions below): called only through the `Ops` that the
+// constructors stored beside the data, with a pointer to that live data
+// (a `T` for the `*_held::<T>` ones).
+unsafe fn clone_held<T: Clone>(from: *const (), to: *mut ()) {
+    // SAFETY: see above; `to` is room for a `T` (it fitted before).
+    unsafe { to.cast::<T>().write((*from.cast::<T>()).clone()) }
+}
+
+unsafe fn drop_held<T>(data: *mut ()) {
+    // SAFETY: see above; `Value::drop` calls this once.
+    unsafe { std::ptr::drop_in_place(data.cast::<T>()) }
 }
 
 unsafe fn share_inline<V: Clone + Send + Sync + 'static>(data: *const ()) -> SharedValue {
@@ -87,69 +122,86 @@ unsafe fn any_inline<V: Send + Sync + 'static>(data: *const ()) -> *const (dyn A
     data.cast::<V>() as *const (dyn Any + Send + Sync)
 }
 
-/// Whether a `V` can be kept inline.
-const fn fits<V>() -> bool {
-    size_of::<V>() <= size_of::<[usize; WORDS]>() && align_of::<V>() <= align_of::<usize>()
+unsafe fn share_arc<V: Send + Sync + 'static>(data: *const ()) -> SharedValue {
+    // SAFETY: see above.
+    unsafe { &*data.cast::<Arc<V>>() }.clone()
 }
 
-impl Inline {
-    /// `value` inline, or back when it does not fit.
-    #[inline]
-    fn new<V: Clone + Send + Sync + 'static>(value: V) -> Result<Inline, V> {
-        if !fits::<V>() {
-            return Err(value);
-        }
+unsafe fn any_arc<V: Send + Sync + 'static>(data: *const ()) -> *const (dyn Any + Send + Sync) {
+    // SAFETY: see above.
+    Arc::as_ptr(unsafe { &*data.cast::<Arc<V>>() }) as *const (dyn Any + Send + Sync)
+}
+
+unsafe fn share_dyn(data: *const ()) -> SharedValue {
+    // SAFETY: see above.
+    unsafe { &*data.cast::<SharedValue>() }.clone()
+}
+
+unsafe fn any_dyn(data: *const ()) -> *const (dyn Any + Send + Sync) {
+    // SAFETY: see above.
+    Arc::as_ptr(unsafe { &*data.cast::<SharedValue>() })
+}
+
+/// Whether a `T` can be kept in `data`.
+const fn fits<T>() -> bool {
+    size_of::<T>() <= size_of::<[usize; WORDS]>() && align_of::<T>() <= align_of::<usize>()
+}
+
+// SAFETY: a `Value` is only made (by its constructors) from a `V: Send +
+// Sync`, an `Arc` of one, or a `SharedValue`, and owns it; sending or sharing
+// the `Value` sends or shares that.
+unsafe impl Send for Value {}
+// SAFETY: as above.
+unsafe impl Sync for Value {}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        // SAFETY: `data` holds the live data `ops` belongs to; dropped once.
+        unsafe { (self.ops.drop)(self.data.as_mut_ptr().cast()) }
+    }
+}
+
+impl Clone for Value {
+    fn clone(&self) -> Value {
         let mut data = MaybeUninit::<[usize; WORDS]>::uninit();
-        // SAFETY: `data` is large and aligned enough for a `V` (checked above).
-        unsafe { data.as_mut_ptr().cast::<V>().write(value) };
-        Ok(Inline {
+        // SAFETY: `self.data` holds the live data `ops` belongs to, and
+        // `data` has the same room.
+        unsafe { (self.ops.clone)(self.ptr(), data.as_mut_ptr().cast()) };
+        Value {
             data,
-            ops: &OpsOf::<V>::OPS,
-        })
+            ops: self.ops,
+        }
+    }
+}
+
+impl Value {
+    /// `held` in `data`, with its operations.
+    #[inline]
+    fn holding<T>(held: T, ops: &'static Ops) -> Value {
+        const { assert!(fits::<T>()) };
+        let mut data = MaybeUninit::<[usize; WORDS]>::uninit();
+        // SAFETY: `data` is large and aligned enough for a `T` (asserted).
+        unsafe { data.as_mut_ptr().cast::<T>().write(held) };
+        Value { data, ops }
     }
 
     #[inline(always)]
     fn ptr(&self) -> *const () {
         self.data.as_ptr().cast()
     }
-}
 
-impl Drop for Inline {
-    fn drop(&mut self) {
-        // SAFETY: `data` holds the live value `ops` belongs to; dropped once.
-        unsafe { (self.ops.drop)(self.data.as_mut_ptr().cast()) }
-    }
-}
-
-impl Clone for Inline {
-    fn clone(&self) -> Inline {
-        // SAFETY: `data` holds the live value `ops` belongs to.
-        unsafe { (self.ops.clone)(self.ptr()) }
-    }
-}
-
-impl Clone for Value {
-    fn clone(&self) -> Value {
-        Value {
-            type_id: self.type_id,
-            repr: match &self.repr {
-                Repr::Inline(inline) => Repr::Inline(inline.clone()),
-                Repr::Shared(shared) => Repr::Shared(shared.clone()),
-            },
-        }
-    }
-}
-
-impl Value {
-    /// A value of a known type: inline when it fits.
+    /// A value of a known type: inline when it fits, else in an `Arc`.
     pub(crate) fn new<V: Clone + Send + Sync + 'static>(value: V) -> Value {
-        let repr = match Inline::new(value) {
-            Ok(inline) => Repr::Inline(inline),
-            Err(value) => Repr::Shared(Arc::new(value)),
-        };
-        Value {
-            type_id: TypeId::of::<V>(),
-            repr,
+        if fits::<V>() {
+            let mut data = MaybeUninit::<[usize; WORDS]>::uninit();
+            // SAFETY: `data` is large and aligned enough for a `V` (checked).
+            unsafe { data.as_mut_ptr().cast::<V>().write(value) };
+            Value {
+                data,
+                ops: &InlineOps::<V>::OPS,
+            }
+        } else {
+            Value::holding(Arc::new(value), &ArcOps::<V>::OPS)
         }
     }
 
@@ -160,85 +212,109 @@ impl Value {
         shared: SharedValue,
     ) -> Value {
         if fits::<V>() {
-            Value::new(value.clone())
-        } else {
-            Value::from_shared(shared)
+            return Value::new(value.clone());
+        }
+        match shared.downcast::<V>() {
+            Ok(typed) => Value::holding(typed, &ArcOps::<V>::OPS),
+            Err(shared) => Value::from_shared(shared),
         }
     }
 
     /// A value already shared.
     pub(crate) fn from_shared(shared: SharedValue) -> Value {
-        Value {
-            type_id: Any::type_id(&*shared),
-            repr: Repr::Shared(shared),
-        }
+        Value::holding(shared, &DYN_OPS)
     }
 
     /// The value, if it is a `V`.
     #[inline(always)]
     pub(crate) fn downcast_ref<V: 'static>(&self) -> Option<&V> {
-        if self.type_id != TypeId::of::<V>() {
-            return None;
+        if self.ops.kind == Kind::Inline {
+            if (self.ops.type_id)() != TypeId::of::<V>() {
+                return None;
+            }
+            // SAFETY: inline operations whose type is `V`'s are only stored
+            // (by `new`) beside a live `V` in `data`.
+            return Some(unsafe { &*self.ptr().cast::<V>() });
         }
-        let ptr = match &self.repr {
-            Repr::Inline(inline) => inline.ptr(),
-            Repr::Shared(shared) => Arc::as_ptr(shared).cast(),
-        };
-        // SAFETY: `type_id` is the concrete type of the value at `ptr` (see the
-        // field), and it is `V`'s, so `ptr` points to a live `V` owned by `self`.
-        Some(unsafe { &*ptr.cast::<V>() })
+        self.downcast_shared()
+    }
+
+    /// [`downcast_ref`](Self::downcast_ref) of a value behind an `Arc`.
+    #[inline(never)]
+    fn downcast_shared<V: 'static>(&self) -> Option<&V> {
+        match self.ops.kind {
+            Kind::Dyn => {
+                // SAFETY: `DYN_OPS` is only stored beside a `SharedValue`.
+                let shared = unsafe { &*self.ptr().cast::<SharedValue>() };
+                (**shared).downcast_ref::<V>()
+            }
+            _ if (self.ops.type_id)() != TypeId::of::<V>() => None,
+            // SAFETY: `V`'s `Arc` operations (its type id is `V`'s) are only
+            // stored beside an `Arc<V>`.
+            Kind::Arc => Some(unsafe { &**self.ptr().cast::<Arc<V>>() }),
+            // SAFETY: as in `downcast_ref`.
+            Kind::Inline => Some(unsafe { &*self.ptr().cast::<V>() }),
+        }
     }
 
     /// The concrete type of the value.
     pub(crate) fn type_id(&self) -> TypeId {
-        self.type_id
+        match self.ops.kind {
+            Kind::Dyn => {
+                // SAFETY: `DYN_OPS` is only stored beside a `SharedValue`.
+                let shared = unsafe { &*self.ptr().cast::<SharedValue>() };
+                Any::type_id(&**shared)
+            }
+            _ => (self.ops.type_id)(),
+        }
     }
 
     /// The value as shared: a reference count, or for an inline value a
     /// clone into a new `Arc` (off the hit path: fail-safe, joined loads).
     pub(crate) fn to_shared(&self) -> SharedValue {
-        match &self.repr {
-            // SAFETY: `data` holds the live value `ops` belongs to.
-            Repr::Inline(inline) => unsafe { (inline.ops.share)(inline.ptr()) },
-            Repr::Shared(shared) => shared.clone(),
-        }
+        // SAFETY: `data` holds the live data `ops` belongs to.
+        unsafe { (self.ops.share)(self.ptr()) }
     }
 
     /// The value as `dyn Any` (for weighers).
     pub(crate) fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        match &self.repr {
-            // SAFETY: `data` holds the live value `ops` belongs to, borrowed
-            // for as long as `self`.
-            Repr::Inline(inline) => unsafe { &*(inline.ops.any)(inline.ptr()) },
-            Repr::Shared(shared) => &**shared,
-        }
+        // SAFETY: `data` holds the live data `ops` belongs to, borrowed for
+        // as long as `self`.
+        unsafe { &*(self.ops.any)(self.ptr()) }
     }
 
     /// The value itself, if it is a `V`: moved out when nobody else holds
     /// it (inline, or the last reference to its `Arc`), else cloned.
     pub(crate) fn take<V: Clone + Send + Sync + 'static>(self) -> Result<V, Value> {
-        if self.type_id != TypeId::of::<V>() {
+        if self.type_id() != TypeId::of::<V>() {
             return Err(self);
         }
-        match self.repr {
-            Repr::Inline(inline) => {
-                // Not dropped: the value is moved out below.
-                let inline = std::mem::ManuallyDrop::new(inline);
-                // SAFETY: `type_id` is `V`'s (checked above), so `data` holds
-                // a live `V`; `ManuallyDrop` keeps `Inline::drop` from
-                // dropping it again after this read moves it out.
-                Ok(unsafe { inline.ptr().cast::<V>().read() })
+        // Not dropped: what it holds is moved out below.
+        let this = ManuallyDrop::new(self);
+        match this.ops.kind {
+            // SAFETY: the type is `V`'s (checked above), so `data` holds a
+            // live `V`; `ManuallyDrop` keeps `Value::drop` from dropping it
+            // again after this read moves it out.
+            Kind::Inline => Ok(unsafe { this.ptr().cast::<V>().read() }),
+            Kind::Arc => {
+                // SAFETY: as above, an `Arc<V>`, moved out once.
+                let arc = unsafe { this.ptr().cast::<Arc<V>>().read() };
+                Ok(Arc::try_unwrap(arc).unwrap_or_else(|v| (*v).clone()))
             }
-            Repr::Shared(shared) => match shared.downcast::<V>() {
-                Ok(shared) => Ok(Arc::try_unwrap(shared).unwrap_or_else(|v| (*v).clone())),
-                Err(shared) => Err(Value::from_shared(shared)),
-            },
+            Kind::Dyn => {
+                // SAFETY: as above, a `SharedValue`, moved out once.
+                let shared = unsafe { this.ptr().cast::<SharedValue>().read() };
+                match shared.downcast::<V>() {
+                    Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|v| (*v).clone())),
+                    Err(shared) => Err(Value::from_shared(shared)),
+                }
+            }
         }
     }
 
     #[cfg(test)]
     fn is_inline(&self) -> bool {
-        matches!(self.repr, Repr::Inline(_))
+        self.ops.kind == Kind::Inline
     }
 }
 
@@ -256,6 +332,7 @@ mod tests {
         assert!(!Value::new([0u64; 4]).is_inline());
         assert!(!Value::new(0u128).is_inline(), "align 16 > a word");
         assert!(!Value::from_shared(Arc::new(1u8)).is_inline());
+        assert_eq!(std::mem::size_of::<Value>(), 32, "no TypeId beside it");
     }
 
     #[test]
@@ -285,6 +362,22 @@ mod tests {
         }
         let big = Value::new([7u64; 4]);
         assert_eq!(big.downcast_ref::<[u64; 4]>(), Some(&[7u64; 4]));
+        assert!(big.downcast_ref::<[u64; 3]>().is_none());
+        assert_eq!(big.type_id(), TypeId::of::<[u64; 4]>());
+        // A load's shared result, typed when the type is known.
+        let shared: SharedValue = Arc::new([8u64; 4]);
+        for value in [
+            Value::new_or_shared(&[8u64; 4], shared.clone()),
+            Value::from_shared(shared),
+        ] {
+            assert_eq!(value.downcast_ref::<[u64; 4]>(), Some(&[8u64; 4]));
+            assert!(value.downcast_ref::<String>().is_none());
+            assert_eq!(value.type_id(), TypeId::of::<[u64; 4]>());
+            assert!(value.as_any().downcast_ref::<[u64; 4]>().is_some());
+            let copy = value.clone();
+            assert_eq!(value.take::<[u64; 4]>().ok(), Some([8u64; 4]));
+            assert!(copy.take::<u8>().is_err());
+        }
     }
 
     /// Counts live instances, to prove inline values are cloned and dropped

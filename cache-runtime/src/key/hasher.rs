@@ -63,7 +63,7 @@ impl KeyHasher {
         Key {
             repr: Repr::Hashed {
                 site,
-                hash: self.buf.hash(),
+                hash: self.buf.hash().into(),
             },
         }
     }

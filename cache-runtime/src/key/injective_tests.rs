@@ -209,8 +209,8 @@ fn raw_entry(key: &Key, ns: &str) -> String {
         Repr::Hashed { site, hash } => {
             let name = super::reserved::escaped(site.name);
             match site.version {
-                Some(v) => format!("{ns}:{name}#v{v}#{hash:032x}"),
-                None => format!("{ns}:{name}#{hash:032x}"),
+                Some(v) => format!("{ns}:{name}#v{v}#{:032x}", hash.get()),
+                None => format!("{ns}:{name}#{:032x}", hash.get()),
             }
         }
         Repr::Invalid => unreachable!("not generated"),
@@ -260,7 +260,7 @@ fn add_all(pool: &mut Pool, ns: &'static str, args: &[String]) {
             let key = Key {
                 repr: Repr::Hashed {
                     site: site(name, version),
-                    hash,
+                    hash: hash.into(),
                 },
             };
             let group = format!("{name}/{version:?}");

@@ -94,7 +94,7 @@ pub struct Key {
 #[derive(Clone, Debug)]
 pub(crate) enum Repr {
     /// Default key: the function's identity and the hash of its arguments.
-    Hashed { site: &'static Site, hash: u128 },
+    Hashed { site: &'static Site, hash: Hash128 },
     /// A rendered template or a key given to the manual API. Up to 23 bytes
     /// are kept inline: no allocation to build, clone or drop.
     Text(KeyText),
@@ -248,10 +248,42 @@ impl Repr {
     #[inline]
     pub(crate) fn hash64(&self) -> u64 {
         match self {
-            Repr::Hashed { hash, .. } => *hash as u64,
+            Repr::Hashed { hash, .. } => hash.low(),
             Repr::Text(text) => text.hash64(text_seed()),
             Repr::Invalid => 0,
         }
+    }
+}
+
+/// A default key's 128-bit hash, as two words: `u128`'s 16-byte alignment
+/// would pad every memory entry (key and value) to a multiple of 16 bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hash128([u64; 2]);
+
+impl Hash128 {
+    /// The hash, whole.
+    #[inline]
+    pub(crate) fn get(self) -> u128 {
+        u128::from(self.0[0]) | (u128::from(self.0[1]) << 64)
+    }
+
+    /// Its low 64 bits.
+    #[inline(always)]
+    pub(crate) fn low(self) -> u64 {
+        self.0[0]
+    }
+}
+
+impl From<u128> for Hash128 {
+    #[inline(always)]
+    fn from(hash: u128) -> Hash128 {
+        Hash128([hash as u64, (hash >> 64) as u64])
+    }
+}
+
+impl std::fmt::Debug for Hash128 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.get())
     }
 }
 

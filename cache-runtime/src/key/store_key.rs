@@ -91,7 +91,7 @@ fn entry_pieces(key: &Key, out: &mut impl FnMut(&[u8])) {
                 out(decimal(v, &mut [0; 20]).as_bytes());
             }
             out(b"#");
-            out(&hex(*hash));
+            out(&hex(hash.get()));
         }
         Repr::Text(text) => out(text.as_bytes()),
         // Never stored (such a call runs uncached); named for logs only.
@@ -173,7 +173,7 @@ mod tests {
         let key = Key {
             repr: Repr::Hashed {
                 site: &SITE,
-                hash: 0xab,
+                hash: 0xab.into(),
             },
         };
         let hex = format!("{:032x}", 0xab);
@@ -181,7 +181,7 @@ mod tests {
         let odd = Key {
             repr: Repr::Hashed {
                 site: &ODD,
-                hash: 0xab,
+                hash: 0xab.into(),
             },
         };
         assert_eq!(odd.full("app"), format!("app:a%23v1%7E#{hex}"));
