@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use futures_util::FutureExt;
 
+use super::missed::Lead;
 use super::plan::Plan;
-use super::slow::Lead;
 use super::store::{store, Write};
 use super::Kind;
 use crate::events::{Call, LoadOutcome};
