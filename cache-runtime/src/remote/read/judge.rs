@@ -41,6 +41,14 @@ pub(super) enum Found<'b> {
 }
 
 impl<'b> Found<'b> {
+    /// The entry's header, if it was readable.
+    pub(super) fn header(&self) -> Option<&Header<'b>> {
+        match self {
+            Found::Entry(header, _) => Some(header),
+            Found::Absent | Found::Unreadable => None,
+        }
+    }
+
     /// Checks `bytes` (at most `max` long, checksum, header); an unreadable
     /// entry is counted here, once, however often it is judged.
     pub(super) fn decode(cache: &Cache, key: &Key, bytes: Option<&'b [u8]>, max: usize) -> Self {

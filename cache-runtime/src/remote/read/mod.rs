@@ -26,24 +26,24 @@
 //! (a guess could resurrect an invalidated value), and such a load skips the
 //! remote write (`flow::store`).
 
+mod header;
 mod judge;
 mod many;
+mod trips;
 
-use std::collections::HashMap;
-
+use header::HeaderTags;
 pub(crate) use judge::{decode_for, DecodeFn};
 use judge::{judge_tagged, serve, Found, Judged};
 pub(crate) use many::read_many;
+use trips::Second;
 
-use crate::events::FaultKind;
 use crate::key::Key;
 use crate::memory::{Entry, Value};
 use crate::remote::entry::Header;
 use crate::remote::known::{KnownVersions, Versions};
 use crate::remote::store::StoreError;
-use crate::remote::Remote;
-use crate::store::{Fetch, Fetched};
-use crate::tags::{Observed, TagSnapshot};
+use crate::store::Fetch;
+use crate::tags::TagSnapshot;
 use crate::value::SharedValue;
 use crate::Cache;
 
@@ -166,13 +166,6 @@ pub(crate) async fn read_one(
 /// remote tier, every key is unread.
 pub(crate) async fn read(cache: &Cache, wants: &[Want<'_>], how: How) -> Reads {
     let inner = &cache.inner;
-    let unread = |asks: &[Ask<'_>], error| Reads {
-        reads: asks
-            .iter()
-            .map(|a| RemoteRead::unread(a.vouched()))
-            .collect(),
-        error,
-    };
     let Some(remote) = &inner.remote else {
         let reads = wants.iter().map(|_| RemoteRead::unread(None)).collect();
         return Reads { reads, error: None };
@@ -203,9 +196,18 @@ pub(crate) async fn read(cache: &Cache, wants: &[Want<'_>], how: How) -> Reads {
     let ticket = known
         .filter(|_| asks_versions)
         .and_then(KnownVersions::ticket);
-    let answers = match fetch(cache, remote, &requests).await {
+    let answers = match trips::fetch(cache, remote, &requests).await {
         Ok(answers) => answers,
-        Err(error) => return unread(&asks, Some(error)),
+        Err(error) => {
+            let reads = asks
+                .iter()
+                .map(|a| RemoteRead::unread(a.vouched()))
+                .collect();
+            return Reads {
+                reads,
+                error: Some(error),
+            };
+        }
     };
     let max = remote.max_entry();
     let found: Vec<Found<'_>> = answers
@@ -261,15 +263,8 @@ pub(crate) async fn read(cache: &Cache, wants: &[Want<'_>], how: How) -> Reads {
                     headed.push((i, j - 1));
                 }
                 Found::Entry(header, payload) if now < header.fresh_until => {
-                    let read = serve(
-                        cache,
-                        want.key,
-                        how,
-                        header,
-                        payload,
-                        |_| TagSnapshot::default(),
-                        None,
-                    );
+                    let untagged = |_| TagSnapshot::default();
+                    let read = serve(cache, want.key, how, header, payload, untagged, None);
                     reads[i] = Some(read);
                 }
                 _ => reads[i] = Some(RemoteRead::missed(None)),
@@ -277,87 +272,42 @@ pub(crate) async fn read(cache: &Cache, wants: &[Want<'_>], how: How) -> Reads {
             Ask::Skipped => {}
         }
     }
-    // The header keys' tags, and a snapshot of them before their versions
-    // are read: an invalidation while they travel makes the promoted
-    // entries born invalid.
-    let mut names: Vec<String> = Vec::new();
-    for &(_, j) in &headed {
-        if let Found::Entry(header, _) = &found[j] {
-            names.extend(header.tags.iter().map(|(name, _)| name.to_string()));
+    let headers: Vec<&Header<'_>> = headed
+        .iter()
+        .filter_map(|&(_, j)| found[j].header())
+        .collect();
+    let mut header_tags = HeaderTags::new(cache, known, &headers);
+    // The second round trip, when needed: every tag still to be read, at once.
+    let mut names: Vec<String> = header_tags.to_read().to_vec();
+    for &(i, _) in &again {
+        if let Ask::Tagged { tags, .. } = &asks[i] {
+            names.extend(tags.iter().cloned());
         }
     }
     names.sort();
     names.dedup();
-    let local = inner.tags.snapshot(&names);
-    let entries = || {
-        headed.iter().filter_map(|&(_, j)| match &found[j] {
-            Found::Entry(header, _) => Some(header),
-            _ => None,
-        })
-    };
-    let pending = !names.is_empty() && inner.tags.any_pending(&names);
-    // The versions this process knows, when it trusts them all and every
-    // entry recorded them: no second round trip for the header keys.
-    let from_known = (!names.is_empty() && !pending)
-        .then(|| known.and_then(|k| k.versions(&names, crate::clock::now_millis())))
-        .flatten()
-        .and_then(|versions| {
-            if local.observe(&names, versions.as_slice()) == Observed::Outdated {
-                return None;
-            }
-            let current: HashMap<&str, u64> = names
-                .iter()
-                .map(String::as_str)
-                .zip(versions.as_slice().iter().copied())
-                .collect();
-            entries().all(|h| valid(&current, h)).then_some(current)
-        });
-    let header_asks = !names.is_empty() && !pending && from_known.is_none();
-    // The second round trip: every tag still to be read, at once.
-    let mut second: Vec<String> = if header_asks {
-        names.clone()
-    } else {
-        Vec::new()
-    };
-    for &(i, _) in &again {
-        if let Ask::Tagged { tags, .. } = &asks[i] {
-            second.extend(tags.iter().cloned());
-        }
-    }
-    second.sort();
-    second.dedup();
     let mut error = None;
-    let read_again = match second.is_empty() {
-        true => HashMap::new(),
+    let second = if names.is_empty() {
+        Second::default()
+    } else {
         // Boxed: the rare second round trip stays out of every hit's future.
-        false => match Box::pin(versions(cache, remote, known, &second)).await {
-            Ok(versions) => second.iter().map(String::as_str).zip(versions).collect(),
+        match Box::pin(Second::read(cache, remote, known, names)).await {
+            Ok(second) => second,
             Err(failed) => {
                 error = Some(failed);
-                HashMap::new()
+                Second::default()
             }
-        },
+        }
     };
     for (i, j) in again {
         let Ask::Tagged { tags, snapshot, .. } = &asks[i] else {
             continue;
         };
-        let versions: Option<Vec<u64>> = tags
-            .iter()
-            .map(|t| read_again.get(t.as_str()).copied())
-            .collect();
-        reads[i] = Some(match versions {
+        reads[i] = Some(match second.pick(tags.iter().map(String::as_str)) {
             Some(versions) => {
                 let snapshot = snapshot.as_ref();
-                match judge_tagged(
-                    cache,
-                    wants[i].key,
-                    how,
-                    tags,
-                    snapshot,
-                    &found[j],
-                    &versions,
-                ) {
+                let found = &found[j];
+                match judge_tagged(cache, wants[i].key, how, tags, snapshot, found, &versions) {
                     Judged::Read(read) => read,
                     Judged::NotCurrent => RemoteRead::missed(Some(&versions)),
                 }
@@ -365,41 +315,14 @@ pub(crate) async fn read(cache: &Cache, wants: &[Want<'_>], how: How) -> Reads {
             None => RemoteRead::unread(asks[i].vouched()),
         });
     }
-    // Header keys: valid only against versions read or known, never while
-    // one of their tags awaits an invalidation, nor against versions older
-    // than this process saw.
-    let current = match from_known {
-        Some(current) => current,
-        None if header_asks => {
-            let versions: Option<Vec<u64>> = names
-                .iter()
-                .map(|n| read_again.get(n.as_str()).copied())
-                .collect();
-            match versions {
-                Some(versions) if local.observe(&names, &versions) == Observed::Current => {
-                    names.iter().map(String::as_str).zip(versions).collect()
-                }
-                // Not read (the error), or older than versions seen here.
-                _ => HashMap::new(),
-            }
-        }
-        None => HashMap::new(),
-    };
+    header_tags.read(&second);
     for (i, j) in headed {
         let Found::Entry(header, payload) = &found[j] else {
             continue;
         };
-        reads[i] = Some(if valid(&current, header) {
-            let tags: Vec<&str> = header.tags.iter().map(|(n, _)| n.as_ref()).collect();
-            serve(
-                cache,
-                wants[i].key,
-                how,
-                header,
-                payload,
-                |_| local.only(&tags),
-                None,
-            )
+        reads[i] = Some(if header_tags.valid(header) {
+            let snapshot = |_| header_tags.snapshot(header);
+            serve(cache, wants[i].key, how, header, payload, snapshot, None)
         } else {
             RemoteRead::missed(None)
         });
@@ -435,70 +358,4 @@ fn ask<'w>(cache: &Cache, known: Option<&KnownVersions>, want: &Want<'w>) -> Ask
         snapshot,
         known,
     }
-}
-
-/// Whether every tag version `header` recorded is in `current`.
-fn valid(current: &HashMap<&str, u64>, header: &Header<'_>) -> bool {
-    header
-        .tags
-        .iter()
-        .all(|(name, version)| current.get(name.as_ref()) == Some(version))
-}
-
-/// One round trip for `requests`, answered in order. One request (every
-/// `#[cached]` call) is a `fetch`, as the store's `fetch_batch` of one is.
-async fn fetch(
-    cache: &Cache,
-    remote: &Remote,
-    requests: &[Fetch<'_>],
-) -> Result<Vec<Fetched>, StoreError> {
-    let counters = &cache.inner.counters;
-    let answers = match requests {
-        [] => return Ok(Vec::new()),
-        [one] => vec![remote.call(counters, |s| s.fetch(*one)).await?],
-        _ => remote.call(counters, |s| s.fetch_batch(requests)).await?,
-    };
-    let matches = answers.len() == requests.len()
-        && answers
-            .iter()
-            .zip(requests)
-            .all(|(a, r)| a.versions.len() == r.tag_count());
-    if matches {
-        Ok(answers)
-    } else {
-        broken(cache, "a fetch's answer does not match its request")
-    }
-}
-
-/// The versions of `tags` (one round trip), learnt by the known-versions table.
-async fn versions(
-    cache: &Cache,
-    remote: &Remote,
-    known: Option<&KnownVersions>,
-    tags: &[String],
-) -> Result<Vec<u64>, StoreError> {
-    let inner = &cache.inner;
-    let tag_keys: Vec<String> = tags
-        .iter()
-        .map(|t| Remote::tag_key(&inner.namespace, t))
-        .collect();
-    let ticket = known.and_then(KnownVersions::ticket);
-    let versions = remote
-        .call(&inner.counters, |s| s.versions(&tag_keys))
-        .await?;
-    if versions.len() != tags.len() {
-        return broken(cache, "a versions answer does not match its request");
-    }
-    if let (Some(known), Some(ticket)) = (known, ticket) {
-        known.learn(tags, &versions, ticket);
-    }
-    Ok(versions)
-}
-
-/// A store that answered out of its contract: a fault, and nothing read.
-#[cold]
-fn broken<T>(cache: &Cache, what: &str) -> Result<T, StoreError> {
-    cache.inner.counters.fault(FaultKind::Other);
-    tracing::warn!("remote store: {what}");
-    Err(StoreError::Backend(what.to_owned()))
 }
