@@ -151,6 +151,11 @@ pub(crate) async fn read_one(
     snapshot: Option<&TagSnapshot>,
     how: How,
 ) -> RemoteRead {
+    // Memory only: nothing to read, and no batch to build (a memory miss
+    // with single flight comes through here).
+    if cache.inner.remote.is_none() {
+        return RemoteRead::unread(None);
+    }
     let want = Want {
         key,
         tags: Some(tags),
