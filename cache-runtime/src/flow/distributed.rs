@@ -10,9 +10,9 @@
 use std::any::TypeId;
 use std::time::{Duration, Instant};
 
-use super::remote_read::{read_remote, DecodeFn, RemoteRead};
-use super::slow::{Lead, Missed};
+use super::missed::{Lead, Missed};
 use crate::remote::lock::{LockGuard, LOAD_LOCK_TTL};
+use crate::remote::read::{read_one, DecodeFn, How, RemoteRead};
 use crate::remote::Remote;
 use crate::Cache;
 
@@ -29,6 +29,10 @@ pub(crate) async fn lead_across_processes(
     let lock_key = Remote::load_lock_key(&inner.config.namespace, &lead.key);
     let deadline = Instant::now() + MAX_WAIT;
     let mut backoff = Duration::from_millis(5);
+    let how = How {
+        decode,
+        refreshable: lead.plan.refreshable,
+    };
     loop {
         let lock = match LockGuard::try_take(cache, lock_key.clone(), LOAD_LOCK_TTL).await {
             Ok(lock) => lock,
@@ -40,7 +44,7 @@ pub(crate) async fn lead_across_processes(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
-        match read_remote(cache, &lead.key, &lead.tags, &lead.plan, decode, None).await {
+        match read_one(cache, &lead.key, &lead.tags, None, how).await {
             RemoteRead::Fresh(value) if value.type_id() == value_type => {
                 if let Some(lock) = lock {
                     let _ = lock.release().await;
@@ -56,12 +60,17 @@ pub(crate) async fn lead_across_processes(
                 }
                 return Missed::Value(value, crate::events::GetResult::Hit);
             }
-            RemoteRead::Miss { versions: None, .. } => return Missed::Lead(lead),
+            // The remote tier fails: load without it (with the versions
+            // read before the lock).
+            RemoteRead::Miss { failed: true, .. } => return Missed::Lead(lead),
             RemoteRead::Miss {
-                versions: Some(versions),
+                versions,
                 fail_safe,
+                failed: false,
             } => {
-                lead.remote_versions = Some(versions);
+                if versions.is_some() {
+                    lead.remote_versions = versions;
+                }
                 lead.fail_safe = lead.fail_safe.take().or(fail_safe);
             }
             RemoteRead::Fresh(_) | RemoteRead::Stale(_) => {}

@@ -9,9 +9,9 @@
 
 mod distributed;
 mod lookup;
+mod missed;
 pub(crate) mod plan;
 mod refresh;
-mod remote_read;
 mod slow;
 mod store;
 mod ticket;
@@ -23,8 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use refresh::Refresher;
-use remote_read::decode_for;
-pub(crate) use remote_read::entry_from;
 pub(crate) use store::{load_snapshot, remote_versions, store as store_value, Write};
 pub use ticket::Ticket;
 
@@ -33,11 +31,13 @@ use crate::events::{Call, FaultKind, GetResult};
 use crate::key::Key;
 use crate::outcome::ReturnKind;
 use crate::private::Site;
+use crate::remote::read::decode_for;
 use crate::stats::Got;
 use crate::Cache;
 use lookup::{fresh_value, judge_memory, Found};
+use missed::{Lead, Missed};
 use plan::Plan;
-use slow::{miss, Lead, MissCall, Missed};
+use slow::{miss, MissCall};
 
 /// What the caller does next.
 pub enum Step<M, R> {

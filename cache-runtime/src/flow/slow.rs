@@ -10,81 +10,18 @@ use std::pin::Pin;
 use std::time::Instant;
 
 use super::distributed::lead_across_processes;
+use super::missed::{Lead, Missed};
 use super::plan::Plan;
-use super::remote_read::{read_remote, DecodeFn, RemoteRead};
-use super::{trace, Refresher, Step, Ticket};
+use super::trace;
 use crate::clock::now_millis;
 use crate::events::{Call, FaultKind, GetResult};
 use crate::flight::{Join, LeadGuard};
 use crate::key::Key;
-use crate::memory::Entry;
-use crate::outcome::ReturnKind;
-use crate::remote::lock::LockGuard;
+use crate::remote::read::{read_one, DecodeFn, How, RemoteRead};
 use crate::stats::Got;
 use crate::tags::TagSnapshot;
 use crate::value::{SharedValue, Value};
 use crate::Cache;
-
-/// How a miss ended.
-pub(crate) enum Missed {
-    /// A value of the caller's type: another caller's load or an entry
-    /// stored meanwhile (`Miss`: the call missed), or a fresh remote entry
-    /// (`Hit`).
-    Value(Value, GetResult),
-    /// A stale remote entry: served, refreshed in the background by whoever
-    /// holds `guard`.
-    Stale {
-        entry: Entry,
-        key: Key,
-        plan: Plan,
-        guard: Option<LeadGuard>,
-    },
-    /// The caller runs the function.
-    Lead(Lead),
-}
-
-pub(crate) struct Lead {
-    pub(crate) key: Key,
-    pub(crate) plan: Plan,
-    pub(crate) tags: Vec<String>,
-    pub(crate) guard: Option<LeadGuard>,
-    pub(crate) fail_safe: Option<SharedValue>,
-    pub(crate) remote_versions: Option<Vec<u64>>,
-    /// The distributed lock, when this caller loads for every process.
-    pub(crate) lock: Option<LockGuard>,
-}
-
-impl Missed {
-    pub(crate) fn into_step<M: ReturnKind<R>, R>(self, cache: &Cache) -> Step<M, R> {
-        match self {
-            // Moved out when nobody else holds it (a storage-only hit).
-            Missed::Value(value, _) => match value.take::<M::Value>() {
-                Ok(value) => Step::Hit(M::join(value)),
-                // `miss` checked the type; unreachable, but degrade rather than panic.
-                Err(_) => Step::Load(Ticket::uncached(cache)),
-            },
-            Missed::Stale {
-                entry,
-                key,
-                plan,
-                guard,
-            } => match entry.value.downcast_ref::<M::Value>() {
-                Some(value) => {
-                    let value = M::join(value.clone());
-                    match guard {
-                        Some(guard) => Step::Refresh(
-                            value,
-                            Refresher::new(cache, key, plan, guard, Some(entry)),
-                        ),
-                        None => Step::Hit(value),
-                    }
-                }
-                None => Step::Load(Ticket::uncached(cache)),
-            },
-            Missed::Lead(lead) => Step::Load(Ticket::new(cache, lead)),
-        }
-    }
-}
 
 /// What `miss` needs to know about the call.
 pub(crate) struct MissCall {
@@ -110,6 +47,10 @@ pub(crate) fn told(cache: &Cache, plan: &Plan, key: &Key, result: GetResult) {
 pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     let inner = &cache.inner;
     let (decode, value_type) = (call.decode, call.value_type);
+    let how = How {
+        decode,
+        refreshable: call.plan.refreshable,
+    };
     // Storage-only, every hit reads the remote tier: a flight would only
     // spare reads of one key wanted by many callers at once, and costs every
     // hit its bookkeeping. So read first, and join the flight only on a miss.
@@ -118,11 +59,8 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
     // A miss read before the flight: its fail-safe value and tag versions.
     let mut earlier = None;
     if !inner.tiers.memory.is_enabled() {
-        match read_remote(cache, &call.key, &call.tags, &call.plan, decode, None).await {
-            RemoteRead::Miss {
-                fail_safe,
-                versions,
-            } => earlier = Some((fail_safe, versions)),
+        match read_one(cache, &call.key, &call.tags, None, how).await {
+            miss @ RemoteRead::Miss { .. } => earlier = Some(miss),
             read => {
                 // A hit, or a value of another type (read again below).
                 let hit = match &read {
@@ -174,23 +112,8 @@ pub(crate) async fn miss(cache: &Cache, call: MissCall) -> Missed {
         // have ended since. Not when the remote tier failed (that costs a
         // second timeout), nor under the distributed lock (it reads again
         // once it holds the lock).
-        Some((fail_safe, versions)) if versions.is_none() || call.plan.distributed => {
-            RemoteRead::Miss {
-                fail_safe,
-                versions,
-            }
-        }
-        _ => {
-            read_remote(
-                cache,
-                &call.key,
-                &call.tags,
-                &call.plan,
-                decode,
-                Some(&snapshot),
-            )
-            .await
-        }
+        Some(miss) if failed(&miss) || call.plan.distributed => miss,
+        _ => read_one(cache, &call.key, &call.tags, Some(&snapshot), how).await,
     };
     match settle(cache, read, guard, call) {
         Settled::Done(missed) => missed,
@@ -296,9 +219,11 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
         RemoteRead::Miss {
             fail_safe: remote_fail_safe,
             versions,
+            failed,
         } => {
             trace(cache, &key, "miss, load", started);
-            let distributed = plan.distributed && versions.is_some();
+            // The lock's re-read would fail too: load here.
+            let distributed = plan.distributed && !failed;
             let lead = Lead {
                 key,
                 plan,
@@ -316,6 +241,11 @@ fn settle(cache: &Cache, read: RemoteRead, guard: Option<LeadGuard>, call: MissC
             }
         }
     }
+}
+
+/// Whether `read` is a miss because the remote tier was not read.
+fn failed(read: &RemoteRead) -> bool {
+    matches!(read, RemoteRead::Miss { failed: true, .. })
 }
 
 /// Joins the load of `key` in progress, or leads one: `Ok` with the guard
@@ -372,7 +302,7 @@ mod tests {
             tags: Vec::new(),
             fail_safe: None,
             value_type: TypeId::of::<u8>(),
-            decode: super::super::decode_for::<u8>,
+            decode: crate::remote::read::decode_for::<u8>,
             started: None,
         };
         let future = miss(&cache, call);

@@ -22,7 +22,9 @@ pub(crate) struct Write<'a> {
     pub(crate) key: &'a Key,
     pub(crate) plan: &'a Plan,
     /// The rendered tags and, in the same order, their remote versions read
-    /// before the load began (`None`: unknown, so the remote tier is skipped).
+    /// before the load began, or vouched for when that read failed (no
+    /// tags; the known-versions table's): see `remote::read`. `None`: never
+    /// read, so the remote tier is skipped rather than written with a guess.
     pub(crate) tags: &'a [String],
     pub(crate) remote_versions: Option<Vec<u64>>,
     pub(crate) local: TagSnapshot,

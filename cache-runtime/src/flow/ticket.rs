@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use futures_util::FutureExt;
 
+use super::missed::Lead;
 use super::plan::Plan;
-use super::slow::Lead;
 use super::store::{store, Write};
 use super::Kind;
 use crate::events::{Call, LoadOutcome};
