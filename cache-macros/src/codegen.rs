@@ -30,6 +30,7 @@ pub fn mode(kind: ReturnKind) -> TokenStream {
     let p = private();
     match kind {
         ReturnKind::Result => quote!(#p::AsResult),
+        ReturnKind::ResultOption => quote!(#p::AsResultOption),
         ReturnKind::Option => quote!(#p::AsOption),
         ReturnKind::Plain => quote!(#p::AsPlain),
     }

@@ -28,7 +28,7 @@ pub use crate::flow::{begin, hit, invalidate_after, Begin, Begun, Refresher, Ste
 pub use crate::key::{
     Key, KeyArg, KeyHasher, Placeholder, RenderDirect, RenderDisplay, Template, TemplateValue,
 };
-pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
+pub use crate::outcome::{AsOption, AsPlain, AsResult, AsResultOption, ReturnKind};
 pub use crate::owned::{owned_arg, OwnedArg};
 use crate::Cache;
 
