@@ -99,9 +99,18 @@ async fn ok_none_is_not_stored_in_the_remote_tier() {
     assert_eq!(find_remote(&write_through, 1).await, Ok(None));
     assert_eq!(REMOTE.runs(), 3, "Ok(None) reached the store");
 
-    assert_eq!(find_remote(&storage_only, 2).await, Ok(Some("user 2".into())));
-    assert_eq!(find_remote(&storage_only, 2).await, Ok(Some("user 2".into())));
+    assert_eq!(
+        find_remote(&storage_only, 2).await,
+        Ok(Some("user 2".into()))
+    );
+    assert_eq!(
+        find_remote(&storage_only, 2).await,
+        Ok(Some("user 2".into()))
+    );
     // The other cache reads it from the shared store.
-    assert_eq!(find_remote(&write_through, 2).await, Ok(Some("user 2".into())));
+    assert_eq!(
+        find_remote(&write_through, 2).await,
+        Ok(Some("user 2".into()))
+    );
     assert_eq!(REMOTE.runs(), 4, "Ok(Some) was not stored in the store");
 }

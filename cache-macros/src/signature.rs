@@ -155,15 +155,23 @@ pub fn return_kind(ty: &Type) -> ReturnKind {
         Type::Paren(p) => return_kind(&p.elem),
         Type::Path(p) => match p.path.segments.last() {
             Some(s) if s.ident == "Result" => match first_type_arg(s) {
-                Some(inner) if return_kind(inner) == ReturnKind::Option => {
-                    ReturnKind::ResultOption
-                }
+                Some(inner) if return_kind(inner) == ReturnKind::Option => ReturnKind::ResultOption,
                 _ => ReturnKind::Result,
             },
             Some(s) if s.ident == "Option" => ReturnKind::Option,
             _ => ReturnKind::Plain,
         },
         _ => ReturnKind::Plain,
+    }
+}
+
+/// `T` of a return type `Name<T, ..>` (through parentheses and groups).
+pub fn first_type_arg_of(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Group(g) => first_type_arg_of(&g.elem),
+        Type::Paren(p) => first_type_arg_of(&p.elem),
+        Type::Path(p) => p.path.segments.last().and_then(first_type_arg),
+        _ => None,
     }
 }
 
@@ -341,12 +349,15 @@ mod tests {
 
         for (ret, kind) in [
             ("Result<Option<u8>, E>", ReturnKind::ResultOption),
-            ("io::Result<std::option::Option<u8>>", ReturnKind::ResultOption),
+            (
+                "io::Result<std::option::Option<u8>>",
+                ReturnKind::ResultOption,
+            ),
             ("Result<Vec<Option<u8>>, E>", ReturnKind::Result),
             ("Option<Result<u8, E>>", ReturnKind::Option),
         ] {
-            let a = analyse(&sig(&format!("async fn f() -> {ret}")))
-                .unwrap_or_else(|e| panic!("{e}"));
+            let a =
+                analyse(&sig(&format!("async fn f() -> {ret}"))).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(a.ret_kind, kind, "{ret}");
         }
 

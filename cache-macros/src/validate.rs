@@ -240,8 +240,15 @@ mod tests {
             let e = errors(quote!(cache_none = true), &format!("async fn f() -> {ret}"));
             assert_eq!(e, [REFUSED], "{ret}");
         }
-        for ret in ["Option<u8>", "Result<Option<u8>, E>", "io::Result<Option<u8>>"] {
-            let e = errors(quote!(cache_none = false), &format!("async fn f() -> {ret}"));
+        for ret in [
+            "Option<u8>",
+            "Result<Option<u8>, E>",
+            "io::Result<Option<u8>>",
+        ] {
+            let e = errors(
+                quote!(cache_none = false),
+                &format!("async fn f() -> {ret}"),
+            );
             assert!(e.is_empty(), "{ret}: {e:?}");
         }
     }
