@@ -321,14 +321,21 @@ fn push_copy(
     value: TokenStream,
     binding: TokenStream,
 ) {
-    let p = private();
+    // A parameter that cannot be copied is reported at the parameter.
+    let span = value
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
     match ownership {
         Ownership::Value(ty) => {
-            copies.push(quote!(let #owned = #p::owned_arg(&#value);));
+            let call = quote_spanned!(span=> ::cache_runtime::__private::owned_arg(&#value));
+            copies.push(quote!(let #owned = #call;));
             rebinds.push(quote!(#binding: #ty = #owned;));
         }
         Ownership::Ref(ty) => {
-            copies.push(quote!(let #owned = #p::owned_arg(#value);));
+            let call = quote_spanned!(span=> ::cache_runtime::__private::owned_arg(#value));
+            copies.push(quote!(let #owned = #call;));
             rebinds.push(quote!(#binding: #ty = ::core::borrow::Borrow::borrow(&#owned);));
         }
         // Refresh mode is only chosen when every argument can be copied.
