@@ -30,6 +30,7 @@ pub fn mode(kind: ReturnKind) -> TokenStream {
     let p = private();
     match kind {
         ReturnKind::Result => quote!(#p::AsResult),
+        ReturnKind::ResultOption => quote!(#p::AsResultOption),
         ReturnKind::Option => quote!(#p::AsOption),
         ReturnKind::Plain => quote!(#p::AsPlain),
     }
@@ -48,7 +49,12 @@ pub fn cache_binding(cache: Option<&Expr>, borrow: bool) -> TokenStream {
         // keeps its own handle), so a borrow ends in time for the body to move
         // the arguments: no clone (and no shared reference count) per call.
         Some(expr) if borrow => {
-            let source = local("__cache_source");
+            // At the expression's place, so a value that is not a cache is
+            // reported there.
+            let source = Ident::new(
+                "__cache_source",
+                Span::mixed_site().located_at(expr_span(expr)),
+            );
             let borrowed = quote_spanned!(expr_span(expr)=> #p::cache_ref(#source));
             quote! {
                 let #source = &(#expr);

@@ -53,9 +53,10 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     let tags = codegen::tags_vec(&args.tags);
     let mode = codegen::mode(sig.ret_kind);
     let ret = &sig.ret;
-    // Errors about the return type (not storable, ..) point at it.
+    // Errors about the return type (not storable, ..) point at it, and at
+    // the stored type inside it (`Report` in `Result<Option<Report>, E>`).
     let ret_span = match &func.sig.output {
-        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Type(_, ty) => stored_type(ty, sig.ret_kind).span(),
         syn::ReturnType::Default => Span::call_site(),
     };
     let (cache, key_var, site_ref) = (local("__cache"), local("__cache_key"), &site_var);
@@ -63,8 +64,18 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     // `begin` (it is called there on a miss, or dropped), so the body can still
     // move them afterwards.
     let (step, miss) = (local("__step"), local("__miss"));
+    // The return type's check: its one error (a value that cannot be stored)
+    // points at the return type, and the kind it yields keeps the calls
+    // below free of errors of their own.
+    let mode_var = local("__cache_mode");
+    let probe = quote_spanned! {ret_span=>
+        #[allow(unused_imports)]
+        use ::cache_runtime::__private::NotStorable as _;
+        let #mode_var = ::cache_runtime::__private::Probe::<#mode, #ret>::new().mode();
+    };
     let begin = quote_spanned! {ret_span=>
-        match ::cache_runtime::__private::begin::<#mode, #ret, _>(
+        match ::cache_runtime::__private::begin_in::<_, #ret, _>(
+            &#mode_var,
             #cache,
             &#site_ref,
             #key_var,
@@ -75,7 +86,7 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
         }
     };
     let hit = quote_spanned! {ret_span=>
-        ::cache_runtime::__private::hit::<#mode, #ret>(#cache, &#site_ref, &#key_var)
+        ::cache_runtime::__private::hit_in::<_, #ret>(&#mode_var, #cache, &#site_ref, &#key_var)
     };
     let load_method = Ident::new("load", ret_span);
     let (r, ticket, refresher, make_owned) = (
@@ -89,7 +100,7 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
         let closure = owned_closure(sig, func, &make_owned);
         let arm = quote! {
             #p::Step::Refresh(#r, #refresher) => {
-                #refresher.spawn::<#mode, #ret, _>(#make_owned());
+                #p::spawn_in::<_, #ret, _>(&#mode_var, #refresher, #make_owned());
                 #r
             }
         };
@@ -105,6 +116,7 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     };
 
     let body = quote! {{
+        #probe
         #site
         #cache_binding
         let #key_var: #p::Key = #key;
@@ -129,6 +141,18 @@ fn generate(args: &CachedArgs, sig: &Analysed, func: &ItemFn) -> TokenStream {
     let attrs = &func.attrs;
     let vis = &func.vis;
     quote!(#(#attrs)* #vis #outer_sig #body)
+}
+
+/// The type a return type stores: `T` of `Result<T, E>` and `Option<T>`,
+/// `T` of `Result<Option<T>, E>`, else the type itself.
+fn stored_type(ty: &syn::Type, kind: signature::ReturnKind) -> &syn::Type {
+    use signature::ReturnKind;
+    let depth = match kind {
+        ReturnKind::Plain => 0,
+        ReturnKind::Result | ReturnKind::Option => 1,
+        ReturnKind::ResultOption => 2,
+    };
+    (0..depth).fold(ty, |ty, _| signature::first_type_arg_of(ty).unwrap_or(ty))
 }
 
 /// `static __CACHE_SITE: P::Site = ..;`
@@ -297,14 +321,21 @@ fn push_copy(
     value: TokenStream,
     binding: TokenStream,
 ) {
-    let p = private();
+    // A parameter that cannot be copied is reported at the parameter.
+    let span = value
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span());
     match ownership {
         Ownership::Value(ty) => {
-            copies.push(quote!(let #owned = #p::owned_arg(&#value);));
+            let call = quote_spanned!(span=> ::cache_runtime::__private::owned_arg(&#value));
+            copies.push(quote!(let #owned = #call;));
             rebinds.push(quote!(#binding: #ty = #owned;));
         }
         Ownership::Ref(ty) => {
-            copies.push(quote!(let #owned = #p::owned_arg(#value);));
+            let call = quote_spanned!(span=> ::cache_runtime::__private::owned_arg(#value));
+            copies.push(quote!(let #owned = #call;));
             rebinds.push(quote!(#binding: #ty = ::core::borrow::Borrow::borrow(&#owned);));
         }
         // Refresh mode is only chosen when every argument can be copied.

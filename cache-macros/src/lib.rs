@@ -65,7 +65,7 @@ use proc_macro::TokenStream;
 /// | `skip` | `skip(conn)` | parameters left out of the default key |
 /// | `cache` | `cache = self.cache` | the cache to use (`Cache`, `&Cache`, `Arc<Cache>`, ..); default: the global one |
 /// | `lock` | `lock = "local"` | stampede protection: `"local"`, `"distributed"` or `"none"` |
-/// | `cache_none` | `cache_none = false` | for `Option` returns: whether `None` is stored (default `true`) |
+/// | `cache_none` | `cache_none = false` | for `Option` and `Result<Option<T>, E>` returns: whether `None` (`Ok(None)`) is stored (default `true`) |
 /// | `profile` | `profile = "users"` | a named policy registered on the cache |
 /// | `name` | `name = "users::get"` | the function's identity in keys and metrics (default `module::fn`) |
 /// | `version` | `version = 2` | bump to ignore values stored by older code |
@@ -78,8 +78,9 @@ use proc_macro::TokenStream;
 /// `self` itself is not part of it. Template values must implement `Display`.
 ///
 /// The return type decides what is stored: for `Result<T, E>` only `Ok`, for
-/// `Option<T>` `Some` and (unless `cache_none = false`) `None`, otherwise the
-/// value. `?` and `return` in the body work as usual.
+/// `Option<T>` `Some` and (unless `cache_none = false`) `None`, for
+/// `Result<Option<T>, E>` `Ok(Some(_))` and (unless `cache_none = false`)
+/// `Ok(None)`, otherwise the value. `?` and `return` in the body work as usual.
 ///
 /// `stale` and `refresh_ahead` (and `profile`, when possible) rerun the body in
 /// the background after the caller returned, on owned copies of the arguments:

@@ -13,6 +13,9 @@ use crate::errors::Errors;
 pub enum ReturnKind {
     /// `Result<T, E>`: only `Ok` is stored.
     Result,
+    /// `Result<Option<T>, E>`: only `Ok` is stored, and `Ok(None)` only
+    /// unless `cache_none = false`.
+    ResultOption,
     /// `Option<T>`.
     Option,
     /// Anything else.
@@ -151,11 +154,35 @@ pub fn return_kind(ty: &Type) -> ReturnKind {
         Type::Group(g) => return_kind(&g.elem),
         Type::Paren(p) => return_kind(&p.elem),
         Type::Path(p) => match p.path.segments.last() {
-            Some(s) if s.ident == "Result" => ReturnKind::Result,
+            Some(s) if s.ident == "Result" => match first_type_arg(s) {
+                Some(inner) if return_kind(inner) == ReturnKind::Option => ReturnKind::ResultOption,
+                _ => ReturnKind::Result,
+            },
             Some(s) if s.ident == "Option" => ReturnKind::Option,
             _ => ReturnKind::Plain,
         },
         _ => ReturnKind::Plain,
+    }
+}
+
+/// `T` of a return type `Name<T, ..>` (through parentheses and groups).
+pub fn first_type_arg_of(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Group(g) => first_type_arg_of(&g.elem),
+        Type::Paren(p) => first_type_arg_of(&p.elem),
+        Type::Path(p) => p.path.segments.last().and_then(first_type_arg),
+        _ => None,
+    }
+}
+
+/// `T` of `Name<T, ..>`.
+fn first_type_arg(segment: &syn::PathSegment) -> Option<&Type> {
+    match &segment.arguments {
+        syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|arg| match arg {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
     }
 }
 
@@ -319,6 +346,20 @@ mod tests {
         assert!(r.mutability.is_some());
         assert!(matches!(r.ownership, Ownership::Value(_)));
         assert_eq!(a.ret_kind, ReturnKind::Option);
+
+        for (ret, kind) in [
+            ("Result<Option<u8>, E>", ReturnKind::ResultOption),
+            (
+                "io::Result<std::option::Option<u8>>",
+                ReturnKind::ResultOption,
+            ),
+            ("Result<Vec<Option<u8>>, E>", ReturnKind::Result),
+            ("Option<Result<u8, E>>", ReturnKind::Option),
+        ] {
+            let a =
+                analyse(&sig(&format!("async fn f() -> {ret}"))).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(a.ret_kind, kind, "{ret}");
+        }
 
         let a = analyse(&sig("async fn f(self: Arc<Self>) -> io::Result<u8>"))
             .unwrap_or_else(|e| panic!("{e}"));

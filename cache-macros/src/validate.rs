@@ -1,6 +1,6 @@
 //! Checks of the arguments against the function they are on: template
-//! placeholders and `skip` name parameters, `cache_none` needs an `Option`, and
-//! refresh mode needs arguments it can copy.
+//! placeholders and `skip` name parameters, `cache_none` needs an `Option`
+//! (or `Result<Option<T>, E>`), and refresh mode needs arguments it can copy.
 
 use syn::{Error, Ident};
 
@@ -91,10 +91,13 @@ pub fn check_cached(args: &CachedArgs, target: &Target) -> syn::Result<()> {
     }
     check_tags(&args.tags, target, &mut errors);
     if let Some((_, arg)) = &args.cache_none {
-        if target.sig.ret_kind != ReturnKind::Option {
+        if !matches!(
+            target.sig.ret_kind,
+            ReturnKind::Option | ReturnKind::ResultOption
+        ) {
             errors.push(Error::new_spanned(
                 arg,
-                "`cache_none` applies only to functions that return `Option`; remove it",
+                "`cache_none` applies only to functions that return `Option` or `Result<Option<T>, E>`; remove it",
             ));
         }
     }
@@ -232,11 +235,22 @@ mod tests {
 
     #[test]
     fn cache_none_needs_option() {
-        let e = errors(quote!(cache_none = true), "async fn f() -> Result<u8, E>");
-        assert_eq!(
-            e,
-            ["`cache_none` applies only to functions that return `Option`; remove it"]
-        );
+        const REFUSED: &str = "`cache_none` applies only to functions that return `Option` or `Result<Option<T>, E>`; remove it";
+        for ret in ["Result<u8, E>", "u8", "Vec<Option<u8>>"] {
+            let e = errors(quote!(cache_none = true), &format!("async fn f() -> {ret}"));
+            assert_eq!(e, [REFUSED], "{ret}");
+        }
+        for ret in [
+            "Option<u8>",
+            "Result<Option<u8>, E>",
+            "io::Result<Option<u8>>",
+        ] {
+            let e = errors(
+                quote!(cache_none = false),
+                &format!("async fn f() -> {ret}"),
+            );
+            assert!(e.is_empty(), "{ret}: {e:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! How a function's return type maps onto what is stored: `Result` stores only
-//! `Ok`, `Option` stores `Some` (and `None` unless `cache_none = false`), any
-//! other type is stored as it is. The macro picks the kind from the return type.
+//! `Ok`, `Option` stores `Some` (and `None` unless `cache_none = false`, also
+//! inside a `Result<Option<T>, E>`), any other type is stored as it is. The macro picks the kind from the return type.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -97,6 +97,9 @@ pub struct AsPlain;
 pub struct AsOption;
 /// `Result<T, E>`: only `Ok` stored.
 pub struct AsResult;
+/// `Result<Option<T>, E>` (a lookup that may find nothing): only `Ok` stored,
+/// and `Ok(None)` only unless `cache_none = false`.
+pub struct AsResultOption;
 
 impl<T: Storable> ReturnKind<T> for AsPlain {
     type Value = T;
@@ -139,6 +142,27 @@ impl<T: Storable, E> ReturnKind<Result<T, E>> for AsResult {
         Ok(v)
     }
     fn succeeded(r: &Result<T, E>) -> bool {
+        r.is_ok()
+    }
+}
+
+impl<T: Storable, E> ReturnKind<Result<Option<T>, E>> for AsResultOption {
+    type Value = Option<T>;
+    #[inline]
+    fn split(r: Result<Option<T>, E>) -> Result<Option<T>, Result<Option<T>, E>> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => Err(Err(e)),
+        }
+    }
+    #[inline]
+    fn join(v: Option<T>) -> Result<Option<T>, E> {
+        Ok(v)
+    }
+    fn storable(v: &Option<T>, cache_none: bool) -> bool {
+        cache_none || v.is_some()
+    }
+    fn succeeded(r: &Result<Option<T>, E>) -> bool {
         r.is_ok()
     }
 }

@@ -6,21 +6,29 @@
 //! static __SITE: Site = Site { name: .., ttl: .., ..Site::DEFAULT };
 //! let __cache: &Cache = global();             // or cache_ref(&(expr)) (cloned)
 //! let __key: Key = { KeyHasher / Template .. };
-//! if let Some(r) = hit::<AsResult, R>(__cache, &__SITE, &__key) { return r; }
-//! let step = match begin::<AsResult, R, _>(__cache, &__SITE, __key, || vec![/* tags */]) {
+//! // The return type's check (see `checks`): one error at the return type
+//! // when it cannot be stored, and the kind the calls below are made with.
+//! let __mode = Probe::<AsResult, R>::new().mode();
+//! if let Some(r) = hit_in::<_, R>(&__mode, __cache, &__SITE, &__key) { return r; }
+//! let step = match begin_in::<_, R, _>(&__mode, __cache, &__SITE, __key, || vec![/* tags */]) {
 //!     Begun::Ready(step) => step,
 //!     Begun::Miss(miss) => miss.await,
 //! };
 //! match step {
 //!     Step::Hit(r) => r,
-//!     Step::Refresh(r, refresher) => { refresher.spawn::<AsResult, R, _>(owned_future); r }
+//!     Step::Refresh(r, refresher) => { spawn_in::<_, R, _>(&__mode, refresher, owned_future); r }
 //!     Step::Load(ticket) => ticket.load(output::<R, _>(async move { body })).await,
 //! }
 //! ```
 
-use std::borrow::Borrow;
 use std::future::Future;
 use std::time::Duration;
+
+mod checks;
+
+pub use checks::{
+    begin_in, hit_in, spawn_in, AsCache, Cacheable, Mode, NotStorable, Probe, Unstorable,
+};
 
 pub use crate::flow::plan::number::PlanCache;
 
@@ -28,7 +36,7 @@ pub use crate::flow::{begin, hit, invalidate_after, Begin, Begun, Refresher, Ste
 pub use crate::key::{
     Key, KeyArg, KeyHasher, Placeholder, RenderDirect, RenderDisplay, Template, TemplateValue,
 };
-pub use crate::outcome::{AsOption, AsPlain, AsResult, ReturnKind};
+pub use crate::outcome::{AsOption, AsPlain, AsResult, AsResultOption, ReturnKind};
 pub use crate::owned::{owned_arg, OwnedArg};
 use crate::Cache;
 
@@ -100,10 +108,10 @@ pub fn global() -> &'static Cache {
 }
 
 /// Borrows a `Cache` out of whatever the `cache = EXPR` argument evaluates to:
-/// `Cache`, `&Cache`, `Arc<Cache>`, ...
+/// `Cache`, `&Cache`, `Arc<Cache>`, ... (see [`AsCache`]).
 #[inline]
-pub fn cache_ref<C: Borrow<Cache> + ?Sized>(cache: &C) -> &Cache {
-    cache.borrow()
+pub fn cache_ref<C: AsCache + ?Sized>(cache: &C) -> &Cache {
+    cache.as_cache()
 }
 
 /// The per-function get counters (one block of about 2 KiB per function

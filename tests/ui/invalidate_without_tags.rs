@@ -1,3 +1,5 @@
+#![deny(warnings)]
+
 use cache_runtime::invalidate;
 
 #[invalidate]

@@ -1,3 +1,5 @@
+#![deny(warnings)]
+
 use cache_runtime::cached;
 
 #[cached(ttl = "5m")]
