@@ -45,16 +45,17 @@ async fn half_stored() -> (Cache, InProcessStore, Vec<String>) {
     let (writer, _) = process(&backend).await;
     let all = keys(100);
     let even = all.iter().step_by(2).map(|k| (k.clone(), 7u32));
-    writer.set_many(even, &Policy::new()).await.expect("set_many");
+    writer
+        .set_many(even, &Policy::new())
+        .await
+        .expect("set_many");
     let (cache, handle) = process(&backend).await;
     (cache, handle, all)
 }
 
 fn loader_of(
     calls: &Arc<AtomicUsize>,
-) -> impl FnOnce(
-    Vec<String>,
-) -> std::future::Ready<Result<HashMap<String, u32>, String>> {
+) -> impl FnOnce(Vec<String>) -> std::future::Ready<Result<HashMap<String, u32>, String>> {
     let calls = calls.clone();
     move |missing: Vec<String>| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -72,7 +73,9 @@ async fn get_many_or_load_reads_once_loads_once_and_writes_once() {
         .await
         .expect("loads");
     let spent = handle.counts().since(&before);
-    let want: Vec<Option<u32>> = (0..100).map(|i| Some(if i % 2 == 0 { 7 } else { 9 })).collect();
+    let want: Vec<Option<u32>> = (0..100)
+        .map(|i| Some(if i % 2 == 0 { 7 } else { 9 }))
+        .collect();
     assert_eq!(got, want);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "one loader call");
     assert_eq!(reads(&spent), 1, "one read round trip: {spent:?}");
@@ -115,7 +118,10 @@ async fn get_many_and_set_many_cost_one_round_trip() {
     assert_eq!(spent.total(), 1, "{spent:?}");
     let before = handle.counts();
     let items = all.iter().map(|k| (k.clone(), 1u32));
-    cache.set_many(items, &Policy::new()).await.expect("set_many");
+    cache
+        .set_many(items, &Policy::new())
+        .await
+        .expect("set_many");
     let spent = handle.counts().since(&before);
     assert_eq!(writes(&spent), 1, "{spent:?}");
     // And the key-write sequence number other processes order by.
@@ -211,4 +217,76 @@ async fn the_batch_joins_a_running_single_load() {
     let asked = asked.lock().unwrap();
     assert_eq!(asked.len(), 49, "every odd key but k1");
     assert!(!asked.contains(&"k1".to_string()));
+}
+
+/// On a real Redis behind a proxy that holds every chunk 3 ms: a batch of
+/// 100 keys (50 stored, 50 loaded) against 100 sequential `get_or_load`s
+/// of the same shape. Wall time, measured: the batch is a few round trips,
+/// the sequential calls at least 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_batch_is_a_few_round_trips_not_one_per_key() {
+    use integration_tests::fault_proxy::FaultProxy;
+    use integration_tests::redis_harness::RedisServer;
+    let server = RedisServer::start();
+    let proxy = FaultProxy::to_port(server.port());
+    let build = |ns: &'static str| {
+        let url = proxy.redis_url();
+        async move {
+            Cache::builder()
+                .namespace(ns)
+                .memory(1000)
+                .redis(&url)
+                .build()
+                .await
+                .expect("cache builds")
+        }
+    };
+    let (writer, batch_reader, single_reader) =
+        (build("rb").await, build("rb").await, build("rb").await);
+    for cache in [&writer, &batch_reader, &single_reader] {
+        // Connected before anything is timed.
+        cache.set("warm", 0u32).await.expect("redis answers");
+    }
+    let batch_keys: Vec<String> = (0..100).map(|i| format!("b{i}")).collect();
+    let single_keys: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+    for all in [&batch_keys, &single_keys] {
+        let even = all.iter().step_by(2).map(|k| (k.clone(), 7u32));
+        writer
+            .set_many(even, &Policy::new())
+            .await
+            .expect("set_many");
+    }
+    proxy.set_delay(Duration::from_millis(3));
+
+    let started = std::time::Instant::now();
+    let got = batch_reader
+        .get_many_or_load(
+            &batch_keys,
+            &Policy::new(),
+            |missing: Vec<String>| async move {
+                Ok::<_, String>(missing.into_iter().map(|k| (k, 9u32)).collect())
+            },
+        )
+        .await
+        .expect("batch");
+    let batch = started.elapsed();
+    assert!(got.iter().all(Option::is_some));
+
+    let started = std::time::Instant::now();
+    for key in &single_keys {
+        let v: Result<u32, String> = single_reader
+            .get_or_load(key, &Policy::new(), [] as [&str; 0], || async { Ok(9) })
+            .await;
+        v.expect("single");
+    }
+    let sequential = started.elapsed();
+    proxy.set_delay(Duration::ZERO);
+    println!(
+        "100 keys over +3 ms per chunk: get_many_or_load {batch:?}, 100 get_or_load {sequential:?}"
+    );
+    assert!(
+        sequential >= Duration::from_millis(300),
+        "100 round trips of at least 3 ms: {sequential:?}"
+    );
+    assert!(batch * 10 < sequential, "batch {batch:?} vs {sequential:?}");
 }

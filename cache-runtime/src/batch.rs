@@ -29,6 +29,17 @@ impl Cache {
     /// # }
     /// ```
     ///
+    /// Round trips to the remote tier, whatever the number of keys: none
+    /// when memory holds every key; else one `fetch_batch` of the keys memory
+    /// missed (a Redis cluster sends it to each node concurrently), and a
+    /// second one, `versions` of every tag at once, only for tagged entries
+    /// whose tags' versions this process does not know.
+    ///
+    /// # Errors
+    ///
+    /// The remote tier's error when its read failed (a timeout, a fault, an
+    /// open breaker).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
