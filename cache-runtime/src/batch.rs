@@ -29,6 +29,17 @@ impl Cache {
     /// # }
     /// ```
     ///
+    /// Round trips to the remote tier, whatever the number of keys: none
+    /// when memory holds every key; else one `fetch_batch` of the keys memory
+    /// missed (a Redis cluster sends it to each node concurrently), and a
+    /// second one, `versions` of every tag at once, only for tagged entries
+    /// whose tags' versions this process does not know.
+    ///
+    /// # Errors
+    ///
+    /// The remote tier's error when its read failed (a timeout, a fault, an
+    /// open breaker).
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
@@ -58,6 +69,16 @@ impl Cache {
     /// Stores every `(key, value)` with `policy`: one pipeline to the remote
     /// tier, then memory.
     ///
+    /// Round trips: one `put_many` for every entry (the store's pipeline; a
+    /// Redis cluster groups it per node), plus the reservation of the
+    /// key-write sequence number other processes order key writes by, and a
+    /// `delete` per value over the maximum entry size (not stored).
+    ///
+    /// # Errors
+    ///
+    /// The remote tier's error when the write failed; memory holds the new
+    /// values all the same.
+    ///
     /// # Cancel safety
     ///
     /// The keys leave this process's memory tier on the first
@@ -72,8 +93,24 @@ impl Cache {
         K: AsRef<str>,
         I: IntoIterator<Item = (K, T)>,
     {
-        let inner = &self.inner;
         let plan = Plan::from_policy(policy, self, true);
+        let items = items
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_string(), v))
+            .collect();
+        self.write_many(items, &plan, 0, true).await
+    }
+
+    /// Writes untagged `items` through both tiers in one `put_many`;
+    /// `publish`: a write others must hear of (a `set`, not a load's fill).
+    pub(crate) async fn write_many<T: Storable>(
+        &self,
+        items: Vec<(String, T)>,
+        plan: &Plan,
+        load_millis: u32,
+        publish: bool,
+    ) -> Result<()> {
+        let inner = &self.inner;
         let now = now_millis();
         let (fresh_until, stale_until, fail_safe_until) = plan.deadlines(now);
         let ttl =
@@ -83,7 +120,7 @@ impl Cache {
             fresh_until,
             stale_until,
             fail_safe_until,
-            load_millis: 0,
+            load_millis,
             schema: entry::schema_of::<T>(),
             tags: Vec::new(),
         };
@@ -92,9 +129,9 @@ impl Cache {
         let mut names = Vec::new();
         // Keys whose value is over the maximum entry size: deleted instead.
         let mut oversized = Vec::new();
-        for (key, value) in items {
-            names.push(key.as_ref().to_string());
-            let key = Key::manual(key.as_ref());
+        for (name, value) in items {
+            let key = Key::manual(&name);
+            names.push(name);
             if let Some(remote) = &inner.tiers.remote {
                 match entry::encode_within(&header, &value, remote.limits()) {
                     Ok(bytes) => writes.push((key.full(&inner.config.namespace), bytes, ttl)),
@@ -118,7 +155,7 @@ impl Cache {
                 fresh_until,
                 stale_until,
                 fail_safe_until,
-                load_millis: 0,
+                load_millis,
                 tags: Default::default(),
             };
             entries.push((key, entry));
@@ -131,7 +168,10 @@ impl Cache {
                 inner.tiers.memory.remove(&key.repr);
             }
             if !writes.is_empty() || !oversized.is_empty() {
-                let seq = key_writes::reserve(&*self.inner).await;
+                let seq = match publish {
+                    true => Some(key_writes::reserve(&*self.inner).await),
+                    false => None,
+                };
                 if !writes.is_empty() {
                     outcome = remote
                         .call(&inner.observe.counters, |s| s.put_many(writes.clone()))
@@ -147,8 +187,10 @@ impl Cache {
                         outcome = deleted.map(drop);
                     }
                 }
-                let keys = names.iter().map(String::as_str).collect();
-                key_writes::publish(&*self.inner, seq, KeyWrite::Keys(keys)).await;
+                if let Some(seq) = seq {
+                    let keys = names.iter().map(String::as_str).collect();
+                    key_writes::publish(&*self.inner, seq, KeyWrite::Keys(keys)).await;
+                }
             }
         }
         for (key, entry) in entries {

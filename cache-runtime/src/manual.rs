@@ -257,6 +257,21 @@ impl Cache {
     /// # }
     /// ```
     ///
+    /// Round trips to the remote tier, whatever the number of keys: one read
+    /// of the keys memory missed (as [`get_many`](Self::get_many)), one
+    /// `put_many` of what `load` returned; none when memory holds every key.
+    /// Each missing key joins this process's single flight: a concurrent
+    /// [`get_or_load`](Self::get_or_load) of one of them waits for this
+    /// batch's load, and this batch waits for one already running instead
+    /// of loading that key. Across processes the keys are not locked (the
+    /// distributed lock is per key, so a round trip each): two processes
+    /// missing the same keys at once may both load them.
+    ///
+    /// # Errors
+    ///
+    /// `load`'s error, with nothing stored. A failing remote tier is not an
+    /// error: its read counts as a miss and its write as a fault.
+    ///
     /// # Cancel safety
     ///
     /// As [`get_or_load`](Self::get_or_load): dropping it
@@ -276,22 +291,46 @@ impl Cache {
     {
         let inner = &self.inner;
         let plan = Plan::from_policy(policy, self, false);
-        let mut out: Vec<Option<T>> = Vec::with_capacity(keys.len());
+        let mut out: Vec<Option<T>> = keys
+            .iter()
+            .map(|k| self.get_now(&Key::manual(k.as_ref())))
+            .collect();
+        // Joined before the remote read, as a single load's leader does: a
+        // concurrent `get_or_load` of one of these keys waits for this batch.
         let mut led: Vec<(usize, Option<LeadGuard>)> = Vec::new();
         let mut waiting = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            let key = Key::manual(key.as_ref());
-            // A remote fault reads as a miss here: the loader then answers.
-            if let Ok(Some(v)) = self.lookup::<T>(&key).await {
-                out.push(Some(v));
-                continue;
-            }
-            out.push(None);
+        for i in (0..keys.len()).filter(|&i| out[i].is_none()) {
             // Untagged: no invalidation can overtake these loads.
-            match inner.flights.join(&key.repr, Default::default()) {
+            match inner
+                .flights
+                .join(&Key::manual(keys[i].as_ref()).repr, Default::default())
+            {
                 Join::Lead(guard) => led.push((i, Some(guard))),
                 Join::Alone => led.push((i, None)),
                 Join::Wait(flight) => waiting.push((i, flight)),
+            }
+        }
+        if !led.is_empty() && inner.tiers.remote.is_some() {
+            let wanted: Vec<Key> = led
+                .iter()
+                .map(|(i, _)| Key::manual(keys[*i].as_ref()))
+                .collect();
+            // One round trip; a remote fault reads as a miss: `load` answers.
+            if let Ok(found) = crate::remote::read::read_many::<T>(self, &wanted).await {
+                let mut still = Vec::with_capacity(led.len());
+                for ((i, guard), value) in led.into_iter().zip(found) {
+                    match value {
+                        // Promoted to memory by the read: waiters may take it.
+                        Some(value) => {
+                            if let Some(guard) = guard {
+                                guard.complete(Some(Arc::new(value.clone())));
+                            }
+                            out[i] = Some(value);
+                        }
+                        None => still.push((i, guard)),
+                    }
+                }
+                led = still;
             }
         }
         if !led.is_empty() {
@@ -302,6 +341,7 @@ impl Cache {
             inner.observe.counters.loads.incr();
             let started = std::time::Instant::now();
             let loaded = load(missing).await;
+            let took = started.elapsed();
             let outcome = match &loaded {
                 Ok(_) => LoadOutcome::Ok,
                 Err(_) => LoadOutcome::Error,
@@ -310,7 +350,7 @@ impl Cache {
                 function: None,
                 key: None,
             };
-            inner.tell(|events| events.load(batch, started.elapsed(), outcome, false));
+            inner.tell(|events| events.load(batch, took, outcome, false));
             let mut loaded = match loaded {
                 Ok(loaded) => loaded,
                 Err(e) => {
@@ -320,18 +360,25 @@ impl Cache {
                 }
             };
             crate::warm::record(inner, crate::warm::Outcome::Loaded);
+            let mut items = Vec::new();
+            let mut done = Vec::new();
             for (i, guard) in led {
-                let name = keys[i].as_ref();
-                match loaded.remove(name) {
+                match loaded.remove(keys[i].as_ref()) {
                     Some(value) => {
-                        let key = Key::manual(name);
-                        self.store_typed(&key, value.clone(), &plan, &[]).await;
-                        if let Some(guard) = guard {
-                            guard.complete(Some(Arc::new(value.clone())));
-                        }
+                        items.push((keys[i].as_ref().to_string(), value.clone()));
                         out[i] = Some(value);
+                        done.push((i, guard));
                     }
                     None => drop(guard),
+                }
+            }
+            let millis = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+            // A failed write is counted as a fault; the caller still gets its values.
+            let _ = self.write_many(items, &plan, millis, false).await;
+            // After the write, so a caller who finds no flight finds the entry.
+            for (i, guard) in done {
+                if let (Some(guard), Some(value)) = (guard, &out[i]) {
+                    guard.complete(Some(Arc::new(value.clone())));
                 }
             }
         }
@@ -343,11 +390,7 @@ impl Cache {
             out[i] = match shared.as_ref().and_then(|s| s.downcast_ref::<T>()) {
                 Some(v) => Some(v.clone()),
                 // The other load failed or did not have this key: read what is stored.
-                None => self
-                    .lookup::<T>(&Key::manual(keys[i].as_ref()))
-                    .await
-                    .ok()
-                    .flatten(),
+                None => self.lookup::<T>(&key).await.ok().flatten(),
             };
         }
         Ok(out)

@@ -141,6 +141,10 @@ pub(crate) async fn remote_versions(cache: &Cache, tags: &[String]) -> Option<Ve
     if inner.tags.any_pending(tags) {
         return None;
     }
+    // No tags, no versions: not worth a round trip.
+    if tags.is_empty() {
+        return Some(Vec::new());
+    }
     let keys: Vec<String> = tags
         .iter()
         .map(|t| Remote::tag_key(&inner.config.namespace, t))
