@@ -6,6 +6,12 @@
 //! free loopback port, in a temporary directory; as the `postgres` user when
 //! run as root) and stops it at the end.
 //!
+//! Before criterion's groups (which run one side after the other, so that a
+//! drift of the shared machine lands on one side only), it alternates short
+//! rounds of the three sides in one process and prints their medians and the
+//! median of the per-round ratios (`PG_RATIO_ROUNDS`, default 21 rounds of
+//! 300 sequential calls each).
+//!
 //! `cargo bench -p cache-runtime --features postgres --bench postgres_hit`
 
 use std::path::PathBuf;
@@ -15,7 +21,7 @@ use std::time::{Duration, Instant};
 use cache_runtime::store::postgres::PostgresStore;
 use cache_runtime::{cached, Cache};
 use criterion::{criterion_group, criterion_main, Criterion};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 /// A private PostgreSQL, stopped on drop.
@@ -137,6 +143,7 @@ fn raw_pool(url: &str) -> Pool {
     );
     Pool::builder(manager)
         .max_size(16)
+        .queue_mode(QueueMode::Lifo)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_millis(250)))
         .create_timeout(Some(Duration::from_millis(250)))
@@ -242,6 +249,9 @@ fn hit(c: &mut Criterion) {
         after.1 - before.1
     );
 
+    let key = cache_key(&rt, &raw);
+    alternate(&rt, &raw, &cache, &key);
+
     let mut group = c.benchmark_group("postgres_hit_sequential");
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("raw_select", |b| {
@@ -258,7 +268,6 @@ fn hit(c: &mut Criterion) {
         })
     });
     // The store's own statement, raw: what the server's side of a hit costs.
-    let key = cache_key(&rt, &raw);
     group.bench_function("raw_store_statement", |b| {
         b.to_async(&rt).iter(|| async {
             let client = raw.get().await.expect("client");
@@ -276,6 +285,90 @@ fn hit(c: &mut Criterion) {
         b.to_async(&rt).iter(|| item(&cache, 1))
     });
     group.finish();
+}
+
+/// One raw prepared `SELECT` of `sql` with `key` through `raw`.
+async fn raw_select(raw: &Pool, sql: &str, key: &[u8]) -> Vec<u8> {
+    let client = raw.get().await.expect("client");
+    let statement = client.prepare_cached(sql).await.expect("prepare");
+    let row = client
+        .query_opt(&statement, &[&key])
+        .await
+        .expect("select")
+        .expect("a row");
+    row.get(0)
+}
+
+/// Calls per side per alternated round.
+const PER_ROUND: u32 = 300;
+
+/// This thread's CPU time in nanoseconds (Linux `schedstat`; 0 elsewhere):
+/// the current-thread runtime runs the client and its connections' tasks
+/// here, so it is the client's whole CPU cost.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Wall and client CPU microseconds per call of `PER_ROUND` sequential
+/// calls of `call`.
+fn round<F: std::future::Future>(rt: &tokio::runtime::Runtime, call: impl Fn() -> F) -> (f64, f64) {
+    rt.block_on(async {
+        let cpu = thread_cpu_ns();
+        let started = Instant::now();
+        for _ in 0..PER_ROUND {
+            std::hint::black_box(call().await);
+        }
+        let wall = started.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND);
+        let cpu = (thread_cpu_ns() - cpu) as f64 / 1e3 / f64::from(PER_ROUND);
+        (wall, cpu)
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Alternated rounds of the raw `SELECT`, the store's statement raw and the
+/// cached hit; prints the medians, the median per-round ratio of the cached
+/// hit to the raw `SELECT`, and the load average.
+fn alternate(rt: &tokio::runtime::Runtime, raw: &Pool, cache: &Cache, key: &[u8]) {
+    let rounds: usize = std::env::var("PG_RATIO_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(21);
+    let (mut plain, mut store, mut cached, mut ratios) = (vec![], vec![], vec![], vec![]);
+    let (mut plain_cpu, mut store_cpu, mut cached_cpu) = (vec![], vec![], vec![]);
+    for _ in 0..rounds {
+        let (p, pc) = round(rt, || raw_select(raw, RAW, b"raw:item:1"));
+        let (s, sc) = round(rt, || raw_select(raw, STORE_SQL, key));
+        let (c, cc) = round(rt, || item(cache, 1));
+        plain.push(p);
+        store.push(s);
+        cached.push(c);
+        ratios.push(c / p);
+        plain_cpu.push(pc);
+        store_cpu.push(sc);
+        cached_cpu.push(cc);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "alternated, {rounds} rounds of {PER_ROUND}: raw SELECT {:.1} µs, store's statement raw {:.1} µs, \
+         #[cached] storage-only {:.1} µs; median ratio cached/raw {:.2}x; client CPU per call \
+         {:.1} / {:.1} / {:.1} µs (load average {})",
+        median(plain),
+        median(store),
+        median(cached),
+        median(ratios),
+        median(plain_cpu),
+        median(store_cpu),
+        median(cached_cpu),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
 }
 
 criterion_group!(benches, hit);

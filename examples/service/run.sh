@@ -3,6 +3,7 @@
 #
 #   bash examples/service/run.sh            # memory cache
 #   bash examples/service/run.sh --redis    # memory + Redis (write-through)
+#   bash examples/service/run.sh --postgres-cache  # memory + PostgreSQL, no Redis
 #
 # Starts a private PostgreSQL (and with --redis a redis-server) on free
 # loopback ports in a temporary directory, prints their URLs, then runs
@@ -19,10 +20,12 @@ cd "$(dirname "$0")/../.."
 source examples/service/servers.sh
 
 with_redis=false
+postgres_cache=false
 case "${1:-}" in
 "") ;;
 --redis) with_redis=true ;;
-*) die "usage: bash examples/service/run.sh [--redis]" ;;
+--postgres-cache) postgres_cache=true ;;
+*) die "usage: bash examples/service/run.sh [--redis | --postgres-cache]" ;;
 esac
 
 make_workdir run
@@ -34,6 +37,11 @@ if $with_redis; then
     start_redis
     echo "REDIS_URL=$REDIS_URL" >&2
     export REDIS_URL
+fi
+if $postgres_cache; then
+    # The cache's tables beside the app's, in the same database.
+    export CACHE_POSTGRES_URL="$DATABASE_URL"
+    echo "CACHE_POSTGRES_URL=$CACHE_POSTGRES_URL" >&2
 fi
 # Not exec: the trap must stop the servers when the service exits.
 cargo run -p service

@@ -5,7 +5,7 @@
 //! | `DATABASE_URL` | PostgreSQL, `postgres://user:pw@host:port/db` or key=value form | required |
 //! | `DATABASE_POOL_SIZE` | connections in the pool | 16 |
 //! | `LISTEN_ADDR` | address to bind; port 0 picks a free one | `127.0.0.1:3000` |
-//! | `REDIS_URL`, `CACHE_*` | the cache, as `cache_runtime::CacheBuilder::env` reads them | memory only |
+//! | `REDIS_URL`, `CACHE_POSTGRES_URL`, `CACHE_*` | the cache, as `cache_runtime::CacheBuilder::env` reads them | memory only |
 
 use std::net::SocketAddr;
 
