@@ -13,11 +13,12 @@
 
 mod http_hit;
 mod memory;
+mod remote_hit;
 
 use std::process::ExitCode;
 
 /// The paths, each with what it measures.
-const PATHS: [(&str, &str); 6] = [
+const PATHS: [(&str, &str); 8] = [
     (
         "default_key",
         "#[cached(cache = ..)] memory hit, default key",
@@ -39,6 +40,14 @@ const PATHS: [(&str, &str); 6] = [
         "miss",
         "memory-only miss: runs the function and stores the value",
     ),
+    (
+        "remote_hit",
+        "storage-only #[cached] hit on the in-process store, no tags",
+    ),
+    (
+        "remote_hit_tagged",
+        "remote_hit with two tags, their versions read with the entry",
+    ),
 ];
 
 /// Runs the calls the gate counts. `.ci/bench-gate` has callgrind collect
@@ -53,7 +62,7 @@ pub fn measured(calls: &mut dyn FnMut()) {
 fn usage() -> ExitCode {
     eprintln!("usage: bench-gate <path> <calls>; paths:");
     for (name, what) in PATHS {
-        eprintln!("  {name:13} {what}");
+        eprintln!("  {name:17} {what}");
     }
     ExitCode::from(2)
 }
@@ -77,6 +86,8 @@ fn main() -> ExitCode {
         "metrics" => memory::metrics(&rt, calls),
         "http_hit" => http_hit::run(&rt, calls),
         "miss" => memory::miss(&rt, calls),
+        "remote_hit" => remote_hit::untagged(&rt, calls),
+        "remote_hit_tagged" => remote_hit::tagged(&rt, calls),
         _ => return usage(),
     }
     println!("bench-gate: {path}: {calls} calls");

@@ -18,7 +18,7 @@ const MISS_WARM: u64 = 1000;
 const MISS_CAPACITY: usize = 100_000;
 
 /// The value for `id`: 100 bytes.
-fn value_for(id: u64) -> String {
+pub fn value_for(id: u64) -> String {
     let mut s = format!("value-{id:020}-");
     s.extend(std::iter::repeat_n('x', 100 - s.len()));
     s
@@ -74,7 +74,7 @@ async fn miss_item(id: u64) -> String {
 
 /// Warms keys `1..=KEYS` through `f`, then makes `calls` calls cycling over
 /// them.
-fn hits<F, Fut>(rt: &Runtime, calls: u64, f: F)
+pub fn hits<F, Fut>(rt: &Runtime, calls: u64, f: F)
 where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = String>,

@@ -18,7 +18,7 @@ pub(super) async fn fetch(
     let counters = &cache.inner.observe.counters;
     let answers = match requests {
         [] => return Ok(Vec::new()),
-        [one] => vec![remote.call(counters, |s| s.fetch(*one)).await?],
+        [one] => return Ok(vec![fetch_one(cache, remote, *one).await?]),
         _ => remote.call(counters, |s| s.fetch_batch(requests)).await?,
     };
     let matches = answers.len() == requests.len()
@@ -28,6 +28,21 @@ pub(super) async fn fetch(
             .all(|(a, r)| a.versions.len() == r.tag_count());
     if matches {
         Ok(answers)
+    } else {
+        broken(cache, "a fetch's answer does not match its request")
+    }
+}
+
+/// One round trip for one request (`read_one`'s, and a batch of one).
+pub(super) async fn fetch_one(
+    cache: &Cache,
+    remote: &Remote,
+    request: Fetch<'_>,
+) -> Result<Fetched, StoreError> {
+    let counters = &cache.inner.observe.counters;
+    let answer = remote.call(counters, |s| s.fetch(request)).await?;
+    if answer.versions.len() == request.tag_count() {
+        Ok(answer)
     } else {
         broken(cache, "a fetch's answer does not match its request")
     }
