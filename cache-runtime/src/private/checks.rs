@@ -102,7 +102,7 @@ impl<R> ReturnKind<R> for Unstorable {
 }
 
 /// [`hit`] with the kind from a [`Mode`].
-#[inline]
+#[inline(always)]
 pub fn hit_in<M: ReturnKind<R>, R>(
     _: &Mode<M>,
     cache: &Cache,
@@ -113,7 +113,7 @@ pub fn hit_in<M: ReturnKind<R>, R>(
 }
 
 /// [`begin`] with the kind from a [`Mode`].
-#[inline]
+#[inline(always)]
 pub fn begin_in<'a, M, R, T>(
     _: &Mode<M>,
     cache: &'a Cache,
