@@ -7,7 +7,9 @@
 //! over a real Redis. The last test: an entry compressed by one cache
 //! (`compress_above`) is read by a cache without the setting.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 use cache_runtime::store::in_process::InProcessStore;
 use cache_runtime::{cached, Cache, Policy};
@@ -31,12 +33,26 @@ struct UserV2 {
     full_name: String,
 }
 
-static V1_LOADS: AtomicU64 = AtomicU64::new(0);
-static V2_LOADS: AtomicU64 = AtomicU64::new(0);
+/// Loads by (build, id): each test uses its own id, so the tests of this
+/// file, which run in parallel, do not see each other's loads.
+static LOADS: LazyLock<Mutex<HashMap<(u8, u64), u64>>> = LazyLock::new(Default::default);
+
+fn count_load(build: u8, id: u64) {
+    *LOADS.lock().unwrap().entry((build, id)).or_default() += 1;
+}
+
+fn loads(build: u8, id: u64) -> u64 {
+    LOADS
+        .lock()
+        .unwrap()
+        .get(&(build, id))
+        .copied()
+        .unwrap_or(0)
+}
 
 #[cached(name = "users.get", cache = cache, key = "user:{id}", ttl = "1h")]
 async fn user_v1(cache: &Cache, id: u64) -> UserV1 {
-    V1_LOADS.fetch_add(1, Ordering::SeqCst);
+    count_load(1, id);
     UserV1 {
         id,
         name: "ann (v1)".into(),
@@ -45,7 +61,7 @@ async fn user_v1(cache: &Cache, id: u64) -> UserV1 {
 
 #[cached(name = "users.get", cache = cache, key = "user:{id}", ttl = "1h")]
 async fn user_v2(cache: &Cache, id: u64) -> UserV2 {
-    V2_LOADS.fetch_add(1, Ordering::SeqCst);
+    count_load(2, id);
     UserV2 {
         id,
         full_name: "Ann Example (v2)".into(),
@@ -66,12 +82,12 @@ where
 {
     let old = make().await;
     let new = make().await;
-    let v1 = V1_LOADS.load(Ordering::SeqCst);
-    let v2 = V2_LOADS.load(Ordering::SeqCst);
+    let v1 = loads(1, id);
+    let v2 = loads(2, id);
 
     // The older build stores its entry.
     assert_eq!(user_v1(&old, id).await.name, "ann (v1)");
-    assert_eq!(V1_LOADS.load(Ordering::SeqCst), v1 + 1);
+    assert_eq!(loads(1, id), v1 + 1);
 
     // The newer build reads it: a clean miss, its own load, counted apart.
     let got = user_v2(&new, id).await;
@@ -79,7 +95,7 @@ where
         got.full_name, "Ann Example (v2)",
         "the older entry was served as a UserV2 with its renamed field defaulted"
     );
-    assert_eq!(V2_LOADS.load(Ordering::SeqCst), v2 + 1);
+    assert_eq!(loads(2, id), v2 + 1);
     // Counted per read of the entry: the miss reads it again under the
     // distributed lock.
     let stats = new.stats();
@@ -93,14 +109,14 @@ where
     // It overwrote the entry: a third process of the newer build hits it.
     let third = make().await;
     assert_eq!(user_v2(&third, id).await, got);
-    assert_eq!(V2_LOADS.load(Ordering::SeqCst), v2 + 1);
+    assert_eq!(loads(2, id), v2 + 1);
     assert_eq!(third.stats().schema_mismatches, 0);
     assert_eq!(third.stats().remote_hits, 1);
 
     // And a fresh process of the older build misses it in turn.
     let fourth = make().await;
     assert_eq!(user_v1(&fourth, id).await.name, "ann (v1)");
-    assert_eq!(V1_LOADS.load(Ordering::SeqCst), v1 + 2);
+    assert_eq!(loads(1, id), v1 + 2);
     assert!(fourth.stats().schema_mismatches >= 1);
     assert_eq!(fourth.stats().decode_errors, 0);
 }
